@@ -1,0 +1,24 @@
+/**
+ * Every exported function of createActivities() is an activity. The workflow calls them by
+ * these engine-neutral names; each dispatches to the engine the plan names.
+ */
+import type { ActivityInput } from '../plan/migration-types';
+import { buildIndexesPostgres } from './postgres/build-indexes';
+import { createDatabasePostgres } from './postgres/create-database';
+import { createTablesPostgres } from './postgres/create-tables';
+import { fullLoadPostgres } from './postgres/full-load';
+import { preflightPostgres } from './postgres/preflight';
+import { validatePostgres } from './postgres/validate';
+
+export function createActivities() {
+  return {
+    preflight: (input: ActivityInput & { withTargetSchema?: boolean }) => preflightPostgres(input),
+    createDatabase: (input: ActivityInput) => createDatabasePostgres(input),
+    createTables: (input: ActivityInput) => createTablesPostgres(input),
+    fullLoad: (input: ActivityInput) => fullLoadPostgres(input),
+    buildIndexes: (input: ActivityInput) => buildIndexesPostgres(input),
+    validate: (input: ActivityInput) => validatePostgres(input),
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

@@ -1,0 +1,54 @@
+import type { Client } from 'pg';
+import type { SchemaModel } from '../../plan/schema-model';
+
+/**
+ * dbferry's own bookkeeping lives on the target in schema `_dbferry`, written in the same
+ * transactions as the data it describes, so a retried step knows exactly what is done.
+ */
+export const BOOKKEEPING_DDL = `
+CREATE SCHEMA IF NOT EXISTS _dbferry;
+CREATE TABLE IF NOT EXISTS _dbferry.migrations (
+  run_id      text PRIMARY KEY,
+  name        text NOT NULL,
+  model       jsonb NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS _dbferry.table_loads (
+  run_id           text NOT NULL,
+  table_key        text NOT NULL,
+  rows             bigint NOT NULL,
+  bytes            bigint NOT NULL,
+  source_checksum  numeric,
+  snapshot         text NOT NULL,
+  loaded_at        timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (run_id, table_key)
+);`;
+
+export async function ensureBookkeeping(target: Client): Promise<void> {
+  const { rows } = await target.query("SELECT to_regclass('_dbferry.table_loads') IS NOT NULL AS present");
+  if (!rows[0]?.present) await target.query(BOOKKEEPING_DDL);
+}
+
+/** The schema model this migration created on the target, or undefined before create-tables. */
+export async function readModel(target: Client, runId: string): Promise<SchemaModel | undefined> {
+  const { rows } = await target.query("SELECT to_regclass('_dbferry.migrations') IS NOT NULL AS present");
+  if (!rows[0]?.present) return undefined;
+  const r = await target.query('SELECT model FROM _dbferry.migrations WHERE run_id = $1', [runId]);
+  return r.rows[0]?.model as SchemaModel | undefined;
+}
+
+export interface TableLoadRow {
+  table_key: string;
+  rows: string;
+  bytes: string;
+  source_checksum: string | null;
+  snapshot: string;
+}
+
+export async function readTableLoads(target: Client, runId: string): Promise<Map<string, TableLoadRow>> {
+  const r = await target.query<TableLoadRow>(
+    'SELECT table_key, rows::text, bytes::text, source_checksum::text, snapshot FROM _dbferry.table_loads WHERE run_id = $1',
+    [runId],
+  );
+  return new Map(r.rows.map((row) => [row.table_key, row]));
+}

@@ -1,0 +1,137 @@
+import { escapeIdentifier, type Client } from 'pg';
+import type { ActivityInput, BuildResult } from '../../plan/migration-types';
+import type { SchemaModel, SequenceModel } from '../../plan/schema-model';
+import { inParallel, withHeartbeat } from '../heartbeat';
+import { connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
+import { postLoadStatements, qualifiedTable, sequenceSetvalStatement } from './ddl';
+import { toFailure } from './errors';
+import { loadModel } from './model';
+
+type Stmt = { table: string; name: string; sql: string };
+
+/**
+ * After the load: primary keys, unique and exclusion constraints and indexes (in parallel),
+ * foreign keys (NOT VALID, then VALIDATE: the data comes from one snapshot), sequences carried
+ * from the source's current state and never below the loaded maximum, then ANALYZE.
+ * Every statement first checks whether it already happened, so a retry continues where the
+ * last attempt stopped.
+ */
+export async function buildIndexesPostgres({ plan, migration }: ActivityInput): Promise<BuildResult> {
+  const started = Date.now();
+  const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
+  const model = await loadModel(tgt, migration.runId);
+  const post = postLoadStatements(model);
+  const progress = { step: 'keys and indexes', done: 0, total: 0, running: [] as string[] };
+
+  return withHeartbeat(() => ({ ...progress }), async () => {
+    const lanes: Client[] = [];
+    const lane = async (i: number) => {
+      if (!lanes[i]) {
+        const c = await connect(tgt, { purpose: 'build indexes' });
+        await c.query("SET maintenance_work_mem = '256MB'");
+        lanes[i] = c;
+      }
+      return lanes[i]!;
+    };
+    const run = async (stmts: Stmt[], parallel: number, kind: 'constraint' | 'index' | 'validate') => {
+      progress.total += stmts.length;
+      await inParallel(stmts, parallel, async (s, i) => {
+        const c = await lane(i);
+        progress.running.push(s.name);
+        try {
+          if (kind === 'constraint' && (await constraintExists(c, s))) return;
+          await c.query(s.sql);
+        } catch (err) {
+          throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, table: s.table, doing: `${kind === 'validate' ? 'validating' : 'creating'} ${s.name}` });
+        } finally {
+          progress.running = progress.running.filter((n) => n !== s.name);
+          progress.done++;
+        }
+      });
+    };
+    try {
+      const parallel = plan.load.parallel;
+      await run([...post.primaryKeys, ...post.uniques, ...post.exclusions], parallel, 'constraint');
+      await run(post.indexes, parallel, 'index');
+      // Adding foreign keys locks both tables: one at a time avoids lock-order deadlocks.
+      await run(post.foreignKeys, 1, 'constraint');
+      await run(post.validateForeignKeys, parallel, 'validate');
+      progress.step = 'sequences';
+      const sequences = await carrySequences(src, tgt, model, await lane(0));
+      progress.step = 'analyze';
+      await inParallel(model.tables, parallel, async (t, i) => {
+        await (await lane(i)).query(`ANALYZE ${qualifiedTable(t.schema, t.name)}`);
+      });
+      return {
+        primaryKeys: post.primaryKeys.length,
+        uniques: post.uniques.length + post.exclusions.length,
+        indexes: post.indexes.length,
+        foreignKeys: post.foreignKeys.length,
+        sequences,
+        ms: Date.now() - started,
+      };
+    } finally {
+      await Promise.all(lanes.map((c) => c.end().catch(() => undefined)));
+    }
+  });
+}
+
+async function constraintExists(c: Client, s: Stmt): Promise<boolean> {
+  const [schema, ...rest] = splitKey(s.table);
+  const r = await c.query(
+    `SELECT 1 FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+      WHERE n.nspname = $1 AND t.relname = $2 AND k.conname = $3`,
+    [schema, rest.join('.'), s.name],
+  );
+  return r.rows.length > 0;
+}
+
+/** `schema.table` keys: the schema is everything before the first dot of a catalog name pair. */
+function splitKey(key: string): string[] {
+  const i = key.indexOf('.');
+  return [key.slice(0, i), key.slice(i + 1)];
+}
+
+/**
+ * Sequences get the source's state as it is now (sequences are not transactional, so "now" is
+ * at least the snapshot's), raised to the loaded maximum of the owning column when the data
+ * is ahead of it, so the next value never collides with a loaded row.
+ */
+async function carrySequences(src: PgEndpoint, tgt: PgEndpoint, model: SchemaModel, target: Client): Promise<number> {
+  if (model.sequences.length === 0) return 0;
+  const fresh = await withConnection(src, 'sequences', async (c) => {
+    const out: SequenceModel[] = [];
+    for (const s of model.sequences) {
+      const r = await c.query<{ last_value: string; is_called: boolean }>(
+        `SELECT last_value::text, is_called FROM ${qualifiedTable(s.schema, s.name)}`,
+      );
+      const row = r.rows[0];
+      out.push(row ? { ...s, lastValue: row.last_value, isCalled: row.is_called } : s);
+    }
+    return out;
+  });
+  let carried = 0;
+  for (const s of fresh) {
+    let seq = s;
+    if (s.ownedBy && BigInt(s.increment) > 0n) {
+      const r = await target.query<{ m: string | null }>(
+        `SELECT max(${escapeIdentifier(s.ownedBy.column)})::text AS m FROM ${qualifiedTable(s.ownedBy.table.schema, s.ownedBy.table.name)}`,
+      );
+      const max = r.rows[0]?.m;
+      if (max != null && /^-?\d+$/.test(max)) {
+        const last = s.lastValue === null ? undefined : BigInt(s.lastValue);
+        const next = last === undefined ? BigInt(s.start) : s.isCalled ? last + BigInt(s.increment) : last;
+        if (next <= BigInt(max)) seq = { ...s, lastValue: max, isCalled: true };
+      }
+    }
+    const sql = sequenceSetvalStatement(seq);
+    if (!sql) continue;
+    try {
+      await target.query(sql);
+    } catch (err) {
+      throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, doing: `setting sequence ${s.schema}.${s.name}` });
+    }
+    carried++;
+  }
+  return carried;
+}

@@ -1,0 +1,96 @@
+import { readFile } from 'node:fs/promises';
+import type { ConnectionOptions } from 'node:tls';
+import { Client, type ClientConfig } from 'pg';
+import type { Plan } from '../../plan/plan-schema';
+import { describeEndpoint } from '../../plan/secret-ref';
+import { resolveSecret } from '../secrets';
+import { toFailure } from './errors';
+
+type Side = 'source' | 'target';
+type EndpointPlan = Plan['source'] | Plan['target'];
+
+/** A resolved endpoint: the URL with its secret, kept inside the activity. */
+export interface PgEndpoint {
+  side: Side;
+  url: string;
+  /** engine/host:port/database, no credentials: safe for messages, history and search attributes. */
+  description: string;
+  database: string;
+  ssl?: ClientConfig['ssl'];
+  secrets: string[];
+}
+
+export async function resolveEndpoint(plan: Plan, side: Side): Promise<PgEndpoint> {
+  const ep: EndpointPlan = plan[side];
+  const url = await resolveSecret(ep.url, `${side}.url`);
+  const parsed = new URL(url);
+  const database = decodeURIComponent(parsed.pathname.replace(/^\//, '')) || 'postgres';
+  const secrets = [parsed.password ? decodeURIComponent(parsed.password) : '', parsed.password].filter(Boolean);
+  return {
+    side,
+    url,
+    description: `${side} ${describeEndpoint(ep.engine, url)}`,
+    database,
+    ssl: await sslOptions(ep.tls, side),
+    secrets,
+  };
+}
+
+async function sslOptions(tls: EndpointPlan['tls'], side: Side): Promise<ClientConfig['ssl']> {
+  if (!tls || tls.mode === 'disable') return undefined;
+  const opts: ConnectionOptions = {};
+  if (tls.ca) {
+    const ca = await resolveSecret(tls.ca, `${side}.tls.ca`);
+    // A `file:` reference resolves to the PEM's content; an inline value may be a path.
+    opts.ca = ca.includes('-----BEGIN') ? ca : await readFile(ca, 'utf8');
+  }
+  if (tls.mode === 'require') return { ...opts, rejectUnauthorized: false };
+  if (tls.mode === 'verify-ca') return { ...opts, rejectUnauthorized: true, checkServerIdentity: () => undefined };
+  return { ...opts, rejectUnauthorized: true };
+}
+
+/**
+ * Values must stay exact: dates and timestamps as the server's text, never a JS Date
+ * (bigint and numeric are strings in `pg` already).
+ */
+const TEXT_TYPE_OIDS = new Set([1082, 1083, 1114, 1184, 1266, 1186]);
+const pgTypes = {
+  getTypeParser(oid: number, format?: string) {
+    if (TEXT_TYPE_OIDS.has(oid)) return (v: string) => v;
+    return require('pg').types.getTypeParser(oid, format);
+  },
+};
+
+/** A connected client; connection failures become typed, scrubbed failures naming the endpoint. */
+export async function connect(ep: PgEndpoint, opts: { database?: string; purpose: string; replication?: boolean }): Promise<Client> {
+  const url = new URL(ep.url);
+  if (opts.database) url.pathname = '/' + encodeURIComponent(opts.database);
+  const client = new Client({
+    connectionString: url.toString(),
+    ssl: ep.ssl,
+    application_name: `dbferry ${opts.purpose}`.slice(0, 63),
+    types: pgTypes,
+    connectionTimeoutMillis: 15_000,
+    keepAlive: true,
+  });
+  // An idle client whose server goes away emits 'error'; without a listener Node would crash the worker.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw toFailure(err, ep.side, { endpoint: ep.description, secrets: ep.secrets, doing: `connecting (${opts.purpose})` });
+  }
+  // Stable text forms so checksums agree across servers whatever their defaults.
+  await client.query("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1");
+  return client;
+}
+
+export async function withConnection<T>(ep: PgEndpoint, purpose: string, fn: (c: Client) => Promise<T>, database?: string): Promise<T> {
+  const c = await connect(ep, { purpose, database });
+  try {
+    return await fn(c);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}

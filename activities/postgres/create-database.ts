@@ -1,0 +1,36 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { escapeIdentifier } from 'pg';
+import { FailureType } from '../../plan/failure-types';
+import type { ActivityInput, CreateDatabaseResult } from '../../plan/migration-types';
+import { resolveEndpoint, withConnection } from './connection';
+import { toFailure } from './errors';
+
+/** CREATE DATABASE on the target server when it is missing and the plan allows it. */
+export async function createDatabasePostgres({ plan }: ActivityInput): Promise<CreateDatabaseResult> {
+  const tgt = await resolveEndpoint(plan, 'target');
+  return withConnection(
+    tgt,
+    'create database',
+    async (c) => {
+      const { rows } = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [tgt.database]);
+      if (rows.length > 0) return { database: tgt.database, created: false };
+      if (!plan.target.createDatabase) {
+        throw ApplicationFailure.create({
+          type: FailureType.TargetDatabaseMissing,
+          nonRetryable: true,
+          message: `${tgt.description}: database ${tgt.database} does not exist and target.createDatabase is false`,
+          details: [{ endpoint: tgt.description, hint: 'create the database, then run dbferry retry' }],
+        });
+      }
+      try {
+        await c.query(`CREATE DATABASE ${escapeIdentifier(tgt.database)}`);
+      } catch (err) {
+        // Created concurrently (or by a previous attempt whose reply was lost): that is what we wanted.
+        if ((err as { code?: string }).code === '42P04') return { database: tgt.database, created: false };
+        throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, doing: `creating database ${tgt.database}` });
+      }
+      return { database: tgt.database, created: true };
+    },
+    'postgres',
+  );
+}

@@ -1,0 +1,65 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { FailureType, NEEDS_PERSON, type FailureDetails } from '../../plan/failure-types';
+
+export interface ErrorContext {
+  /** Where it happened, without credentials: `source postgres/127.0.0.1:5432/shop`. */
+  endpoint: string;
+  table?: string;
+  /** Secrets to scrub from the message should a driver ever echo them. */
+  secrets?: string[];
+  /** What dbferry was doing, e.g. `creating table "s"."t"`. */
+  doing?: string;
+}
+
+const TRANSIENT_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND']);
+
+/** SQLSTATE (or Node error code) → failure type. */
+export function classifyPostgresError(code: string | undefined, message: string, side: 'source' | 'target'): FailureType {
+  if (!code) {
+    return /terminated|timeout|ECONN|socket|closed/i.test(message) ? FailureType.Transient : FailureType.DatabaseError;
+  }
+  if (TRANSIENT_NODE_CODES.has(code)) return FailureType.Transient;
+  if (code === '3D000') return side === 'target' ? FailureType.TargetDatabaseMissing : FailureType.SourceObjectMissing;
+  if (code === '42501') return FailureType.PermissionDenied;
+  if (['42P07', '42710', '42P06', '42723'].includes(code)) return FailureType.TargetObjectConflict;
+  if (code === '42P01' || code === '42704' || code === '42883') return FailureType.SourceObjectMissing;
+  if (code === '40001' || code === '40P01' || code === '55P03' || code === '57014') return FailureType.Transient;
+  const cls = code.slice(0, 2);
+  if (cls === '08' || cls === '53' || cls === '57' || cls === '58') return FailureType.Transient;
+  if (cls === '28') return FailureType.AuthenticationFailed;
+  if (cls === '22' || cls === '23') return FailureType.DataError;
+  return FailureType.DatabaseError;
+}
+
+const HINTS: Partial<Record<FailureType, string>> = {
+  [FailureType.AuthenticationFailed]: 'check the user and password the URL reference resolves to, then run dbferry retry',
+  [FailureType.PermissionDenied]: 'grant the missing privilege, then run dbferry retry',
+  [FailureType.TargetObjectConflict]: 'drop or rename the conflicting object on the target (or exclude the table), then run dbferry retry',
+  [FailureType.TargetDatabaseMissing]: 'create the database or set target.createDatabase: true, then run dbferry retry',
+  [FailureType.SourceObjectMissing]: 'the object disappeared from the source; check the table selection, then run dbferry retry',
+  [FailureType.DataError]: 'the target refused a value; fix the source row or the target type, then run dbferry retry',
+};
+
+/** Removes credentials from any text a driver produced. */
+export function scrub(text: string, secrets: string[] = []): string {
+  let out = text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:\s/@]+:)[^@\s]+@/gi, '$1***@');
+  for (const s of secrets) if (s && s.length >= 3) out = out.split(s).join('***');
+  return out;
+}
+
+/**
+ * Turns a driver error into an ApplicationFailure with a stable type, a message that says where
+ * and what (never a password), and non-retryable when a person has to act.
+ */
+export function toFailure(err: unknown, side: 'source' | 'target', ctx: ErrorContext): ApplicationFailure {
+  if (err instanceof ApplicationFailure) return err;
+  const e = err as { code?: string; message?: string; detail?: string; table?: string; constraint?: string };
+  const raw = e?.message ?? String(err);
+  const type = classifyPostgresError(e?.code, raw, side);
+  const where = [ctx.endpoint, ctx.table ? `table ${ctx.table}` : undefined].filter(Boolean).join(', ');
+  const doing = ctx.doing ? ` while ${ctx.doing}` : '';
+  const detail = e?.detail ? ` (${e.detail})` : '';
+  const message = scrub(`${where}: ${raw}${detail}${doing}`, ctx.secrets);
+  const details: FailureDetails = { endpoint: ctx.endpoint, table: ctx.table, code: e?.code, hint: HINTS[type] };
+  return ApplicationFailure.create({ type, message, nonRetryable: NEEDS_PERSON.includes(type), details: [details] });
+}

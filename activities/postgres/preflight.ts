@@ -1,0 +1,99 @@
+import type { Client } from 'pg';
+import type { ActivityInput, EndpointInfo, Finding, PreflightReport } from '../../plan/migration-types';
+import { qualifiedKey } from '../../plan/schema-model';
+import { connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
+import { createSchemaStatements } from './ddl';
+import { introspectPostgres } from './introspect';
+import { tableSelector } from './selection';
+
+/**
+ * Checks both endpoints before anything is written: connectivity, versions, privileges, what
+ * would be migrated and what is in the way. Blocking findings pause the migration.
+ */
+export async function preflightPostgres(input: ActivityInput & { withTargetSchema?: boolean }): Promise<PreflightReport> {
+  const { plan } = input;
+  const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
+  const findings: Finding[] = [];
+
+  const sourceSide = await withConnection(src, 'preflight', async (c) => {
+    const info = await endpointInfo(c, src);
+    const model = await introspectPostgres(c, tableSelector(plan));
+    if (model.tables.length === 0) {
+      findings.push({ severity: 'blocking', code: 'no-tables', message: `no source table matches the plan's table selection (tables.include / tables.exclude)` });
+    }
+    const noSelect = await c.query<{ t: string }>(
+      `SELECT n.nspname || '.' || c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+          AND NOT has_table_privilege(c.oid, 'SELECT')`,
+      [model.tables.map((t) => t.schema), model.tables.map((t) => t.name)],
+    );
+    for (const r of noSelect.rows) {
+      findings.push({ severity: 'blocking', code: 'source-privilege', table: r.t, message: `${src.description}: no SELECT privilege on ${r.t}` });
+    }
+    for (const t of model.tables) {
+      if (!t.primaryKey) {
+        findings.push({ severity: 'warning', code: 'no-primary-key', table: qualifiedKey(t), message: `${qualifiedKey(t)} has no primary key` });
+      }
+    }
+    const idle = await c.query<{ n: string }>(
+      `SELECT count(*)::text AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND state = 'idle in transaction' AND xact_start < now() - interval '5 minutes'`,
+    );
+    if (Number(idle.rows[0]?.n) > 0) {
+      findings.push({ severity: 'warning', code: 'idle-in-transaction', message: `${src.description}: ${idle.rows[0]!.n} session(s) idle in transaction for over 5 minutes` });
+    }
+    for (const w of (model as { warnings?: string[] }).warnings ?? []) findings.push({ severity: 'warning', code: 'schema', message: w });
+    return { info, model };
+  });
+
+  const targetInfo = await targetChecks(tgt, plan.target.createDatabase, sourceSide.model.tables, findings);
+  if (Number(targetInfo.version.split('.')[0]) < Number(sourceSide.info.version.split('.')[0])) {
+    findings.push({ severity: 'warning', code: 'target-older', message: `target PostgreSQL ${targetInfo.version} is older than the source's ${sourceSide.info.version}` });
+  }
+  return {
+    source: sourceSide.info,
+    target: targetInfo,
+    findings,
+    tables: sourceSide.model.tables.map((t) => ({ name: qualifiedKey(t), estimatedRows: t.estimatedRows, estimatedBytes: t.estimatedBytes })),
+    targetSchema: input.withTargetSchema ? createSchemaStatements(sourceSide.model) : undefined,
+  };
+}
+
+async function endpointInfo(c: Client, ep: PgEndpoint): Promise<EndpointInfo> {
+  const { rows } = await c.query<{ v: string }>('SHOW server_version');
+  return { description: ep.description.replace(/^(source|target) /, ''), version: (rows[0]?.v ?? '').split(' ')[0]! };
+}
+
+async function targetChecks(tgt: PgEndpoint, createDatabase: boolean, tables: { schema: string; name: string }[], findings: Finding[]) {
+  // The target database may not exist yet: look from the maintenance database.
+  const admin = await connect(tgt, { purpose: 'preflight', database: 'postgres' });
+  let info: EndpointInfo;
+  try {
+    info = await endpointInfo(admin, tgt);
+    const { rows } = await admin.query<{ exists: boolean; can_create: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists,
+              (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) AS can_create`,
+      [tgt.database],
+    );
+    const r = rows[0]!;
+    if (!r.exists && !createDatabase) {
+      findings.push({ severity: 'blocking', code: 'target-database-missing', message: `${tgt.description}: database ${tgt.database} does not exist and target.createDatabase is false` });
+    } else if (!r.exists && !r.can_create) {
+      findings.push({ severity: 'blocking', code: 'target-privilege', message: `${tgt.description}: database ${tgt.database} does not exist and the target user may not create databases (CREATEDB)` });
+    }
+    if (!r.exists) return info;
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+  await withConnection(tgt, 'preflight', async (c) => {
+    const existing = await c.query<{ t: string }>(
+      `SELECT n.nspname || '.' || c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+      [tables.map((t) => t.schema), tables.map((t) => t.name)],
+    );
+    for (const r of existing.rows) {
+      findings.push({ severity: 'warning', code: 'target-table-exists', table: r.t, message: `${tgt.description}: table ${r.t} already exists; create-tables will stop on it` });
+    }
+  });
+  return info;
+}

@@ -1,0 +1,43 @@
+import { readFile } from 'node:fs/promises';
+import { ApplicationFailure } from '@temporalio/common';
+import { FailureType } from '../plan/failure-types';
+import { parseSecretRef } from '../plan/secret-ref';
+
+/**
+ * Resolves a plan's secret reference on the worker. The value never leaves the activity:
+ * callers pass it straight to a driver and must not return or log it.
+ */
+export async function resolveSecret(ref: string, field: string): Promise<string> {
+  const parsed = parseSecretRef(ref);
+  switch (parsed.kind) {
+    case 'inline':
+      return parsed.value;
+    case 'env': {
+      const v = process.env[parsed.name];
+      if (v === undefined || v === '') {
+        throw unresolved(field, `environment variable ${parsed.name} is not set on worker ${workerHost()}`);
+      }
+      return v;
+    }
+    case 'file':
+      try {
+        return (await readFile(parsed.path, 'utf8')).trim();
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+        throw unresolved(field, `file ${parsed.path} cannot be read on worker ${workerHost()} (${code})`);
+      }
+  }
+}
+
+function unresolved(field: string, why: string) {
+  return ApplicationFailure.create({
+    type: FailureType.SecretUnresolved,
+    nonRetryable: true,
+    message: `${field}: ${why}`,
+    details: [{ hint: `provide ${field} to every worker, then run dbferry retry` }],
+  });
+}
+
+function workerHost(): string {
+  return process.env.HOSTNAME || require('node:os').hostname();
+}

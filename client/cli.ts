@@ -1,0 +1,196 @@
+import { Command, CommanderError, Option } from 'commander';
+import type { DecisionAction } from '../plan/migration-types';
+import { runDemo } from './demo/demo';
+import { runDevServerForeground, setupNamespace } from './dev-server';
+import { CliError, Exit } from './exit-codes';
+import {
+  decide,
+  listMigrations,
+  liveProgress,
+  requireMigration,
+  runCheck,
+  startMigration,
+  statusFromDescription,
+  WAIT_EXIT,
+  waitForOutcome,
+} from './migrations';
+import { loadPlanFile } from './plan-file';
+import { formatPreflight, formatReport, formatStatus } from './render';
+import { temporalOptionsFromEnv, withClient, type TemporalOptions } from './temporal';
+
+const program = new Command('dbferry')
+  .description('Database migrations (PostgreSQL → PostgreSQL) as durable Temporal workflows')
+  .version(require('../../package.json').version as string)
+  .addOption(new Option('--address <host:port>', 'Temporal frontend').env('TEMPORAL_ADDRESS').default('localhost:7233'))
+  .addOption(new Option('--namespace <ns>', 'Temporal namespace').env('TEMPORAL_NAMESPACE').default('default'))
+  .addOption(new Option('--task-queue <name>', 'task queue of the dbferry workers').env('DBFERRY_TASK_QUEUE').default('dbferry'))
+  .showHelpAfterError()
+  .exitOverride()
+  .addHelpText(
+    'after',
+    `
+Exit codes: 0 ok · 1 failed · 2 bad plan or arguments · 3 awaiting operator · 4 unknown migration
+            5 refused · 6 Temporal unreachable · 7 aborted`,
+  );
+
+function temporal(): TemporalOptions {
+  const o = program.opts<{ address: string; namespace: string; taskQueue: string }>();
+  return { ...temporalOptionsFromEnv(), address: o.address, namespace: o.namespace, taskQueue: o.taskQueue };
+}
+
+const print = (json: boolean | undefined, obj: unknown, text: () => string) => console.log(json ? JSON.stringify(obj, null, 2) : text());
+
+program
+  .command('start <plan>')
+  .description('start the migration of a plan (or find the running one of that name)')
+  .option('--wait', 'return when it completes, pauses for an operator, or fails')
+  .option('--json', 'machine-readable output')
+  .action(async (planPath: string, opts: { wait?: boolean; json?: boolean }) => {
+    const plan = loadPlanFile(planPath);
+    const o = temporal();
+    await withClient(o, async (client) => {
+      const start = await startMigration(client, o, plan);
+      const id = start.handle.workflowId;
+      if (!opts.json) {
+        console.error(
+          start.alreadyCompleted
+            ? `migration ${plan.name} already completed (workflow ${id}); choose another name to migrate again`
+            : start.started
+              ? `started migration ${plan.name} (workflow ${id})`
+              : `migration ${plan.name} is already running (workflow ${id})`,
+        );
+      }
+      if (!opts.wait) {
+        if (opts.json) console.log(JSON.stringify({ name: plan.name, workflowId: id, started: start.started, alreadyCompleted: !!start.alreadyCompleted }));
+        return;
+      }
+      const outcome = await waitForOutcome(client, plan.name, (s) => {
+        if (!opts.json) console.error(`  phase: ${s.phase}`);
+      });
+      if (outcome.kind === 'completed') print(opts.json, outcome.report, () => formatReport(outcome.report));
+      else if (outcome.kind === 'awaiting-operator') print(opts.json, outcome.status, () => formatStatus(outcome.status));
+      else print(opts.json, outcome, () => (outcome.status ? formatStatus(outcome.status) + '\n' : '') + outcome.message);
+      process.exitCode = WAIT_EXIT[outcome.kind];
+    });
+  });
+
+program
+  .command('status <name>')
+  .description('phase, steps, per-table statistics and the pending failure (works with no worker up)')
+  .option('--json', 'machine-readable output')
+  .action(async (name: string, opts: { json?: boolean }) => {
+    await withClient(temporal(), async (client) => {
+      const d = await requireMigration(client, name);
+      const status = statusFromDescription(d);
+      if (!status) throw new CliError(Exit.Failed, `migration ${name} has not published a status yet (workflow ${d.status.name})`);
+      const live = liveProgress(d);
+      const json = { ...status, lag: null, workflow: { id: d.workflowId, runId: d.runId, status: d.status.name }, live };
+      print(opts.json, json, () => formatStatus(status, live.length ? live : undefined));
+    });
+  });
+
+program
+  .command('list')
+  .description('migrations and their phases')
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { json?: boolean }) => {
+    await withClient(temporal(), async (client) => {
+      const list = await listMigrations(client);
+      print(opts.json, list, () =>
+        list.length === 0 ? 'no migrations' : list.map((m) => `${m.name.padEnd(24)} ${m.phase.padEnd(18)} ${m.status.padEnd(10)} ${m.startTime}`).join('\n'),
+      );
+    });
+  });
+
+program
+  .command('check <plan>')
+  .description('validate the plan, run preflight on the workers, print the target schema')
+  .option('--json', 'machine-readable output')
+  .action(async (planPath: string, opts: { json?: boolean }) => {
+    const plan = loadPlanFile(planPath);
+    const o = temporal();
+    await withClient(o, async (client) => {
+      const report = await runCheck(client, o, plan);
+      print(opts.json, report, () => formatPreflight(report));
+      if (report.findings.some((f) => f.severity === 'blocking')) process.exitCode = Exit.Failed;
+    });
+  });
+
+for (const action of ['retry', 'skip', 'abort'] as DecisionAction[]) {
+  const help = {
+    retry: 'run the failed step again from its last durable checkpoint',
+    skip: 'skip the failed step (refused where it would lose data)',
+    abort: 'end the migration and report what is left where',
+  }[action];
+  program
+    .command(`${action} <name>`)
+    .description(help)
+    .option('--reason <text>', 'why (recorded in the migration history)')
+    .action(async (name: string, opts: { reason?: string }) => {
+      await withClient(temporal(), async (client) => console.log(await decide(client, name, action, opts.reason)));
+    });
+}
+
+program
+  .command('worker')
+  .description('run a worker (it resolves the plan secrets from its own environment)')
+  .option('--max-activities <n>', 'activities run at once', (v) => positiveInt(v, '--max-activities'), 20)
+  .action(async (opts: { maxActivities: number }) => {
+    const { runWorker } = await import('../worker/worker');
+    await runWorker({ ...temporal(), maxConcurrentActivities: opts.maxActivities });
+  });
+
+program
+  .command('dev-server')
+  .description("a local Temporal dev server with dbferry's search attributes registered (foreground)")
+  .option('--port <n>', 'frontend port', (v) => positiveInt(v, '--port'), 7233)
+  .option('--ui-port <n>', 'Web UI port', (v) => positiveInt(v, '--ui-port'), 8233)
+  .option('--db-file <file>', 'keep history in this SQLite file (in memory otherwise)')
+  .action(async (opts: { port: number; uiPort: number; dbFile?: string }) => {
+    process.exitCode = await runDevServerForeground(opts);
+  });
+
+program
+  .command('setup-namespace')
+  .description("register dbferry's search attributes on an existing Temporal cluster")
+  .action(async () => {
+    const o = temporal();
+    await withClient(o, async (client) => console.log(await setupNamespace(client, o.namespace)));
+  });
+
+program
+  .command('demo')
+  .description('the local demo migration: Temporal dev server, two PostgreSQL servers, a sample shop database')
+  .option('--rows <n>', 'orders in the sample database', (v) => positiveInt(v, '--rows'), 150000)
+  .option('--keep', 'keep the servers and the Web UI running until Ctrl-C')
+  .action(async (opts: { rows: number; keep?: boolean }) => {
+    process.exitCode = await runDemo(opts);
+  });
+
+function positiveInt(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new CliError(Exit.BadInput, `${flag}: expected a positive integer, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+async function main() {
+  // The SDK's INFO lines (worker state changes) drown the CLI's own output.
+  const { Runtime, DefaultLogger } = await import('@temporalio/worker');
+  Runtime.install({ logger: new DefaultLogger((process.env.DBFERRY_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN') });
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exit(err.exitCode === 0 ? 0 : Exit.BadInput);
+    }
+    if (err instanceof CliError) {
+      console.error(`dbferry: ${err.message}`);
+      process.exit(err.exitCode);
+    }
+    console.error(`dbferry: ${err instanceof Error ? err.message : String(err)}`);
+    if (process.env.DBFERRY_DEBUG) console.error(err);
+    process.exit(Exit.Failed);
+  }
+}
+
+void main();

@@ -1,0 +1,70 @@
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { NativeConnection } from '@temporalio/worker';
+import { migrationWorkflowId } from '../../plan';
+import { createWorker } from '../../worker/worker';
+import { Exit } from '../exit-codes';
+import { startPostgresCluster } from '../local/postgres-cluster';
+import { startDevServer } from '../local/temporal-dev-server';
+import { startMigration, WAIT_EXIT, waitForOutcome } from '../migrations';
+import { loadPlanFile } from '../plan-file';
+import { formatReport, formatStatus } from '../render';
+import { withClient } from '../temporal';
+import { createSampleDatabase } from './sample-data';
+
+const say = (m: string) => console.error(`[demo] ${m}`);
+
+/**
+ * The whole product on one machine: a Temporal dev server with its Web UI, a source and a target
+ * PostgreSQL server, a sample shop database, a worker, and the migration of examples/demo-plan.yaml.
+ */
+export async function runDemo(opts: { rows: number; keep?: boolean }): Promise<number> {
+  const base = resolve('.dbferry-demo');
+  mkdirSync(base, { recursive: true });
+  say('starting a Temporal dev server and two PostgreSQL servers (source and target)…');
+  const [temporal, source, target] = await Promise.all([
+    startDevServer({ dbFile: join(base, `temporal-${Date.now()}.db`) }),
+    startPostgresCluster({ baseDir: base }),
+    startPostgresCluster({ baseDir: base }),
+  ]);
+  const stopAll = () => Promise.all([temporal.stop(), source.stop(), target.stop()].map((p) => p.catch(() => undefined)));
+  let connection: NativeConnection | undefined;
+  try {
+    say(`Temporal ${temporal.address}, Web UI ${temporal.uiUrl}`);
+    say(`creating the sample database "shop" on the source (${opts.rows} orders)…`);
+    await createSampleDatabase(source.url(), 'shop', opts.rows);
+
+    // The plan names these variables; the worker resolves them, so no password enters Temporal.
+    process.env.DBFERRY_DEMO_SOURCE_URL = source.url('shop');
+    process.env.DBFERRY_DEMO_TARGET_URL = target.url('shop_copy');
+    const o = { address: temporal.address, namespace: 'default', taskQueue: 'dbferry-demo' };
+    connection = await NativeConnection.connect({ address: o.address });
+    const worker = await createWorker(o, connection);
+    const plan = loadPlanFile(join(__dirname, '..', '..', '..', 'examples', 'demo-plan.yaml'));
+
+    const code = await worker.runUntil(
+      withClient(o, async (client) => {
+        await startMigration(client, o, plan);
+        say(`migration ${plan.name} started; watch it at ${temporal.uiUrl}/namespaces/default/workflows/${migrationWorkflowId(plan.name)}`);
+        const outcome = await waitForOutcome(client, plan.name, (s) => say(`phase: ${s.phase}`));
+        if (outcome.kind === 'completed') console.log(formatReport(outcome.report));
+        else if (outcome.kind === 'awaiting-operator') console.log(formatStatus(outcome.status));
+        else console.log(outcome.message);
+        return WAIT_EXIT[outcome.kind];
+      }),
+    );
+    console.log(`\nTemporal Web UI: ${temporal.uiUrl}/namespaces/default/workflows/${migrationWorkflowId(plan.name)}`);
+    if (opts.keep) {
+      say('servers keep running (--keep); press Ctrl-C to stop them');
+      await new Promise<void>((r) => process.once('SIGINT', () => r()));
+    }
+    return code;
+  } catch (err) {
+    console.error(`[demo] failed: ${err instanceof Error ? err.message : String(err)}`);
+    return Exit.Failed;
+  } finally {
+    await connection?.close().catch(() => undefined);
+    say('stopping the demo servers');
+    await stopAll();
+  }
+}

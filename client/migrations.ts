@@ -1,0 +1,205 @@
+import { randomUUID } from 'node:crypto';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowFailedError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
+  type Client,
+  type WorkflowExecutionDescription,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import { ApplicationFailure, defaultPayloadConverter, WorkflowIdReusePolicy } from '@temporalio/common';
+import { DBFERRY_MIGRATION, DBFERRY_PHASE, migrationWorkflowId, type Plan } from '../plan';
+import type { CheckResult, DecisionAction, MigrationReport, MigrationStatus } from '../plan/migration-types';
+import type { checkWorkflow, migrationWorkflow } from '../workflows';
+import { ABORTED_FAILURE_TYPE, operatorDecisionSignal, operatorDecisionUpdate, STATUS_MEMO_KEY } from '../workflows/messages';
+import { CliError, Exit, type ExitCode } from './exit-codes';
+import { describeOrUndefined, firstLine, type TemporalOptions } from './temporal';
+
+export interface StartOutcome {
+  handle: WorkflowHandle<typeof migrationWorkflow>;
+  started: boolean;
+  /** Set when a migration of that name already completed: nothing new is started. */
+  alreadyCompleted?: boolean;
+}
+
+/**
+ * Starts the migration, or finds the one already running under that name: the workflow id is
+ * `migration-<name>`, so a second start never starts a second migration. A name whose last run
+ * failed or was aborted may start again.
+ */
+export async function startMigration(client: Client, o: TemporalOptions, plan: Plan): Promise<StartOutcome> {
+  const workflowId = migrationWorkflowId(plan.name);
+  const existing = await describeOrUndefined(client, workflowId);
+  const handle = client.workflow.getHandle<typeof migrationWorkflow>(workflowId);
+  if (existing?.status.name === 'RUNNING') return { handle, started: false };
+  if (existing?.status.name === 'COMPLETED') return { handle, started: false, alreadyCompleted: true };
+  try {
+    const h = await client.workflow.start<typeof migrationWorkflow>('migrationWorkflow', {
+      taskQueue: o.taskQueue,
+      workflowId,
+      args: [{ plan }],
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      typedSearchAttributes: [
+        { key: DBFERRY_MIGRATION, value: plan.name },
+        { key: DBFERRY_PHASE, value: 'preflight' },
+      ],
+      staticSummary: `dbferry ${plan.mode}: ${plan.name} (${plan.source.engine} → ${plan.target.engine})`.slice(0, 190),
+      staticDetails: planDetails(plan),
+    });
+    return { handle: h, started: true };
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return { handle, started: false };
+    if (/search attribute/i.test(String(err))) {
+      throw new CliError(Exit.Failed, `the namespace ${o.namespace} lacks dbferry's search attributes: run dbferry setup-namespace (${firstLine(err)})`);
+    }
+    throw err;
+  }
+}
+
+/** Markdown for the Web UI: what this migration does, never a secret (references only). */
+function planDetails(plan: Plan): string {
+  const sel = plan.tables.mappings ? 'DMS table mappings' : `include ${plan.tables.include.join(', ')}${plan.tables.exclude.length ? `; exclude ${plan.tables.exclude.join(', ')}` : ''}`;
+  return [
+    `### dbferry migration \`${plan.name}\``,
+    `- mode: **${plan.mode}**, runner: ${plan.runner}`,
+    `- source: ${plan.source.engine}, URL from \`${plan.source.url.startsWith('env:') || plan.source.url.startsWith('file:') ? plan.source.url : 'inline (no password)'}\``,
+    `- target: ${plan.target.engine}, URL from \`${plan.target.url.startsWith('env:') || plan.target.url.startsWith('file:') ? plan.target.url : 'inline (no password)'}\`${plan.target.createDatabase ? ', database created when missing' : ''}`,
+    `- tables: ${sel}`,
+    `- load: ${plan.load.parallel} tables at once; validation: counts${plan.validate.checksums ? ' and checksums' : ''}`,
+    '',
+    'Steer it with `dbferry status|retry|skip|abort ' + plan.name + '`.',
+  ].join('\n');
+}
+
+export function statusFromDescription(d: WorkflowExecutionDescription): MigrationStatus | undefined {
+  return d.memo?.[STATUS_MEMO_KEY] as MigrationStatus | undefined;
+}
+
+/** Heartbeat details of running activities: live progress, readable with no worker up. */
+export function liveProgress(d: WorkflowExecutionDescription): unknown[] {
+  const out: unknown[] = [];
+  for (const a of d.raw.pendingActivities ?? []) {
+    const p = a.heartbeatDetails?.payloads?.[0];
+    if (!p) continue;
+    try {
+      out.push({ activity: a.activityType?.name, ...(defaultPayloadConverter.fromPayload(p as never) as object) });
+    } catch {
+      // Unreadable details are not worth failing a status for.
+    }
+  }
+  return out;
+}
+
+export async function requireMigration(client: Client, name: string): Promise<WorkflowExecutionDescription> {
+  const d = await describeOrUndefined(client, migrationWorkflowId(name));
+  if (!d) throw new CliError(Exit.UnknownMigration, `no migration named ${name} (workflow ${migrationWorkflowId(name)} not found)`);
+  return d;
+}
+
+export type WaitOutcome =
+  | { kind: 'completed'; report: MigrationReport }
+  | { kind: 'awaiting-operator'; status: MigrationStatus }
+  | { kind: 'aborted'; status?: MigrationStatus; message: string }
+  | { kind: 'failed'; status?: MigrationStatus; message: string };
+
+export const WAIT_EXIT: Record<WaitOutcome['kind'], ExitCode> = {
+  completed: Exit.Ok,
+  'awaiting-operator': Exit.AwaitingOperator,
+  aborted: Exit.Aborted,
+  failed: Exit.Failed,
+};
+
+/** Waits until the migration completes, pauses for an operator, is aborted or fails. */
+export async function waitForOutcome(client: Client, name: string, onPhase?: (s: MigrationStatus) => void): Promise<WaitOutcome> {
+  const handle = client.workflow.getHandle<typeof migrationWorkflow>(migrationWorkflowId(name));
+  let lastPhase: string | undefined;
+  for (;;) {
+    const d = await handle.describe();
+    const status = statusFromDescription(d);
+    if (status && status.phase !== lastPhase) {
+      lastPhase = status.phase;
+      onPhase?.(status);
+    }
+    if (d.status.name !== 'RUNNING') break;
+    if (status?.phase === 'awaiting-operator') return { kind: 'awaiting-operator', status };
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  try {
+    return { kind: 'completed', report: await handle.result() };
+  } catch (err) {
+    const d = await handle.describe();
+    const status = statusFromDescription(d);
+    if (err instanceof WorkflowFailedError && err.cause instanceof ApplicationFailure && err.cause.type === ABORTED_FAILURE_TYPE) {
+      return { kind: 'aborted', status, message: err.cause.message };
+    }
+    const message = err instanceof WorkflowFailedError && err.cause ? err.cause.message : firstLine(err);
+    return { kind: 'failed', status, message: `${d.status.name.toLowerCase()}: ${message}` };
+  }
+}
+
+/**
+ * Sends the operator's decision as a Workflow Update: accepted (the workflow acts on it) or
+ * refused with the validator's reason (exit 5). With no worker answering, the decision goes as a
+ * signal and is applied when a worker is back, if still valid.
+ */
+export async function decide(client: Client, name: string, action: DecisionAction, reason?: string): Promise<string> {
+  const d = await requireMigration(client, name);
+  if (d.status.name !== 'RUNNING') {
+    const phase = statusFromDescription(d)?.phase ?? d.status.name.toLowerCase();
+    throw new CliError(Exit.Refused, `migration ${name} is not running (${phase}): nothing to ${action}`);
+  }
+  const handle = client.workflow.getHandle(d.workflowId);
+  const decision = { action, reason };
+  try {
+    return await client.connection.withDeadline(Date.now() + 30_000, () =>
+      handle.executeUpdate(operatorDecisionUpdate, { args: [decision], updateId: `${action}-${randomUUID()}` }),
+    );
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError) {
+      throw new CliError(Exit.Refused, `${action} refused: ${err.cause?.message ?? err.message}`);
+    }
+    if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || /deadline/i.test(String(err))) {
+      await handle.signal(operatorDecisionSignal, decision);
+      return `no worker answered within 30 s; ${action} was sent as a signal and applies when a worker is back (if still valid)`;
+    }
+    throw err;
+  }
+}
+
+export async function runCheck(client: Client, o: TemporalOptions, plan: Plan): Promise<CheckResult> {
+  const handle = await client.workflow.start<typeof checkWorkflow>('checkWorkflow', {
+    taskQueue: o.taskQueue,
+    workflowId: `check-${plan.name}-${randomUUID().slice(0, 8)}`,
+    args: [{ plan }],
+    workflowExecutionTimeout: '10 minutes',
+  });
+  try {
+    return await handle.result();
+  } catch (err) {
+    const cause = err instanceof WorkflowFailedError ? ((err.cause?.cause as Error | undefined) ?? err.cause) : undefined;
+    throw new CliError(Exit.Failed, `check failed: ${cause?.message ?? firstLine(err)}`);
+  }
+}
+
+export interface ListedMigration {
+  name: string;
+  phase: string;
+  status: string;
+  startTime: string;
+  closeTime?: string;
+}
+
+export async function listMigrations(client: Client): Promise<ListedMigration[]> {
+  const out: ListedMigration[] = [];
+  for await (const w of client.workflow.list({ query: "WorkflowType = 'migrationWorkflow'" })) {
+    out.push({
+      name: String(w.typedSearchAttributes.get(DBFERRY_MIGRATION) ?? w.workflowId.replace(/^migration-/, '')),
+      phase: String(w.typedSearchAttributes.get(DBFERRY_PHASE) ?? '?'),
+      status: w.status.name,
+      startTime: w.startTime.toISOString(),
+      closeTime: w.closeTime?.toISOString(),
+    });
+  }
+  return out;
+}

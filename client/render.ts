@@ -1,0 +1,75 @@
+import type { MigrationReport, MigrationStatus, PreflightReport, StepRecord } from '../plan/migration-types';
+
+/** Human-readable output. `--json` prints the objects themselves instead. */
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const m = Math.floor(s / 60);
+  return `${m} min ${Math.round(s - m * 60)} s`;
+}
+
+function stepDuration(s: StepRecord, now: number): string {
+  if (!s.startedAt) return '';
+  const end = s.endedAt ? Date.parse(s.endedAt) : now;
+  return formatDuration(end - Date.parse(s.startedAt));
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
+}
+
+export function formatStatus(s: MigrationStatus, live?: unknown): string {
+  const now = Date.now();
+  const out: string[] = [];
+  out.push(`migration ${s.name}  phase: ${s.phase}  mode: ${s.mode}`);
+  if (s.source || s.target) out.push(`${s.source ?? '?'}  →  ${s.target ?? '?'}`);
+  out.push(`started ${s.startedAt}${s.endedAt ? `, ended ${s.endedAt}` : ''}`);
+  out.push('');
+  out.push(table([['step', 'status', 'time'], ...s.steps.map((x) => [x.step, x.status + (x.operatorRetries ? ` (retried ${x.operatorRetries}×)` : ''), stepDuration(x, now)])]));
+  if (live) out.push('', `live: ${JSON.stringify(live)}`);
+  if (s.tables.length > 0) {
+    out.push('');
+    const shown = s.tables.slice(0, 50);
+    out.push(table([['table', 'full-load rows', 'ins', 'upd', 'del', 'validation'], ...shown.map((t) => [t.name, t.fullLoadRows ?? '-', String(t.inserts), String(t.updates), String(t.deletes), t.validation])]));
+    if (s.tables.length > shown.length) out.push(`… and ${s.tables.length - shown.length} more tables (--json lists all)`);
+  }
+  if (s.failure && (s.phase === 'awaiting-operator' || s.phase === 'failed')) {
+    out.push('', `FAILED STEP: ${s.failure.step} (${s.failure.type})${s.failure.table ? ` on table ${s.failure.table}` : ''}`);
+    out.push(`  ${s.failure.message}`);
+    if (s.failure.hint) out.push(`  hint: ${s.failure.hint}`);
+    if (s.phase === 'awaiting-operator') out.push(`  decide: dbferry retry ${s.name} | dbferry skip ${s.name} | dbferry abort ${s.name} [--reason TEXT]`);
+  }
+  if (s.leftBehind?.length) out.push('', 'left behind:', ...s.leftBehind.map((l) => `  - ${l}`));
+  return out.join('\n');
+}
+
+export function formatReport(r: MigrationReport): string {
+  const s = r.status;
+  const out: string[] = [`migration ${s.name}: ${s.phase}`];
+  if (s.source) out.push(`${s.source}  →  ${s.target}`);
+  const total = s.endedAt ? Date.parse(s.endedAt) - Date.parse(s.startedAt) : 0;
+  out.push(`duration ${formatDuration(total)}` + (r.load ? ` (full load ${formatDuration(r.load.ms)}` + (r.build ? `, keys and indexes ${formatDuration(r.build.ms)}` : '') + (r.validation ? `, validation ${formatDuration(r.validation.ms)}` : '') + ')' : ''));
+  out.push('');
+  const v = new Map((r.validation?.tables ?? []).map((t) => [t.table, t]));
+  const rows = s.tables.map((t) => {
+    const val = v.get(t.name);
+    return [t.name, t.fullLoadRows ?? '-', val ? `${val.equal ? 'equal' : 'DIFFERENT'} (rows ${val.targetRows}/${val.sourceRows}, checksum ${val.checksum})` : t.validation];
+  });
+  out.push(table([['table', 'rows', 'validation'], ...rows]));
+  const totalRows = s.tables.reduce((a, t) => a + BigInt(t.fullLoadRows ?? '0'), 0n);
+  out.push('', `${s.tables.length} tables, ${totalRows} rows` + (r.build ? `; ${r.build.primaryKeys} primary keys, ${r.build.uniques} unique constraints, ${r.build.indexes} indexes, ${r.build.foreignKeys} foreign keys, ${r.build.sequences} sequences carried` : ''));
+  const allEqual = (r.validation?.tables ?? []).every((t) => t.equal);
+  out.push(r.validation ? `validation: ${allEqual ? 'every table equal' : 'DIFFERENCES FOUND'}` : 'validation: skipped');
+  return out.join('\n');
+}
+
+export function formatPreflight(r: PreflightReport): string {
+  const out = [`source: ${r.source.description} (PostgreSQL ${r.source.version})`, `target: ${r.target.description} (PostgreSQL ${r.target.version})`, `tables selected: ${r.tables.length}`];
+  if (r.findings.length === 0) out.push('findings: none');
+  for (const f of r.findings) out.push(`${f.severity.toUpperCase()}: ${f.message}`);
+  if (r.targetSchema) out.push('', '-- target schema (keys, indexes and foreign keys are built after the load)', ...r.targetSchema.map((s) => s.trimEnd() + ';'));
+  return out.join('\n');
+}

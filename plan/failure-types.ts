@@ -1,0 +1,55 @@
+/**
+ * The stable `type` of every failure an activity raises. The workflow and the CLI branch on
+ * these, never on message text. `needsPerson` types are raised non-retryable: retrying them
+ * without a human changing something cannot succeed.
+ */
+export const FailureType = {
+  /** Connection refused or reset, timeouts, server restarting, serialization failures. */
+  Transient: 'Transient',
+  AuthenticationFailed: 'AuthenticationFailed',
+  PermissionDenied: 'PermissionDenied',
+  /** A secret reference (env:VAR, file:PATH) could not be resolved on the worker. */
+  SecretUnresolved: 'SecretUnresolved',
+  /** The target already has an object dbferry would create (a table, a type, a schema). */
+  TargetObjectConflict: 'TargetObjectConflict',
+  /** The target database is missing and the plan says not to create it. */
+  TargetDatabaseMissing: 'TargetDatabaseMissing',
+  SourceObjectMissing: 'SourceObjectMissing',
+  /** A value or constraint the target refused (type, check, unique, foreign key). */
+  DataError: 'DataError',
+  /** Preflight found something that blocks the migration. */
+  PreflightBlocked: 'PreflightBlocked',
+  /** Validation found a table whose rows differ between source and target. */
+  ValidationMismatch: 'ValidationMismatch',
+  /** The plan asks for something this version cannot do. */
+  Unsupported: 'Unsupported',
+  /** Anything else the database reported. */
+  DatabaseError: 'DatabaseError',
+} as const;
+
+export type FailureType = (typeof FailureType)[keyof typeof FailureType];
+
+export const NEEDS_PERSON: readonly FailureType[] = [
+  FailureType.AuthenticationFailed,
+  FailureType.PermissionDenied,
+  FailureType.SecretUnresolved,
+  FailureType.TargetObjectConflict,
+  FailureType.TargetDatabaseMissing,
+  FailureType.SourceObjectMissing,
+  FailureType.DataError,
+  FailureType.PreflightBlocked,
+  FailureType.ValidationMismatch,
+  FailureType.Unsupported,
+];
+
+/** Structured details attached to a failure (the first element of ApplicationFailure.details). */
+export interface FailureDetails {
+  /** `source` or `target`, or the endpoint description (engine/host:port/db), never credentials. */
+  endpoint?: string;
+  /** `schema.table` where the failure is about one table. */
+  table?: string;
+  /** SQLSTATE or driver code, when the database gave one. */
+  code?: string;
+  /** What a person can do about it, in one sentence. */
+  hint?: string;
+}

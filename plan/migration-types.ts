@@ -1,0 +1,183 @@
+/**
+ * Data that crosses between the workflow, the activities and the CLI. Pure types: everything
+ * here ends up in workflow history or memo, so nothing here may ever hold a secret.
+ */
+import type { Plan } from './plan-schema';
+
+export type Phase =
+  | 'preflight'
+  | 'creating-databases'
+  | 'creating-tables'
+  | 'full-load'
+  | 'building-indexes'
+  | 'validating'
+  | 'cdc'
+  | 'cutover'
+  | 'completed'
+  | 'awaiting-operator'
+  | 'aborted'
+  | 'failed';
+
+export type StepName = 'preflight' | 'create-database' | 'create-tables' | 'full-load' | 'build-indexes' | 'validate';
+
+export type StepStatus = 'NotRun' | 'Running' | 'Succeeded' | 'Failed' | 'Skipped';
+
+/** Identifies one migration run; activities key what they leave on the target by it. */
+export interface MigrationRef {
+  name: string;
+  /** The workflow's first run id: a new migration under the same name gets a new one. */
+  runId: string;
+}
+
+export interface ActivityInput {
+  plan: Plan;
+  migration: MigrationRef;
+}
+
+export interface FailureInfo {
+  step: StepName;
+  type: string;
+  message: string;
+  table?: string;
+  hint?: string;
+  at: string;
+  attempts?: number;
+}
+
+export interface StepRecord {
+  step: StepName;
+  status: StepStatus;
+  startedAt?: string;
+  endedAt?: string;
+  /** Times the operator sent the step round again. */
+  operatorRetries: number;
+  error?: FailureInfo;
+  note?: string;
+}
+
+export type TableValidation = 'pending' | 'equal' | 'different' | 'skipped';
+
+export interface TableStats {
+  name: string;
+  fullLoadRows?: string;
+  inserts: number;
+  updates: number;
+  deletes: number;
+  validation: TableValidation;
+  sourceRows?: string;
+  targetRows?: string;
+  loadMs?: number;
+}
+
+export type DecisionAction = 'retry' | 'skip' | 'abort';
+
+export interface OperatorDecision {
+  action: DecisionAction;
+  reason?: string;
+  /** Optional guard: the step the operator believes is paused. */
+  step?: StepName;
+}
+
+export interface DecisionRecord extends OperatorDecision {
+  at: string;
+  pausedStep: StepName;
+}
+
+export interface MigrationStatus {
+  name: string;
+  mode: Plan['mode'];
+  phase: Phase;
+  source?: string;
+  target?: string;
+  startedAt: string;
+  endedAt?: string;
+  steps: StepRecord[];
+  tables: TableStats[];
+  failure?: FailureInfo;
+  decisions: DecisionRecord[];
+  /** What is left where, when the migration was aborted. */
+  leftBehind?: string[];
+}
+
+export type FindingSeverity = 'blocking' | 'warning' | 'info';
+
+export interface Finding {
+  severity: FindingSeverity;
+  code: string;
+  message: string;
+  table?: string;
+}
+
+export interface EndpointInfo {
+  description: string;
+  version: string;
+}
+
+export interface PreflightReport {
+  source: EndpointInfo;
+  target: EndpointInfo;
+  findings: Finding[];
+  tables: { name: string; estimatedRows: string; estimatedBytes: string }[];
+  /** The target DDL dbferry would run, for `dbferry check`. */
+  targetSchema?: string[];
+}
+
+export interface CreateDatabaseResult {
+  database: string;
+  created: boolean;
+}
+
+export interface CreateTablesResult {
+  tables: string[];
+  statements: number;
+  /** True when this migration had already created them (a retried step). */
+  alreadyCreated: boolean;
+}
+
+export interface TableLoadResult {
+  table: string;
+  rows: string;
+  bytes: number;
+  ms: number;
+  format: 'binary' | 'text';
+}
+
+export interface FullLoadResult {
+  snapshot: string;
+  /** Source WAL position of the snapshot: where CDC would start. */
+  lsn: string;
+  tables: TableLoadResult[];
+  ms: number;
+}
+
+export interface BuildResult {
+  primaryKeys: number;
+  uniques: number;
+  indexes: number;
+  foreignKeys: number;
+  sequences: number;
+  ms: number;
+}
+
+export interface TableValidationResult {
+  table: string;
+  sourceRows: string;
+  targetRows: string;
+  checksum: 'equal' | 'different' | 'not-checked';
+  equal: boolean;
+}
+
+export interface ValidateResult {
+  tables: TableValidationResult[];
+  ms: number;
+}
+
+export interface MigrationReport {
+  status: MigrationStatus;
+  load?: FullLoadResult;
+  build?: BuildResult;
+  validation?: ValidateResult;
+}
+
+/** The final result of the `dbferry check` workflow. */
+export type CheckResult = PreflightReport;

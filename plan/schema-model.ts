@@ -1,0 +1,110 @@
+/**
+ * The neutral schema model: what introspection of a source produces and what target DDL is
+ * rendered from. Pure data (JSON-serializable), no I/O. Every SQL fragment in it is already
+ * rendered for a PostgreSQL target with every identifier quoted and schema-qualified, so it
+ * can be pasted into a statement as it is.
+ *
+ * Numbers that may exceed 2^53 (sequence values, row estimates of huge tables) are strings.
+ */
+
+export interface QualifiedName {
+  schema: string;
+  name: string;
+}
+
+export interface ColumnModel {
+  name: string;
+  /** Target SQL type, rendered and qualified, e.g. `numeric(12,2)`, `"My Schema"."mood"[]`. */
+  type: string;
+  notNull: boolean;
+  /** Default expression as SQL (e.g. `nextval('public.t_id_seq'::regclass)`), absent when none. */
+  default?: string;
+  /** Identity column: GENERATED ALWAYS / BY DEFAULT AS IDENTITY. */
+  identity?: 'always' | 'by-default';
+  /** The sequence behind an identity column (its options live in SchemaModel.sequences). */
+  identitySequence?: QualifiedName;
+  /** Stored generated column expression: never copied, the target computes it. */
+  generated?: string;
+  /** Collation, rendered (e.g. `"C"` or `pg_catalog."de-x-icu"`), absent for the type's default. */
+  collation?: string;
+  /**
+   * False when the binary COPY format is unsafe for this column across servers: arrays,
+   * composites or records whose binary form embeds type OIDs that differ on the target.
+   */
+  binaryCopySafe: boolean;
+}
+
+export interface ConstraintModel {
+  name: string;
+  /** The body as `pg_get_constraintdef` renders it, e.g. `PRIMARY KEY (id)`, `CHECK ((qty > 0))`. */
+  definition: string;
+}
+
+export interface IndexModel {
+  name: string;
+  /** The full statement as `pg_get_indexdef` renders it: `CREATE [UNIQUE] INDEX name ON schema.table USING …`. */
+  definition: string;
+}
+
+export interface TableModel {
+  schema: string;
+  name: string;
+  columns: ColumnModel[];
+  primaryKey?: ConstraintModel;
+  uniques: ConstraintModel[];
+  checks: ConstraintModel[];
+  exclusions: ConstraintModel[];
+  foreignKeys: ConstraintModel[];
+  /** Indexes that do not back a constraint. */
+  indexes: IndexModel[];
+  /** Planner estimates from the source catalog (reltuples, relation size in bytes), as strings. */
+  estimatedRows: string;
+  estimatedBytes: string;
+  comment?: string;
+}
+
+export interface SequenceModel {
+  schema: string;
+  name: string;
+  dataType: string;
+  start: string;
+  increment: string;
+  min: string;
+  max: string;
+  cache: string;
+  cycle: boolean;
+  /** Source state; lastValue null when the sequence was never used. */
+  lastValue: string | null;
+  isCalled: boolean;
+  /** OWNED BY table.column (serial columns and identity columns). */
+  ownedBy?: { table: QualifiedName; column: string };
+  /** True for the implicit sequence of an identity column: created with the table, not separately. */
+  identity: boolean;
+}
+
+export interface TypeModel {
+  schema: string;
+  name: string;
+  kind: 'enum' | 'domain' | 'composite';
+  /** The full CREATE statement, e.g. `CREATE TYPE "s"."mood" AS ENUM ('sad', 'ok')`. */
+  definition: string;
+}
+
+export interface ExtensionModel {
+  name: string;
+  schema: string;
+}
+
+export interface SchemaModel {
+  /** Schemas that hold selected tables, types or sequences (never pg_catalog/information_schema). */
+  schemas: string[];
+  extensions: ExtensionModel[];
+  /** In dependency order: a type appears after every type it uses. */
+  types: TypeModel[];
+  sequences: SequenceModel[];
+  tables: TableModel[];
+}
+
+export function qualifiedKey(t: QualifiedName | { schema: string; name: string }): string {
+  return `${t.schema}.${t.name}`;
+}

@@ -1,0 +1,46 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities } from '../activities';
+import type { TemporalOptions } from '../client/temporal';
+
+export interface WorkerSettings extends TemporalOptions {
+  /** Activities run at once on this worker (each load lane holds two connections). */
+  maxConcurrentActivities?: number;
+}
+
+/**
+ * The prebuilt workflow bundle (scripts/build.sh writes it next to the compiled code) starts
+ * a worker in a second; without it the worker bundles the workflows itself.
+ */
+export function workflowSource(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+  const bundle = join(__dirname, '..', 'workflow-bundle.js');
+  if (existsSync(bundle)) return { workflowBundle: { codePath: bundle } };
+  return { workflowsPath: require.resolve('../workflows') };
+}
+
+export async function createWorker(s: WorkerSettings, connection: NativeConnection): Promise<Worker> {
+  return Worker.create({
+    connection,
+    namespace: s.namespace,
+    taskQueue: s.taskQueue,
+    ...workflowSource(),
+    activities: createActivities(),
+    maxConcurrentActivityTaskExecutions: s.maxConcurrentActivities ?? 20,
+    // Running activities get this long to finish on SIGTERM; after it they are cancelled and retried elsewhere.
+    shutdownGraceTime: '10s',
+    shutdownForceTime: '1m',
+  });
+}
+
+/** Runs a worker until SIGINT/SIGTERM (handled by the SDK's runtime: graceful shutdown). */
+export async function runWorker(s: WorkerSettings): Promise<void> {
+  const connection = await NativeConnection.connect({ address: s.address });
+  try {
+    const worker = await createWorker(s, connection);
+    console.error(`dbferry worker: polling task queue ${s.taskQueue} on ${s.address} (namespace ${s.namespace})`);
+    await worker.run();
+  } finally {
+    await connection.close();
+  }
+}

@@ -1,0 +1,2 @@
+export { migrationWorkflow } from './migration';
+export { checkWorkflow } from './check';

@@ -1,0 +1,209 @@
+/**
+ * The migration's state machine, kept free of Temporal so it can be unit-tested: the workflow
+ * feeds it events (step started, failed, operator decided) and publishes what it reports.
+ */
+import type {
+  DecisionRecord,
+  FailureInfo,
+  MigrationStatus,
+  OperatorDecision,
+  Phase,
+  StepName,
+  StepRecord,
+  TableStats,
+  TableValidationResult,
+  TableLoadResult,
+} from '../plan/migration-types';
+
+export const STEP_PHASE: Record<StepName, Phase> = {
+  preflight: 'preflight',
+  'create-database': 'creating-databases',
+  'create-tables': 'creating-tables',
+  'full-load': 'full-load',
+  'build-indexes': 'building-indexes',
+  validate: 'validating',
+};
+
+/** Why a step may not be skipped: skipping it would lose data or break every later step. */
+const NOT_SKIPPABLE: Partial<Record<StepName, string>> = {
+  'create-database': 'every later step needs the target database',
+  'create-tables': 'the full load needs the target tables; skipping would lose every row',
+  'full-load': "skipping the load would leave the target without the source's rows",
+};
+
+export class DecisionRefused extends Error {
+  override name = 'DecisionRefused';
+}
+
+export class MigrationState {
+  readonly #status: MigrationStatus;
+  #pending?: OperatorDecision;
+
+  constructor(init: { name: string; mode: MigrationStatus['mode']; steps: StepName[]; now: string }) {
+    this.#status = {
+      name: init.name,
+      mode: init.mode,
+      phase: STEP_PHASE[init.steps[0] ?? 'preflight'],
+      startedAt: init.now,
+      steps: init.steps.map((step) => ({ step, status: 'NotRun', operatorRetries: 0 })),
+      tables: [],
+      decisions: [],
+    };
+  }
+
+  get phase(): Phase {
+    return this.#status.phase;
+  }
+
+  get pausedStep(): StepName | undefined {
+    return this.#status.phase === 'awaiting-operator' ? this.#status.failure?.step : undefined;
+  }
+
+  /** A deep copy: handlers and memo must never hand out the live object. */
+  snapshot(): MigrationStatus {
+    return JSON.parse(JSON.stringify(this.#status)) as MigrationStatus;
+  }
+
+  setEndpoints(source: string, target: string): void {
+    this.#status.source = source;
+    this.#status.target = target;
+  }
+
+  stepStarted(step: StepName, now: string): void {
+    const rec = this.#step(step);
+    rec.status = 'Running';
+    rec.startedAt ??= now;
+    rec.error = undefined;
+    this.#status.phase = STEP_PHASE[step];
+    this.#status.failure = undefined;
+  }
+
+  stepSucceeded(step: StepName, now: string, note?: string): void {
+    const rec = this.#step(step);
+    rec.status = 'Succeeded';
+    rec.endedAt = now;
+    if (note) rec.note = note;
+  }
+
+  /** The step failed after its retries: the migration waits for a person. */
+  stepFailed(failure: FailureInfo): void {
+    const rec = this.#step(failure.step);
+    rec.status = 'Failed';
+    rec.error = failure;
+    rec.endedAt = failure.at;
+    this.#status.failure = failure;
+    this.#status.phase = 'awaiting-operator';
+    this.#pending = undefined;
+  }
+
+  /** Throws DecisionRefused with the reason when the decision cannot be taken now. Synchronous: it backs an Update validator. */
+  validateDecision(d: OperatorDecision): void {
+    const paused = this.pausedStep;
+    if (!paused) {
+      throw new DecisionRefused(`migration ${this.#status.name} is not waiting for an operator (phase ${this.#status.phase})`);
+    }
+    if (!['retry', 'skip', 'abort'].includes(d.action)) {
+      throw new DecisionRefused(`unknown action ${JSON.stringify(d.action)}: expected retry, skip or abort`);
+    }
+    if (d.step && d.step !== paused) {
+      throw new DecisionRefused(`migration ${this.#status.name} is paused on ${paused}, not on ${d.step}`);
+    }
+    if (this.#pending) {
+      throw new DecisionRefused(`a decision (${this.#pending.action}) was already taken for ${paused}`);
+    }
+    const why = NOT_SKIPPABLE[paused];
+    if (d.action === 'skip' && why) throw new DecisionRefused(`${paused} cannot be skipped: ${why}`);
+  }
+
+  decide(d: OperatorDecision, now: string): string {
+    this.validateDecision(d);
+    const paused = this.pausedStep as StepName;
+    this.#pending = d;
+    const rec: DecisionRecord = { ...d, at: now, pausedStep: paused };
+    this.#status.decisions.push(rec);
+    return `${d.action} accepted for ${paused}`;
+  }
+
+  /** The decision the workflow is waiting for; consumed once. */
+  takeDecision(): OperatorDecision | undefined {
+    const d = this.#pending;
+    if (!d) return undefined;
+    this.#pending = undefined;
+    const rec = this.#step(this.#status.failure!.step);
+    if (d.action === 'retry') rec.operatorRetries++;
+    if (d.action === 'skip') {
+      rec.status = 'Skipped';
+      rec.note = d.reason ? `skipped by operator: ${d.reason}` : 'skipped by operator';
+      this.#status.failure = undefined;
+    }
+    return d;
+  }
+
+  hasDecision(): boolean {
+    return this.#pending !== undefined;
+  }
+
+  aborted(now: string, leftBehind: string[]): void {
+    this.#status.phase = 'aborted';
+    this.#status.endedAt = now;
+    this.#status.leftBehind = leftBehind;
+  }
+
+  failed(now: string, failure: FailureInfo): void {
+    this.#status.phase = 'failed';
+    this.#status.endedAt = now;
+    this.#status.failure = failure;
+  }
+
+  completed(now: string): void {
+    this.#status.phase = 'completed';
+    this.#status.endedAt = now;
+    this.#status.failure = undefined;
+  }
+
+  setTables(names: string[]): void {
+    const known = new Map(this.#status.tables.map((t) => [t.name, t]));
+    this.#status.tables = names.map((name) => known.get(name) ?? emptyStats(name));
+  }
+
+  recordLoad(results: TableLoadResult[]): void {
+    for (const r of results) {
+      const t = this.#table(r.table);
+      t.fullLoadRows = r.rows;
+      t.loadMs = r.ms;
+      t.validation = 'pending';
+    }
+  }
+
+  recordValidation(results: TableValidationResult[]): void {
+    for (const r of results) {
+      const t = this.#table(r.table);
+      t.sourceRows = r.sourceRows;
+      t.targetRows = r.targetRows;
+      t.validation = r.equal ? 'equal' : 'different';
+    }
+  }
+
+  markValidationSkipped(): void {
+    for (const t of this.#status.tables) if (t.validation === 'pending') t.validation = 'skipped';
+  }
+
+  #step(step: StepName): StepRecord {
+    const rec = this.#status.steps.find((s) => s.step === step);
+    if (!rec) throw new Error(`unknown step ${step}`);
+    return rec;
+  }
+
+  #table(name: string): TableStats {
+    let t = this.#status.tables.find((x) => x.name === name);
+    if (!t) {
+      t = emptyStats(name);
+      this.#status.tables.push(t);
+    }
+    return t;
+  }
+}
+
+function emptyStats(name: string): TableStats {
+  return { name, inserts: 0, updates: 0, deletes: 0, validation: 'pending' };
+}

@@ -1,0 +1,163 @@
+import {
+  allHandlersFinished,
+  ApplicationFailure,
+  condition,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { FailureType } from '../plan/failure-types';
+import type { MigrationReport, Phase, StepName } from '../plan/migration-types';
+import type { Plan } from '../plan/plan-schema';
+import { DBFERRY_MIGRATION, DBFERRY_PHASE, DBFERRY_SOURCE, DBFERRY_TARGET } from '../plan/search-attributes';
+import { describeFailure } from './failures';
+import { ABORTED_FAILURE_TYPE, operatorDecisionSignal, operatorDecisionUpdate, STATUS_MEMO_KEY, statusQuery } from './messages';
+import { MigrationState } from './migration-state';
+import { currentDetails, leftBehind } from './reporting';
+import { activityRetry } from './retry-policy';
+
+export interface MigrationInput {
+  plan: Plan;
+}
+
+// Short steps: a connection problem is retried with backoff, then the operator is asked.
+const quick = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '1 minute', retry: activityRetry });
+// Long steps heartbeat on a timer, so the start-to-close bound only guards against a lost worker.
+const long = proxyActivities<Activities>({ startToCloseTimeout: '30 days', heartbeatTimeout: '2 minutes', retry: activityRetry });
+
+class Aborted extends Error {}
+
+const STEPS: StepName[] = ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'validate'];
+
+/** One migration: the steps in the order that keeps data safe; a failed step waits for a person. */
+export async function migrationWorkflow({ plan }: MigrationInput): Promise<MigrationReport> {
+  const now = () => new Date().toISOString();
+  const migration = { name: plan.name, runId: workflowInfo().firstExecutionRunId };
+  const input = { plan, migration };
+  const state = new MigrationState({ name: plan.name, mode: plan.mode, steps: STEPS, now: now() });
+  const report: MigrationReport = { status: state.snapshot() };
+  let publishedPhase: Phase | undefined;
+
+  const publish = () => {
+    const status = state.snapshot();
+    if (status.phase !== publishedPhase) {
+      upsertSearchAttributes([{ key: DBFERRY_PHASE, value: status.phase }, { key: DBFERRY_MIGRATION, value: plan.name }]);
+      publishedPhase = status.phase;
+    }
+    upsertMemo({ [STATUS_MEMO_KEY]: status });
+    setCurrentDetails(currentDetails(status));
+  };
+
+  setHandler(statusQuery, () => state.snapshot());
+  setHandler(
+    operatorDecisionUpdate,
+    (d) => {
+      const ack = state.decide(d, now());
+      publish();
+      return ack;
+    },
+    {
+      validator: (d) => state.validateDecision(d),
+      description: 'The operator decision on a paused step: retry, skip (where no data is lost) or abort',
+    },
+  );
+  setHandler(operatorDecisionSignal, (d) => {
+    if (!state.pausedStep || state.hasDecision()) return;
+    try {
+      state.decide(d, now());
+      publish();
+    } catch {
+      // An invalid fallback signal is ignored: the Update path is where refusals are reported.
+    }
+  });
+
+  /** Runs a step until it succeeds, is skipped by the operator, or the operator aborts. */
+  async function step<T>(name: StepName, run: () => Promise<T>): Promise<T | undefined> {
+    for (;;) {
+      state.stepStarted(name, now());
+      publish();
+      try {
+        const result = await run();
+        state.stepSucceeded(name, now());
+        publish();
+        return result;
+      } catch (err) {
+        state.stepFailed(describeFailure(name, err, now()));
+        publish();
+        await condition(() => state.hasDecision());
+        const decision = state.takeDecision()!;
+        publish();
+        if (decision.action === 'abort') throw new Aborted(decision.reason ?? 'no reason given');
+        if (decision.action === 'skip') return undefined;
+      }
+    }
+  }
+
+  try {
+    await step('preflight', async () => {
+      const pre = await quick.preflight(input);
+      state.setEndpoints(pre.source.description, pre.target.description);
+      upsertSearchAttributes([
+        { key: DBFERRY_SOURCE, value: pre.source.description },
+        { key: DBFERRY_TARGET, value: pre.target.description },
+      ]);
+      state.setTables(pre.tables.map((t) => t.name));
+      const blocking = pre.findings.filter((f) => f.severity === 'blocking');
+      if (blocking.length > 0) {
+        throw ApplicationFailure.create({
+          type: FailureType.PreflightBlocked,
+          nonRetryable: true,
+          message: blocking.map((f) => f.message).join('; '),
+          details: [{ table: blocking[0]?.table, hint: 'fix the findings and run dbferry retry, or accept them with dbferry skip' }],
+        });
+      }
+      return pre;
+    });
+    await step('create-database', () => quick.createDatabase(input));
+    const created = await step('create-tables', () => long.createTables(input));
+    if (created) state.setTables(created.tables);
+    report.load = await step('full-load', () => long.fullLoad(input));
+    if (report.load) state.recordLoad(report.load.tables);
+    report.build = await step('build-indexes', () => long.buildIndexes(input));
+    report.validation = await step('validate', async () => {
+      const v = await long.validate(input);
+      state.recordValidation(v.tables);
+      const different = v.tables.filter((t) => !t.equal);
+      if (different.length > 0) {
+        throw ApplicationFailure.create({
+          type: FailureType.ValidationMismatch,
+          nonRetryable: true,
+          message: `rows differ between source and target in ${different.map((t) => `${t.table} (source ${t.sourceRows} rows, target ${t.targetRows}, checksum ${t.checksum})`).join(', ')}`,
+          details: [{ table: different[0]?.table, hint: 'inspect the table, then run dbferry retry to validate again' }],
+        });
+      }
+      return v;
+    });
+    if (!report.validation) state.markValidationSkipped();
+    state.completed(now());
+    publish();
+    report.status = state.snapshot();
+    await condition(allHandlersFinished);
+    return report;
+  } catch (err) {
+    if (err instanceof Aborted) {
+      state.aborted(now(), leftBehind(state.snapshot(), plan));
+      publish();
+      await condition(allHandlersFinished);
+      throw ApplicationFailure.create({
+        type: ABORTED_FAILURE_TYPE,
+        nonRetryable: true,
+        message: `migration ${plan.name} aborted by the operator: ${err.message}`,
+        details: [state.snapshot()],
+      });
+    }
+    const failure = describeFailure(state.snapshot().failure?.step ?? 'preflight', err, now());
+    state.failed(now(), failure);
+    publish();
+    throw ApplicationFailure.create({ type: failure.type, nonRetryable: true, message: failure.message });
+  }
+}

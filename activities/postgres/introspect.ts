@@ -33,17 +33,46 @@ export async function introspectPostgres(
   client: ClientBase,
   select: (schema: string, table: string) => boolean,
 ): Promise<IntrospectedSchema> {
-  // A session-level set_config restored afterwards works both inside a caller's transaction
-  // (e.g. a snapshot import) and outside one, where SET LOCAL would not outlive its statement.
-  // If a query fails inside the caller's transaction the restore fails too, but the rollback
-  // the caller must do then undoes the setting anyway.
-  const { rows } = await client.query<{ sp: string }>(`SELECT pg_catalog.current_setting('search_path') AS sp`);
-  const previous = rows[0].sp;
-  await client.query(`SELECT pg_catalog.set_config('search_path', 'pg_catalog', false)`);
-  try {
-    return await new Introspection(client, select).run();
-  } finally {
-    await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [previous]).catch(() => undefined);
+  const run = () => new Introspection(client, select).run();
+  switch (client.getTransactionStatus()) {
+    case 'I': {
+      // Our own transaction: one consistent view of the catalog, and SET LOCAL ends with it.
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      try {
+        await client.query('SET LOCAL search_path = pg_catalog');
+        const model = await run();
+        await client.query('COMMIT');
+        return model;
+      } catch (e) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw e;
+      }
+    }
+    case 'T': {
+      // Inside the caller's transaction (e.g. one that imported the load snapshot): rolling back
+      // to a savepoint undoes our SET LOCAL, whether the caller had a local or session value,
+      // and leaves the transaction usable even when a query of ours failed.
+      await client.query('SAVEPOINT dbferry_introspect');
+      try {
+        await client.query('SET LOCAL search_path = pg_catalog');
+        return await run();
+      } finally {
+        await client.query('ROLLBACK TO SAVEPOINT dbferry_introspect');
+        await client.query('RELEASE SAVEPOINT dbferry_introspect');
+      }
+    }
+    case 'E':
+      throw new Error('cannot introspect: the connection is in a failed transaction');
+    default: {
+      // Transaction state unknown: a session-level setting, restored afterwards.
+      const { rows } = await client.query<{ sp: string }>(`SELECT pg_catalog.current_setting('search_path') AS sp`);
+      await client.query(`SELECT pg_catalog.set_config('search_path', 'pg_catalog', false)`);
+      try {
+        return await run();
+      } finally {
+        await client.query(`SELECT pg_catalog.set_config('search_path', $1, false)`, [rows[0].sp]);
+      }
+    }
   }
 }
 

@@ -60,7 +60,7 @@ export async function preflightPostgres(input: ActivityInput & { withTargetSchem
 }
 
 async function endpointInfo(c: Client, ep: PgEndpoint): Promise<EndpointInfo> {
-  const { rows } = await c.query<{ v: string }>('SHOW server_version');
+  const { rows } = await c.query<{ v: string }>("SELECT current_setting('server_version') AS v");
   return { description: ep.description.replace(/^(source|target) /, ''), version: (rows[0]?.v ?? '').split(' ')[0]! };
 }
 

@@ -260,18 +260,27 @@ describe('PostgreSQL schema round trip', () => {
     }
   });
 
-  test('inside a caller transaction the session setting survives and the transaction stays usable', async () => {
+  test("inside the caller's transaction: its snapshot, its search_path, and it stays usable", async () => {
     await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
     try {
       await source.query(`SET LOCAL search_path = "Weird ""Schema""", public`);
+      await source.query('CREATE TABLE public.only_in_this_tx (x int)');
       const m = await introspectPostgres(source, (s) => s === 'public');
-      expect(m.tables.map((t) => t.name)).toEqual(['MixedCase', 'refs_unselected', 'unselected']);
+      expect(m.tables.map((t) => t.name)).toEqual(['MixedCase', 'only_in_this_tx', 'refs_unselected', 'unselected']);
+      expect(m.schemas).toEqual(['public']);
       expect((await source.query<{ sp: string }>(`SELECT current_setting('search_path') AS sp`)).rows[0].sp).toBe(
         '"Weird ""Schema""", public',
       );
-      expect(m.schemas).toEqual(['public']);
+      // A failure half-way must not leave the caller's transaction aborted.
+      await expect(
+        introspectPostgres(source, () => {
+          throw new Error('boom');
+        }),
+      ).rejects.toThrow('boom');
+      await source.query('SELECT pg_catalog.count(*) FROM "select"');
     } finally {
       await source.query('ROLLBACK');
     }
+    expect((await source.query<{ search_path: string }>('SHOW search_path')).rows[0].search_path).toBe('"$user", public');
   });
 });

@@ -1,0 +1,48 @@
+import { withClient } from './databases';
+
+/**
+ * The test's own equality check, independent of dbferry's validation: row count and an
+ * order-independent digest of every column (md5 of the sorted row hashes).
+ */
+export async function tableFingerprint(url: string, qualified: string): Promise<{ rows: string; digest: string }> {
+  return withClient(url, async (c) => {
+    await c.query("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 1");
+    const r = await c.query(`SELECT count(*)::text AS rows, coalesce(md5(string_agg(h, '' ORDER BY h)), '') AS digest
+                               FROM (SELECT md5(t::text) AS h FROM ${qualified} t) x`);
+    return r.rows[0] as { rows: string; digest: string };
+  });
+}
+
+export async function userTables(url: string): Promise<string[]> {
+  return withClient(url, async (c) => {
+    const r = await c.query(`SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables
+                              WHERE schemaname NOT IN ('pg_catalog', 'information_schema', '_dbferry') ORDER BY 1`);
+    return r.rows.map((x: { t: string }) => x.t);
+  });
+}
+
+/** Constraints (primary, unique, check, foreign, exclusion) and indexes, as their definitions. */
+export async function schemaObjects(url: string): Promise<{ constraints: string[]; indexes: string[] }> {
+  return withClient(url, async (c) => {
+    const k = await c.query(`SELECT format('%s.%s %s: %s', n.nspname, t.relname, k.conname, pg_get_constraintdef(k.oid)) AS d
+                               FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+                              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', '_dbferry') AND k.contype IN ('p','u','c','f','x')
+                              ORDER BY 1`);
+    const i = await c.query(`SELECT indexdef AS d FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog', 'information_schema', '_dbferry') ORDER BY 1`);
+    return { constraints: k.rows.map((r: { d: string }) => r.d), indexes: i.rows.map((r: { d: string }) => r.d) };
+  });
+}
+
+/** Every sequence's next value (consumes one value on that side). */
+export async function nextSequenceValues(url: string): Promise<Record<string, string>> {
+  return withClient(url, async (c) => {
+    const seqs = await c.query(`SELECT format('%I.%I', schemaname, sequencename) AS s FROM pg_sequences
+                                 WHERE schemaname NOT IN ('_dbferry') ORDER BY 1`);
+    const out: Record<string, string> = {};
+    for (const { s } of seqs.rows as { s: string }[]) {
+      const r = await c.query('SELECT nextval($1::regclass)::text AS v', [s]);
+      out[s] = r.rows[0].v;
+    }
+    return out;
+  });
+}

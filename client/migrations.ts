@@ -147,6 +147,7 @@ export async function decide(client: Client, name: string, action: DecisionActio
   const d = await requireMigration(client, name);
   if (d.status.name !== 'RUNNING') {
     const phase = statusFromDescription(d)?.phase ?? d.status.name.toLowerCase();
+    if (phase === 'aborted') throw new CliError(Exit.Aborted, `migration ${name} was aborted: nothing to ${action}`);
     throw new CliError(Exit.Refused, `migration ${name} is not running (${phase}): nothing to ${action}`);
   }
   const handle = client.workflow.getHandle(d.workflowId);

@@ -1,0 +1,122 @@
+import { parsePlan, type Plan } from '../../plan';
+import type { StepName } from '../../plan/migration-types';
+import { MigrationState } from '../../workflows/migration-state';
+import { currentDetails, leftBehind } from '../../workflows/reporting';
+
+const STEPS: StepName[] = ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'validate'];
+const T = '2024-01-01T00:00:00.000Z';
+
+function planWith(createDatabase: boolean): Plan {
+  const r = parsePlan({
+    name: 'shop',
+    source: { engine: 'postgres', url: 'env:SOURCE_URL' },
+    target: { engine: 'postgres', url: 'env:TARGET_URL', createDatabase },
+  });
+  if (!r.ok) throw new Error(JSON.stringify(r.issues));
+  return r.plan;
+}
+
+function state(): MigrationState {
+  const s = new MigrationState({ name: 'shop', mode: 'full-load', steps: STEPS, now: T });
+  s.setEndpoints('source postgres/src:5432/shop', 'target postgres/tgt:5432/shop');
+  return s;
+}
+
+function runThrough(s: MigrationState, upTo: StepName): void {
+  for (const step of STEPS.slice(0, STEPS.indexOf(upTo) + 1)) {
+    s.stepStarted(step, T);
+    s.stepSucceeded(step, T);
+  }
+}
+
+describe('currentDetails', () => {
+  it('shows name, mode, phase, endpoints and finished steps while running', () => {
+    const s = state();
+    runThrough(s, 'create-database');
+    s.stepStarted('create-tables', T);
+    const md = currentDetails(s.snapshot());
+    expect(md).toContain('**shop** (full-load)');
+    expect(md).toContain('phase **creating-tables**');
+    expect(md).toContain('source postgres/src:5432/shop → target postgres/tgt:5432/shop');
+    expect(md).toContain('done: preflight, create-database');
+    expect(md).not.toMatch(/dbferry (retry|skip|abort)/);
+    expect(md).not.toContain('waiting for an operator');
+  });
+
+  it('when paused, names the failure, table, hint and the retry/skip/abort commands', () => {
+    const s = state();
+    runThrough(s, 'create-tables');
+    s.stepStarted('full-load', T);
+    s.stepFailed({ step: 'full-load', type: 'DataError', message: 'value too long', table: 'public.orders', hint: 'widen the column', at: T });
+    const md = currentDetails(s.snapshot());
+    expect(md).toContain('phase **awaiting-operator**');
+    expect(md).toContain('**waiting for an operator**: full-load failed (DataError) on public.orders: value too long');
+    expect(md).toContain('hint: widen the column');
+    expect(md).toContain('`dbferry retry shop`');
+    expect(md).toContain('`dbferry skip shop`');
+    expect(md).toContain('`dbferry abort shop`');
+  });
+
+  it('counts skipped steps as done and shows ? for unknown endpoints', () => {
+    const s = new MigrationState({ name: 'm', mode: 'full-load', steps: STEPS, now: T });
+    s.stepStarted('preflight', T);
+    s.stepFailed({ step: 'preflight', type: 'PreflightBlocked', message: 'x', at: T });
+    s.decide({ action: 'skip' }, T);
+    s.takeDecision();
+    s.setEndpoints('source postgres/a:1/b', undefined as unknown as string);
+    const md = currentDetails(s.snapshot());
+    expect(md).toContain('done: preflight');
+    expect(md).toContain('source postgres/a:1/b → ?');
+  });
+});
+
+describe('leftBehind', () => {
+  it('before any target step: only the (empty) source line', () => {
+    const s = state();
+    runThrough(s, 'preflight');
+    expect(leftBehind(s.snapshot(), planWith(true))).toEqual([
+      'source postgres/src:5432/shop: nothing (a full load leaves no slot or publication)',
+    ]);
+  });
+
+  it('mentions a possibly created database only when the plan creates databases', () => {
+    const s = state();
+    runThrough(s, 'create-database');
+    const withCreate = leftBehind(s.snapshot(), planWith(true));
+    expect(withCreate[0]).toBe('target postgres/tgt:5432/shop: the database may have been created by this migration; it is kept');
+    const withoutCreate = leftBehind(s.snapshot(), planWith(false));
+    expect(withoutCreate.some((l) => l.includes('database may have been created'))).toBe(false);
+  });
+
+  it('after create-tables: counts the tables and how many were loaded, and names _dbferry', () => {
+    const s = state();
+    runThrough(s, 'create-tables');
+    s.setTables(['public.a', 'public.b', 'public.c']);
+    s.stepStarted('full-load', T);
+    s.recordLoad([{ table: 'public.a', rows: '3', bytes: 10, ms: 1, format: 'binary' }]);
+    s.stepFailed({ step: 'full-load', type: 'DataError', message: 'x', at: T });
+    const lines = leftBehind(s.snapshot(), planWith(false));
+    expect(lines).toContain(
+      'target postgres/tgt:5432/shop: 3 table(s) created by this migration are kept (1 loaded); drop them before starting shop again',
+    );
+    expect(lines).toContain("target postgres/tgt:5432/shop: schema _dbferry keeps this migration's bookkeeping (safe to drop once the tables are gone)");
+    expect(lines[lines.length - 1]).toMatch(/^source postgres\/src:5432\/shop: nothing/);
+  });
+
+  it('a step that failed counts as having run (it may have left something)', () => {
+    const s = state();
+    runThrough(s, 'create-database');
+    s.stepStarted('create-tables', T);
+    s.stepFailed({ step: 'create-tables', type: 'TargetObjectConflict', message: 'x', at: T });
+    const lines = leftBehind(s.snapshot(), planWith(true));
+    expect(lines.some((l) => l.includes('table(s) created by this migration are kept'))).toBe(true);
+  });
+
+  it('uses generic words when the endpoints are unknown', () => {
+    const s = new MigrationState({ name: 'shop', mode: 'full-load', steps: STEPS, now: T });
+    runThrough(s, 'create-tables');
+    const lines = leftBehind(s.snapshot(), planWith(true));
+    expect(lines[0]).toMatch(/^the target: the database may have been created/);
+    expect(lines[lines.length - 1]).toMatch(/^the source: nothing/);
+  });
+});

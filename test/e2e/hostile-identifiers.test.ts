@@ -1,0 +1,49 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
+import { nextSequenceValues, schemaObjects, tableFingerprint, userTables } from '../support/compare';
+import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
+
+/**
+ * Identifiers are hostile: quotes, spaces, capitals, reserved words and Unicode in schema, table,
+ * column, type and constraint names, and every common type with edge values, migrated by the
+ * real workflow (binary and text COPY, keys, indexes, sequences, validation).
+ */
+describe('a hostile schema migrates through the workflow', () => {
+  const sourceDb = uniqueName('hostile');
+  const targetDb = uniqueName('hostile_copy');
+  const name = uniqueName('hostile').replace(/_/g, '-');
+  const queue = `q-${name}`;
+  let worker: WorkerProcess;
+
+  beforeAll(async () => {
+    const url = await createDatabase('source', sourceDb);
+    await withClient(url, (c) => c.query(readFileSync(join(__dirname, '..', 'fixtures', 'hostile-schema.sql'), 'utf8')));
+    worker = await startWorker(cliEnv(queue, { SRC_URL: url, TGT_URL: serverUrl('target', targetDb) }));
+  });
+
+  afterAll(async () => {
+    await worker?.stop();
+    await Promise.all([dropDatabase('source', sourceDb), dropDatabase('target', targetDb)]);
+  });
+
+  it('ends with every table, constraint, index and sequence equal', async () => {
+    const planFile = writePlan(`name: ${name}\nsource: { engine: postgres, url: env:SRC_URL }\ntarget: { engine: postgres, url: env:TGT_URL }\n`);
+    const res = await dbferry(['start', planFile, '--wait'], cliEnv(queue));
+    if (res.code !== 0) throw new Error(`exit ${res.code}\n${res.stdout}\n${res.stderr}\n${worker.output().slice(-3000)}`);
+    expect(res.stdout).toContain('validation: every table equal');
+
+    const src = serverUrl('source', sourceDb);
+    const tgt = serverUrl('target', targetDb);
+    const tables = await userTables(src);
+    expect(tables.length).toBeGreaterThanOrEqual(5);
+    expect(tables.some((t) => t.includes('"Weird ""Schema"""'))).toBe(true);
+    expect(await userTables(tgt)).toEqual(tables);
+    for (const t of tables) {
+      const [a, b] = await Promise.all([tableFingerprint(src, t), tableFingerprint(tgt, t)]);
+      expect({ table: t, ...b }).toEqual({ table: t, ...a });
+    }
+    expect(await schemaObjects(tgt)).toEqual(await schemaObjects(src));
+    expect(await nextSequenceValues(tgt)).toEqual(await nextSequenceValues(src));
+  });
+});

@@ -44,6 +44,11 @@ describe('a hostile schema migrates through the workflow', () => {
       expect({ table: t, ...b }).toEqual({ table: t, ...a });
     }
     expect(await schemaObjects(tgt)).toEqual(await schemaObjects(src));
-    expect(await nextSequenceValues(tgt)).toEqual(await nextSequenceValues(src));
+    // The source hands out 6 next from select_id_seq although a row with id 100 exists: the target
+    // sequence never starts below the loaded maximum, so its next value is 101. The rest match.
+    const [srcSeq, tgtSeq] = [await nextSequenceValues(src), await nextSequenceValues(tgt)];
+    const selectSeq = '"Weird ""Schema""".select_id_seq';
+    expect(srcSeq[selectSeq]).toBe('6');
+    expect(tgtSeq).toEqual({ ...srcSeq, [selectSeq]: '101' });
   });
 });

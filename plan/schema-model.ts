@@ -60,6 +60,8 @@ export interface TableModel {
   /** Planner estimates from the source catalog (reltuples, relation size in bytes), as strings. */
   estimatedRows: string;
   estimatedBytes: string;
+  /** A partitioned parent: it has no rows of its own (its partitions are tables of their own). */
+  partitioned?: boolean;
   comment?: string;
 }
 

@@ -116,7 +116,9 @@ async function copyTable(lane: { source: Client; target: Client }, t: TableModel
     await target.query('BEGIN');
     // TRUNCATE in the same transaction makes the load of this table all-or-nothing and lets COPY FREEZE skip later vacuum work.
     await target.query(`TRUNCATE ${name}`);
-    if (cols.length > 0) {
+    if (t.partitioned) {
+      // COPY cannot read a partitioned parent, and its rows are loaded with its partitions.
+    } else if (cols.length > 0) {
       const sink = target.query(copyFrom(`COPY ${name} (${colList}) FROM STDIN WITH (FORMAT ${format}, FREEZE)`));
       const out = source.query(copyTo(`COPY ${name} (${colList}) TO STDOUT WITH (FORMAT ${format})`));
       out.once('error', (e) => markSide(e, 'source'));

@@ -215,6 +215,7 @@ class Introspection {
         indexes: indexes.get(t.oid) ?? [],
         estimatedRows: t.est_rows,
         estimatedBytes: t.est_bytes,
+        ...(t.relkind === 'p' ? { partitioned: true } : {}),
         ...(t.comment !== null ? { comment: t.comment } : {}),
       };
     });

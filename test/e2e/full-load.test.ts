@@ -41,6 +41,17 @@ load: { parallel: 3 }
     await Promise.all([dropDatabase('source', sourceDb), dropDatabase('target', targetDb)]);
   });
 
+  it('check runs preflight on the workers: prints the target schema, exit 1 on a blocking finding', async () => {
+    const ok = await dbferry(['check', planFile], cliEnv(queue));
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain('tables selected: 5');
+    expect(ok.stdout).toMatch(/CREATE TABLE public\.customers|CREATE TABLE "public"\."customers"/);
+    const none = writePlan(`name: ${name}-none\nsource: { engine: postgres, url: env:SRC_URL }\ntarget: { engine: postgres, url: env:TGT_URL }\ntables: { include: ["nosuchschema.%"] }\n`);
+    const blocked = await dbferry(['check', none, '--json'], cliEnv(queue));
+    expect(blocked.code).toBe(1);
+    expect(JSON.parse(blocked.stdout).findings).toEqual([expect.objectContaining({ severity: 'blocking', code: 'no-tables' })]);
+  });
+
   it('completes, and every target table equals its source with keys, indexes, checks and sequences', async () => {
     const res = await dbferry(['start', planFile, '--wait'], cliEnv(queue));
     expect(res.stderr).toContain(`started migration ${name}`);

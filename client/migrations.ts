@@ -151,7 +151,8 @@ export async function decide(client: Client, name: string, action: DecisionActio
     throw new CliError(Exit.Refused, `migration ${name} is not running (${phase}): nothing to ${action}`);
   }
   const handle = client.workflow.getHandle(d.workflowId);
-  const decision = { action, reason };
+  // The step guard: a decision meant for one pause is refused if the migration has moved on to another.
+  const decision = { action, reason, step: statusFromDescription(d)?.failure?.step };
   try {
     return await client.connection.withDeadline(Date.now() + 30_000, () =>
       handle.executeUpdate(operatorDecisionUpdate, { args: [decision], updateId: `${action}-${randomUUID()}` }),

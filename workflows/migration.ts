@@ -2,6 +2,7 @@ import {
   allHandlersFinished,
   ApplicationFailure,
   condition,
+  isCancellation,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -86,6 +87,8 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
         publish();
         return result;
       } catch (err) {
+        // A cancelled workflow ends as cancelled, not as a step waiting for a person.
+        if (isCancellation(err)) throw err;
         state.stepFailed(describeFailure(name, err, now()));
         publish();
         await condition(() => state.hasDecision());

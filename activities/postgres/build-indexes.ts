@@ -2,7 +2,7 @@ import { escapeIdentifier, type Client } from 'pg';
 import type { ActivityInput, BuildResult } from '../../plan/migration-types';
 import type { SchemaModel, SequenceModel } from '../../plan/schema-model';
 import { inParallel, withHeartbeat } from '../heartbeat';
-import { connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
+import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
 import { postLoadStatements, qualifiedTable, sequenceSetvalStatement } from './ddl';
 import { toFailure } from './errors';
 import { loadModel } from './model';
@@ -28,8 +28,8 @@ export async function buildIndexesPostgres({ plan, migration }: ActivityInput): 
     const lane = async (i: number) => {
       if (!lanes[i]) {
         const c = await connect(tgt, { purpose: 'build indexes' });
-        await c.query("SET maintenance_work_mem = '256MB'");
         lanes[i] = c;
+        await c.query("SET maintenance_work_mem = '256MB'");
       }
       return lanes[i]!;
     };
@@ -71,7 +71,7 @@ export async function buildIndexesPostgres({ plan, migration }: ActivityInput): 
         ms: Date.now() - started,
       };
     } finally {
-      await Promise.all(lanes.map((c) => c.end().catch(() => undefined)));
+      await Promise.all(lanes.map((c) => closeQuietly(c)));
     }
   });
 }

@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import type { ConnectionOptions } from 'node:tls';
+import { ApplicationFailure } from '@temporalio/common';
 import { Client, type ClientConfig } from 'pg';
+import { FailureType } from '../../plan/failure-types';
 import type { Plan } from '../../plan/plan-schema';
 import { describeEndpoint } from '../../plan/secret-ref';
 import { resolveSecret } from '../secrets';
@@ -23,9 +25,21 @@ export interface PgEndpoint {
 export async function resolveEndpoint(plan: Plan, side: Side): Promise<PgEndpoint> {
   const ep: EndpointPlan = plan[side];
   const url = await resolveSecret(ep.url, `${side}.url`);
-  const parsed = new URL(url);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // Never echo the value: it is a secret that failed to parse.
+    throw ApplicationFailure.create({
+      type: FailureType.SecretUnresolved,
+      nonRetryable: true,
+      message: `${side}.url: the value ${ep.url} resolves to is not a connection URL (expected postgres://user@host:port/database)`,
+      details: [{ hint: `fix the value of ${ep.url} on the workers, then run dbferry retry` }],
+    });
+  }
   const database = decodeURIComponent(parsed.pathname.replace(/^\//, '')) || 'postgres';
-  const secrets = [parsed.password ? decodeURIComponent(parsed.password) : '', parsed.password].filter(Boolean);
+  const queryPassword = parsed.searchParams.get('password') ?? '';
+  const secrets = [parsed.password ? decodeURIComponent(parsed.password) : '', parsed.password, queryPassword].filter(Boolean);
   return {
     side,
     url,
@@ -78,11 +92,20 @@ export async function connect(ep: PgEndpoint, opts: { database?: string; purpose
   try {
     await client.connect();
   } catch (err) {
-    await client.end().catch(() => undefined);
+    await closeQuietly(client);
     throw toFailure(err, ep.side, { endpoint: ep.description, secrets: ep.secrets, doing: `connecting (${opts.purpose})` });
   }
-  // Stable text forms so checksums agree across servers whatever their defaults.
-  await client.query("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1");
+  try {
+    // Stable text forms so checksums agree across servers whatever their defaults. A lock held
+    // by someone else fails the statement (retried, then the operator is asked) instead of
+    // waiting silently forever behind a heartbeat that says all is well.
+    await client.query(
+      "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET lock_timeout = '5min'",
+    );
+  } catch (err) {
+    await closeQuietly(client);
+    throw toFailure(err, ep.side, { endpoint: ep.description, secrets: ep.secrets, doing: `setting up the session (${opts.purpose})` });
+  }
   return client;
 }
 
@@ -90,7 +113,25 @@ export async function withConnection<T>(ep: PgEndpoint, purpose: string, fn: (c:
   const c = await connect(ep, { purpose, database });
   try {
     return await fn(c);
+  } catch (err) {
+    // Driver errors become typed failures naming the endpoint (typed ones pass through).
+    throw toFailure(err, ep.side, { endpoint: ep.description, secrets: ep.secrets, doing: purpose });
   } finally {
-    await c.end().catch(() => undefined);
+    await closeQuietly(c);
   }
+}
+
+/**
+ * Closes a client without waiting on it forever: a connection left mid-COPY by a failed stream
+ * never answers another query, and even a polite Terminate can stall behind it.
+ */
+export async function closeQuietly(client: Client | undefined, waitMs = 5_000): Promise<void> {
+  if (!client) return;
+  let timer: NodeJS.Timeout | undefined;
+  const ended = client.end().catch(() => undefined);
+  const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), waitMs)));
+  if ((await Promise.race([ended, timedOut])) === 'timeout') {
+    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  }
+  clearTimeout(timer);
 }

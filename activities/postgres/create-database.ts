@@ -2,13 +2,14 @@ import { ApplicationFailure } from '@temporalio/common';
 import { escapeIdentifier } from 'pg';
 import { FailureType } from '../../plan/failure-types';
 import type { ActivityInput, CreateDatabaseResult } from '../../plan/migration-types';
+import { withHeartbeat } from '../heartbeat';
 import { resolveEndpoint, withConnection } from './connection';
 import { toFailure } from './errors';
 
 /** CREATE DATABASE on the target server when it is missing and the plan allows it. */
 export async function createDatabasePostgres({ plan }: ActivityInput): Promise<CreateDatabaseResult> {
   const tgt = await resolveEndpoint(plan, 'target');
-  return withConnection(
+  return withHeartbeat(() => ({ step: 'create database' }), () => withConnection(
     tgt,
     'create database',
     async (c) => {
@@ -32,5 +33,5 @@ export async function createDatabasePostgres({ plan }: ActivityInput): Promise<C
       return { database: tgt.database, created: true };
     },
     'postgres',
-  );
+  ));
 }

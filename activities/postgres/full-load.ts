@@ -9,7 +9,7 @@ import { qualifiedKey, type TableModel } from '../../plan/schema-model';
 import { inParallel, withHeartbeat } from '../heartbeat';
 import { loadModel } from './model';
 import { checksumQuery } from './checksum';
-import { connect, resolveEndpoint, type PgEndpoint } from './connection';
+import { closeQuietly, connect, resolveEndpoint, type PgEndpoint } from './connection';
 import { qualifiedTable } from './ddl';
 import { toFailure } from './errors';
 
@@ -51,18 +51,15 @@ export async function fullLoadPostgres({ plan, migration }: ActivityInput): Prom
           results.push(r);
         });
       } finally {
-        await Promise.all(lanes.map(async (l) => {
-          await l?.source.query('COMMIT').catch(() => undefined);
-          await l?.source.end().catch(() => undefined);
-          await l?.target.end().catch(() => undefined);
-        }));
+        // No COMMIT on the source lanes: they are read-only, and one left mid-COPY by a failed
+        // table would never answer it. Closing ends the transaction either way.
+        await Promise.all(lanes.flatMap((l) => [closeQuietly(l?.source), closeQuietly(l?.target)]));
       }
       return { snapshot, lsn, tables: results.sort((a, b) => a.table.localeCompare(b.table)), ms: Date.now() - started };
     } catch (err) {
       throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing: 'loading' });
     } finally {
-      await holder.query('COMMIT').catch(() => undefined);
-      await holder.end().catch(() => undefined);
+      await closeQuietly(holder);
     }
   });
 }
@@ -74,11 +71,16 @@ async function openLane(src: PgEndpoint, tgt: PgEndpoint, snapshot: string) {
     await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await source.query(`SET TRANSACTION SNAPSHOT '${snapshot.replace(/'/g, "''")}'`);
   } catch (err) {
-    await source.end().catch(() => undefined);
+    await closeQuietly(source);
     throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing: 'importing the load snapshot' });
   }
-  const target = await connect(tgt, { purpose: 'load' });
-  return { source, target };
+  try {
+    return { source, target: await connect(tgt, { purpose: 'load' }) };
+  } catch (err) {
+    // Without this the source would sit idle in transaction, holding back vacuum until the worker exits.
+    await closeQuietly(source);
+    throw err;
+  }
 }
 
 interface CopyContext {
@@ -152,7 +154,8 @@ async function copyTable(lane: { source: Client; target: Client }, t: TableModel
     );
     await target.query('COMMIT');
   } catch (err) {
-    await target.query('ROLLBACK').catch(() => undefined);
+    // A target left mid-COPY may not answer: the lane is closed by the caller either way.
+    await Promise.race([target.query('ROLLBACK').catch(() => undefined), new Promise((r) => setTimeout(r, 5_000).unref())]);
     if (err instanceof ApplicationFailure) throw err;
     const side = (err as { dbferrySide?: string }).dbferrySide === 'source' ? 'source' : 'target';
     const ep = side === 'source' ? ctx.src : ctx.tgt;

@@ -1,7 +1,8 @@
 import type { Client } from 'pg';
 import type { ActivityInput, EndpointInfo, Finding, PreflightReport } from '../../plan/migration-types';
 import { qualifiedKey } from '../../plan/schema-model';
-import { connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
+import { resolveEndpoint, withConnection, type PgEndpoint } from './connection';
+import { withHeartbeat } from '../heartbeat';
 import { createSchemaStatements } from './ddl';
 import { introspectPostgres } from './introspect';
 import { tableSelector } from './selection';
@@ -11,6 +12,10 @@ import { tableSelector } from './selection';
  * would be migrated and what is in the way. Blocking findings pause the migration.
  */
 export async function preflightPostgres(input: ActivityInput & { withTargetSchema?: boolean }): Promise<PreflightReport> {
+  return withHeartbeat(() => ({ step: 'preflight' }), () => preflight(input));
+}
+
+async function preflight(input: ActivityInput & { withTargetSchema?: boolean }): Promise<PreflightReport> {
   const { plan } = input;
   const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
   const findings: Finding[] = [];
@@ -31,6 +36,14 @@ export async function preflightPostgres(input: ActivityInput & { withTargetSchem
       findings.push({ severity: 'blocking', code: 'source-privilege', table: r.t, message: `${src.description}: no SELECT privilege on ${r.t}` });
     }
     for (const t of model.tables) {
+      if (t.partitioned) {
+        findings.push({
+          severity: 'blocking',
+          code: 'partitioned-table',
+          table: qualifiedKey(t),
+          message: `${qualifiedKey(t)} is partitioned: this version creates it as a plain, empty table and its partitions as tables of their own (skip this finding to accept that, or exclude the table)`,
+        });
+      }
       if (!t.primaryKey) {
         findings.push({ severity: 'warning', code: 'no-primary-key', table: qualifiedKey(t), message: `${qualifiedKey(t)} has no primary key` });
       }
@@ -42,7 +55,7 @@ export async function preflightPostgres(input: ActivityInput & { withTargetSchem
     if (Number(idle.rows[0]?.n) > 0) {
       findings.push({ severity: 'warning', code: 'idle-in-transaction', message: `${src.description}: ${idle.rows[0]!.n} session(s) idle in transaction for over 5 minutes` });
     }
-    for (const w of (model as { warnings?: string[] }).warnings ?? []) findings.push({ severity: 'warning', code: 'schema', message: w });
+    for (const w of model.warnings) if (!/is partitioned/.test(w)) findings.push({ severity: 'warning', code: 'schema', message: w });
     return { info, model };
   });
 
@@ -65,26 +78,27 @@ async function endpointInfo(c: Client, ep: PgEndpoint): Promise<EndpointInfo> {
 }
 
 async function targetChecks(tgt: PgEndpoint, createDatabase: boolean, tables: { schema: string; name: string }[], findings: Finding[]) {
-  // The target database may not exist yet: look from the maintenance database.
-  const admin = await connect(tgt, { purpose: 'preflight', database: 'postgres' });
-  let info: EndpointInfo;
-  try {
-    info = await endpointInfo(admin, tgt);
-    const { rows } = await admin.query<{ exists: boolean; can_create: boolean }>(
-      `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists,
-              (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) AS can_create`,
-      [tgt.database],
-    );
-    const r = rows[0]!;
-    if (!r.exists && !createDatabase) {
-      findings.push({ severity: 'blocking', code: 'target-database-missing', message: `${tgt.description}: database ${tgt.database} does not exist and target.createDatabase is false` });
-    } else if (!r.exists && !r.can_create) {
-      findings.push({ severity: 'blocking', code: 'target-privilege', message: `${tgt.description}: database ${tgt.database} does not exist and the target user may not create databases (CREATEDB)` });
-    }
-    if (!r.exists) return info;
-  } finally {
-    await admin.end().catch(() => undefined);
+  // The target database may not exist yet: look from the maintenance database first.
+  const server = await withConnection(
+    tgt,
+    'preflight',
+    async (admin) => {
+      const info = await endpointInfo(admin, tgt);
+      const { rows } = await admin.query<{ exists: boolean; can_create: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists,
+                (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) AS can_create`,
+        [tgt.database],
+      );
+      return { info, ...rows[0]! };
+    },
+    'postgres',
+  );
+  if (!server.exists && !createDatabase) {
+    findings.push({ severity: 'blocking', code: 'target-database-missing', message: `${tgt.description}: database ${tgt.database} does not exist and target.createDatabase is false` });
+  } else if (!server.exists && !server.can_create) {
+    findings.push({ severity: 'blocking', code: 'target-privilege', message: `${tgt.description}: database ${tgt.database} does not exist and the target user may not create databases (CREATEDB)` });
   }
+  if (!server.exists) return server.info;
   await withConnection(tgt, 'preflight', async (c) => {
     const existing = await c.query<{ t: string }>(
       `SELECT n.nspname || '.' || c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -95,5 +109,5 @@ async function targetChecks(tgt: PgEndpoint, createDatabase: boolean, tables: { 
       findings.push({ severity: 'warning', code: 'target-table-exists', table: r.t, message: `${tgt.description}: table ${r.t} already exists; create-tables will stop on it` });
     }
   });
-  return info;
+  return server.info;
 }

@@ -4,7 +4,7 @@ import { qualifiedKey } from '../../plan/schema-model';
 import { inParallel, withHeartbeat } from '../heartbeat';
 import { readTableLoads } from './bookkeeping';
 import { checksumQuery } from './checksum';
-import { connect, resolveEndpoint, withConnection } from './connection';
+import { closeQuietly, connect, resolveEndpoint, withConnection } from './connection';
 import { toFailure } from './errors';
 import { loadModel } from './model';
 
@@ -46,7 +46,7 @@ export async function validatePostgres({ plan, migration }: ActivityInput): Prom
         progress.tablesDone++;
       });
     } finally {
-      await Promise.all(lanes.map((c) => c.end().catch(() => undefined)));
+      await Promise.all(lanes.map((c) => closeQuietly(c)));
     }
     return { tables: results.sort((a, b) => a.table.localeCompare(b.table)), ms: Date.now() - started };
   });

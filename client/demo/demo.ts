@@ -22,12 +22,24 @@ export async function runDemo(opts: { rows: number; keep?: boolean }): Promise<n
   const base = resolve('.dbferry-demo');
   mkdirSync(base, { recursive: true });
   say('starting a Temporal dev server and two PostgreSQL servers (source and target)…');
-  const [temporal, source, target] = await Promise.all([
+  const started = await Promise.allSettled([
     startDevServer({ dbFile: join(base, `temporal-${Date.now()}.db`) }),
     startPostgresCluster({ baseDir: base }),
     startPostgresCluster({ baseDir: base }),
-  ]);
-  const stopAll = () => Promise.all([temporal.stop(), source.stop(), target.stop()].map((p) => p.catch(() => undefined)));
+  ] as const);
+  const servers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const stopAll = () => Promise.all(servers.map((s) => s.stop().catch(() => undefined)));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    await stopAll();
+    console.error(`[demo] could not start the local servers: ${String((failed as PromiseRejectedResult).reason)}`);
+    return Exit.Failed;
+  }
+  const [temporal, source, target] = started.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+    Awaited<ReturnType<typeof startDevServer>>,
+    Awaited<ReturnType<typeof startPostgresCluster>>,
+    Awaited<ReturnType<typeof startPostgresCluster>>,
+  ];
   let connection: NativeConnection | undefined;
   try {
     say(`Temporal ${temporal.address}, Web UI ${temporal.uiUrl}`);

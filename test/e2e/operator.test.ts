@@ -10,10 +10,15 @@ import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from 
  */
 describe('operator decisions on a paused migration', () => {
   const sourceDb = uniqueName('opsrc');
-  const targetDbs = [uniqueName('optgt'), uniqueName('optgt')];
-  const names = [uniqueName('op').replace(/_/g, '-'), uniqueName('ab').replace(/_/g, '-')];
+  const targetDbs = [uniqueName('optgt'), uniqueName('optgt'), uniqueName('optgt')];
+  const names = [uniqueName('op').replace(/_/g, '-'), uniqueName('ab').replace(/_/g, '-'), uniqueName('dat').replace(/_/g, '-')];
   const queue = `q-${names[0]}`;
-  const secrets = { SRC_URL: serverUrl('source', sourceDb), TGT1_URL: serverUrl('target', targetDbs[0]!), TGT2_URL: serverUrl('target', targetDbs[1]!) };
+  const secrets = {
+    SRC_URL: serverUrl('source', sourceDb),
+    TGT1_URL: serverUrl('target', targetDbs[0]!),
+    TGT2_URL: serverUrl('target', targetDbs[1]!),
+    TGT3_URL: serverUrl('target', targetDbs[2]!),
+  };
   let worker: WorkerProcess;
   const plan = (i: number) =>
     writePlan(`
@@ -30,7 +35,7 @@ target: { engine: postgres, url: env:TGT${i + 1}_URL, createDatabase: false }
 
   beforeAll(async () => {
     await createSampleDatabase(serverUrl('source'), sourceDb, 1500);
-    await Promise.all(targetDbs.map(plantConflict));
+    await Promise.all(targetDbs.slice(0, 2).map(plantConflict));
     worker = await startWorker(cliEnv(queue, secrets));
   });
 
@@ -105,5 +110,36 @@ target: { engine: postgres, url: env:TGT${i + 1}_URL, createDatabase: false }
     const again = await dbferry(['retry', names[1]!], cliEnv(queue));
     expect(again.code).toBe(7);
     expect(again.stderr).toContain('was aborted');
+  });
+
+  it('a row the target refuses in the middle of a COPY pauses the load (no hang); retry after the fix reloads cleanly', async () => {
+    // An event trigger on the target adds, the moment dbferry creates order_items, a check that
+    // rows past the first few hundred violate: the COPY fails mid-stream.
+    const target = await createDatabase('target', targetDbs[2]!);
+    await withClient(target, (c) =>
+      c.query(`
+        CREATE FUNCTION plant_check() RETURNS event_trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands()
+                      WHERE command_tag = 'CREATE TABLE' AND object_identity = 'public.order_items') THEN
+            EXECUTE 'ALTER TABLE public.order_items ADD CONSTRAINT planted CHECK (order_id < 300)';
+          END IF;
+        END $$;
+        CREATE EVENT TRIGGER plant ON ddl_command_end EXECUTE FUNCTION plant_check();`),
+    );
+    const planFile = plan(2);
+    const paused = await dbferry(['start', planFile, '--wait'], cliEnv(queue));
+    expect(paused.code).toBe(3);
+    const s = await status(names[2]!);
+    expect(s.failure).toEqual(expect.objectContaining({ step: 'full-load', type: 'DataError', table: 'public.order_items' }));
+    expect(s.failure.message).toContain('planted');
+
+    await withClient(target, (c) => c.query('DROP EVENT TRIGGER plant; ALTER TABLE public.order_items DROP CONSTRAINT planted'));
+    const retry = await dbferry(['retry', names[2]!], cliEnv(queue));
+    expect(retry.code).toBe(0);
+    const done = await dbferry(['start', planFile, '--wait'], cliEnv(queue));
+    expect(done.code).toBe(0);
+    const source = serverUrl('source', sourceDb);
+    for (const t of await userTables(source)) expect(await tableFingerprint(target, t)).toEqual(await tableFingerprint(source, t));
   });
 });

@@ -63,8 +63,13 @@ describe('scrub', () => {
     expect(out).toBe('password "***" rejected; *** again');
   });
 
-  it('ignores empty and very short secrets (they would mangle the message)', () => {
-    expect(scrub('a b c', ['', 'a'])).toBe('a b c');
+  it('ignores empty secrets but masks even a very short one (a mangled message beats a leaked password)', () => {
+    expect(scrub('a b c', [''])).toBe('a b c');
+    expect(scrub('a b c', ['b'])).toBe('a *** c');
+  });
+
+  it('masks a password given as a URL query parameter', () => {
+    expect(scrub('connect postgres://h/db?sslmode=require&password=hunter2 failed')).toBe('connect postgres://h/db?sslmode=require&password=*** failed');
   });
 
   it('leaves text without credentials alone', () => {

@@ -25,8 +25,10 @@ fi
 
 # npm packages, only when package-lock.json changed since the last install
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "npm ci"
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm install` rather than `npm ci`: it keeps the locked versions, and recent npm releases
+  # write lock files without other platforms' optional packages, which their own `npm ci` refuses.
+  say "npm install (locked versions)"
+  npm install --no-audit --no-fund --loglevel=error
 else
   say "npm packages up to date"
 fi

@@ -5,6 +5,7 @@
 #   bash bench/run.sh                 # RUNS=3 of copy-binary, pgcopydb, dbferry (+ dbferry without checksums)
 #   RUNS=5 bash bench/run.sh
 #   NOCHECKSUMS_PASS=0 bash bench/run.sh   # skip the extra dbferry pass with validate.checksums=false
+#   INTERLEAVE=1 bash bench/run.sh    # RUNS rounds of (copy-binary, pgcopydb, dbferry, dbferry nocksum), RUNS=1 each
 #   KEEP_TARGETS=1 bash bench/run.sh  # keep the t_* target databases afterwards (2.4 GB each)
 #
 # Output: bench/results/<stamp>/{results.csv,dbferry-phases.csv,logs/,report.md,summary.md}
@@ -59,15 +60,32 @@ for _ in $(seq 300); do "$DBFERRY" list >/dev/null 2>&1 && break; sleep 0.2; don
 
 # ---- the comparison: one pg2pg.sh run, methods in this order, RUNS each ------------------------------
 VERSION="$("$DBFERRY" --version)"
-export CUSTOM_NAME=dbferry CUSTOM_VERSION="$VERSION" CUSTOM_CMD="bash $HERE/dbferry-custom.sh"
-say "pg2pg.sh copy-binary pgcopydb custom  (RUNS=$RUNS JOBS=$JOBS; dbferry validate.checksums=true)"
-RUNS="$RUNS" "$SHARED/pg2pg.sh" copy-binary pgcopydb custom
-
-if [ "${NOCHECKSUMS_PASS:-1}" = 1 ]; then
-  # Same script, validate.checksums=false; CUSTOM_NAME must be a valid identifier (target db t_<name>).
-  export CUSTOM_NAME=dbferry_nocksum CUSTOM_CMD="DBFERRY_CHECKSUMS=false bash $HERE/dbferry-custom.sh"
-  say "pg2pg.sh custom  (RUNS=$RUNS; dbferry validate.checksums=false)"
-  RUNS="$RUNS" "$SHARED/pg2pg.sh" custom
+CK_CMD="bash $HERE/dbferry-custom.sh"
+NOCK_CMD="DBFERRY_CHECKSUMS=false bash $HERE/dbferry-custom.sh"
+if [ "${INTERLEAVE:-0}" != 1 ]; then
+  export CUSTOM_NAME=dbferry CUSTOM_VERSION="$VERSION" CUSTOM_CMD="$CK_CMD"
+  say "pg2pg.sh copy-binary pgcopydb custom  (RUNS=$RUNS JOBS=$JOBS; dbferry validate.checksums=true)"
+  RUNS="$RUNS" "$SHARED/pg2pg.sh" copy-binary pgcopydb custom
+  if [ "${NOCHECKSUMS_PASS:-1}" = 1 ]; then
+    # Same script, validate.checksums=false; CUSTOM_NAME must be a valid identifier (target db t_<name>).
+    export CUSTOM_NAME=dbferry_nocksum CUSTOM_CMD="$NOCK_CMD"
+    say "pg2pg.sh custom  (RUNS=$RUNS; dbferry validate.checksums=false)"
+    RUNS="$RUNS" "$SHARED/pg2pg.sh" custom
+  fi
+else
+  # INTERLEAVE=1: round r runs every method once (RUNS=1 per pg2pg.sh call), so slow drifts of the
+  # shared machine hit all methods alike. The CSV's run column is then 1 everywhere; logs per round.
+  for ((r=1; r<=RUNS; r++)); do
+    export LOGDIR="$OUT/logs/round$r"; mkdir -p "$LOGDIR"
+    export CUSTOM_NAME=dbferry CUSTOM_VERSION="$VERSION" CUSTOM_CMD="$CK_CMD"
+    say "round $r/$RUNS: pg2pg.sh copy-binary pgcopydb custom"
+    RUNS=1 "$SHARED/pg2pg.sh" copy-binary pgcopydb custom
+    if [ "${NOCHECKSUMS_PASS:-1}" = 1 ]; then
+      export CUSTOM_NAME=dbferry_nocksum CUSTOM_CMD="$NOCK_CMD"
+      RUNS=1 "$SHARED/pg2pg.sh" custom
+    fi
+  done
+  export LOGDIR="$OUT/logs"
 fi
 
 # ---- report ----------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def ts(x):
 rows = list(csv.DictReader(open(phases_csv)))
 by_ck = OrderedDict()
 for p in rows:
-    rep = os.path.join(logdir or "", p["name"], "report.json")
+    rep = os.path.join(p.get("workdir") or os.path.join(logdir or "", p["name"]), "report.json")
     steps, tables = {}, {}
     if p["status"] == "ok" and os.path.exists(rep):
         try:

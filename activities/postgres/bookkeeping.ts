@@ -16,12 +16,13 @@ CREATE TABLE IF NOT EXISTS _dbferry.migrations (
 CREATE TABLE IF NOT EXISTS _dbferry.table_loads (
   run_id           text NOT NULL,
   table_key        text NOT NULL,
+  chunk            int NOT NULL DEFAULT 0,
   rows             bigint NOT NULL,
   bytes            bigint NOT NULL,
   source_checksum  numeric,
   snapshot         text NOT NULL,
   loaded_at        timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (run_id, table_key)
+  PRIMARY KEY (run_id, table_key, chunk)
 );`;
 
 export async function ensureBookkeeping(target: Client): Promise<void> {
@@ -46,8 +47,12 @@ export interface TableLoadRow {
 }
 
 export async function readTableLoads(target: Client, runId: string): Promise<Map<string, TableLoadRow>> {
+  // Counts and checksums are sums, so a chunked table's are the sums of its chunks'.
   const r = await target.query<TableLoadRow>(
-    'SELECT table_key, rows::text, bytes::text, source_checksum::text, snapshot FROM _dbferry.table_loads WHERE run_id = $1',
+    `SELECT table_key, sum(rows)::text AS rows, sum(bytes)::text AS bytes,
+            CASE WHEN bool_and(source_checksum IS NOT NULL) THEN sum(source_checksum)::text END AS source_checksum,
+            min(snapshot) AS snapshot
+       FROM _dbferry.table_loads WHERE run_id = $1 GROUP BY table_key`,
     [runId],
   );
   return new Map(r.rows.map((row) => [row.table_key, row]));

@@ -9,8 +9,8 @@ import { qualifiedTable } from './ddl';
  * costs a third of md5 here, and the checksum scans every row twice (source and target).
  * ONLY: like COPY, an inheritance parent's own rows, not its children's.
  */
-export function checksumQuery(t: TableModel, withChecksum: boolean): string {
-  const from = `FROM ONLY ${qualifiedTable(t.schema, t.name)}`;
+export function checksumQuery(t: TableModel, withChecksum: boolean, where = ''): string {
+  const from = `FROM ONLY ${qualifiedTable(t.schema, t.name)}${where}`;
   if (!withChecksum) return `SELECT count(*)::text AS rows, NULL::text AS checksum ${from}`;
   const row = `ROW(${t.columns.map((c) => escapeIdentifier(c.name)).join(', ')})`;
   return `SELECT count(*)::text AS rows,

@@ -2,7 +2,7 @@ import { migrationWorkflowId } from '../../plan';
 import { createSampleDatabase } from '../../client/demo/sample-data';
 import { cliEnv, dbferry, startWorker, temporalClient, writePlan, type WorkerProcess } from '../support/cli';
 import { nextSequenceValues, schemaObjects, tableFingerprint, userTables } from '../support/compare';
-import { dropDatabase, requiredEnv, serverUrl, uniqueName } from '../support/databases';
+import { dropDatabase, requiredEnv, serverUrl, uniqueName, withClient } from '../support/databases';
 
 /** History as JSON with every payload's bytes decoded, so a secret inside one would be visible. */
 function readableHistory(history: unknown): string {
@@ -32,7 +32,7 @@ describe('full-load migration through the CLI', () => {
 name: ${name}
 source: { engine: postgres, url: env:SRC_URL }
 target: { engine: postgres, url: env:TGT_URL }
-load: { parallel: 3 }
+load: { parallel: 3, chunkRows: 1000 }
 `);
   });
 
@@ -74,6 +74,13 @@ load: { parallel: 3 }
     expect(srcObjects.constraints.some((c) => c.includes('CHECK'))).toBe(true);
     expect(srcObjects.indexes.some((i) => i.includes('WHERE'))).toBe(true);
     expect(await nextSequenceValues(tgt)).toEqual(await nextSequenceValues(src));
+
+    // chunkRows 1000: order_items (12,000 rows) was split into page ranges, one ledger row each.
+    const chunks = await withClient(tgt, (c) =>
+      c.query("SELECT count(*)::int AS n, sum(rows)::text AS rows FROM _dbferry.table_loads WHERE table_key = 'public.order_items' AND chunk > 0"),
+    );
+    expect(chunks.rows[0].n).toBeGreaterThanOrEqual(10);
+    expect(chunks.rows[0].rows).toBe('12000');
   });
 
   it('reports the completed migration in status --json and list, with every table validated', async () => {

@@ -1,0 +1,58 @@
+import type { TableModel } from '../../plan/schema-model';
+
+/** A piece of one table: all of it, or a range of its heap pages (a TID range scan, PostgreSQL 14+). */
+export interface Chunk {
+  table: TableModel;
+  /** 0 for a table loaded whole; 1..n for page ranges. */
+  index: number;
+  /** Total chunks of this table. */
+  of: number;
+  /** First heap page (inclusive) and last (exclusive; undefined = to the end). */
+  fromPage?: number;
+  toPage?: number;
+}
+
+/** Default piece size when the plan gives no load.chunkRows: 256 MB of heap (8 KB pages). */
+export const DEFAULT_CHUNK_PAGES = 32_768;
+
+export interface TableExtent {
+  /** Heap pages now (at least what the snapshot sees). */
+  pages: number;
+  /** Planner estimate; -1 or 0 when never analyzed. */
+  reltuples: number;
+}
+
+/**
+ * Splits tables into page ranges so one large table spreads over every load lane. The last
+ * range is open-ended, so nothing a snapshot can see lies outside the ranges. Small tables stay
+ * whole: they keep TRUNCATE + COPY FREEZE in one transaction.
+ */
+export function planChunks(tables: TableModel[], extents: Map<TableModel, TableExtent>, chunkRows?: number): Chunk[] {
+  const out: Chunk[] = [];
+  for (const table of tables) {
+    const e = extents.get(table);
+    const pagesPerChunk = chunkPages(e, chunkRows);
+    if (!e || table.partitioned || e.pages <= pagesPerChunk) {
+      out.push({ table, index: 0, of: 1 });
+      continue;
+    }
+    const n = Math.ceil(e.pages / pagesPerChunk);
+    for (let i = 0; i < n; i++) {
+      out.push({ table, index: i + 1, of: n, fromPage: i * pagesPerChunk, toPage: i === n - 1 ? undefined : (i + 1) * pagesPerChunk });
+    }
+  }
+  return out;
+}
+
+function chunkPages(e: TableExtent | undefined, chunkRows?: number): number {
+  if (!chunkRows || !e) return DEFAULT_CHUNK_PAGES;
+  const rowsPerPage = e.reltuples > 0 && e.pages > 0 ? e.reltuples / e.pages : 50;
+  return Math.max(1, Math.floor(chunkRows / Math.max(rowsPerPage, 1e-9)));
+}
+
+/** The WHERE clause of a page-range chunk, or '' for a whole table. */
+export function chunkFilter(c: Chunk): string {
+  if (c.index === 0) return '';
+  const lo = `ctid >= '(${c.fromPage},0)'::tid`;
+  return c.toPage === undefined ? ` WHERE ${lo}` : ` WHERE ${lo} AND ctid < '(${c.toPage},0)'::tid`;
+}

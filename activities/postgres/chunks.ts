@@ -12,9 +12,6 @@ export interface Chunk {
   toPage?: number;
 }
 
-/** Default piece size when the plan gives no load.chunkRows: 256 MB of heap (8 KB pages). */
-export const DEFAULT_CHUNK_PAGES = 32_768;
-
 export interface TableExtent {
   /** Heap pages now (at least what the snapshot sees). */
   pages: number;
@@ -23,19 +20,22 @@ export interface TableExtent {
 }
 
 /**
- * Splits tables into page ranges so one large table spreads over every load lane. The last
- * range is open-ended, so nothing a snapshot can see lies outside the ranges. Small tables stay
- * whole: they keep TRUNCATE + COPY FREEZE in one transaction.
+ * Splits tables into page ranges of about `chunkRows` rows so one large table spreads over
+ * every load lane. The last range is open-ended, so nothing a snapshot can see lies outside the
+ * ranges. Without chunkRows every table stays whole: measured on 2 cores (bench/), a whole
+ * table's `COPY t TO` plus TRUNCATE + COPY FREEZE in one transaction beat page ranges, which
+ * need `COPY (SELECT … WHERE ctid …)` and lose FREEZE. Chunks pay off with more cores and workers
+ * than large tables.
  */
 export function planChunks(tables: TableModel[], extents: Map<TableModel, TableExtent>, chunkRows?: number): Chunk[] {
   const out: Chunk[] = [];
   for (const table of tables) {
     const e = extents.get(table);
-    const pagesPerChunk = chunkPages(e, chunkRows);
-    if (!e || table.partitioned || e.pages <= pagesPerChunk) {
+    if (!chunkRows || !e || table.partitioned || e.pages <= chunkPages(e, chunkRows)) {
       out.push({ table, index: 0, of: 1 });
       continue;
     }
+    const pagesPerChunk = chunkPages(e, chunkRows);
     const n = Math.ceil(e.pages / pagesPerChunk);
     for (let i = 0; i < n; i++) {
       out.push({ table, index: i + 1, of: n, fromPage: i * pagesPerChunk, toPage: i === n - 1 ? undefined : (i + 1) * pagesPerChunk });
@@ -44,8 +44,7 @@ export function planChunks(tables: TableModel[], extents: Map<TableModel, TableE
   return out;
 }
 
-function chunkPages(e: TableExtent | undefined, chunkRows?: number): number {
-  if (!chunkRows || !e) return DEFAULT_CHUNK_PAGES;
+function chunkPages(e: TableExtent, chunkRows: number): number {
   const rowsPerPage = e.reltuples > 0 && e.pages > 0 ? e.reltuples / e.pages : 50;
   return Math.max(1, Math.floor(chunkRows / Math.max(rowsPerPage, 1e-9)));
 }

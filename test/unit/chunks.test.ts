@@ -1,4 +1,4 @@
-import { chunkFilter, DEFAULT_CHUNK_PAGES, planChunks } from '../../activities/postgres/chunks';
+import { chunkFilter, planChunks } from '../../activities/postgres/chunks';
 import type { TableModel } from '../../plan/schema-model';
 
 const table = (name: string, extra: Partial<TableModel> = {}): TableModel => ({
@@ -17,12 +17,13 @@ describe('planChunks', () => {
     expect(chunks.filter((c) => c.table === small)).toEqual([{ table: small, index: 0, of: 1 }]);
   });
 
-  it('uses 256 MB of heap per chunk without chunkRows, and never splits a partitioned parent', () => {
+  it('keeps every table whole without chunkRows, and never splits a partitioned parent', () => {
     const big = table('big');
     const parent = table('parent', { partitioned: true });
-    const chunks = planChunks([big, parent], new Map([[big, { pages: DEFAULT_CHUNK_PAGES * 2 + 1, reltuples: -1 }], [parent, { pages: 10 ** 7, reltuples: 0 }]]));
-    expect(chunks.filter((c) => c.table === big)).toHaveLength(3);
-    expect(chunks.filter((c) => c.table === parent)).toEqual([{ table: parent, index: 0, of: 1 }]);
+    const extents = new Map([[big, { pages: 10 ** 6, reltuples: 10 ** 8 }], [parent, { pages: 10 ** 7, reltuples: 0 }]]);
+    expect(planChunks([big, parent], extents)).toEqual([{ table: big, index: 0, of: 1 }, { table: parent, index: 0, of: 1 }]);
+    expect(planChunks([big, parent], extents, 10 ** 6).filter((c) => c.table === parent)).toEqual([{ table: parent, index: 0, of: 1 }]);
+    expect(planChunks([big, parent], extents, 10 ** 6).filter((c) => c.table === big)).toHaveLength(100);
   });
 
   it('renders TID range filters', () => {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# dbferry-custom.sh -- the `custom` method command for /work/shared/bench/pg2pg.sh:
+# dbferry-custom.sh -- the `custom` method command for ../shared/bench/pg2pg.sh:
 # one real dbferry full-load migration of $SRC_URL into $TGT_URL.
 #
 # Contract (pg2pg.sh run_custom): pg2pg.sh drops and re-creates the target database $TGT_DB,

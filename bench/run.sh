@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh -- dbferry full load vs pgcopydb vs raw binary COPY on dataset A, side by side,
-# in one run of the shared anchor scripts (/work/shared/bench).
+# in one run of the shared anchor scripts (../shared/bench beside the repo; SHARED_BENCH overrides).
 #
 #   bash bench/run.sh                 # RUNS=3 of copy-binary, pgcopydb, dbferry (+ dbferry without checksums)
 #   RUNS=5 bash bench/run.sh
@@ -14,7 +14,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
-SHARED="${SHARED_BENCH:-/work/shared/bench}"
+SHARED="${SHARED_BENCH:-$(cd "$REPO/.." && pwd)/shared/bench}"
 DBFERRY="$REPO/bin/dbferry"
 RUNS="${RUNS:-3}"
 JOBS="${JOBS:-2}"

@@ -1,9 +1,9 @@
-import { escapeIdentifier, type Client } from 'pg';
+import type { Client } from 'pg';
 import type { ActivityInput, BuildResult } from '../../plan/migration-types';
-import type { SchemaModel, SequenceModel } from '../../plan/schema-model';
+import { qualifiedKey, type SchemaModel, type SequenceModel, type TableModel } from '../../plan/schema-model';
 import { inParallel, withHeartbeat } from '../heartbeat';
 import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
-import { postLoadStatements, qualifiedTable, sequenceSetvalStatement } from './ddl';
+import { postLoadStatements, qualifiedTable, quoteIdent, sequenceSetvalStatement } from './ddl';
 import { toFailure } from './errors';
 import { loadModel } from './model';
 
@@ -21,6 +21,7 @@ export async function buildIndexesPostgres({ plan, migration }: ActivityInput): 
   const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
   const model = await loadModel(tgt, migration.runId);
   const post = postLoadStatements(model);
+  const byKey = new Map(model.tables.map((t) => [qualifiedKey(t), t]));
   const progress = { step: 'keys and indexes', done: 0, total: 0, running: [] as string[] };
 
   return withHeartbeat(() => ({ ...progress }), async () => {
@@ -39,7 +40,7 @@ export async function buildIndexesPostgres({ plan, migration }: ActivityInput): 
         const c = await lane(i);
         progress.running.push(s.name);
         try {
-          if (kind === 'constraint' && (await constraintExists(c, s))) return;
+          if (kind === 'constraint' && (await constraintExists(c, s, byKey))) return;
           await c.query(s.sql);
         } catch (err) {
           throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, table: s.table, doing: `${kind === 'validate' ? 'validating' : 'creating'} ${s.name}` });
@@ -76,20 +77,15 @@ export async function buildIndexesPostgres({ plan, migration }: ActivityInput): 
   });
 }
 
-async function constraintExists(c: Client, s: Stmt): Promise<boolean> {
-  const [schema, ...rest] = splitKey(s.table);
+async function constraintExists(c: Client, s: Stmt, tables: Map<string, TableModel>): Promise<boolean> {
+  const t = tables.get(s.table);
+  if (!t) return false;
   const r = await c.query(
     `SELECT 1 FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
       WHERE n.nspname = $1 AND t.relname = $2 AND k.conname = $3`,
-    [schema, rest.join('.'), s.name],
+    [t.schema, t.name, s.name],
   );
   return r.rows.length > 0;
-}
-
-/** `schema.table` keys: the schema is everything before the first dot of a catalog name pair. */
-function splitKey(key: string): string[] {
-  const i = key.indexOf('.');
-  return [key.slice(0, i), key.slice(i + 1)];
 }
 
 /**
@@ -115,7 +111,7 @@ async function carrySequences(src: PgEndpoint, tgt: PgEndpoint, model: SchemaMod
     let seq = s;
     if (s.ownedBy && BigInt(s.increment) > 0n) {
       const r = await target.query<{ m: string | null }>(
-        `SELECT max(${escapeIdentifier(s.ownedBy.column)})::text AS m FROM ${qualifiedTable(s.ownedBy.table.schema, s.ownedBy.table.name)}`,
+        `SELECT max(${quoteIdent(s.ownedBy.column)})::text AS m FROM ${qualifiedTable(s.ownedBy.table.schema, s.ownedBy.table.name)}`,
       );
       const max = r.rows[0]?.m;
       if (max != null && /^-?\d+$/.test(max)) {

@@ -1,6 +1,5 @@
-import { escapeIdentifier } from 'pg';
 import type { TableModel } from '../../plan/schema-model';
-import { qualifiedTable } from './ddl';
+import { qualifiedTable, quoteIdent } from './ddl';
 
 /**
  * Row count and an order-independent checksum of every column: the sum of a 64-bit hash of
@@ -12,7 +11,7 @@ import { qualifiedTable } from './ddl';
 export function checksumQuery(t: TableModel, withChecksum: boolean, where = ''): string {
   const from = `FROM ONLY ${qualifiedTable(t.schema, t.name)}${where}`;
   if (!withChecksum) return `SELECT count(*)::text AS rows, NULL::text AS checksum ${from}`;
-  const row = `ROW(${t.columns.map((c) => escapeIdentifier(c.name)).join(', ')})`;
+  const row = `ROW(${t.columns.map((c) => quoteIdent(c.name)).join(', ')})`;
   return `SELECT count(*)::text AS rows,
     coalesce(sum(hashtextextended(${row}::text, 0)::numeric), 0)::text AS checksum ${from}`;
 }

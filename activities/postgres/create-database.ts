@@ -1,9 +1,9 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { escapeIdentifier } from 'pg';
 import { FailureType } from '../../plan/failure-types';
 import type { ActivityInput, CreateDatabaseResult } from '../../plan/migration-types';
 import { withHeartbeat } from '../heartbeat';
 import { resolveEndpoint, withConnection } from './connection';
+import { quoteIdent } from './ddl';
 import { toFailure } from './errors';
 
 /** CREATE DATABASE on the target server when it is missing and the plan allows it. */
@@ -24,7 +24,7 @@ export async function createDatabasePostgres({ plan }: ActivityInput): Promise<C
         });
       }
       try {
-        await c.query(`CREATE DATABASE ${escapeIdentifier(tgt.database)}`);
+        await c.query(`CREATE DATABASE ${quoteIdent(tgt.database)}`);
       } catch (err) {
         // Created concurrently (or by a previous attempt whose reply was lost): that is what we wanted.
         if ((err as { code?: string }).code === '42P04') return { database: tgt.database, created: false };

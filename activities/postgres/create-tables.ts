@@ -4,6 +4,7 @@ import type { ActivityInput, CreateTablesResult } from '../../plan/migration-typ
 import { qualifiedKey, type SchemaModel } from '../../plan/schema-model';
 import { withHeartbeat } from '../heartbeat';
 import { ensureBookkeeping, readModel } from './bookkeeping';
+import { existingTables } from './catalog';
 import { resolveEndpoint, withConnection } from './connection';
 import { createSchemaStatements } from './ddl';
 import { toFailure } from './errors';
@@ -38,13 +39,8 @@ export async function createTablesPostgres({ plan, migration }: ActivityInput): 
       const existing = await readModel(c, migration.runId);
       if (existing) return result(existing, 0, true);
 
-      const conflicts = await c.query<{ t: string }>(
-        `SELECT n.nspname || '.' || c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY 1`,
-        [model.tables.map((t) => t.schema), model.tables.map((t) => t.name)],
-      );
-      if (conflicts.rows.length > 0) {
-        const names = conflicts.rows.map((r) => r.t);
+      const names = await existingTables(c, model.tables);
+      if (names.length > 0) {
         throw ApplicationFailure.create({
           type: FailureType.TargetObjectConflict,
           nonRetryable: true,

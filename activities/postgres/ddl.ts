@@ -27,6 +27,8 @@ export interface PostLoadStatements {
 }
 
 /** Always quotes, so reserved words, capitals and Unicode survive unchanged. */
+// The one identifier quoting of the project: written here rather than taken from pg's
+// escapeIdentifier so this module stays importable where pg is not (workflow code).
 export function quoteIdent(name: string): string {
   return '"' + name.replace(/"/g, '""') + '"';
 }

@@ -1,7 +1,7 @@
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ApplicationFailure } from '@temporalio/common';
-import { escapeIdentifier, type Client } from 'pg';
+import type { Client } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { FailureType } from '../../plan/failure-types';
 import type { ActivityInput, FullLoadResult, TableLoadResult } from '../../plan/migration-types';
@@ -11,7 +11,7 @@ import { loadModel } from './model';
 import { checksumQuery } from './checksum';
 import { chunkFilter, planChunks, type Chunk, type TableExtent } from './chunks';
 import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
-import { qualifiedTable } from './ddl';
+import { qualifiedTable, quoteIdent } from './ddl';
 import { toFailure } from './errors';
 
 interface Progress {
@@ -142,7 +142,7 @@ async function copyChunk(lane: { source: Client; target: Client }, chunk: Chunk,
   const started = Date.now();
   const name = qualifiedTable(t.schema, t.name);
   const cols = t.columns.filter((c) => !c.generated);
-  const colList = cols.map((c) => escapeIdentifier(c.name)).join(', ');
+  const colList = cols.map((c) => quoteIdent(c.name)).join(', ');
   // Binary is faster, but arrays and composites of user types embed OIDs that differ on the target.
   const format = cols.every((c) => c.binaryCopySafe) ? 'binary' : 'text';
   const { source, target } = lane;

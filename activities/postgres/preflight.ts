@@ -3,6 +3,7 @@ import type { ActivityInput, EndpointInfo, Finding, PreflightReport } from '../.
 import { qualifiedKey } from '../../plan/schema-model';
 import { resolveEndpoint, withConnection, type PgEndpoint } from './connection';
 import { withHeartbeat } from '../heartbeat';
+import { existingTables } from './catalog';
 import { createSchemaStatements } from './ddl';
 import { introspectPostgres } from './introspect';
 import { tableSelector } from './selection';
@@ -26,14 +27,8 @@ async function preflight(input: ActivityInput & { withTargetSchema?: boolean }):
     if (model.tables.length === 0) {
       findings.push({ severity: 'blocking', code: 'no-tables', message: `no source table matches the plan's table selection (tables.include / tables.exclude)` });
     }
-    const noSelect = await c.query<{ t: string }>(
-      `SELECT n.nspname || '.' || c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-          AND NOT has_table_privilege(c.oid, 'SELECT')`,
-      [model.tables.map((t) => t.schema), model.tables.map((t) => t.name)],
-    );
-    for (const r of noSelect.rows) {
-      findings.push({ severity: 'blocking', code: 'source-privilege', table: r.t, message: `${src.description}: no SELECT privilege on ${r.t}` });
+    for (const t of await existingTables(c, model.tables, "NOT has_table_privilege(c.oid, 'SELECT')")) {
+      findings.push({ severity: 'blocking', code: 'source-privilege', table: t, message: `${src.description}: no SELECT privilege on ${t}` });
     }
     for (const t of model.tables) {
       if (t.partitioned) {
@@ -100,13 +95,8 @@ async function targetChecks(tgt: PgEndpoint, createDatabase: boolean, tables: { 
   }
   if (!server.exists) return server.info;
   await withConnection(tgt, 'preflight', async (c) => {
-    const existing = await c.query<{ t: string }>(
-      `SELECT n.nspname || '.' || c.relname AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
-      [tables.map((t) => t.schema), tables.map((t) => t.name)],
-    );
-    for (const r of existing.rows) {
-      findings.push({ severity: 'warning', code: 'target-table-exists', table: r.t, message: `${tgt.description}: table ${r.t} already exists; create-tables will stop on it` });
+    for (const t of await existingTables(c, tables)) {
+      findings.push({ severity: 'warning', code: 'target-table-exists', table: t, message: `${tgt.description}: table ${t} already exists; create-tables will stop on it` });
     }
   });
   return server.info;

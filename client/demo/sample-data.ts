@@ -1,4 +1,5 @@
 import { Client } from 'pg';
+import { quoteIdent } from '../../activities/postgres/ddl';
 
 /**
  * The demo's source database: a small shop with the things a real migration meets — an enum,
@@ -88,13 +89,13 @@ export async function createSampleDatabase(adminUrl: string, database: string, o
   const admin = new Client({ connectionString: adminUrl });
   await admin.connect();
   try {
-    await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE "${database}"`);
+    await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${quoteIdent(database)}`);
   } finally {
     await admin.end();
   }
   const url = new URL(adminUrl);
-  url.pathname = '/' + database;
+  url.pathname = '/' + encodeURIComponent(database);
   const c = new Client({ connectionString: url.toString() });
   await c.connect();
   try {

@@ -1,5 +1,6 @@
 import { createSampleDatabase } from '../../client/demo/sample-data';
-import { cliEnv, dbferry, startWorker, waitUntil, writePlan, type WorkerProcess } from '../support/cli';
+import { waitFor } from '../../client/local/processes';
+import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
 import { tableFingerprint, userTables } from '../support/compare';
 import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
 
@@ -100,9 +101,9 @@ target: { engine: postgres, url: env:TGT${i + 1}_URL, createDatabase: false }
     expect(abort.code).toBe(0);
     expect(abort.stdout).toContain('abort accepted');
 
-    const s = await waitUntil('the abort', 30_000, async () => {
+    const s = await waitFor('the abort', 30_000, async () => {
       const st = await status(names[1]!);
-      return st.phase === 'aborted' && st;
+      return st.phase === 'aborted' ? st : undefined;
     });
     expect(s.workflow.status).toBe('FAILED');
     expect(s.leftBehind.join('\n')).toContain('nothing');

@@ -77,13 +77,3 @@ export async function temporalClient(): Promise<{ client: Client; close: () => P
   const connection = await Connection.connect({ address: requiredEnv('DBFERRY_TEST_TEMPORAL_ADDRESS') });
   return { client: new Client({ connection }), close: () => connection.close() };
 }
-
-export async function waitUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined | false>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}

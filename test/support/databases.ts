@@ -1,4 +1,5 @@
 import { Client } from 'pg';
+import { quoteIdent } from '../../activities/postgres/ddl';
 
 export type Side = 'source' | 'target';
 
@@ -31,10 +32,10 @@ export async function withClient<T>(url: string, fn: (c: Client) => Promise<T>):
 }
 
 export async function createDatabase(side: Side, name: string): Promise<string> {
-  await withClient(serverUrl(side), (c) => c.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`));
+  await withClient(serverUrl(side), (c) => c.query(`CREATE DATABASE ${quoteIdent(name)}`));
   return serverUrl(side, name);
 }
 
 export async function dropDatabase(side: Side, name: string): Promise<void> {
-  await withClient(serverUrl(side), (c) => c.query(`DROP DATABASE IF EXISTS "${name.replace(/"/g, '""')}" WITH (FORCE)`));
+  await withClient(serverUrl(side), (c) => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`));
 }

@@ -2,12 +2,14 @@
  * Every exported function of createActivities() is an activity. The workflow calls them by
  * these engine-neutral names; each dispatches to the engine the plan names.
  */
-import type { ActivityInput } from '../plan/migration-types';
+import type { ActivityInput, LoadTaskInput } from '../plan/migration-types';
 import { buildIndexesPostgres } from './postgres/build-indexes';
 import { createDatabasePostgres } from './postgres/create-database';
 import { createTablesPostgres } from './postgres/create-tables';
-import { fullLoadPostgres } from './postgres/full-load';
+import { finishLoadPostgres, planLoadPostgres } from './postgres/load-plan';
+import { loadTaskPostgres } from './postgres/load-task';
 import { preflightPostgres } from './postgres/preflight';
+import { holdSnapshotPostgres } from './postgres/snapshot-holder';
 import { validatePostgres } from './postgres/validate';
 
 export function createActivities() {
@@ -15,7 +17,10 @@ export function createActivities() {
     preflight: (input: ActivityInput & { withTargetSchema?: boolean }) => preflightPostgres(input),
     createDatabase: (input: ActivityInput) => createDatabasePostgres(input),
     createTables: (input: ActivityInput) => createTablesPostgres(input),
-    fullLoad: (input: ActivityInput) => fullLoadPostgres(input),
+    planLoad: (input: ActivityInput) => planLoadPostgres(input),
+    holdSnapshot: (input: ActivityInput) => holdSnapshotPostgres(input),
+    loadTask: (input: LoadTaskInput) => loadTaskPostgres(input),
+    finishLoad: (input: ActivityInput) => finishLoadPostgres(input),
     buildIndexes: (input: ActivityInput) => buildIndexesPostgres(input),
     validate: (input: ActivityInput) => validatePostgres(input),
   };

@@ -83,7 +83,7 @@ program
       const d = await requireMigration(client, name);
       const status = statusFromDescription(d);
       if (!status) throw new CliError(Exit.Failed, `migration ${name} has not published a status yet (workflow ${d.status.name})`);
-      const live = liveProgress(d);
+      const live = await liveProgress(client, d);
       const json = { ...status, lag: null, workflow: { id: d.workflowId, runId: d.runId, status: d.status.name }, live };
       print(opts.json, json, () => formatStatus(status, live.length ? live : undefined));
     });

@@ -77,7 +77,24 @@ export function statusFromDescription(d: WorkflowExecutionDescription): Migratio
 }
 
 /** Heartbeat details of running activities: live progress, readable with no worker up. */
-export function liveProgress(d: WorkflowExecutionDescription): unknown[] {
+/**
+ * What running activities report in their heartbeats: the migration's own and those of its
+ * running load children (the load fans out through child workflows).
+ */
+export async function liveProgress(client: Client, d: WorkflowExecutionDescription): Promise<unknown[]> {
+  const out = heartbeatDetails(d);
+  for (const child of d.raw.pendingChildren ?? []) {
+    if (!child.workflowId) continue;
+    try {
+      out.push(...heartbeatDetails(await client.workflow.getHandle(child.workflowId, child.runId ?? undefined).describe()));
+    } catch {
+      // A child that just finished is not worth failing a status for.
+    }
+  }
+  return out;
+}
+
+function heartbeatDetails(d: WorkflowExecutionDescription): unknown[] {
   const out: unknown[] = [];
   for (const a of d.raw.pendingActivities ?? []) {
     const p = a.heartbeatDetails?.payloads?.[0];

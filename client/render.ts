@@ -51,7 +51,7 @@ export function formatReport(r: MigrationReport): string {
   const out: string[] = [`migration ${s.name}: ${s.phase}`];
   if (s.source) out.push(`${s.source}  →  ${s.target}`);
   const total = s.endedAt ? Date.parse(s.endedAt) - Date.parse(s.startedAt) : 0;
-  out.push(`duration ${formatDuration(total)}` + (r.load ? ` (full load ${formatDuration(r.load.ms)}` + (r.build ? `, keys and indexes ${formatDuration(r.build.ms)}` : '') + (r.validation ? `, validation ${formatDuration(r.validation.ms)}` : '') + ')' : ''));
+  out.push(`duration ${formatDuration(total)}` + (r.load ? ` (full load ${formatDuration(r.load.ms ?? 0)}` + (r.build ? `, keys and indexes ${formatDuration(r.build.ms)}` : '') + (r.validation ? `, validation ${formatDuration(r.validation.ms)}` : '') + ')' : ''));
   out.push('');
   const v = new Map((r.validation?.tables ?? []).map((t) => [t.table, t]));
   const rows = s.tables.map((t) => {

@@ -138,16 +138,76 @@ export interface TableLoadResult {
   table: string;
   rows: string;
   bytes: number;
+  /** Chunks the table was loaded in (1: whole). */
+  chunks: number;
+  /** Copy time, summed over its chunks. */
   ms: number;
-  format: 'binary' | 'text';
+}
+
+/** One snapshot the load ran under; a new generation starts when its holder died. */
+export interface LoadSnapshot {
+  generation: number;
+  snapshot: string;
+  /** Source WAL position the snapshot belongs to. */
+  lsn: string;
+  at: string;
 }
 
 export interface FullLoadResult {
+  /** The first snapshot and its position: where CDC would start. */
   snapshot: string;
-  /** Source WAL position of the snapshot: where CDC would start. */
   lsn: string;
+  snapshots: LoadSnapshot[];
   tables: TableLoadResult[];
-  ms: number;
+  ms?: number;
+}
+
+/** What planLoad stored on the target: the workflow sees counts, never the plan itself. */
+export interface LoadPlanSummary {
+  tasks: number;
+  units: number;
+  chunkedTables: number;
+  estimatedBytes: string;
+}
+
+/** A loader activity's input: one task of the stored load plan. */
+export interface LoadTaskInput extends ActivityInput {
+  task: number;
+}
+
+export interface LoadTaskResult {
+  task: number;
+  /** True when the ledger showed the task done already (a resumed load). */
+  alreadyLoaded: boolean;
+  units: number;
+  rows: string;
+  bytes: number;
+  generation?: number;
+}
+
+/** A slice of the task list, loaded by one child workflow. */
+export interface LoadBatchInput extends ActivityInput {
+  fromTask: number;
+  toTask: number;
+}
+
+export interface LoadBatchResult {
+  tasks: number;
+  alreadyLoaded: number;
+  rows: string;
+  bytes: number;
+}
+
+export interface FinishLoadResult {
+  /** Tables emptied to be loaded again (page-range chunks from different snapshots). */
+  reloadTables?: string[];
+  report?: FullLoadResult;
+}
+
+export interface HeldSnapshot {
+  generation: number;
+  snapshot: string;
+  lsn: string;
 }
 
 export interface BuildResult {

@@ -38,6 +38,8 @@ export interface ConstraintModel {
   name: string;
   /** The body as `pg_get_constraintdef` renders it, e.g. `PRIMARY KEY (id)`, `CHECK ((qty > 0))`. */
   definition: string;
+  /** The key's columns in order (primary keys only): large tables are loaded in ranges of it. */
+  columns?: string[];
 }
 
 export interface IndexModel {

@@ -1,11 +1,12 @@
-import { ActivityFailure, ApplicationFailure, TimeoutFailure, type TemporalFailure } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, ChildWorkflowFailure, TimeoutFailure, type TemporalFailure } from '@temporalio/workflow';
 import type { FailureDetails } from '../plan/failure-types';
 import type { FailureInfo, StepName } from '../plan/migration-types';
 
 /** What the operator sees of a failed step: the activity's typed failure, unwrapped. */
 export function describeFailure(step: StepName, err: unknown, at: string): FailureInfo {
   let cause: unknown = err;
-  if (err instanceof ActivityFailure && err.cause) cause = err.cause;
+  // A load task's failure arrives wrapped twice: child workflow, then activity.
+  while ((cause instanceof ActivityFailure || cause instanceof ChildWorkflowFailure) && cause.cause) cause = cause.cause;
   if (cause instanceof ApplicationFailure) {
     const d = (cause.details?.[0] ?? {}) as FailureDetails;
     return { step, type: cause.type ?? 'Error', message: cause.message, table: d.table, hint: d.hint, at };

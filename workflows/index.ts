@@ -1,2 +1,3 @@
 export { migrationWorkflow } from './migration';
 export { checkWorkflow } from './check';
+export { loadBatchWorkflow } from './full-load';

@@ -38,6 +38,7 @@ export class DecisionRefused extends Error {
 export class MigrationState {
   readonly #status: MigrationStatus;
   #pending?: OperatorDecision;
+  #byName?: Map<string, TableStats>;
 
   constructor(init: { name: string; mode: MigrationStatus['mode']; steps: StepName[]; now: string }) {
     this.#status = {
@@ -164,6 +165,7 @@ export class MigrationState {
   setTables(names: string[]): void {
     const known = new Map(this.#status.tables.map((t) => [t.name, t]));
     this.#status.tables = names.map((name) => known.get(name) ?? emptyStats(name));
+    this.#byName = undefined;
   }
 
   recordLoad(results: TableLoadResult[]): void {
@@ -194,11 +196,14 @@ export class MigrationState {
     return rec;
   }
 
+  // By name: a 10,000-table schema would make a linear lookup per recorded table quadratic.
   #table(name: string): TableStats {
-    let t = this.#status.tables.find((x) => x.name === name);
+    if (this.#byName?.size !== this.#status.tables.length) this.#byName = new Map(this.#status.tables.map((x) => [x.name, x]));
+    let t = this.#byName.get(name);
     if (!t) {
       t = emptyStats(name);
       this.#status.tables.push(t);
+      this.#byName.set(name, t);
     }
     return t;
   }

@@ -16,6 +16,7 @@ import type { MigrationReport, Phase, StepName } from '../plan/migration-types';
 import type { Plan } from '../plan/plan-schema';
 import { DBFERRY_MIGRATION, DBFERRY_PHASE, DBFERRY_SOURCE, DBFERRY_TARGET } from '../plan/search-attributes';
 import { describeFailure } from './failures';
+import { runFullLoad } from './full-load';
 import { ABORTED_FAILURE_TYPE, operatorDecisionSignal, operatorDecisionUpdate, STATUS_MEMO_KEY, statusQuery } from './messages';
 import { MigrationState } from './migration-state';
 import { currentDetails, leftBehind } from './reporting';
@@ -123,7 +124,8 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     await step('create-database', () => quick.createDatabase(input));
     const created = await step('create-tables', () => long.createTables(input));
     if (created) state.setTables(created.tables);
-    report.load = await step('full-load', () => long.fullLoad(input));
+    let loadAttempt = 0;
+    report.load = await step('full-load', () => runFullLoad(input, ++loadAttempt));
     if (report.load) state.recordLoad(report.load.tables);
     report.build = await step('build-indexes', () => long.buildIndexes(input));
     report.validation = await step('validate', async () => {

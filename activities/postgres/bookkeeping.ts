@@ -21,12 +21,33 @@ CREATE TABLE IF NOT EXISTS _dbferry.table_loads (
   bytes            bigint NOT NULL,
   source_checksum  numeric,
   snapshot         text NOT NULL,
+  ms               bigint NOT NULL DEFAULT 0,
   loaded_at        timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (run_id, table_key, chunk)
+);
+-- The load's work, planned once per run so a resumed load meets the same chunk boundaries.
+CREATE TABLE IF NOT EXISTS _dbferry.load_tasks (
+  run_id     text NOT NULL,
+  task       int NOT NULL,
+  units      jsonb NOT NULL,
+  est_bytes  bigint NOT NULL,
+  PRIMARY KEY (run_id, task)
+);
+-- Every snapshot the load ran under (a new generation when its holder died) and the source
+-- WAL position it belongs to: CDC applies idempotently until it has passed the latest one.
+CREATE TABLE IF NOT EXISTS _dbferry.snapshots (
+  run_id      text NOT NULL,
+  generation  int NOT NULL,
+  snapshot    text NOT NULL,
+  lsn         pg_lsn NOT NULL,
+  slot        text,
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (run_id, generation)
 );`;
 
 export async function ensureBookkeeping(target: Client): Promise<void> {
-  const { rows } = await target.query("SELECT to_regclass('_dbferry.table_loads') IS NOT NULL AS present");
+  // The newest table: a target prepared by an earlier version gets what it lacks.
+  const { rows } = await target.query("SELECT to_regclass('_dbferry.snapshots') IS NOT NULL AS present");
   if (!rows[0]?.present) await target.query(BOOKKEEPING_DDL);
 }
 
@@ -44,6 +65,8 @@ export interface TableLoadRow {
   bytes: string;
   source_checksum: string | null;
   snapshot: string;
+  chunks: string;
+  ms: string;
 }
 
 export async function readTableLoads(target: Client, runId: string): Promise<Map<string, TableLoadRow>> {
@@ -51,7 +74,7 @@ export async function readTableLoads(target: Client, runId: string): Promise<Map
   const r = await target.query<TableLoadRow>(
     `SELECT table_key, sum(rows)::text AS rows, sum(bytes)::text AS bytes,
             CASE WHEN bool_and(source_checksum IS NOT NULL) THEN sum(source_checksum)::text END AS source_checksum,
-            min(snapshot) AS snapshot
+            min(snapshot) AS snapshot, count(*)::text AS chunks, sum(ms)::text AS ms
        FROM _dbferry.table_loads WHERE run_id = $1 GROUP BY table_key`,
     [runId],
   );

@@ -558,8 +558,11 @@ class Introspection {
       confrelid: number;
       ref_schema: string | null;
       ref_name: string | null;
+      columns: string[] | null;
     }>(
       `SELECT k.conrelid, k.conname AS name, k.contype::text AS contype, pg_get_constraintdef(k.oid) AS def, k.confrelid,
+              CASE WHEN k.contype = 'p' THEN ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY AS u(n, o)
+                     JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o) END AS columns,
               rn.nspname AS ref_schema, rc.relname AS ref_name
          FROM pg_constraint k
          LEFT JOIN pg_class rc ON rc.oid = k.confrelid
@@ -587,7 +590,7 @@ class Introspection {
       const c: ConstraintModel = { name: r.name, definition: r.def };
       switch (r.contype) {
         case 'p':
-          e.primaryKey = c;
+          e.primaryKey = { ...c, columns: r.columns ?? [] };
           break;
         case 'u':
           e.uniques.push(c);

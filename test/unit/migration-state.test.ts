@@ -322,7 +322,7 @@ describe('MigrationState: tables', () => {
   it('setTables keeps the stats of tables it already knows and drops the others', () => {
     const s = fresh();
     s.setTables(['public.a', 'public.b']);
-    s.recordLoad([{ table: 'public.a', rows: '10', bytes: 100, ms: 5, format: 'binary' }]);
+    s.recordLoad([{ table: 'public.a', rows: '10', bytes: 100, ms: 5, chunks: 1 }]);
     s.setTables(['public.c', 'public.a']);
     const tables = s.snapshot().tables;
     expect(tables.map((t) => t.name)).toEqual(['public.c', 'public.a']);
@@ -335,8 +335,8 @@ describe('MigrationState: tables', () => {
     s.setTables(['public.a']);
     s.recordValidation([{ table: 'public.a', sourceRows: '1', targetRows: '1', checksum: 'equal', equal: true }]);
     s.recordLoad([
-      { table: 'public.a', rows: '12345678901234567890', bytes: 1, ms: 7, format: 'text' },
-      { table: 'public.new', rows: '3', bytes: 1, ms: 2, format: 'binary' },
+      { table: 'public.a', rows: '12345678901234567890', bytes: 1, ms: 7, chunks: 1 },
+      { table: 'public.new', rows: '3', bytes: 1, ms: 2, chunks: 1 },
     ]);
     const t = s.snapshot().tables;
     expect(t).toHaveLength(2);

@@ -93,7 +93,7 @@ describe('leftBehind', () => {
     runThrough(s, 'create-tables');
     s.setTables(['public.a', 'public.b', 'public.c']);
     s.stepStarted('full-load', T);
-    s.recordLoad([{ table: 'public.a', rows: '3', bytes: 10, ms: 1, format: 'binary' }]);
+    s.recordLoad([{ table: 'public.a', rows: '3', bytes: 10, ms: 1, chunks: 1 }]);
     s.stepFailed({ step: 'full-load', type: 'DataError', message: 'x', at: T });
     const lines = leftBehind(s.snapshot(), planWith(false));
     expect(lines).toContain(

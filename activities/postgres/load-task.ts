@@ -1,0 +1,248 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Client } from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { FailureType } from '../../plan/failure-types';
+import type { LoadTaskInput, LoadTaskResult } from '../../plan/migration-types';
+import type { TableModel } from '../../plan/schema-model';
+import { withHeartbeat } from '../heartbeat';
+import { checksumQuery } from './checksum';
+import { chunkFilter, unitLabel, type LoadUnit } from './chunks';
+import { closeQuietly, connect, resolveEndpoint, type PgEndpoint } from './connection';
+import { qualifiedTable, quoteIdent } from './ddl';
+import { toFailure } from './errors';
+import { loadModel, tablesByKey } from './model';
+
+/** How long a loader waits for a live snapshot (a dead holder is restarted by Temporal). */
+const SNAPSHOT_WAIT_MS = 10 * 60_000;
+
+interface Progress {
+  task: number;
+  units: number;
+  unitsDone: number;
+  current?: string;
+  table?: string;
+  bytes: number;
+  generation?: number;
+  waitingForSnapshot?: boolean;
+}
+
+/**
+ * Loads one task of the stored load plan: imports the current snapshot on the source, then
+ * copies the task's units into the target in ONE transaction that also writes their ledger
+ * rows. A task is therefore loaded exactly once: a retry (on any worker, after any crash)
+ * finds its ledger rows and returns, or finds none and finds the target untouched.
+ */
+export async function loadTaskPostgres({ plan, migration, task }: LoadTaskInput): Promise<LoadTaskResult> {
+  const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
+  const tables = tablesByKey(await loadModel(tgt, migration.runId));
+  const progress: Progress = { task, units: 0, unitsDone: 0, bytes: 0 };
+  return withHeartbeat(() => ({ ...progress }), async (signal) => {
+    const target = await connect(tgt, { purpose: 'load' });
+    let source: Client | undefined;
+    try {
+      const units = await readTask(target, migration.runId, task).catch((e) => tagSide(e, 'target'));
+      progress.units = units.length;
+      const loaded = await target
+        .query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM _dbferry.table_loads l, unnest($2::text[], $3::int[]) AS u(t, c)
+            WHERE l.run_id = $1 AND l.table_key = u.t AND l.chunk = u.c`,
+          [migration.runId, units.map((u) => u.table), units.map((u) => u.chunk)],
+        )
+        .catch((e) => tagSide(e, 'target'));
+      if (loaded.rows[0]!.n === units.length) {
+        return { task, alreadyLoaded: true, units: units.length, rows: '0', bytes: 0 };
+      }
+      const snap = await importSnapshot(src, target, migration.runId, progress, signal);
+      source = snap.client;
+      progress.generation = snap.generation;
+      let rows = 0n;
+      await target.query('BEGIN').catch((e) => tagSide(e, 'target'));
+      for (const unit of units) {
+        const table = tables.get(unit.table);
+        if (!table) throw missingTable(tgt, unit.table);
+        const n = await copyUnit({ source, target }, table, unit, {
+          snapshot: snap.snapshot,
+          migration: migration.runId,
+          checksums: plan.validate.checksums,
+          src,
+          progress,
+          signal,
+        });
+        rows += BigInt(n);
+        progress.unitsDone++;
+      }
+      await target.query('COMMIT').catch((e) => tagSide(e, 'target'));
+      return { task, alreadyLoaded: false, units: units.length, rows: rows.toString(), bytes: progress.bytes, generation: snap.generation };
+    } catch (err) {
+      // A target left mid-COPY may not answer: bounded, and the connection is closed anyway.
+      await Promise.race([target.query('ROLLBACK').catch(() => undefined), sleep(5_000, undefined, { ref: false })]);
+      if (err instanceof ApplicationFailure) throw err;
+      const side = (err as { dbferrySide?: string }).dbferrySide === 'source' ? 'source' : 'target';
+      const ep = side === 'source' ? src : tgt;
+      throw toFailure(err, side, { endpoint: ep.description, secrets: ep.secrets, table: progress.table, doing: progress.current ? `copying ${progress.current}` : `loading task ${task}` });
+    } finally {
+      // No COMMIT on the source: it is read-only, and one left mid-COPY would never answer it.
+      await Promise.all([closeQuietly(source), closeQuietly(target)]);
+    }
+  });
+}
+
+async function readTask(target: Client, runId: string, task: number): Promise<LoadUnit[]> {
+  const r = await target.query<{ units: LoadUnit[] }>('SELECT units FROM _dbferry.load_tasks WHERE run_id = $1 AND task = $2', [runId, task]);
+  if (!r.rows[0]) {
+    throw ApplicationFailure.create({
+      type: FailureType.DatabaseError,
+      nonRetryable: true,
+      message: `load task ${task} of this run is not in _dbferry.load_tasks on the target (was _dbferry changed by hand?)`,
+    });
+  }
+  return r.rows[0].units;
+}
+
+/**
+ * A source connection inside the newest snapshot of this run. A snapshot whose holder died
+ * cannot be imported any more; the loader then waits for the holder's replacement to record
+ * the next generation (heartbeating meanwhile), rather than failing the task.
+ */
+async function importSnapshot(
+  src: PgEndpoint,
+  target: Client,
+  runId: string,
+  progress: Progress,
+  signal?: AbortSignal,
+): Promise<{ client: Client; snapshot: string; generation: number }> {
+  const deadline = Date.now() + SNAPSHOT_WAIT_MS;
+  let deadGeneration = 0;
+  for (;;) {
+    const r = await target
+      .query<{ generation: number; snapshot: string }>(
+        'SELECT generation, snapshot FROM _dbferry.snapshots WHERE run_id = $1 ORDER BY generation DESC LIMIT 1',
+        [runId],
+      )
+      .catch((e) => tagSide(e, 'target'));
+    const latest = r.rows[0];
+    if (latest && latest.generation > deadGeneration) {
+      const client = await connect(src, { purpose: 'load' });
+      try {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        await client.query(`SET TRANSACTION SNAPSHOT '${latest.snapshot.replace(/'/g, "''")}'`);
+        progress.waitingForSnapshot = false;
+        return { client, snapshot: latest.snapshot, generation: latest.generation };
+      } catch (err) {
+        await closeQuietly(client);
+        // 22023: "invalid snapshot identifier": its exporting transaction has ended.
+        if ((err as { code?: string }).code !== '22023') {
+          throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing: 'importing the load snapshot' });
+        }
+        deadGeneration = latest.generation;
+      }
+    }
+    if (Date.now() > deadline) {
+      throw ApplicationFailure.create({
+        type: FailureType.Transient,
+        message: `${src.description}: no live load snapshot for ${SNAPSHOT_WAIT_MS / 60_000} minutes (is the snapshot holder activity running?)`,
+      });
+    }
+    progress.waitingForSnapshot = true;
+    await sleep(1_000, undefined, { signal }).catch(() => undefined);
+    if (signal?.aborted) throw ApplicationFailure.create({ type: FailureType.Transient, message: 'load task cancelled' });
+  }
+}
+
+interface CopyContext {
+  snapshot: string;
+  migration: string;
+  checksums: boolean;
+  src: PgEndpoint;
+  progress: Progress;
+  signal?: AbortSignal;
+}
+
+/** Copies one unit inside the caller's target transaction and writes its ledger row; returns its row count. */
+async function copyUnit(lane: { source: Client; target: Client }, t: TableModel, unit: LoadUnit, ctx: CopyContext): Promise<string> {
+  const where = chunkFilter(t, unit.range);
+  const label = unitLabel(unit);
+  const started = Date.now();
+  const name = qualifiedTable(t.schema, t.name);
+  const cols = t.columns.filter((c) => !c.generated);
+  const colList = cols.map((c) => quoteIdent(c.name)).join(', ');
+  // Binary is faster, but arrays and composites of user types embed OIDs that differ on the target.
+  const format = cols.every((c) => c.binaryCopySafe) ? 'binary' : 'text';
+  const { source, target } = lane;
+  ctx.progress.current = label;
+  ctx.progress.table = unit.table;
+  let bytes = 0;
+  const meter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      bytes += chunk.length;
+      ctx.progress.bytes += chunk.length;
+      cb(null, chunk);
+    },
+  });
+
+  // A whole table: TRUNCATE in the same transaction makes its load all-or-nothing and lets COPY
+  // FREEZE skip later vacuum work. A chunk adds to the rows of the table's other chunks.
+  const whole = unit.chunk === 0;
+  if (whole) await target.query(`TRUNCATE ${name}`).catch((e) => tagSide(e, 'target'));
+  let rows = '0';
+  if (t.partitioned) {
+    // COPY cannot read a partitioned parent, and its rows are loaded with its partitions.
+  } else if (cols.length > 0) {
+    const sink = target.query(copyFrom(`COPY ${name} (${colList}) FROM STDIN WITH (FORMAT ${format}${whole ? ', FREEZE' : ''})`));
+    const query = where ? `(SELECT ${colList} FROM ONLY ${name}${where})` : `${name} (${colList})`;
+    const out = source.query(copyTo(`COPY ${query} TO STDOUT WITH (FORMAT ${format})`));
+    out.once('error', (e) => markSide(e, 'source'));
+    sink.once('error', (e) => markSide(e, 'target'));
+    await pipeline(out, meter, sink, ctx.signal ? { signal: ctx.signal } : {});
+    rows = String(sink.rowCount ?? 0);
+  } else {
+    const r = await source.query<{ n: string }>(`SELECT count(*)::text AS n FROM ONLY ${name}${where}`).catch((e) => tagSide(e, 'source'));
+    await target.query(`INSERT INTO ${name} SELECT FROM generate_series(1, $1::bigint)`, [r.rows[0]!.n]).catch((e) => tagSide(e, 'target'));
+    rows = r.rows[0]!.n;
+  }
+  let checksum: string | null = null;
+  if (ctx.checksums) {
+    // Same snapshot as the COPY: validation compares against exactly what was read.
+    const r = await source.query<{ rows: string; checksum: string }>(checksumQuery(t, true, where)).catch((e) => tagSide(e, 'source'));
+    checksum = r.rows[0]!.checksum;
+    if (r.rows[0]!.rows !== rows) {
+      throw ApplicationFailure.create({
+        type: FailureType.DatabaseError,
+        message: `${ctx.src.description}: ${label} returned ${rows} rows to COPY but ${r.rows[0]!.rows} to the checksum in the same snapshot`,
+        details: [{ table: unit.table }],
+      });
+    }
+  }
+  await target
+    .query(
+      `INSERT INTO _dbferry.table_loads (run_id, table_key, chunk, rows, bytes, source_checksum, snapshot, ms)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+       ON CONFLICT (run_id, table_key, chunk) DO UPDATE SET rows = EXCLUDED.rows, bytes = EXCLUDED.bytes,
+         source_checksum = EXCLUDED.source_checksum, snapshot = EXCLUDED.snapshot, ms = EXCLUDED.ms, loaded_at = now()`,
+      [ctx.migration, unit.table, unit.chunk, rows, bytes, checksum, ctx.snapshot, Date.now() - started],
+    )
+    .catch((e) => tagSide(e, 'target'));
+  return rows;
+}
+
+function missingTable(tgt: PgEndpoint, key: string): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: FailureType.DatabaseError,
+    nonRetryable: true,
+    message: `${tgt.description}: the load plan names ${key}, which is not in this run's schema model`,
+    details: [{ table: key }],
+  });
+}
+
+/** Marks which endpoint an error came from, so the failure names the right one. */
+function markSide(err: unknown, side: 'source' | 'target'): void {
+  if (err && typeof err === 'object' && !('dbferrySide' in err)) (err as { dbferrySide?: string }).dbferrySide = side;
+}
+
+function tagSide(err: unknown, side: 'source' | 'target'): never {
+  markSide(err, side);
+  throw err;
+}

@@ -1,0 +1,89 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Client } from 'pg';
+import { FailureType } from '../../plan/failure-types';
+import type { ActivityInput, HeldSnapshot } from '../../plan/migration-types';
+import { withHeartbeat } from '../heartbeat';
+import { ensureBookkeeping } from './bookkeeping';
+import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
+import { toFailure } from './errors';
+
+const CHECK_EVERY_MS = 5_000;
+const CHECK_TIMEOUT_MS = 30_000;
+
+/**
+ * Exports one snapshot of the source and keeps it alive for the whole load: a snapshot lives
+ * only as long as the transaction that exported it. The snapshot and its WAL position go into
+ * _dbferry.snapshots on the target, where loader activities on any worker find and import it.
+ * Runs until the workflow cancels it. Should this activity die (its worker killed, the source
+ * connection lost), Temporal starts it again and it records a new generation: loaders pick the
+ * newest up, and the positions recorded tell CDC how far it must apply idempotently.
+ */
+export async function holdSnapshotPostgres({ plan, migration }: ActivityInput): Promise<HeldSnapshot> {
+  const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
+  const holder = await connect(src, { purpose: 'snapshot holder' });
+  try {
+    const held = await exportSnapshot(holder, src);
+    const generation = await withConnection(tgt, 'record the load snapshot', async (c) => {
+      await ensureBookkeeping(c);
+      const r = await c.query<{ generation: number }>(
+        `INSERT INTO _dbferry.snapshots (run_id, generation, snapshot, lsn)
+         SELECT $1, coalesce(max(generation), 0) + 1, $2, $3::pg_lsn FROM _dbferry.snapshots WHERE run_id = $1
+         RETURNING generation`,
+        [migration.runId, held.snapshot, held.lsn],
+      );
+      return r.rows[0]!.generation;
+    });
+    const result = { ...held, generation };
+    const heldSince = new Date().toISOString();
+    return await withHeartbeat(() => ({ holding: result, heldSince }), async (signal) => {
+      while (!signal?.aborted) {
+        await sleep(CHECK_EVERY_MS, undefined, { signal }).catch(() => undefined);
+        if (signal?.aborted) break;
+        await stillAlive(holder, src);
+      }
+      return result;
+    });
+  } catch (err) {
+    throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing: 'holding the load snapshot' });
+  } finally {
+    await closeQuietly(holder);
+  }
+}
+
+async function exportSnapshot(holder: Client, src: PgEndpoint): Promise<{ snapshot: string; lsn: string }> {
+  try {
+    // The transaction sits idle for hours by design: a server-side idle timeout would end it.
+    await holder.query('SET idle_in_transaction_session_timeout = 0');
+    await holder.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const { rows } = await holder.query<{ snapshot: string; lsn: string }>(
+      `SELECT pg_export_snapshot() AS snapshot,
+              (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn`,
+    );
+    return rows[0]!;
+  } catch (err) {
+    throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing: 'exporting the load snapshot' });
+  }
+}
+
+/** A holder whose connection silently died would keep heartbeating over a dead snapshot. */
+async function stillAlive(holder: Client, src: PgEndpoint): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          ApplicationFailure.create({
+            type: FailureType.Transient,
+            message: `${src.description}: the snapshot holder's connection did not answer for ${CHECK_TIMEOUT_MS / 1000} s`,
+          }),
+        ),
+      CHECK_TIMEOUT_MS,
+    );
+  });
+  try {
+    await Promise.race([holder.query('SELECT 1'), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,105 @@
+import { ApplicationFailure, CancellationScope, condition, executeChild, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { ActivityInput, FullLoadResult, LoadBatchInput, LoadBatchResult } from '../plan/migration-types';
+import { activityRetry } from './retry-policy';
+
+/**
+ * Tasks per child workflow. A task costs a child about six history events (its activity's
+ * three and a share of workflow tasks), so a child stays near 2,000 events whatever the schema
+ * size; the parent gets one child per 300 tasks (a task holds up to 100 small tables).
+ */
+export const TASKS_PER_CHILD = 300;
+/** A load round repeats only for page-chunked tables that straddled a snapshot change. */
+const MAX_ROUNDS = 3;
+
+const control = proxyActivities<Activities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '1 minute', retry: activityRetry });
+// The holder lives as long as the load. A lost worker is noticed within the heartbeat timeout
+// and the holder restarted elsewhere (a new snapshot generation); it never gives up on its own:
+// the load fails, and cancels it, if the source stays unreachable.
+const holder = proxyActivities<Activities>({
+  startToCloseTimeout: '30 days',
+  heartbeatTimeout: '20 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds' },
+});
+const loader = proxyActivities<Activities>({ startToCloseTimeout: '30 days', heartbeatTimeout: '30 seconds', retry: activityRetry });
+
+/**
+ * The full-load step: plan once (stored on the target), hold one snapshot for the whole load,
+ * fan the tasks out over child workflows, then check the ledger is complete. `attempt` tells
+ * apart the children of an operator's retry from the failed round's.
+ */
+export async function runFullLoad(input: ActivityInput, attempt: number): Promise<FullLoadResult> {
+  const started = Date.now();
+  const summary = await control.planLoad(input);
+
+  let holderFailure: unknown;
+  const holderScope = new CancellationScope();
+  const holding = holderScope
+    .run(() => holder.holdSnapshot(input))
+    .catch((err: unknown) => {
+      if (!isCancellation(err)) holderFailure = err;
+    });
+  const loadScope = new CancellationScope();
+  try {
+    for (let round = 1; ; round++) {
+      const loading = loadScope.run(() => loadAllTasks(input, summary.tasks, `${attempt}-${round}`));
+      await Promise.race([loading, condition(() => holderFailure !== undefined)]);
+      if (holderFailure !== undefined) {
+        loadScope.cancel();
+        await loading.catch(() => undefined);
+        throw holderFailure;
+      }
+      const finished = await control.finishLoad(input);
+      if (finished.report) return { ...finished.report, ms: Date.now() - started };
+      if (round >= MAX_ROUNDS) {
+        throw ApplicationFailure.create({
+          type: 'SnapshotUnstable',
+          nonRetryable: true,
+          message: `the load snapshot changed during each of ${MAX_ROUNDS} load rounds of ${finished.reloadTables?.join(', ')} (its holder keeps dying)`,
+          details: [{ table: finished.reloadTables?.[0], hint: 'check the workers and the source connection, then run dbferry retry' }],
+        });
+      }
+    }
+  } finally {
+    holderScope.cancel();
+    await holding;
+  }
+}
+
+async function loadAllTasks(input: ActivityInput, tasks: number, tag: string): Promise<void> {
+  const { workflowId } = workflowInfo();
+  for (let from = 0, batch = 1; from < tasks; from += TASKS_PER_CHILD, batch++) {
+    await executeChild(loadBatchWorkflow, {
+      workflowId: `${workflowId}-load-${tag}-${batch}`,
+      args: [{ ...input, fromTask: from, toTask: Math.min(tasks, from + TASKS_PER_CHILD) }],
+    });
+  }
+}
+
+/**
+ * A child workflow: the tasks [fromTask, toTask) over `load.parallel` activities at once, which
+ * Temporal hands to whichever workers poll. The first failure lets running tasks finish and
+ * starts no new one; the parent's step then waits for the operator.
+ */
+export async function loadBatchWorkflow({ fromTask, toTask, ...input }: LoadBatchInput): Promise<LoadBatchResult> {
+  let next = fromTask;
+  let failure: unknown;
+  const result: LoadBatchResult = { tasks: 0, alreadyLoaded: 0, rows: '0', bytes: 0 };
+  const lane = async () => {
+    while (failure === undefined && next < toTask) {
+      const task = next++;
+      try {
+        const r = await loader.loadTask({ ...input, task });
+        result.tasks++;
+        if (r.alreadyLoaded) result.alreadyLoaded++;
+        result.rows = (BigInt(result.rows) + BigInt(r.rows)).toString();
+        result.bytes += r.bytes;
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(input.plan.load.parallel, toTask - fromTask)) }, lane));
+  if (failure !== undefined) throw failure;
+  return result;
+}

@@ -27,6 +27,9 @@ export async function createWorker(s: WorkerSettings, connection: NativeConnecti
     ...workflowSource(),
     activities: createActivities(),
     maxConcurrentActivityTaskExecutions: s.maxConcurrentActivities ?? 20,
+    // The SDK would send heartbeats only every 80% of the heartbeat timeout: one slow send on a
+    // busy machine and a live loader looks lost. Every few seconds costs little and leaves slack.
+    maxHeartbeatThrottleInterval: '5s',
     // Running activities get this long to finish on SIGTERM; after it they are cancelled and retried elsewhere.
     shutdownGraceTime: '10s',
     shutdownForceTime: '1m',

@@ -14,8 +14,8 @@ import { loadModel } from './model';
 /** Small tables share a task up to this size or count (a task's units commit together). */
 const TASK_MAX_BYTES = 64 * 1024 * 1024;
 const TASK_MAX_UNITS = 100;
-/** Sampled keys per chunk when drawing key-range boundaries. */
-const SAMPLE_PER_CHUNK = 20;
+/** Sampled heap pages per chunk when drawing key-range boundaries. */
+const SAMPLE_PAGES_PER_CHUNK = 30;
 
 /**
  * Plans the load once per run: which tables are split, where the chunk boundaries lie, which
@@ -90,14 +90,29 @@ async function tableExtents(c: Client, tables: TableModel[]): Promise<Map<TableM
 }
 
 /**
- * A sorted sample of the primary key (about SAMPLE_PER_CHUNK keys per chunk), read as text so
- * any key type can be a boundary. TABLESAMPLE SYSTEM reads a few pages, not the table.
+ * Boundaries for key ranges, as a sorted list of keys (each a tuple of the columns' text forms)
+ * whose n-quantiles become the boundaries. A single integer key (serial, identity: the common
+ * case) is cut evenly between its minimum and maximum, read from its index. Any other key is
+ * sampled: TABLESAMPLE SYSTEM reads whole pages, so enough pages (about SAMPLE_PAGES_PER_CHUNK a
+ * chunk) are read that keys clustered on a page do not skew the quantiles.
  */
 async function sampleKeys(c: Client, t: TableModel, extent: TableExtent, n: number): Promise<string[][]> {
-  const cols = t.primaryKey!.columns!.map(quoteIdent);
-  const percent = Math.min(100, Math.max(0.0001, (100 * n * SAMPLE_PER_CHUNK) / Math.max(extent.reltuples, 1)));
+  const keyCols = t.primaryKey!.columns!;
+  const name = qualifiedTable(t.schema, t.name);
+  const type = t.columns.find((col) => col.name === keyCols[0])?.type;
+  if (keyCols.length === 1 && (type === 'bigint' || type === 'integer' || type === 'smallint')) {
+    const col = quoteIdent(keyCols[0]!);
+    const r = await c.query<{ lo: string | null; hi: string | null }>(`SELECT min(${col})::text AS lo, max(${col})::text AS hi FROM ONLY ${name}`);
+    const { lo, hi } = r.rows[0]!;
+    if (lo === null || hi === null) return [];
+    const [a, b] = [BigInt(lo), BigInt(hi)];
+    return Array.from({ length: n }, (_, i) => [(a + ((b - a + 1n) * BigInt(i)) / BigInt(n)).toString()]);
+  }
+  const cols = keyCols.map((col) => `x.${quoteIdent(col)}`);
+  const percent = Math.min(100, Math.max(0.0001, (100 * n * SAMPLE_PAGES_PER_CHUNK) / Math.max(extent.pages, 1)));
+  // Output columns are aliased: ORDER BY a bare name would sort by the text output column.
   const r = await c.query({
-    text: `SELECT ${cols.map((col) => `${col}::text`).join(', ')} FROM ONLY ${qualifiedTable(t.schema, t.name)}
+    text: `SELECT ${cols.map((col, i) => `${col}::text AS k${i}`).join(', ')} FROM ONLY ${name} AS x
              TABLESAMPLE SYSTEM (${percent.toFixed(6)}) ORDER BY ${cols.join(', ')}`,
     rowMode: 'array',
   });

@@ -45,6 +45,11 @@ export async function loadTaskPostgres({ plan, migration, task }: LoadTaskInput)
     try {
       const units = await readTask(target, migration.runId, task).catch((e) => tagSide(e, 'target'));
       progress.units = units.length;
+      await target.query('BEGIN').catch((e) => tagSide(e, 'target'));
+      // Two attempts of one task can overlap: Temporal starts another when a heartbeat is late,
+      // while the first may still be copying. The lock makes the later one wait for the earlier
+      // to commit or die, then read the ledger again: the task is copied once either way.
+      await target.query('SELECT pg_advisory_xact_lock(hashtext($1), $2)', [migration.runId, task]).catch((e) => tagSide(e, 'target'));
       const loaded = await target
         .query<{ n: number }>(
           `SELECT count(*)::int AS n FROM _dbferry.table_loads l, unnest($2::text[], $3::int[]) AS u(t, c)
@@ -53,13 +58,18 @@ export async function loadTaskPostgres({ plan, migration, task }: LoadTaskInput)
         )
         .catch((e) => tagSide(e, 'target'));
       if (loaded.rows[0]!.n === units.length) {
+        await target.query('COMMIT').catch((e) => tagSide(e, 'target'));
         return { task, alreadyLoaded: true, units: units.length, rows: '0', bytes: 0 };
       }
+      // A whole table's ledger row from a partly reset task goes with the TRUNCATE that reloads it.
+      const whole = units.filter((u) => u.chunk === 0).map((u) => u.table);
+      await target
+        .query('DELETE FROM _dbferry.table_loads WHERE run_id = $1 AND chunk = 0 AND table_key = ANY($2)', [migration.runId, whole])
+        .catch((e) => tagSide(e, 'target'));
       const snap = await importSnapshot(src, target, migration.runId, progress, signal);
       source = snap.client;
       progress.generation = snap.generation;
       let rows = 0n;
-      await target.query('BEGIN').catch((e) => tagSide(e, 'target'));
       for (const unit of units) {
         const table = tables.get(unit.table);
         if (!table) throw missingTable(tgt, unit.table);
@@ -219,9 +229,7 @@ async function copyUnit(lane: { source: Client; target: Client }, t: TableModel,
   await target
     .query(
       `INSERT INTO _dbferry.table_loads (run_id, table_key, chunk, rows, bytes, source_checksum, snapshot, ms)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-       ON CONFLICT (run_id, table_key, chunk) DO UPDATE SET rows = EXCLUDED.rows, bytes = EXCLUDED.bytes,
-         source_checksum = EXCLUDED.source_checksum, snapshot = EXCLUDED.snapshot, ms = EXCLUDED.ms, loaded_at = now()`,
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
       [ctx.migration, unit.table, unit.chunk, rows, bytes, checksum, ctx.snapshot, Date.now() - started],
     )
     .catch((e) => tagSide(e, 'target'));

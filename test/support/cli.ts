@@ -58,7 +58,7 @@ export async function startWorker(env: NodeJS.ProcessEnv): Promise<WorkerProcess
     child,
     output: () => out,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const done = new Promise((r) => child.once('exit', r));
       child.kill(signal);
       await done;

@@ -6,6 +6,7 @@ import type { ActivityInput } from '../plan/migration-types';
 import { buildIndexesPostgres } from './postgres/build-indexes';
 import { createDatabasePostgres } from './postgres/create-database';
 import { createTablesPostgres } from './postgres/create-tables';
+import { dumpRestorePostgres } from './postgres/dump-restore';
 import { fullLoadPostgres } from './postgres/full-load';
 import { preflightPostgres } from './postgres/preflight';
 import { validatePostgres } from './postgres/validate';
@@ -17,6 +18,7 @@ export function createActivities() {
     createTables: (input: ActivityInput) => createTablesPostgres(input),
     fullLoad: (input: ActivityInput) => fullLoadPostgres(input),
     buildIndexes: (input: ActivityInput) => buildIndexesPostgres(input),
+    dumpRestore: (input: ActivityInput) => dumpRestorePostgres(input),
     validate: (input: ActivityInput) => validatePostgres(input),
   };
 }

@@ -8,6 +8,7 @@ import { createDatabasePostgres } from './postgres/create-database';
 import { createTablesPostgres } from './postgres/create-tables';
 import { finishLoadPostgres, planLoadPostgres } from './postgres/load-plan';
 import { loadTaskPostgres } from './postgres/load-task';
+import { dumpRestorePostgres } from './postgres/dump-restore';
 import { preflightPostgres } from './postgres/preflight';
 import { holdSnapshotPostgres } from './postgres/snapshot-holder';
 import { validatePostgres } from './postgres/validate';
@@ -22,6 +23,7 @@ export function createActivities() {
     loadTask: (input: LoadTaskInput) => loadTaskPostgres(input),
     finishLoad: (input: ActivityInput) => finishLoadPostgres(input),
     buildIndexes: (input: ActivityInput) => buildIndexesPostgres(input),
+    dumpRestore: (input: ActivityInput) => dumpRestorePostgres(input),
     validate: (input: ActivityInput) => validatePostgres(input),
   };
 }

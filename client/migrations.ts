@@ -66,7 +66,7 @@ function planDetails(plan: Plan): string {
     `- source: ${plan.source.engine}, URL from \`${plan.source.url.startsWith('env:') || plan.source.url.startsWith('file:') ? plan.source.url : 'inline (no password)'}\``,
     `- target: ${plan.target.engine}, URL from \`${plan.target.url.startsWith('env:') || plan.target.url.startsWith('file:') ? plan.target.url : 'inline (no password)'}\`${plan.target.createDatabase ? ', database created when missing' : ''}`,
     `- tables: ${sel}`,
-    `- load: ${plan.load.parallel} tables at once; validation: counts${plan.validate.checksums ? ' and checksums' : ''}`,
+    `- load: ${plan.mode === 'dump-restore' ? `pg_dump and pg_restore with ${plan.load.parallel} jobs` : `${plan.load.parallel} tables at once`}; validation: counts${plan.validate.checksums ? ' and checksums' : ''}`,
     '',
     'Steer it with `dbferry status|retry|skip|abort ' + plan.name + '`.',
   ].join('\n');

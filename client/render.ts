@@ -51,7 +51,8 @@ export function formatReport(r: MigrationReport): string {
   const out: string[] = [`migration ${s.name}: ${s.phase}`];
   if (s.source) out.push(`${s.source}  →  ${s.target}`);
   const total = s.endedAt ? Date.parse(s.endedAt) - Date.parse(s.startedAt) : 0;
-  out.push(`duration ${formatDuration(total)}` + (r.load ? ` (full load ${formatDuration(r.load.ms ?? 0)}` + (r.build ? `, keys and indexes ${formatDuration(r.build.ms)}` : '') + (r.validation ? `, validation ${formatDuration(r.validation.ms)}` : '') + ')' : ''));
+  const loaded = r.load ? `full load ${formatDuration(r.load.ms ?? 0)}` : r.dumpRestore ? `dump and restore ${formatDuration(r.dumpRestore.ms)}, ${r.dumpRestore.jobs} jobs` : undefined;
+  out.push(`duration ${formatDuration(total)}` + (loaded ? ` (${loaded}` + (r.build ? `, keys and indexes ${formatDuration(r.build.ms)}` : '') + (r.validation ? `, validation ${formatDuration(r.validation.ms)}` : '') + ')' : ''));
   out.push('');
   const v = new Map((r.validation?.tables ?? []).map((t) => [t.table, t]));
   const rows = s.tables.map((t) => {

@@ -18,7 +18,14 @@ export type Phase =
   | 'aborted'
   | 'failed';
 
-export type StepName = 'preflight' | 'create-database' | 'create-tables' | 'full-load' | 'build-indexes' | 'validate';
+export type StepName =
+  | 'preflight'
+  | 'create-database'
+  | 'create-tables'
+  | 'full-load'
+  | 'build-indexes'
+  | 'dump-restore'
+  | 'validate';
 
 export type StepStatus = 'NotRun' | 'Running' | 'Succeeded' | 'Failed' | 'Skipped';
 
@@ -210,6 +217,20 @@ export interface HeldSnapshot {
   lsn: string;
 }
 
+/** Mode dump-restore: pg_dump of the selected tables inside one snapshot, pg_restore into the target. */
+export interface DumpRestoreResult {
+  snapshot: string;
+  /** Rows per table, counted inside the dump's snapshot (what validation compares against). */
+  tables: { table: string; rows: string }[];
+  /** Size of the dump directory (compressed). */
+  bytes: number;
+  /** pg_dump -j and pg_restore -j (load.parallel). */
+  jobs: number;
+  dumpMs: number;
+  restoreMs: number;
+  ms: number;
+}
+
 export interface BuildResult {
   primaryKeys: number;
   uniques: number;
@@ -235,6 +256,7 @@ export interface ValidateResult {
 export interface MigrationReport {
   status: MigrationStatus;
   load?: FullLoadResult;
+  dumpRestore?: DumpRestoreResult;
   build?: BuildResult;
   validation?: ValidateResult;
 }

@@ -7,8 +7,16 @@ import type { Plan } from './plan-schema';
 
 export function unsupportedFeatures(plan: Plan): PlanIssue[] {
   const issues: PlanIssue[] = [];
-  if (plan.mode !== 'full-load') {
-    issues.push({ path: 'mode', value: plan.mode, message: 'not supported yet: this version runs mode full-load' });
+  if (plan.mode !== 'full-load' && plan.mode !== 'dump-restore') {
+    issues.push({ path: 'mode', value: plan.mode, message: 'not supported yet: this version runs mode full-load or dump-restore' });
+  }
+  if (plan.mode === 'dump-restore' && (plan.source.engine !== 'postgres' || plan.target.engine !== 'postgres')) {
+    // pg_dump reads only PostgreSQL: this is not a gap a later version fills.
+    issues.push({
+      path: 'mode',
+      value: plan.mode,
+      message: `dump-restore is PostgreSQL → PostgreSQL only (source.engine is ${plan.source.engine}); use mode full-load`,
+    });
   }
   if (plan.runner !== 'native') {
     issues.push({ path: 'runner', value: plan.runner, message: 'not supported yet: this version runs with runner native' });

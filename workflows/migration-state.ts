@@ -21,6 +21,7 @@ export const STEP_PHASE: Record<StepName, Phase> = {
   'create-tables': 'creating-tables',
   'full-load': 'full-load',
   'build-indexes': 'building-indexes',
+  'dump-restore': 'full-load',
   validate: 'validating',
 };
 
@@ -29,6 +30,7 @@ const NOT_SKIPPABLE: Partial<Record<StepName, string>> = {
   'create-database': 'every later step needs the target database',
   'create-tables': 'the full load needs the target tables; skipping would lose every row',
   'full-load': "skipping the load would leave the target without the source's rows",
+  'dump-restore': "skipping the restore would leave the target without the source's tables and rows",
 };
 
 export class DecisionRefused extends Error {
@@ -168,11 +170,11 @@ export class MigrationState {
     this.#byName = undefined;
   }
 
-  recordLoad(results: TableLoadResult[]): void {
+  recordLoad(results: Array<Pick<TableLoadResult, 'table' | 'rows'> & Partial<TableLoadResult>>): void {
     for (const r of results) {
       const t = this.#table(r.table);
       t.fullLoadRows = r.rows;
-      t.loadMs = r.ms;
+      if (r.ms !== undefined) t.loadMs = r.ms;
       t.validation = 'pending';
     }
   }

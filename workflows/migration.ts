@@ -34,13 +34,16 @@ const long = proxyActivities<Activities>({ startToCloseTimeout: '30 days', heart
 class Aborted extends Error {}
 
 const STEPS: StepName[] = ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'validate'];
+/** Mode dump-restore: pg_dump / pg_restore make the tables, keys and indexes and load the rows in one step. */
+const DUMP_RESTORE_STEPS: StepName[] = ['preflight', 'create-database', 'dump-restore', 'validate'];
 
 /** One migration: the steps in the order that keeps data safe; a failed step waits for a person. */
 export async function migrationWorkflow({ plan }: MigrationInput): Promise<MigrationReport> {
   const now = () => new Date().toISOString();
   const migration = { name: plan.name, runId: workflowInfo().firstExecutionRunId };
   const input = { plan, migration };
-  const state = new MigrationState({ name: plan.name, mode: plan.mode, steps: STEPS, now: now() });
+  const steps = plan.mode === 'dump-restore' ? DUMP_RESTORE_STEPS : STEPS;
+  const state = new MigrationState({ name: plan.name, mode: plan.mode, steps, now: now() });
   const report: MigrationReport = { status: state.snapshot() };
   let publishedPhase: Phase | undefined;
 
@@ -79,6 +82,8 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
 
   /** Runs a step until it succeeds, is skipped by the operator, or the operator aborts. */
   async function step<T>(name: StepName, run: () => Promise<T>): Promise<T | undefined> {
+    // A step the plan's mode does not have is passed over (it records nothing).
+    if (!steps.includes(name)) return undefined;
     for (;;) {
       state.stepStarted(name, now());
       publish();
@@ -122,6 +127,14 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       return pre;
     });
     await step('create-database', () => quick.createDatabase(input));
+
+    // Mode dump-restore only (its steps list has none of the three that follow it here).
+    report.dumpRestore = await step('dump-restore', () => long.dumpRestore(input));
+    if (report.dumpRestore) {
+      state.setTables(report.dumpRestore.tables.map((t) => t.table));
+      state.recordLoad(report.dumpRestore.tables);
+    }
+
     const created = await step('create-tables', () => long.createTables(input));
     if (created) state.setTables(created.tables);
     let loadAttempt = 0;

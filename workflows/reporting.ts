@@ -25,7 +25,7 @@ export function leftBehind(s: MigrationStatus, plan: Plan): string[] {
   if (stepDone('create-database') && plan.target.createDatabase) {
     out.push(`${target}: the database may have been created by this migration; it is kept`);
   }
-  if (stepDone('create-tables')) {
+  if (stepDone('create-tables') || stepDone('dump-restore')) {
     const loaded = s.tables.filter((t) => t.fullLoadRows !== undefined).length;
     out.push(
       `${target}: ${s.tables.length} table(s) created by this migration are kept (${loaded} loaded); drop them before starting ${plan.name} again`,

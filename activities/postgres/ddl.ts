@@ -131,6 +131,34 @@ function columnDefinition(c: ColumnModel, sequences: Map<string, SequenceModel>)
   return sql;
 }
 
+/**
+ * Mode dump-restore: what `pg_dump -t` leaves out but the tables it dumps need on the target:
+ * their schemas, extensions, types, and the sequences no dumped table owns (pg_dump brings the
+ * owned ones, serial and identity, with the tables). `again`: a retry of a run that made them
+ * already, so existing schemas and sequences are fine (types have no IF NOT EXISTS: the caller
+ * passes over a duplicate).
+ */
+export function dumpRestorePreDataStatements(model: SchemaModel, again: boolean): string[] {
+  const out: string[] = [];
+  const schemas = [...new Set([...model.schemas, ...model.extensions.map((e) => e.schema)])];
+  for (const s of schemas) {
+    if (!BUILTIN_SCHEMAS.has(s)) out.push(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(s)}`);
+  }
+  for (const e of model.extensions) {
+    out.push(`CREATE EXTENSION IF NOT EXISTS ${quoteIdent(e.name)} WITH SCHEMA ${quoteIdent(e.schema)}`);
+  }
+  for (const t of model.types) out.push(t.definition);
+  for (const s of freeStandingSequences(model)) {
+    out.push(`CREATE SEQUENCE ${again ? 'IF NOT EXISTS ' : ''}${qualifiedTable(s.schema, s.name)} ${sequenceOptions(s, true)}`);
+  }
+  return out;
+}
+
+/** Sequences no migrated table owns (a default may still use them). */
+export function freeStandingSequences(model: SchemaModel): SequenceModel[] {
+  return model.sequences.filter((s) => !s.identity && !s.ownedBy);
+}
+
 function sequenceOptions(s: SequenceModel, withType: boolean): string {
   // An identity sequence takes the column's type and refuses an AS option there; a type that
   // differs is set afterwards (see createSchemaStatements).

@@ -31,7 +31,33 @@ export function classifyPostgresError(code: string | undefined, message: string,
   return FailureType.DatabaseError;
 }
 
-const HINTS: Partial<Record<FailureType, string>> = {
+/**
+ * pg_dump and pg_restore report no SQLSTATE, only the server's message text (always in English:
+ * dbferry runs them with LC_ALL=C, and the server's part is in the server's language, so the
+ * patterns below are the English ones plus the codes-free parts that do not depend on it).
+ * Checked in order: a failed connection may also say why it failed (authentication).
+ */
+const TOOL_PATTERNS: Array<[RegExp, FailureType | ((side: 'source' | 'target') => FailureType)]> = [
+  [/password authentication failed|authentication failed for user|no pg_hba\.conf entry|FATAL:\s+role ".*" does not exist|fe_sendauth: no password supplied|server requested .* authentication/i, FailureType.AuthenticationFailed],
+  [/permission denied|must be owner of|must be superuser|must be a member of|must have (?:admin option|privileges)/i, FailureType.PermissionDenied],
+  [/database ".*" does not exist/i, (side) => (side === 'target' ? FailureType.TargetDatabaseMissing : FailureType.SourceObjectMissing)],
+  [/no matching (?:tables|schemas) were found/i, FailureType.SourceObjectMissing],
+  [/server version mismatch|unsupported version .* in file header|could not read archive: unsupported/i, FailureType.Unsupported],
+  [/violates (?:check|not-null|foreign key|unique|exclusion) constraint|invalid input (?:syntax|value)|out of range|value too long|invalid byte sequence|has no equivalent in encoding|duplicate key value/i, FailureType.DataError],
+  [/already exists/i, FailureType.TargetObjectConflict],
+  [
+    /could not connect|connection to server .* failed|Connection refused|server closed the connection unexpectedly|terminating connection|could not receive data|could not send data|SSL SYSCALL|the database system is (?:starting up|shutting down|in recovery mode|not yet accepting connections)|too many (?:clients|connections)|remaining connection slots|deadlock detected|could not serialize|canceling statement due to (?:lock timeout|statement timeout|conflict with recovery)|could not obtain lock|timeout expired|Connection timed out|No route to host|could not translate host name/i,
+    FailureType.Transient,
+  ],
+];
+
+/** The failure type of a pg_dump / pg_restore failure, from its last lines of output. */
+export function classifyToolError(text: string, side: 'source' | 'target'): FailureType {
+  for (const [re, type] of TOOL_PATTERNS) if (re.test(text)) return typeof type === 'function' ? type(side) : type;
+  return FailureType.DatabaseError;
+}
+
+export const HINTS: Partial<Record<FailureType, string>> = {
   [FailureType.AuthenticationFailed]: 'check the user and password the URL reference resolves to, then run dbferry retry',
   [FailureType.PermissionDenied]: 'grant the missing privilege, then run dbferry retry',
   [FailureType.TargetObjectConflict]: 'drop or rename the conflicting object on the target (or exclude the table), then run dbferry retry',

@@ -6,6 +6,7 @@ import { withHeartbeat } from '../heartbeat';
 import { existingTables } from './catalog';
 import { createSchemaStatements } from './ddl';
 import { introspectPostgres } from './introspect';
+import { checkToolVersion, findPgTools } from './pg-tools';
 import { tableSelector } from './selection';
 
 /**
@@ -54,7 +55,15 @@ async function preflight(input: ActivityInput & { withTargetSchema?: boolean }):
     return { info, model };
   });
 
-  const targetInfo = await targetChecks(tgt, plan.target.createDatabase, sourceSide.model.tables, findings);
+  const targetInfo = await targetChecks(tgt, plan.target.createDatabase, sourceSide.model.tables, findings, plan.mode === 'dump-restore' ? 'dump-restore' : 'create-tables');
+  if (plan.mode === 'dump-restore') {
+    // Checked on the worker that runs preflight; the one that runs the step is checked again then.
+    try {
+      checkToolVersion(await findPgTools(), Number(sourceSide.info.version.split('.')[0]), src.description);
+    } catch (err) {
+      findings.push({ severity: 'blocking', code: 'pg-dump', message: (err as Error).message });
+    }
+  }
   if (Number(targetInfo.version.split('.')[0]) < Number(sourceSide.info.version.split('.')[0])) {
     findings.push({ severity: 'warning', code: 'target-older', message: `target PostgreSQL ${targetInfo.version} is older than the source's ${sourceSide.info.version}` });
   }
@@ -72,7 +81,13 @@ async function endpointInfo(c: Client, ep: PgEndpoint): Promise<EndpointInfo> {
   return { description: ep.description.replace(/^(source|target) /, ''), version: (rows[0]?.v ?? '').split(' ')[0]! };
 }
 
-async function targetChecks(tgt: PgEndpoint, createDatabase: boolean, tables: { schema: string; name: string }[], findings: Finding[]) {
+async function targetChecks(
+  tgt: PgEndpoint,
+  createDatabase: boolean,
+  tables: { schema: string; name: string }[],
+  findings: Finding[],
+  stoppingStep: string,
+) {
   // The target database may not exist yet: look from the maintenance database first.
   const server = await withConnection(
     tgt,
@@ -96,7 +111,7 @@ async function targetChecks(tgt: PgEndpoint, createDatabase: boolean, tables: { 
   if (!server.exists) return server.info;
   await withConnection(tgt, 'preflight', async (c) => {
     for (const t of await existingTables(c, tables)) {
-      findings.push({ severity: 'warning', code: 'target-table-exists', table: t, message: `${tgt.description}: table ${t} already exists; create-tables will stop on it` });
+      findings.push({ severity: 'warning', code: 'target-table-exists', table: t, message: `${tgt.description}: table ${t} already exists; ${stoppingStep} will stop on it` });
     }
   });
   return server.info;

@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { FailureType, NEEDS_PERSON, type FailureDetails } from '../../plan/failure-types';
-import { classifyPostgresError, scrub, toFailure } from '../../activities/postgres/errors';
+import { classifyPostgresError, classifyToolError, scrub, toFailure } from '../../activities/postgres/errors';
 
 /** A pg-like driver error. */
 function pgError(code: string | undefined, message: string, extra: Record<string, unknown> = {}): Error {
@@ -149,5 +149,32 @@ describe('toFailure', () => {
   it('passes an ApplicationFailure through unchanged', () => {
     const original = ApplicationFailure.create({ type: FailureType.Unsupported, message: 'no', nonRetryable: true });
     expect(toFailure(original, 'target', ctx)).toBe(original);
+  });
+});
+
+describe('classifyToolError: pg_dump / pg_restore output', () => {
+  it.each([
+    ['pg_dump: error: connection to server at "10.0.0.7", port 5432 failed: FATAL:  password authentication failed for user "app"', 'source', FailureType.AuthenticationFailed],
+    ['pg_restore: error: connection to server at "db" (10.0.0.7), port 5432 failed: FATAL:  no pg_hba.conf entry for host "10.0.0.9"', 'target', FailureType.AuthenticationFailed],
+    ['pg_dump: error: query failed: ERROR:  permission denied for table orders', 'source', FailureType.PermissionDenied],
+    ['pg_restore: error: could not execute query: ERROR:  must be owner of extension citext', 'target', FailureType.PermissionDenied],
+    ['pg_restore: error: could not execute query: ERROR:  relation "orders" already exists', 'target', FailureType.TargetObjectConflict],
+    ['pg_restore: error: COPY failed for table "orders": ERROR:  new row for relation "orders" violates check constraint "planted"', 'target', FailureType.DataError],
+    ['pg_restore: error: COPY failed for table "t": ERROR:  invalid input syntax for type integer: "x"', 'target', FailureType.DataError],
+    ['pg_dump: error: no matching tables were found for pattern ""public"."gone""', 'source', FailureType.SourceObjectMissing],
+    ['pg_restore: error: connection to server at "h", port 5432 failed: FATAL:  database "shop" does not exist', 'target', FailureType.TargetDatabaseMissing],
+    ['pg_dump: error: aborting because of server version mismatch', 'source', FailureType.Unsupported],
+    ['pg_dump: error: connection to server at "10.0.0.7", port 5432 failed: Connection refused', 'source', FailureType.Transient],
+    ['pg_restore: error: could not execute query: server closed the connection unexpectedly', 'target', FailureType.Transient],
+    ['pg_dump: error: query failed: ERROR:  canceling statement due to lock timeout', 'source', FailureType.Transient],
+    ['pg_dump: error: query failed: FATAL:  terminating connection due to administrator command', 'source', FailureType.Transient],
+    ['pg_restore: error: could not execute query: ERROR:  function public.audit() does not exist', 'target', FailureType.DatabaseError],
+    ['pg_restore: error: could not write to file: No space left on device', 'target', FailureType.DatabaseError],
+  ] as const)('%s (%s) → %s', (text, side, expected) => {
+    expect(classifyToolError(text, side)).toBe(expected);
+  });
+
+  it('a restore-time "role does not exist" is not an authentication failure', () => {
+    expect(classifyToolError('pg_restore: error: could not execute query: ERROR:  role "app_reader" does not exist', 'target')).toBe(FailureType.DatabaseError);
   });
 });

@@ -371,3 +371,37 @@ describe('MigrationState: tables', () => {
     ]);
   });
 });
+
+describe('MigrationState: mode dump-restore', () => {
+  const DR_STEPS: StepName[] = ['preflight', 'create-database', 'dump-restore', 'validate'];
+  const dr = () => new MigrationState({ name: 'shop', mode: 'dump-restore', steps: DR_STEPS, now: T0 });
+
+  it('has its own four steps; dump-restore is in the full-load phase', () => {
+    const s = dr();
+    expect(s.snapshot().steps.map((x) => x.step)).toEqual(DR_STEPS);
+    s.stepStarted('dump-restore', T1);
+    expect(s.phase).toBe('full-load');
+    expect(() => s.stepStarted('create-tables', T1)).toThrow(/unknown step/);
+  });
+
+  it('refuses skip on dump-restore with the reason; retry and abort stay possible', () => {
+    const s = dr();
+    s.stepStarted('dump-restore', T1);
+    s.stepFailed(failure('dump-restore', { type: 'TargetObjectConflict', table: 'public.orders' }));
+    expect(s.pausedStep).toBe('dump-restore');
+    const e = refusal(() => s.validateDecision({ action: 'skip' }));
+    expect(e.message).toContain('dump-restore cannot be skipped');
+    expect(e.message).toMatch(/without the source's tables and rows/);
+    expect(() => s.validateDecision({ action: 'retry' })).not.toThrow();
+    expect(() => s.validateDecision({ action: 'abort' })).not.toThrow();
+  });
+
+  it('recordLoad takes rows without load times (a restore has none per table)', () => {
+    const s = dr();
+    s.setTables(['public.a']);
+    s.recordLoad([{ table: 'public.a', rows: '42' }]);
+    const t = s.snapshot().tables[0]!;
+    expect(t).toMatchObject({ name: 'public.a', fullLoadRows: '42', validation: 'pending' });
+    expect(t.loadMs).toBeUndefined();
+  });
+});

@@ -542,10 +542,29 @@ describe('unsupportedFeatures', () => {
       }),
     );
     const issues = unsupportedFeatures(p);
-    expect(issues).toContainEqual({ path: 'mode', value: 'full-load-and-cdc', message: 'not supported yet: this version runs mode full-load' });
+    expect(issues).toContainEqual({ path: 'mode', value: 'full-load-and-cdc', message: 'not supported yet: this version runs mode full-load or dump-restore' });
     expect(issues).toContainEqual(expect.objectContaining({ path: 'runner', value: 'aws', message: expect.stringContaining('not supported yet') }));
     expect(issues).toContainEqual(expect.objectContaining({ path: 'source.engine', value: 'mysql', message: expect.stringContaining('not supported yet') }));
     expect(issues).toContainEqual(expect.objectContaining({ path: 'keys', message: expect.stringContaining('not supported yet') }));
     expect(issues).toHaveLength(4);
+  });
+
+  test('mode dump-restore runs from PostgreSQL to PostgreSQL', () => {
+    const p = ok(plan({ mode: 'dump-restore', load: { parallel: 2 } }));
+    expect(p.mode).toBe('dump-restore');
+    expect(unsupportedFeatures(p)).toEqual([]);
+  });
+
+  test('mode dump-restore from mysql is refused on mode: PostgreSQL → PostgreSQL only', () => {
+    const issues = unsupportedFeatures(ok(plan({ mode: 'dump-restore', source: { engine: 'mysql', url: 'env:S' } })));
+    expect(issues).toContainEqual({
+      path: 'mode',
+      value: 'dump-restore',
+      message: expect.stringContaining('dump-restore is PostgreSQL → PostgreSQL only'),
+    });
+    expect(issues.find((i) => i.path === 'mode')!.message).toContain('mysql');
+    // The mysql source itself is named too (it is not supported in any mode yet).
+    expect(issues).toContainEqual(expect.objectContaining({ path: 'source.engine', value: 'mysql' }));
+    expect(issues.filter((i) => i.path === 'mode')).toHaveLength(1);
   });
 });

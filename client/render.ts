@@ -1,4 +1,4 @@
-import type { MigrationReport, MigrationStatus, PreflightReport, StepRecord } from '../plan/migration-types';
+import type { MigrationReport, MigrationStatus, PreflightReport, StepRecord, TableTotals } from '../plan/migration-types';
 
 /** Human-readable output. `--json` prints the objects themselves instead. */
 
@@ -34,7 +34,9 @@ export function formatStatus(s: MigrationStatus, live?: unknown): string {
     out.push('');
     const shown = s.tables.slice(0, 50);
     out.push(table([['table', 'full-load rows', 'ins', 'upd', 'del', 'validation'], ...shown.map((t) => [t.name, t.fullLoadRows ?? '-', String(t.inserts), String(t.updates), String(t.deletes), t.validation])]));
-    if (s.tables.length > shown.length) out.push(`… and ${s.tables.length - shown.length} more tables (--json lists all)`);
+    const more = s.tables.length - shown.length + (s.tablesOmitted ?? 0);
+    if (more > 0) out.push(`… and ${more} more tables${s.tablesOmitted ? '' : ' (--json lists all)'}`);
+    if (s.totals) out.push(totalsLine(s.totals));
   }
   if (s.failure && (s.phase === 'awaiting-operator' || s.phase === 'failed')) {
     out.push('', `FAILED STEP: ${s.failure.step} (${s.failure.type})${s.failure.table ? ` on table ${s.failure.table}` : ''}`);
@@ -44,6 +46,10 @@ export function formatStatus(s: MigrationStatus, live?: unknown): string {
   }
   if (s.leftBehind?.length) out.push('', 'left behind:', ...s.leftBehind.map((l) => `  - ${l}`));
   return out.join('\n');
+}
+
+function totalsLine(t: TableTotals): string {
+  return `all ${t.tables} tables: ${t.fullLoadRows} rows loaded; validation ${t.equal} equal, ${t.different} different, ${t.pending} pending`;
 }
 
 export function formatReport(r: MigrationReport): string {
@@ -60,9 +66,11 @@ export function formatReport(r: MigrationReport): string {
     return [t.name, t.fullLoadRows ?? '-', val ? `${val.equal ? 'equal' : 'DIFFERENT'} (rows ${val.targetRows}/${val.sourceRows}, checksum ${val.checksum})` : t.validation];
   });
   out.push(table([['table', 'rows', 'validation'], ...rows]));
-  const totalRows = s.tables.reduce((a, t) => a + BigInt(t.fullLoadRows ?? '0'), 0n);
-  out.push('', `${s.tables.length} tables, ${totalRows} rows` + (r.build ? `; ${r.build.primaryKeys} primary keys, ${r.build.uniques} unique constraints, ${r.build.indexes} indexes, ${r.build.foreignKeys} foreign keys, ${r.build.sequences} sequences carried` : ''));
-  const allEqual = (r.validation?.tables ?? []).every((t) => t.equal);
+  if (s.tablesOmitted) out.push(`… and ${s.tablesOmitted} more tables`);
+  const totalRows = s.totals?.fullLoadRows ?? s.tables.reduce((a, t) => a + BigInt(t.fullLoadRows ?? '0'), 0n).toString();
+  out.push('', `${s.totals?.tables ?? s.tables.length} tables, ${totalRows} rows` + (r.build ? `; ${r.build.primaryKeys} primary keys, ${r.build.uniques} unique constraints, ${r.build.indexes} indexes, ${r.build.foreignKeys} foreign keys, ${r.build.sequences} sequences carried` : ''));
+  // A compacted report lists every differing table first, so none hides among the omitted.
+  const allEqual = (r.validation?.tables ?? []).every((t) => t.equal) && !s.totals?.different;
   out.push(r.validation ? `validation: ${allEqual ? 'every table equal' : 'DIFFERENCES FOUND'}` : 'validation: skipped');
   return out.join('\n');
 }

@@ -104,6 +104,20 @@ export interface MigrationStatus {
   decisions: DecisionRecord[];
   /** What is left where, when the migration was aborted. */
   leftBehind?: string[];
+  /**
+   * Set when `tables` lists only some tables (memo and final report of a large schema, which
+   * must stay small in history): how many are left out, and totals over all of them.
+   */
+  tablesOmitted?: number;
+  totals?: TableTotals;
+}
+
+export interface TableTotals {
+  tables: number;
+  fullLoadRows: string;
+  equal: number;
+  different: number;
+  pending: number;
 }
 
 export type FindingSeverity = 'blocking' | 'warning' | 'info';

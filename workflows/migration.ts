@@ -19,7 +19,7 @@ import { describeFailure } from './failures';
 import { runFullLoad } from './full-load';
 import { ABORTED_FAILURE_TYPE, operatorDecisionSignal, operatorDecisionUpdate, STATUS_MEMO_KEY, statusQuery } from './messages';
 import { MigrationState } from './migration-state';
-import { currentDetails, leftBehind } from './reporting';
+import { compactReport, compactStatus, currentDetails, leftBehind } from './reporting';
 import { activityRetry } from './retry-policy';
 
 export interface MigrationInput {
@@ -53,7 +53,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       upsertSearchAttributes([{ key: DBFERRY_PHASE, value: status.phase }, { key: DBFERRY_MIGRATION, value: plan.name }]);
       publishedPhase = status.phase;
     }
-    upsertMemo({ [STATUS_MEMO_KEY]: status });
+    upsertMemo({ [STATUS_MEMO_KEY]: compactStatus(status) });
     setCurrentDetails(currentDetails(status));
   };
 
@@ -160,7 +160,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     publish();
     report.status = state.snapshot();
     await condition(allHandlersFinished);
-    return report;
+    return compactReport(report);
   } catch (err) {
     if (err instanceof Aborted) {
       state.aborted(now(), leftBehind(state.snapshot(), plan));
@@ -170,7 +170,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
         type: ABORTED_FAILURE_TYPE,
         nonRetryable: true,
         message: `migration ${plan.name} aborted by the operator: ${err.message}`,
-        details: [state.snapshot()],
+        details: [compactStatus(state.snapshot())],
       });
     }
     const failure = describeFailure(state.snapshot().failure?.step ?? 'preflight', err, now());

@@ -1,4 +1,4 @@
-import type { MigrationStatus } from '../plan/migration-types';
+import type { MigrationReport, MigrationStatus, TableStats, TableTotals } from '../plan/migration-types';
 import type { Plan } from '../plan/plan-schema';
 
 /** Plain words for the Web UI's "current details": what the migration is doing now. */
@@ -33,5 +33,44 @@ export function leftBehind(s: MigrationStatus, plan: Plan): string[] {
     out.push(`${target}: schema _dbferry keeps this migration's bookkeeping (safe to drop once the tables are gone)`);
   }
   out.push(`${s.source ?? 'the source'}: nothing (a full load leaves no slot or publication)`);
+  return out;
+}
+
+/**
+ * Per-table entries kept in the memo and the final report. A memo is rewritten on every phase
+ * change and a payload over 2 MB fails the workflow task: 10,000 tables of statistics would.
+ * The query (`statusQuery`) still answers with every table.
+ */
+export const TABLES_IN_MEMO = 200;
+
+export function tableTotals(tables: TableStats[]): TableTotals {
+  const totals: TableTotals = { tables: tables.length, fullLoadRows: '0', equal: 0, different: 0, pending: 0 };
+  let rows = 0n;
+  for (const t of tables) {
+    rows += BigInt(t.fullLoadRows ?? '0');
+    if (t.validation === 'equal') totals.equal++;
+    else if (t.validation === 'different') totals.different++;
+    else if (t.validation === 'pending') totals.pending++;
+  }
+  totals.fullLoadRows = rows.toString();
+  return totals;
+}
+
+/** The status with at most `limit` tables (those that differ first) and totals over all. */
+export function compactStatus(s: MigrationStatus, limit = TABLES_IN_MEMO): MigrationStatus {
+  if (s.tables.length <= limit) return s;
+  const ranked = [...s.tables].sort((a, b) => Number(b.validation === 'different') - Number(a.validation === 'different'));
+  return { ...s, tables: ranked.slice(0, limit), tablesOmitted: s.tables.length - limit, totals: tableTotals(s.tables) };
+}
+
+/** The final report, small enough for a workflow result whatever the number of tables. */
+export function compactReport(r: MigrationReport, limit = TABLES_IN_MEMO): MigrationReport {
+  const out: MigrationReport = { ...r, status: compactStatus(r.status, limit) };
+  if (r.load && r.load.tables.length > limit) out.load = { ...r.load, tables: r.load.tables.slice(0, limit) };
+  if (r.validation && r.validation.tables.length > limit) {
+    const differing = r.validation.tables.filter((t) => !t.equal);
+    out.validation = { ...r.validation, tables: [...differing, ...r.validation.tables.filter((t) => t.equal)].slice(0, Math.max(limit, differing.length)) };
+  }
+  if (r.dumpRestore && r.dumpRestore.tables.length > limit) out.dumpRestore = { ...r.dumpRestore, tables: r.dumpRestore.tables.slice(0, limit) };
   return out;
 }

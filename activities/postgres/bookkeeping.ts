@@ -11,7 +11,10 @@ CREATE TABLE IF NOT EXISTS _dbferry.migrations (
   run_id      text PRIMARY KEY,
   name        text NOT NULL,
   model       jsonb NOT NULL,
-  created_at  timestamptz NOT NULL DEFAULT now()
+  created_at  timestamptz NOT NULL DEFAULT now(),
+  -- A large schema is created in several transactions: how many DDL statements have
+  -- committed so far; NULL once all of them have.
+  statements_done int
 );
 CREATE TABLE IF NOT EXISTS _dbferry.table_loads (
   run_id           text NOT NULL,
@@ -43,7 +46,10 @@ CREATE TABLE IF NOT EXISTS _dbferry.snapshots (
   slot        text,
   created_at  timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (run_id, generation)
-);`;
+);
+-- Targets prepared by an earlier version.
+ALTER TABLE _dbferry.migrations ADD COLUMN IF NOT EXISTS statements_done int;
+ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS ms bigint NOT NULL DEFAULT 0;`;
 
 export async function ensureBookkeeping(target: Client): Promise<void> {
   // The newest table: a target prepared by an earlier version gets what it lacks.
@@ -53,10 +59,19 @@ export async function ensureBookkeeping(target: Client): Promise<void> {
 
 /** The schema model this migration created on the target, or undefined before create-tables. */
 export async function readModel(target: Client, runId: string): Promise<SchemaModel | undefined> {
+  return (await readModelRecord(target, runId))?.model;
+}
+
+/** The model and, while a large schema is still being created, how many statements are done. */
+export async function readModelRecord(target: Client, runId: string): Promise<{ model: SchemaModel; statementsDone: number | null } | undefined> {
   const { rows } = await target.query("SELECT to_regclass('_dbferry.migrations') IS NOT NULL AS present");
   if (!rows[0]?.present) return undefined;
-  const r = await target.query('SELECT model FROM _dbferry.migrations WHERE run_id = $1', [runId]);
-  return r.rows[0]?.model as SchemaModel | undefined;
+  const r = await target.query<{ model: SchemaModel; statements_done: number | null }>(
+    'SELECT model, statements_done FROM _dbferry.migrations WHERE run_id = $1',
+    [runId],
+  );
+  const row = r.rows[0];
+  return row ? { model: row.model, statementsDone: row.statements_done } : undefined;
 }
 
 export interface TableLoadRow {

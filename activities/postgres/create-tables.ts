@@ -3,7 +3,7 @@ import { FailureType } from '../../plan/failure-types';
 import type { ActivityInput, CreateTablesResult } from '../../plan/migration-types';
 import { qualifiedKey, type SchemaModel } from '../../plan/schema-model';
 import { withHeartbeat } from '../heartbeat';
-import { ensureBookkeeping, readModel } from './bookkeeping';
+import { ensureBookkeeping, readModelRecord } from './bookkeeping';
 import { existingTables } from './catalog';
 import { resolveEndpoint, withConnection } from './connection';
 import { createSchemaStatements } from './ddl';
@@ -12,10 +12,19 @@ import { introspectPostgres } from './introspect';
 import { tableSelector } from './selection';
 
 /**
+ * DDL statements per target transaction. Each new table takes a few locks until commit and the
+ * server's lock table holds max_locks_per_transaction × max_connections (6,400 by default):
+ * one transaction for a 10,000-table schema would run out of shared memory.
+ */
+const STATEMENTS_PER_TRANSACTION = 1000;
+
+/**
  * Introspects the source and creates the target's schemas, types, sequences and tables (no
- * keys, indexes or foreign keys: those come after the load). All of it in one transaction
- * together with the migration's bookkeeping row, so a failure leaves nothing half-made and a
- * retry knows whether this migration already created them.
+ * keys, indexes or foreign keys: those come after the load). A schema of up to
+ * STATEMENTS_PER_TRANSACTION statements is created in one transaction together with the
+ * migration's bookkeeping row, so a failure leaves nothing half-made and a retry knows whether
+ * this migration already created them. A larger one commits in batches, each with the count of
+ * statements done in the bookkeeping row, so a retry goes on from the last committed batch.
  */
 export async function createTablesPostgres({ plan, migration }: ActivityInput): Promise<CreateTablesResult> {
   const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
@@ -36,37 +45,56 @@ export async function createTablesPostgres({ plan, migration }: ActivityInput): 
       } catch (err) {
         throw fail(err, 'creating schema _dbferry');
       }
-      const existing = await readModel(c, migration.runId);
-      if (existing) return result(existing, 0, true);
+      const record = await readModelRecord(c, migration.runId);
+      if (record && record.statementsDone === null) return result(record.model, 0, true);
 
-      const names = await existingTables(c, model.tables);
-      if (names.length > 0) {
-        throw ApplicationFailure.create({
-          type: FailureType.TargetObjectConflict,
-          nonRetryable: true,
-          message: `${tgt.description}: ${names.length === 1 ? 'table' : 'tables'} ${names.join(', ')} already ${names.length === 1 ? 'exists' : 'exist'} on the target; dbferry will not load into a table it did not create`,
-          details: [{ endpoint: tgt.description, table: names[0], hint: 'drop or rename the table on the target (or exclude it in tables.exclude), then run dbferry retry' }],
-        });
-      }
-
-      const statements = createSchemaStatements(model);
-      await c.query('BEGIN');
-      try {
-        for (const sql of statements) {
-          try {
-            await c.query(sql);
-          } catch (err) {
-            throw fail(err, `running: ${sql.split('\n')[0]!.slice(0, 200)}`);
-          }
-          done++;
+      if (!record) {
+        const names = await existingTables(c, model.tables);
+        if (names.length > 0) {
+          throw ApplicationFailure.create({
+            type: FailureType.TargetObjectConflict,
+            nonRetryable: true,
+            message: `${tgt.description}: ${names.length === 1 ? 'table' : 'tables'} ${names.join(', ')} already ${names.length === 1 ? 'exists' : 'exist'} on the target; dbferry will not load into a table it did not create`,
+            details: [{ endpoint: tgt.description, table: names[0], hint: 'drop or rename the table on the target (or exclude it in tables.exclude), then run dbferry retry' }],
+          });
         }
-        await c.query('INSERT INTO _dbferry.migrations (run_id, name, model) VALUES ($1, $2, $3)', [migration.runId, migration.name, JSON.stringify(model)]);
-        await c.query('COMMIT');
-      } catch (err) {
-        await c.query('ROLLBACK').catch(() => undefined);
-        throw err instanceof ApplicationFailure ? err : fail(err, 'creating tables');
       }
-      return result(model, statements.length, false);
+
+      // A retry of a large schema goes on from the model it recorded, where it stopped.
+      const recorded = record?.model ?? model;
+      const statements = createSchemaStatements(recorded);
+      done = record?.statementsDone ?? 0;
+      for (;;) {
+        const end = Math.min(statements.length, done + STATEMENTS_PER_TRANSACTION);
+        const last = end === statements.length;
+        await c.query('BEGIN');
+        try {
+          for (const sql of statements.slice(done, end)) {
+            try {
+              await c.query(sql);
+            } catch (err) {
+              throw fail(err, `running: ${sql.split('\n')[0]!.slice(0, 200)}`);
+            }
+          }
+          if (done === 0 && !record) {
+            await c.query('INSERT INTO _dbferry.migrations (run_id, name, model, statements_done) VALUES ($1, $2, $3, $4)', [
+              migration.runId,
+              migration.name,
+              JSON.stringify(recorded),
+              last ? null : end,
+            ]);
+          } else {
+            await c.query('UPDATE _dbferry.migrations SET statements_done = $2 WHERE run_id = $1', [migration.runId, last ? null : end]);
+          }
+          await c.query('COMMIT');
+        } catch (err) {
+          await c.query('ROLLBACK').catch(() => undefined);
+          throw err instanceof ApplicationFailure ? err : fail(err, 'creating tables');
+        }
+        done = end;
+        if (last) break;
+      }
+      return result(recorded, statements.length, false);
     });
   });
 }

@@ -1,7 +1,7 @@
 import { parsePlan, type Plan } from '../../plan';
 import type { StepName } from '../../plan/migration-types';
 import { MigrationState } from '../../workflows/migration-state';
-import { currentDetails, leftBehind } from '../../workflows/reporting';
+import { compactReport, compactStatus, currentDetails, leftBehind } from '../../workflows/reporting';
 
 const STEPS: StepName[] = ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'validate'];
 const T = '2024-01-01T00:00:00.000Z';
@@ -118,5 +118,37 @@ describe('leftBehind', () => {
     const lines = leftBehind(s.snapshot(), planWith(true));
     expect(lines[0]).toMatch(/^the target: the database may have been created/);
     expect(lines[lines.length - 1]).toMatch(/^the source: nothing/);
+  });
+});
+
+describe('compactStatus / compactReport', () => {
+  const many = (n: number) => {
+    const s = new MigrationState({ name: 'big', mode: 'full-load', steps: ['full-load', 'validate'], now: T });
+    s.setTables(Array.from({ length: n }, (_, i) => `public.t${i}`));
+    s.recordLoad(Array.from({ length: n }, (_, i) => ({ table: `public.t${i}`, rows: '2', bytes: 1, ms: 1, chunks: 1 })));
+    s.recordValidation(Array.from({ length: n }, (_, i) => ({ table: `public.t${i}`, sourceRows: '2', targetRows: i === n - 1 ? '1' : '2', checksum: 'not-checked' as const, equal: i !== n - 1 })));
+    return s.snapshot();
+  };
+
+  it('leaves a small schema as it is', () => {
+    const s = many(5);
+    expect(compactStatus(s, 10)).toEqual(s);
+  });
+
+  it('keeps a bounded list, the differing table first, with totals over all tables', () => {
+    const c = compactStatus(many(10_000), 200);
+    expect(c.tables).toHaveLength(200);
+    expect(c.tables[0]).toMatchObject({ name: 'public.t9999', validation: 'different' });
+    expect(c.tablesOmitted).toBe(9_800);
+    expect(c.totals).toEqual({ tables: 10_000, fullLoadRows: '20000', equal: 9_999, different: 1, pending: 0 });
+    expect(JSON.stringify(c).length).toBeLessThan(64 * 1024);
+  });
+
+  it('keeps every differing table in a compacted report', () => {
+    const status = many(1000);
+    const validation = { ms: 1, tables: status.tables.map((t) => ({ table: t.name, sourceRows: '2', targetRows: t.validation === 'equal' ? '2' : '1', checksum: 'not-checked' as const, equal: t.validation === 'equal' })) };
+    const r = compactReport({ status, validation }, 10);
+    expect(r.validation!.tables).toHaveLength(10);
+    expect(r.validation!.tables[0]).toMatchObject({ table: 'public.t999', equal: false });
   });
 });

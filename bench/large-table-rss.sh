@@ -315,7 +315,7 @@ EOF
   sample_loop "$WPID" "$RUN/rss.csv" & SAMPLER_PID=$!
   sleep "$IDLE_SETTLE_S"
   IDLE_KB="$(status_kb "$WPID" VmRSS)"; STARTUP_HWM_KB="$(status_kb "$WPID" VmHWM)"
-  say "[$cfg] worker pid $WPID ($exe) idle: VmRSS $(( IDLE_KB / 1024 )) MB (VmHWM so far $(( STARTUP_HWM_KB / 1024 )) MB); starting $NAME, load: $LOAD_YAML"
+  say "[$cfg] worker pid $WPID ($exe) idle: VmRSS $(awk -v k="$IDLE_KB" 'BEGIN{printf "%.0f", k/1024}') MB (VmHWM so far $(awk -v k="$STARTUP_HWM_KB" 'BEGIN{printf "%.0f", k/1024}') MB); starting $NAME, load: $LOAD_YAML"
 
   T_START=$(now)
   "$DBFERRY" start "$RUN/plan.yaml" --wait --json >"$RUN/report.json" 2>"$RUN/start.err" &
@@ -348,7 +348,8 @@ EOF
     say "[$cfg] migration did not complete (rc=$START_RC):"; tail -40 "$RUN/start.err" "$RUN/report.json" >&2
     say "[$cfg] worker log: $RUN/worker.log"
   fi
-  say "[$cfg] $STATUS in ${WAIT_S}s; worker peak VmHWM $(( ${PEAK_KB:-0} / 1024 )) MB, max sampled VmRSS $(( MAX_SAMPLED_KB / 1024 )) MB"
+  mb() { awk -v k="${1:-0}" 'BEGIN{printf "%.0f", k/1024}'; }
+  say "[$cfg] $STATUS in ${WAIT_S}s; worker peak VmHWM $(mb "$PEAK_KB") MB, max sampled VmRSS $(mb "$MAX_SAMPLED_KB") MB"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$cfg" "$LOAD_YAML" "$STATUS" "$START_RC" "$IDLE_KB" "$STARTUP_HWM_KB" "${PEAK_KB:-}" "$MAX_SAMPLED_KB" "$WAIT_S" "$RUN" >>"$OUT/runs.tsv"
   # the loaded copy is not needed any more (2+ GB)
   ptgt -d postgres -c "drop database if exists $TGT_DB with (force)" >/dev/null 2>&1 || true

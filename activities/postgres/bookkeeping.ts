@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS _dbferry.table_loads (
   rows             bigint NOT NULL,
   bytes            bigint NOT NULL,
   source_checksum  numeric,
+  checksum_method  text,
   snapshot         text NOT NULL,
   ms               bigint NOT NULL DEFAULT 0,
   loaded_at        timestamptz NOT NULL DEFAULT now(),
@@ -49,7 +50,8 @@ CREATE TABLE IF NOT EXISTS _dbferry.snapshots (
 );
 -- Targets prepared by an earlier version.
 ALTER TABLE _dbferry.migrations ADD COLUMN IF NOT EXISTS statements_done int;
-ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS ms bigint NOT NULL DEFAULT 0;`;
+ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS ms bigint NOT NULL DEFAULT 0;
+ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS checksum_method text;`;
 
 export async function ensureBookkeeping(target: Client): Promise<void> {
   // The newest table: a target prepared by an earlier version gets what it lacks.
@@ -79,6 +81,7 @@ export interface TableLoadRow {
   rows: string;
   bytes: string;
   source_checksum: string | null;
+  checksum_method: string | null;
   snapshot: string;
   chunks: string;
   ms: string;
@@ -89,6 +92,8 @@ export async function readTableLoads(target: Client, runId: string): Promise<Map
   const r = await target.query<TableLoadRow>(
     `SELECT table_key, sum(rows)::text AS rows, sum(bytes)::text AS bytes,
             CASE WHEN bool_and(source_checksum IS NOT NULL) THEN sum(source_checksum)::text END AS source_checksum,
+            -- One method per table (it follows from the column types); two would not add up.
+            CASE WHEN count(DISTINCT checksum_method) <= 1 THEN min(checksum_method) ELSE 'mixed' END AS checksum_method,
             min(snapshot) AS snapshot, count(*)::text AS chunks, sum(ms)::text AS ms
        FROM _dbferry.table_loads WHERE run_id = $1 GROUP BY table_key`,
     [runId],

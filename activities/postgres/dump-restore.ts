@@ -9,7 +9,7 @@ import { qualifiedKey, type SchemaModel, type TableModel } from '../../plan/sche
 import { inParallel, withHeartbeat } from '../heartbeat';
 import { ensureBookkeeping, readModel } from './bookkeeping';
 import { existingTables } from './catalog';
-import { checksumQuery } from './checksum';
+import { checksumQuery, sourceChecksum, type ChecksumMethod } from './checksum';
 import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
 import { dumpRestorePreDataStatements, freeStandingSequences, qualifiedTable, sequenceSetvalStatement } from './ddl';
 import { classifyToolError, HINTS, scrub, toFailure } from './errors';
@@ -67,7 +67,7 @@ export async function dumpRestorePostgres({ plan, migration }: ActivityInput): P
       let snapshot: string;
       let model: SchemaModel;
       let again: boolean;
-      let counts: Map<string, { rows: string; checksum: string | null }>;
+      let counts: Map<string, SourceCount>;
       let dumpMs: number;
       try {
         const srcFail = (err: unknown, doing: string, table?: string) =>
@@ -232,7 +232,14 @@ interface DumpContext {
  * pg_dump of the selected tables and, at the same time on the holder connection (the same
  * snapshot), each table's row count and checksum. The first failure stops the other.
  */
-async function dumpAndCount(ctx: DumpContext): Promise<Map<string, { rows: string; checksum: string | null }>> {
+/** A table's count and checksum read in the dump's snapshot. */
+interface SourceCount {
+  rows: string;
+  checksum: string | null;
+  method: ChecksumMethod | null;
+}
+
+async function dumpAndCount(ctx: DumpContext): Promise<Map<string, SourceCount>> {
   const { holder, model, progress } = ctx;
   progress.phase = 'dump';
   progress.tablesDone = 0;
@@ -254,13 +261,17 @@ async function dumpAndCount(ctx: DumpContext): Promise<Map<string, { rows: strin
   try {
     const dumping = runDump(ctx, stop.signal).catch((err) => failed(err));
     const counting = (async () => {
-      const out = new Map<string, { rows: string; checksum: string | null }>();
+      const out = new Map<string, SourceCount>();
       for (const t of model.tables) {
         if (stop.signal.aborted) return out;
         const key = qualifiedKey(t);
         try {
-          const r = await holder.query<{ rows: string; checksum: string | null }>(checksumQuery(t, ctx.checksums));
-          out.set(key, r.rows[0]!);
+          if (ctx.checksums) {
+            out.set(key, await sourceChecksum(holder, t));
+          } else {
+            const r = await holder.query<{ rows: string }>(checksumQuery(t, false));
+            out.set(key, { rows: r.rows[0]!.rows, checksum: null, method: null });
+          }
         } catch (err) {
           throw ctx.srcFail(err, `counting the rows of ${key} in the dump snapshot`, key);
         }
@@ -371,7 +382,7 @@ async function finishTarget(
   tgt: PgEndpoint,
   migration: ActivityInput['migration'],
   model: SchemaModel,
-  counts: Map<string, { rows: string; checksum: string | null }>,
+  counts: Map<string, SourceCount>,
   snapshot: string,
   jobs: number,
   signal: AbortSignal | undefined,
@@ -405,9 +416,9 @@ async function finishTarget(
       const key = qualifiedKey(t);
       const n = counts.get(key);
       await c.query(
-        `INSERT INTO _dbferry.table_loads (run_id, table_key, chunk, rows, bytes, source_checksum, snapshot)
-         VALUES ($1, $2, 0, $3, 0, $4, $5)`,
-        [migration.runId, key, n?.rows ?? '0', n?.checksum ?? null, snapshot],
+        `INSERT INTO _dbferry.table_loads (run_id, table_key, chunk, rows, bytes, source_checksum, checksum_method, snapshot)
+         VALUES ($1, $2, 0, $3, 0, $4, $5, $6)`,
+        [migration.runId, key, n?.rows ?? '0', n?.checksum ?? null, n?.method ?? null, snapshot],
       );
     }
     await c.query('UPDATE _dbferry.migrations SET model = $2 WHERE run_id = $1', [migration.runId, JSON.stringify(model)]);

@@ -8,7 +8,7 @@ import { FailureType } from '../../plan/failure-types';
 import type { LoadTaskInput, LoadTaskResult } from '../../plan/migration-types';
 import type { TableModel } from '../../plan/schema-model';
 import { withHeartbeat } from '../heartbeat';
-import { checksumQuery } from './checksum';
+import { sourceChecksum, type ChecksumMethod } from './checksum';
 import { chunkFilter, unitLabel, type LoadUnit } from './chunks';
 import { closeQuietly, connect, resolveEndpoint, type PgEndpoint } from './connection';
 import { qualifiedTable, quoteIdent } from './ddl';
@@ -214,23 +214,25 @@ async function copyUnit(lane: { source: Client; target: Client }, t: TableModel,
     rows = r.rows[0]!.n;
   }
   let checksum: string | null = null;
+  let method: ChecksumMethod | null = null;
   if (ctx.checksums) {
     // Same snapshot as the COPY: validation compares against exactly what was read.
-    const r = await source.query<{ rows: string; checksum: string }>(checksumQuery(t, true, where)).catch((e) => tagSide(e, 'source'));
-    checksum = r.rows[0]!.checksum;
-    if (r.rows[0]!.rows !== rows) {
+    const r = await sourceChecksum(source, t, where).catch((e) => tagSide(e, 'source'));
+    checksum = r.checksum;
+    method = r.method;
+    if (r.rows !== rows) {
       throw ApplicationFailure.create({
         type: FailureType.DatabaseError,
-        message: `${ctx.src.description}: ${label} returned ${rows} rows to COPY but ${r.rows[0]!.rows} to the checksum in the same snapshot`,
+        message: `${ctx.src.description}: ${label} returned ${rows} rows to COPY but ${r.rows} to the checksum in the same snapshot`,
         details: [{ table: unit.table }],
       });
     }
   }
   await target
     .query(
-      `INSERT INTO _dbferry.table_loads (run_id, table_key, chunk, rows, bytes, source_checksum, snapshot, ms)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-      [ctx.migration, unit.table, unit.chunk, rows, bytes, checksum, ctx.snapshot, Date.now() - started],
+      `INSERT INTO _dbferry.table_loads (run_id, table_key, chunk, rows, bytes, source_checksum, checksum_method, snapshot, ms)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [ctx.migration, unit.table, unit.chunk, rows, bytes, checksum, method, ctx.snapshot, Date.now() - started],
     )
     .catch((e) => tagSide(e, 'target'));
   return rows;

@@ -3,7 +3,7 @@ import type { ActivityInput, TableValidationResult, ValidateResult } from '../..
 import { qualifiedKey } from '../../plan/schema-model';
 import { inParallel, withHeartbeat } from '../heartbeat';
 import { readTableLoads } from './bookkeeping';
-import { checksumQuery } from './checksum';
+import { checksumQuery, type ChecksumMethod } from './checksum';
 import { closeQuietly, connect, resolveEndpoint, withConnection } from './connection';
 import { toFailure } from './errors';
 import { loadModel } from './model';
@@ -26,10 +26,11 @@ export async function validatePostgres({ plan, migration }: ActivityInput): Prom
         lanes[i] ??= await connect(tgt, { purpose: 'validate' });
         const key = qualifiedKey(t);
         const load = loads.get(key);
-        const withChecksum = plan.validate.checksums && load?.source_checksum != null;
+        const method = (load?.checksum_method ?? 'text-hash') as ChecksumMethod;
+        const withChecksum = plan.validate.checksums && load?.source_checksum != null && method !== ('mixed' as string);
         let r;
         try {
-          r = await lanes[i]!.query<{ rows: string; checksum: string | null }>(checksumQuery(t, withChecksum));
+          r = await lanes[i]!.query<{ rows: string; checksum: string | null }>(checksumQuery(t, withChecksum, '', method));
         } catch (err) {
           throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, table: key, doing: `validating ${key}` });
         }

@@ -173,7 +173,7 @@ describe('PostgreSQL schema round trip', () => {
     expect(col(items, 'Qty')).toMatchObject({ type: '"Weird ""Schema"""."Positive Int"', binaryCopySafe: true });
     expect(col(items, 'price').type).toBe('numeric(30,10)');
     expect(col(items, 'shared').default).toBe(`nextval('"Weird ""Schema"""."shared seq"'::regclass)`);
-    expect(items.primaryKey).toEqual({ name: 'Order Items_pkey', definition: 'PRIMARY KEY ("Order ID", "line #")' });
+    expect(items.primaryKey).toEqual({ name: 'Order Items_pkey', definition: 'PRIMARY KEY ("Order ID", "line #")', columns: ['Order ID', 'line #'] });
     const mixed = model.tables.find((t) => t.name === 'MixedCase')!;
     expect(col(mixed, 'cis')).toMatchObject({ type: 'public.citext[]', binaryCopySafe: false });
     expect(col(mixed, 'ints').binaryCopySafe).toBe(true);

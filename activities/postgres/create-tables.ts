@@ -1,10 +1,9 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { FailureType } from '../../plan/failure-types';
 import type { ActivityInput, CreateTablesResult } from '../../plan/migration-types';
 import { qualifiedKey, type SchemaModel } from '../../plan/schema-model';
 import { withHeartbeat } from '../heartbeat';
 import { ensureBookkeeping, readModelRecord } from './bookkeeping';
-import { existingTables } from './catalog';
+import { refuseExistingTables } from './catalog';
 import { resolveEndpoint, withConnection } from './connection';
 import { createSchemaStatements } from './ddl';
 import { toFailure } from './errors';
@@ -48,17 +47,7 @@ export async function createTablesPostgres({ plan, migration }: ActivityInput): 
       const record = await readModelRecord(c, migration.runId);
       if (record && record.statementsDone === null) return result(record.model, 0, true);
 
-      if (!record) {
-        const names = await existingTables(c, model.tables);
-        if (names.length > 0) {
-          throw ApplicationFailure.create({
-            type: FailureType.TargetObjectConflict,
-            nonRetryable: true,
-            message: `${tgt.description}: ${names.length === 1 ? 'table' : 'tables'} ${names.join(', ')} already ${names.length === 1 ? 'exists' : 'exist'} on the target; dbferry will not load into a table it did not create`,
-            details: [{ endpoint: tgt.description, table: names[0], hint: 'drop or rename the table on the target (or exclude it in tables.exclude), then run dbferry retry' }],
-          });
-        }
-      }
+      if (!record) await refuseExistingTables(c, tgt.description, model.tables, 'load into');
 
       // A retry of a large schema goes on from the model it recorded, where it stopped.
       const recorded = record?.model ?? model;

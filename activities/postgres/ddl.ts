@@ -54,17 +54,7 @@ export function qualifiedColumn(schema: string, table: string, column: string): 
 const BUILTIN_SCHEMAS = new Set(['public', 'pg_catalog', 'information_schema']);
 
 export function createSchemaStatements(model: SchemaModel): string[] {
-  const out: string[] = [];
-  // An extension's schema has to exist before CREATE EXTENSION … WITH SCHEMA, and the model only
-  // lists schemas of selected objects.
-  const schemas = [...new Set([...model.schemas, ...model.extensions.map((e) => e.schema)])];
-  for (const s of schemas) {
-    if (!BUILTIN_SCHEMAS.has(s)) out.push(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(s)}`);
-  }
-  for (const e of model.extensions) {
-    out.push(`CREATE EXTENSION IF NOT EXISTS ${quoteIdent(e.name)} WITH SCHEMA ${quoteIdent(e.schema)}`);
-  }
-  for (const t of model.types) out.push(t.definition);
+  const out = schemasAndTypes(model);
 
   const sequences = new Map(model.sequences.map((s) => [qualifiedKey(s), s]));
   for (const s of model.sequences) {
@@ -139,7 +129,18 @@ function columnDefinition(c: ColumnModel, sequences: Map<string, SequenceModel>)
  * passes over a duplicate).
  */
 export function dumpRestorePreDataStatements(model: SchemaModel, again: boolean): string[] {
+  const out = schemasAndTypes(model);
+  for (const s of freeStandingSequences(model)) {
+    out.push(`CREATE SEQUENCE ${again ? 'IF NOT EXISTS ' : ''}${qualifiedTable(s.schema, s.name)} ${sequenceOptions(s, true)}`);
+  }
+  return out;
+}
+
+/** Schemas, extensions and types: what tables and sequences need first. */
+function schemasAndTypes(model: SchemaModel): string[] {
   const out: string[] = [];
+  // An extension's schema has to exist before CREATE EXTENSION … WITH SCHEMA, and the model only
+  // lists schemas of selected objects.
   const schemas = [...new Set([...model.schemas, ...model.extensions.map((e) => e.schema)])];
   for (const s of schemas) {
     if (!BUILTIN_SCHEMAS.has(s)) out.push(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(s)}`);
@@ -148,9 +149,6 @@ export function dumpRestorePreDataStatements(model: SchemaModel, again: boolean)
     out.push(`CREATE EXTENSION IF NOT EXISTS ${quoteIdent(e.name)} WITH SCHEMA ${quoteIdent(e.schema)}`);
   }
   for (const t of model.types) out.push(t.definition);
-  for (const s of freeStandingSequences(model)) {
-    out.push(`CREATE SEQUENCE ${again ? 'IF NOT EXISTS ' : ''}${qualifiedTable(s.schema, s.name)} ${sequenceOptions(s, true)}`);
-  }
   return out;
 }
 

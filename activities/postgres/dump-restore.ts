@@ -8,7 +8,7 @@ import type { ActivityInput, DumpRestoreResult } from '../../plan/migration-type
 import { qualifiedKey, type SchemaModel, type TableModel } from '../../plan/schema-model';
 import { inParallel, withHeartbeat } from '../heartbeat';
 import { ensureBookkeeping, readModel } from './bookkeeping';
-import { existingTables } from './catalog';
+import { refuseExistingTables } from './catalog';
 import { checksumQuery, sourceChecksum, type ChecksumMethod } from './checksum';
 import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
 import { dumpRestorePreDataStatements, freeStandingSequences, qualifiedTable, sequenceSetvalStatement } from './ddl';
@@ -170,17 +170,7 @@ async function prepareTarget(tgt: PgEndpoint, migration: ActivityInput['migratio
       throw fail(err, 'creating schema _dbferry');
     }
     const again = (await readModel(c, migration.runId)) !== undefined;
-    if (!again) {
-      const names = await existingTables(c, model.tables);
-      if (names.length > 0) {
-        throw ApplicationFailure.create({
-          type: FailureType.TargetObjectConflict,
-          nonRetryable: true,
-          message: `${tgt.description}: ${names.length === 1 ? 'table' : 'tables'} ${names.join(', ')} already ${names.length === 1 ? 'exists' : 'exist'} on the target; dbferry will not restore over a table it did not create`,
-          details: [{ endpoint: tgt.description, table: names[0], hint: 'drop or rename the table on the target (or exclude it in tables.exclude), then run dbferry retry' }],
-        });
-      }
-    }
+    if (!again) await refuseExistingTables(c, tgt.description, model.tables, 'restore over');
     await c.query('BEGIN');
     try {
       for (const sql of dumpRestorePreDataStatements(model, again)) {

@@ -4,7 +4,7 @@
 # Acceptance being measured: "Peak RSS of a worker stays under 300 MB while loading a table larger
 # than 2 GB (measured in bench/, reported in the note)."
 #
-#   bash bench/large-table-rss.sh                        # default: ROWS=8000000 (~2.4 GB table), 2 configs
+#   bash bench/large-table-rss.sh                        # default: ROWS=8000000 (a 2327 MB table), 2 configs
 #   ROWS=1000000 bash bench/large-table-rss.sh           # quick smoke run (~300 MB table)
 #   CONFIGS="p2" bash bench/large-table-rss.sh           # only load.parallel=2
 #   WORKDIR=/big/disk/rss KEEP=1 bash bench/large-table-rss.sh   # keep the clusters' data (reused next time)
@@ -28,7 +28,7 @@
 # different (or the setup failed); 4 with STRICT_RSS=1 when a peak exceeds RSS_LIMIT_MB.
 #
 # Environment knobs:
-#   ROWS            rows of big (default 8000000: heap ~2.2 GB, total with the PK ~2.4 GB)
+#   ROWS            rows of big (default 8000000: heap 2155 MB, with the PK 2327 MB; MB = 2^20 bytes)
 #   CONFIGS         space-separated subset of: p1 p2 p4c (default "p2 p4c")
 #                     p1  = load: { parallel: 1 }
 #                     p2  = load: { parallel: 2 }                      (the table loads whole: one COPY)
@@ -117,21 +117,29 @@ fi
 
 mkdir -p "$OUT"
 LOGDIR="$OUT/logs"; mkdir -p "$LOGDIR"
-rm -f "$OUT/summary.md" "$OUT/runs.tsv"
+RUNS_TSV="$OUT/runs.tsv.partial"   # renamed to runs.tsv with summary.md at the end: an interrupted run leaves the last summary alone
 
 # ---- cleanup trap -----------------------------------------------------------------------------------
 SRC_DIR="$WORKDIR/pg-src" TGT_DIR="$WORKDIR/pg-tgt"
 SERVER_PID="" WPID="" SAMPLER_PID="" SPID="" STARTED_PG=""
+# stop_pid PID SECONDS: SIGTERM, then SIGKILL when it is still there after SECONDS. Needed for the
+# CLI too: every dbferry command installs the Temporal SDK Runtime, whose default shutdown hook
+# swallows the first SIGINT/SIGTERM of a process that runs no worker (`start --wait` survives it).
+stop_pid() {
+  local pid="$1" n=$(( ${2:-10} * 10 )) i
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null
+  for ((i = 0; i < n; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  return 0
+}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null
-  [ -n "$SPID" ] && kill -TERM "$SPID" 2>/dev/null
-  if [ -n "$WPID" ] && kill -0 "$WPID" 2>/dev/null; then
-    kill -TERM "$WPID" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$WPID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$WPID" 2>/dev/null
-  fi
+  stop_pid "$SPID" 2
+  stop_pid "$WPID" 15
   if [ -n "$SERVER_PID" ]; then
     kill -TERM -- "-$SERVER_PID" 2>/dev/null
     for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -139,18 +147,17 @@ cleanup() {
   fi
   for d in $STARTED_PG; do as_pg "$PGBIN/pg_ctl" -D "$d" -m fast -w -t 60 stop >/dev/null 2>&1 || as_pg "$PGBIN/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1; done
   if [ "$KEEP" != 1 ]; then
-    if [ "$OWN_WORKDIR" = 1 ]; then rm -rf "$WORKDIR"; else rm -rf "$SRC_DIR" "$TGT_DIR" "$WORKDIR/sock" "$WORKDIR/runs"; fi
+    if [ "$OWN_WORKDIR" = 1 ]; then rm -rf "$WORKDIR"; else rm -rf "$SRC_DIR" "$TGT_DIR" "$WORKDIR/sock" "$WORKDIR/mem-probe.cjs"; fi
   else
     say "KEEP=1: cluster data left in $WORKDIR (stopped)"
   fi
-  wait 2>/dev/null
   exit $rc
 }
 trap cleanup EXIT
 trap 'say "interrupted"; exit 130' INT TERM
 
 # ---- 2. PostgreSQL clusters -----------------------------------------------------------------------------
-mkdir -p "$WORKDIR/sock" "$WORKDIR/runs"
+mkdir -p "$WORKDIR/sock"
 chown "$PGUSER_OS" "$WORKDIR" "$WORKDIR/sock" 2>/dev/null || true
 start_cluster() { # dir port
   local dir="$1" port="$2"
@@ -251,7 +258,7 @@ EOF
 
 # ---- 5. one migration per config, each with a fresh worker -------------------------------------------------------
 VERSION="$("$DBFERRY" --version 2>/dev/null || echo '?')"
-printf 'config\tload\tstatus\tstart_rc\tidle_kb\tstartup_hwm_kb\tpeak_hwm_kb\tmax_sampled_kb\twait_s\trundir\n' >"$OUT/runs.tsv"
+printf 'config\tload\tstatus\tstart_rc\tidle_kb\tstartup_hwm_kb\tpeak_hwm_kb\tmax_sampled_kb\twait_s\trundir\n' >"$RUNS_TSV"
 FAILED=0
 sample_loop() { # pid csv
   local pid="$1" csv="$2" t0 line
@@ -323,7 +330,7 @@ EOF
   wait -n -p FIRST "$SPID" "$WPID"; first_rc=$?
   if [ "${FIRST:-}" = "$WPID" ]; then
     say "[$cfg] the worker exited (rc=$first_rc) before the migration finished; tail of its log:"; tail -30 "$RUN/worker.log" >&2
-    WPID=""; kill -TERM "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; SPID=""
+    WPID=""; stop_pid "$SPID" 2; SPID=""
     START_RC=99
   else
     START_RC=$first_rc; SPID=""
@@ -335,9 +342,7 @@ EOF
   if [ -n "$WPID" ]; then
     PEAK_KB="$(status_kb "$WPID" VmHWM)"          # the kernel's high-water mark, right before stopping it
     kill "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null; SAMPLER_PID=""
-    kill -TERM "$WPID" 2>/dev/null
-    for _ in $(seq 300); do kill -0 "$WPID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$WPID" 2>/dev/null; wait "$WPID" 2>/dev/null
+    stop_pid "$WPID" 30
   else
     kill "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null
     SAMPLER_PID=""
@@ -350,12 +355,13 @@ EOF
   fi
   mb() { awk -v k="${1:-0}" 'BEGIN{printf "%.0f", k/1024}'; }
   say "[$cfg] $STATUS in ${WAIT_S}s; worker peak VmHWM $(mb "$PEAK_KB") MB, max sampled VmRSS $(mb "$MAX_SAMPLED_KB") MB"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$cfg" "$LOAD_YAML" "$STATUS" "$START_RC" "$IDLE_KB" "$STARTUP_HWM_KB" "${PEAK_KB:-}" "$MAX_SAMPLED_KB" "$WAIT_S" "$RUN" >>"$OUT/runs.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$cfg" "$LOAD_YAML" "$STATUS" "$START_RC" "$IDLE_KB" "$STARTUP_HWM_KB" "${PEAK_KB:-}" "$MAX_SAMPLED_KB" "$WAIT_S" "$RUN" >>"$RUNS_TSV"
   # the loaded copy is not needed any more (2+ GB)
   ptgt -d postgres -c "drop database if exists $TGT_DB with (force)" >/dev/null 2>&1 || true
 done
 
 # ---- 6. summary ----------------------------------------------------------------------------------------------------
+mv "$RUNS_TSV" "$OUT/runs.tsv"
 python3 - "$OUT/runs.tsv" "$OUT/summary.md" <<PYEOF
 import csv, json, sys
 from datetime import datetime

@@ -176,7 +176,13 @@ function positiveInt(v: string, flag: string): number {
 async function main() {
   // The SDK's INFO lines (worker state changes) drown the CLI's own output.
   const { Runtime, DefaultLogger } = await import('@temporalio/worker');
-  Runtime.install({ logger: new DefaultLogger((process.env.DBFERRY_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN') });
+  // Only a worker needs the SDK to turn SIGINT/SIGTERM into a graceful shutdown; for every other
+  // command the SDK would swallow the first Ctrl-C (and a `demo` handles its own).
+  const runsWorker = ['worker', 'demo'].includes(process.argv[2] ?? '');
+  Runtime.install({
+    logger: new DefaultLogger((process.env.DBFERRY_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN'),
+    ...(runsWorker ? {} : { shutdownSignals: [] }),
+  });
   try {
     await program.parseAsync(process.argv);
   } catch (err) {

@@ -1,6 +1,6 @@
 import { Connection } from '@temporalio/client';
 import { freePort } from '../../client/local/processes';
-import { cliEnv, dbferry, startWorker } from '../support/cli';
+import { cliEnv, dbferry, startWorker, temporalClient, writePlan } from '../support/cli';
 
 /** The CLI's server commands: a local dev server, namespace setup, a worker that stops cleanly. */
 describe('dbferry dev-server, setup-namespace and worker', () => {
@@ -36,6 +36,19 @@ describe('dbferry dev-server, setup-namespace and worker', () => {
     worker.child.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(worker.output()).toMatch(/STOPPED|shut/i);
+  });
+
+  it('one Ctrl-C stops a waiting `start --wait` (no worker ever picks the migration up)', async () => {
+    const plan = writePlan('name: ctrl-c\nsource: { engine: postgres, url: env:X }\ntarget: { engine: postgres, url: env:Y }\n');
+    const run = dbferry(['start', plan, '--wait'], cliEnv('q-nobody-listens'));
+    await new Promise((r) => setTimeout(r, 2_000));
+    const started = Date.now();
+    run.child.kill('SIGINT');
+    const res = await run;
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(res.code).not.toBe(0);
+    const { client, close } = await temporalClient();
+    await client.workflow.getHandle('migration-ctrl-c').terminate('test over').finally(close);
   });
 
   it('rejects bad arguments with exit 2', async () => {

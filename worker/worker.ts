@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
+import { workerIdentity } from '../activities/identity';
 import type { TemporalOptions } from '../client/temporal';
 
 export interface WorkerSettings extends TemporalOptions {
@@ -24,6 +25,7 @@ export async function createWorker(s: WorkerSettings, connection: NativeConnecti
     connection,
     namespace: s.namespace,
     taskQueue: s.taskQueue,
+    identity: workerIdentity(),
     ...workflowSource(),
     activities: createActivities(),
     maxConcurrentActivityTaskExecutions: s.maxConcurrentActivities ?? 20,

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS _dbferry.table_loads (
   checksum_method  text,
   snapshot         text NOT NULL,
   ms               bigint NOT NULL DEFAULT 0,
+  worker           text,
   loaded_at        timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (run_id, table_key, chunk)
 );
@@ -51,7 +52,8 @@ CREATE TABLE IF NOT EXISTS _dbferry.snapshots (
 -- Targets prepared by an earlier version.
 ALTER TABLE _dbferry.migrations ADD COLUMN IF NOT EXISTS statements_done int;
 ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS ms bigint NOT NULL DEFAULT 0;
-ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS checksum_method text;`;
+ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS checksum_method text;
+ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS worker text;`;
 
 export async function ensureBookkeeping(target: Client): Promise<void> {
   // The newest table: a target prepared by an earlier version gets what it lacks.

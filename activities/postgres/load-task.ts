@@ -8,6 +8,7 @@ import { FailureType } from '../../plan/failure-types';
 import type { LoadTaskInput, LoadTaskResult } from '../../plan/migration-types';
 import type { TableModel } from '../../plan/schema-model';
 import { withHeartbeat } from '../heartbeat';
+import { workerIdentity } from '../identity';
 import { sourceChecksum, type ChecksumMethod } from './checksum';
 import { chunkFilter, unitLabel, type LoadUnit } from './chunks';
 import { closeQuietly, connect, resolveEndpoint, type PgEndpoint } from './connection';
@@ -230,9 +231,9 @@ async function copyUnit(lane: { source: Client; target: Client }, t: TableModel,
   }
   await target
     .query(
-      `INSERT INTO _dbferry.table_loads (run_id, table_key, chunk, rows, bytes, source_checksum, checksum_method, snapshot, ms)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      [ctx.migration, unit.table, unit.chunk, rows, bytes, checksum, method, ctx.snapshot, Date.now() - started],
+      `INSERT INTO _dbferry.table_loads (run_id, table_key, chunk, rows, bytes, source_checksum, checksum_method, snapshot, ms, worker)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [ctx.migration, unit.table, unit.chunk, rows, bytes, checksum, method, ctx.snapshot, Date.now() - started, workerIdentity()],
     )
     .catch((e) => tagSide(e, 'target'));
   return rows;

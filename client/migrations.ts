@@ -76,7 +76,6 @@ export function statusFromDescription(d: WorkflowExecutionDescription): Migratio
   return d.memo?.[STATUS_MEMO_KEY] as MigrationStatus | undefined;
 }
 
-/** Heartbeat details of running activities: live progress, readable with no worker up. */
 /**
  * What running activities report in their heartbeats: the migration's own and those of its
  * running load children (the load fans out through child workflows).

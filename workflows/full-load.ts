@@ -1,5 +1,6 @@
 import { ApplicationFailure, CancellationScope, condition, executeChild, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { inParallel } from '../plan/in-parallel';
 import type { ActivityInput, FullLoadResult, LoadBatchInput, LoadBatchResult } from '../plan/migration-types';
 import { activityRetry } from './retry-policy';
 
@@ -82,24 +83,14 @@ async function loadAllTasks(input: ActivityInput, tasks: number, tag: string): P
  * starts no new one; the parent's step then waits for the operator.
  */
 export async function loadBatchWorkflow({ fromTask, toTask, ...input }: LoadBatchInput): Promise<LoadBatchResult> {
-  let next = fromTask;
-  let failure: unknown;
   const result: LoadBatchResult = { tasks: 0, alreadyLoaded: 0, rows: '0', bytes: 0 };
-  const lane = async () => {
-    while (failure === undefined && next < toTask) {
-      const task = next++;
-      try {
-        const r = await loader.loadTask({ ...input, task });
-        result.tasks++;
-        if (r.alreadyLoaded) result.alreadyLoaded++;
-        result.rows = (BigInt(result.rows) + BigInt(r.rows)).toString();
-        result.bytes += r.bytes;
-      } catch (err) {
-        failure ??= err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(input.plan.load.parallel, toTask - fromTask)) }, lane));
-  if (failure !== undefined) throw failure;
+  const tasks = Array.from({ length: toTask - fromTask }, (_, i) => fromTask + i);
+  await inParallel(tasks, input.plan.load.parallel, async (task) => {
+    const r = await loader.loadTask({ ...input, task });
+    result.tasks++;
+    if (r.alreadyLoaded) result.alreadyLoaded++;
+    result.rows = (BigInt(result.rows) + BigInt(r.rows)).toString();
+    result.bytes += r.bytes;
+  });
   return result;
 }

@@ -1,7 +1,8 @@
 import type { Client } from 'pg';
 import type { ActivityInput, BuildResult } from '../../plan/migration-types';
 import { qualifiedKey, type SchemaModel, type SequenceModel, type TableModel } from '../../plan/schema-model';
-import { inParallel, withHeartbeat } from '../heartbeat';
+import { inParallel } from '../../plan/in-parallel';
+import { withHeartbeat } from '../heartbeat';
 import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
 import { postLoadStatements, qualifiedTable, quoteIdent, sequenceSetvalStatement } from './ddl';
 import { toFailure } from './errors';

@@ -9,7 +9,7 @@ import { chunkCount, groupTasks, keyChunks, pageChunks, wholeUnit, type LoadUnit
 import { resolveEndpoint, withConnection } from './connection';
 import { qualifiedTable, quoteIdent } from './ddl';
 import { toFailure } from './errors';
-import { loadModel } from './model';
+import { loadModel, tablesByKey } from './model';
 
 /** Small tables share a task up to this size or count (a task's units commit together). */
 const TASK_MAX_BYTES = 64 * 1024 * 1024;
@@ -138,9 +138,9 @@ export async function finishLoadPostgres({ plan, migration }: ActivityInput): Pr
       [migration.runId],
     );
     if (mixed.rows.length > 0) {
-      const model = await loadModel(tgt, migration.runId);
+      const byKey = tablesByKey(await loadModel(tgt, migration.runId));
       const keys = mixed.rows.map((r) => r.table_key);
-      const tables = model.tables.filter((t) => keys.includes(`${t.schema}.${t.name}`));
+      const tables = keys.map((k) => byKey.get(k)!);
       await c.query('BEGIN');
       await c.query(`TRUNCATE ${tables.map((t) => qualifiedTable(t.schema, t.name)).join(', ')}`);
       await c.query('DELETE FROM _dbferry.table_loads WHERE run_id = $1 AND table_key = ANY($2)', [migration.runId, keys]);

@@ -44,29 +44,29 @@ export async function loadTaskPostgres({ plan, migration, task }: LoadTaskInput)
     const target = await connect(tgt, { purpose: 'load' });
     let source: Client | undefined;
     try {
-      const units = await readTask(target, migration.runId, task).catch((e) => tagSide(e, 'target'));
+      const units = await readTask(target, migration.runId, task);
       progress.units = units.length;
-      await target.query('BEGIN').catch((e) => tagSide(e, 'target'));
+      await target.query('BEGIN');
       // Two attempts of one task can overlap: Temporal starts another when a heartbeat is late,
       // while the first may still be copying. The lock makes the later one wait for the earlier
       // to commit or die, then read the ledger again: the task is copied once either way.
-      await target.query('SELECT pg_advisory_xact_lock(hashtext($1), $2)', [migration.runId, task]).catch((e) => tagSide(e, 'target'));
+      await target.query('SELECT pg_advisory_xact_lock(hashtext($1), $2)', [migration.runId, task]);
       const loaded = await target
         .query<{ n: number }>(
           `SELECT count(*)::int AS n FROM _dbferry.table_loads l, unnest($2::text[], $3::int[]) AS u(t, c)
             WHERE l.run_id = $1 AND l.table_key = u.t AND l.chunk = u.c`,
           [migration.runId, units.map((u) => u.table), units.map((u) => u.chunk)],
         )
-        .catch((e) => tagSide(e, 'target'));
+        ;
       if (loaded.rows[0]!.n === units.length) {
-        await target.query('COMMIT').catch((e) => tagSide(e, 'target'));
+        await target.query('COMMIT');
         return { task, alreadyLoaded: true, units: units.length, rows: '0', bytes: 0 };
       }
       // A whole table's ledger row from a partly reset task goes with the TRUNCATE that reloads it.
       const whole = units.filter((u) => u.chunk === 0).map((u) => u.table);
       await target
         .query('DELETE FROM _dbferry.table_loads WHERE run_id = $1 AND chunk = 0 AND table_key = ANY($2)', [migration.runId, whole])
-        .catch((e) => tagSide(e, 'target'));
+        ;
       const snap = await importSnapshot(src, target, migration.runId, progress, signal);
       source = snap.client;
       progress.generation = snap.generation;
@@ -85,7 +85,7 @@ export async function loadTaskPostgres({ plan, migration, task }: LoadTaskInput)
         rows += BigInt(n);
         progress.unitsDone++;
       }
-      await target.query('COMMIT').catch((e) => tagSide(e, 'target'));
+      await target.query('COMMIT');
       return { task, alreadyLoaded: false, units: units.length, rows: rows.toString(), bytes: progress.bytes, generation: snap.generation };
     } catch (err) {
       // A target left mid-COPY may not answer: bounded, and the connection is closed anyway.
@@ -133,7 +133,7 @@ async function importSnapshot(
         'SELECT generation, snapshot FROM _dbferry.snapshots WHERE run_id = $1 ORDER BY generation DESC LIMIT 1',
         [runId],
       )
-      .catch((e) => tagSide(e, 'target'));
+      ;
     const latest = r.rows[0];
     if (latest && latest.generation > deadGeneration) {
       const client = await connect(src, { purpose: 'load' });
@@ -197,7 +197,7 @@ async function copyUnit(lane: { source: Client; target: Client }, t: TableModel,
   // A whole table: TRUNCATE in the same transaction makes its load all-or-nothing and lets COPY
   // FREEZE skip later vacuum work. A chunk adds to the rows of the table's other chunks.
   const whole = unit.chunk === 0;
-  if (whole) await target.query(`TRUNCATE ${name}`).catch((e) => tagSide(e, 'target'));
+  if (whole) await target.query(`TRUNCATE ${name}`);
   let rows = '0';
   if (t.partitioned) {
     // COPY cannot read a partitioned parent, and its rows are loaded with its partitions.
@@ -205,13 +205,14 @@ async function copyUnit(lane: { source: Client; target: Client }, t: TableModel,
     const sink = target.query(copyFrom(`COPY ${name} (${colList}) FROM STDIN WITH (FORMAT ${format}${whole ? ', FREEZE' : ''})`));
     const query = where ? `(SELECT ${colList} FROM ONLY ${name}${where})` : `${name} (${colList})`;
     const out = source.query(copyTo(`COPY ${query} TO STDOUT WITH (FORMAT ${format})`));
+    // The pipeline hands the first error to the other stream too: whichever fails first marks it.
     out.once('error', (e) => markSide(e, 'source'));
     sink.once('error', (e) => markSide(e, 'target'));
     await pipeline(out, meter, sink, ctx.signal ? { signal: ctx.signal } : {});
     rows = String(sink.rowCount ?? 0);
   } else {
     const r = await source.query<{ n: string }>(`SELECT count(*)::text AS n FROM ONLY ${name}${where}`).catch((e) => tagSide(e, 'source'));
-    await target.query(`INSERT INTO ${name} SELECT FROM generate_series(1, $1::bigint)`, [r.rows[0]!.n]).catch((e) => tagSide(e, 'target'));
+    await target.query(`INSERT INTO ${name} SELECT FROM generate_series(1, $1::bigint)`, [r.rows[0]!.n]);
     rows = r.rows[0]!.n;
   }
   let checksum: string | null = null;
@@ -235,7 +236,7 @@ async function copyUnit(lane: { source: Client; target: Client }, t: TableModel,
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
       [ctx.migration, unit.table, unit.chunk, rows, bytes, checksum, method, ctx.snapshot, Date.now() - started, workerIdentity()],
     )
-    .catch((e) => tagSide(e, 'target'));
+    ;
   return rows;
 }
 
@@ -248,7 +249,7 @@ function missingTable(tgt: PgEndpoint, key: string): ApplicationFailure {
   });
 }
 
-/** Marks which endpoint an error came from, so the failure names the right one. */
+/** Marks which endpoint an error came from, so the failure names the right one (unmarked: the target). */
 function markSide(err: unknown, side: 'source' | 'target'): void {
   if (err && typeof err === 'object' && !('dbferrySide' in err)) (err as { dbferrySide?: string }).dbferrySide = side;
 }

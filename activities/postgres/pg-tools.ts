@@ -14,7 +14,7 @@ import { FailureType } from '../../plan/failure-types';
 import type { Plan } from '../../plan/plan-schema';
 import { qualifiedKey, type QualifiedName } from '../../plan/schema-model';
 import type { PgEndpoint } from './connection';
-import { quoteIdent } from './ddl';
+import { qualifiedTable, quoteIdent } from './ddl';
 
 export interface PgTools {
   pgDump: string;
@@ -105,7 +105,7 @@ export function serverMajor(versionNum: number): number {
 
 /** A pg_dump -t pattern matching exactly this table: quoted, so `.`, `*`, `?`, capitals and `"` are literal. */
 export function dumpTablePattern(t: QualifiedName): string {
-  return `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
+  return qualifiedTable(t.schema, t.name);
 }
 
 /**

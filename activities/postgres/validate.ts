@@ -1,7 +1,8 @@
 import type { Client } from 'pg';
 import type { ActivityInput, TableValidationResult, ValidateResult } from '../../plan/migration-types';
 import { qualifiedKey } from '../../plan/schema-model';
-import { inParallel, withHeartbeat } from '../heartbeat';
+import { inParallel } from '../../plan/in-parallel';
+import { withHeartbeat } from '../heartbeat';
 import { readTableLoads } from './bookkeeping';
 import { checksumQuery, type ChecksumMethod } from './checksum';
 import { closeQuietly, connect, resolveEndpoint, withConnection } from './connection';

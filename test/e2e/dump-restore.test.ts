@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSampleDatabase } from '../../client/demo/sample-data';
 import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
-import { nextSequenceValues, schemaObjects, tableFingerprint, userTables } from '../support/compare';
-import { createDatabase, dropDatabase, requiredEnv, serverUrl, uniqueName, withClient } from '../support/databases';
+import { expectSameTables, nextSequenceValues, schemaObjects, tableFingerprint, userTables } from '../support/compare';
+import { createDatabase, dropDatabase, plantCheckOnCreate, requiredEnv, serverUrl, uniqueName, withClient } from '../support/databases';
 
 const HOSTILE = '"Dump Schema"."Dump ""Me"" Table"';
 const HOSTILE_KEY = 'Dump Schema.Dump "Me" Table';
@@ -48,13 +48,7 @@ load: { parallel: 2 }
 
   /** Every selected table equal by the test's own count and digest; the decoy was left out. */
   async function expectEqualTables(target: string): Promise<string[]> {
-    const tables = (await userTables(source)).filter((t) => t !== DECOY);
-    expect(await userTables(target)).toEqual(tables);
-    for (const t of tables) {
-      const [a, b] = await Promise.all([tableFingerprint(source, t), tableFingerprint(target, t)]);
-      expect({ table: t, ...b }).toEqual({ table: t, ...a });
-    }
-    return tables;
+    return expectSameTables(source, target, (await userTables(source)).filter((t) => t !== DECOY));
   }
 
   beforeAll(async () => {
@@ -179,17 +173,7 @@ load: { parallel: 2 }
   it('a restore the target refuses pauses with the table; the retry replaces what the failed attempt left (nothing doubled)', async () => {
     // The moment pg_restore creates the hostile table, the target adds a check most of its rows violate.
     const target = await createDatabase('target', targetDbs[2]!);
-    await withClient(target, (c) =>
-      c.query(`
-        CREATE FUNCTION plant_check() RETURNS event_trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands()
-                      WHERE command_tag = 'CREATE TABLE' AND object_identity = '"Dump Schema"."Dump ""Me"" Table"') THEN
-            EXECUTE 'ALTER TABLE "Dump Schema"."Dump ""Me"" Table" ADD CONSTRAINT planted CHECK ("Customer" < 3)';
-          END IF;
-        END $$;
-        CREATE EVENT TRIGGER plant ON ddl_command_end EXECUTE FUNCTION plant_check();`),
-    );
+    await plantCheckOnCreate(target, '"Dump Schema"."Dump ""Me"" Table"', '"Customer" < 3');
     const planFile = plan(2, false);
     const paused = await dbferry(['start', planFile, '--wait'], cliEnv(queue));
     expect(paused.code).toBe(3);
@@ -218,13 +202,8 @@ load: { parallel: 2 }
     expect(res.stdout).toContain('validation: every table equal');
     const src = serverUrl('source', hostileDb);
     const tgt = serverUrl('target', targetDbs[3]!);
-    const tables = await userTables(src);
+    const tables = await expectSameTables(src, tgt);
     expect(tables.some((t) => t.includes('"Weird ""Schema"""'))).toBe(true);
-    expect(await userTables(tgt)).toEqual(tables);
-    for (const t of tables) {
-      const [a, b] = await Promise.all([tableFingerprint(src, t), tableFingerprint(tgt, t)]);
-      expect({ table: t, ...b }).toEqual({ table: t, ...a });
-    }
     expect(await schemaObjects(tgt)).toEqual(await schemaObjects(src));
     // pg_dump carries every sequence's state exactly (full-load raises select_id_seq to the loaded maximum).
     expect(await nextSequenceValues(tgt)).toEqual(await nextSequenceValues(src));

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
-import { nextSequenceValues, schemaObjects, tableFingerprint, userTables } from '../support/compare';
+import { expectSameTables, nextSequenceValues, schemaObjects } from '../support/compare';
 import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
 
 /**
@@ -42,14 +42,9 @@ describe('a hostile schema migrates through the workflow', () => {
 
     const src = serverUrl('source', sourceDb);
     const tgt = serverUrl('target', targetDb);
-    const tables = await userTables(src);
+    const tables = await expectSameTables(src, tgt);
     expect(tables.length).toBeGreaterThanOrEqual(5);
     expect(tables.some((t) => t.includes('"Weird ""Schema"""'))).toBe(true);
-    expect(await userTables(tgt)).toEqual(tables);
-    for (const t of tables) {
-      const [a, b] = await Promise.all([tableFingerprint(src, t), tableFingerprint(tgt, t)]);
-      expect({ table: t, ...b }).toEqual({ table: t, ...a });
-    }
     expect(await schemaObjects(tgt)).toEqual(await schemaObjects(src));
     // The source hands out 6 next from select_id_seq although a row with id 100 exists: the target
     // sequence never starts below the loaded maximum, so its next value is 101. The rest match.

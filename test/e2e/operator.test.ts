@@ -1,8 +1,8 @@
 import { createSampleDatabase } from '../../client/demo/sample-data';
 import { waitFor } from '../../client/local/processes';
 import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
-import { tableFingerprint, userTables } from '../support/compare';
-import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
+import { expectSameTables, tableFingerprint, userTables } from '../support/compare';
+import { createDatabase, dropDatabase, plantCheckOnCreate, serverUrl, uniqueName, withClient } from '../support/databases';
 
 /**
  * A failed step waits for a person: a table planted on the target stops create-tables, the
@@ -77,8 +77,7 @@ target: { engine: postgres, url: env:TGT${i + 1}_URL, createDatabase: false }
     expect(done.code).toBe(0);
     const source = serverUrl('source', sourceDb);
     const tables = await userTables(source);
-    expect(await userTables(target)).toEqual(tables);
-    for (const t of tables) expect(await tableFingerprint(target, t)).toEqual(await tableFingerprint(source, t));
+    await expectSameTables(source, target, tables);
 
     const final = await status(names[0]!);
     expect(final.phase).toBe('completed');
@@ -117,17 +116,7 @@ target: { engine: postgres, url: env:TGT${i + 1}_URL, createDatabase: false }
     // An event trigger on the target adds, the moment dbferry creates order_items, a check that
     // rows past the first few hundred violate: the COPY fails mid-stream.
     const target = await createDatabase('target', targetDbs[2]!);
-    await withClient(target, (c) =>
-      c.query(`
-        CREATE FUNCTION plant_check() RETURNS event_trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands()
-                      WHERE command_tag = 'CREATE TABLE' AND object_identity = 'public.order_items') THEN
-            EXECUTE 'ALTER TABLE public.order_items ADD CONSTRAINT planted CHECK (order_id < 300)';
-          END IF;
-        END $$;
-        CREATE EVENT TRIGGER plant ON ddl_command_end EXECUTE FUNCTION plant_check();`),
-    );
+    await plantCheckOnCreate(target, 'public.order_items', 'order_id < 300');
     const planFile = plan(2);
     const paused = await dbferry(['start', planFile, '--wait'], cliEnv(queue));
     expect(paused.code).toBe(3);

@@ -46,3 +46,17 @@ export async function nextSequenceValues(url: string): Promise<Record<string, st
     return out;
   });
 }
+
+/**
+ * The target has exactly `tables` (by default the source's), and each equals its source by
+ * count and digest. Returns the tables compared.
+ */
+export async function expectSameTables(source: string, target: string, tables?: string[]): Promise<string[]> {
+  const expected = tables ?? (await userTables(source));
+  expect(await userTables(target)).toEqual(expected);
+  for (const t of expected) {
+    const [a, b] = await Promise.all([tableFingerprint(source, t), tableFingerprint(target, t)]);
+    expect({ table: t, ...b }).toEqual({ table: t, ...a });
+  }
+  return expected;
+}

@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { quoteIdent } from '../../activities/postgres/ddl';
+import { quoteIdent, quoteLiteral } from '../../activities/postgres/ddl';
 
 export type Side = 'source' | 'target';
 
@@ -38,4 +38,28 @@ export async function createDatabase(side: Side, name: string): Promise<string> 
 
 export async function dropDatabase(side: Side, name: string): Promise<void> {
   await withClient(serverUrl(side), (c) => c.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`));
+}
+
+/**
+ * A target that refuses rows mid-load: the moment a table is created on it (by dbferry or
+ * pg_restore), an event trigger adds a check constraint `planted` that most rows violate.
+ * Undo with `DROP EVENT TRIGGER plant` (and drop the constraint where it stays).
+ */
+export async function plantCheckOnCreate(url: string, objectIdentity: string, check: string): Promise<void> {
+  const body = `ALTER TABLE ${objectIdentity} ADD CONSTRAINT planted CHECK (${check})`;
+  await withClient(url, (c) =>
+    c.query(`
+      CREATE FUNCTION plant_check() RETURNS event_trigger LANGUAGE plpgsql AS $plant$
+      BEGIN
+        IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands()
+                    WHERE command_tag = 'CREATE TABLE' AND object_identity = ${quoteLiteralSql(objectIdentity)}) THEN
+          EXECUTE ${quoteLiteralSql(body)};
+        END IF;
+      END $plant$;
+      CREATE EVENT TRIGGER plant ON ddl_command_end EXECUTE FUNCTION plant_check();`),
+  );
+}
+
+function quoteLiteralSql(v: string): string {
+  return `'${v.replace(/'/g, "''")}'`;
 }

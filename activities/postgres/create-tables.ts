@@ -29,13 +29,14 @@ export async function createTablesPostgres({ plan, migration }: ActivityInput): 
   const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
   let done = 0;
   return withHeartbeat(() => ({ statementsDone: done }), async () => {
-    const model = await withConnection(src, 'introspect', async (c) => {
-      try {
-        return await introspectPostgres(c, tableSelector(plan));
-      } catch (err) {
-        throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing: 'reading the source schema' });
-      }
-    });
+    const introspect = () =>
+      withConnection(src, 'introspect', async (c) => {
+        try {
+          return await introspectPostgres(c, tableSelector(plan));
+        } catch (err) {
+          throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing: 'reading the source schema' });
+        }
+      });
     return withConnection(tgt, 'create tables', async (c) => {
       const fail = (err: unknown, doing: string, table?: string) =>
         toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, doing, table });
@@ -47,10 +48,10 @@ export async function createTablesPostgres({ plan, migration }: ActivityInput): 
       const record = await readModelRecord(c, migration.runId);
       if (record && record.statementsDone === null) return result(record.model, 0, true);
 
-      if (!record) await refuseExistingTables(c, tgt.description, model.tables, 'load into');
-
-      // A retry of a large schema goes on from the model it recorded, where it stopped.
-      const recorded = record?.model ?? model;
+      // A retry of a large schema goes on from the model it recorded, where it stopped; only a
+      // first attempt reads the source (introspecting 10,000 tables again would be wasted).
+      const recorded = record?.model ?? (await introspect());
+      if (!record) await refuseExistingTables(c, tgt.description, recorded.tables, 'load into');
       const statements = createSchemaStatements(recorded);
       done = record?.statementsDone ?? 0;
       for (;;) {

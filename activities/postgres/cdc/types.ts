@@ -1,0 +1,52 @@
+/**
+ * What the pgoutput decoder produces and the applier consumes. Values stay as the server's text
+ * bytes (pgoutput protocol 1 sends text): they go into COPY on the target unchanged, so no value
+ * ever passes through a JavaScript number or Date.
+ */
+
+/** A column pgoutput marks as unchanged TOAST: the target must keep the value it has. */
+export const UNCHANGED = Symbol('unchanged-toast');
+export type Unchanged = typeof UNCHANGED;
+
+/** One column value: text bytes, SQL NULL, or unchanged TOAST. */
+export type ColumnValue = Buffer | null | Unchanged;
+export type Tuple = ColumnValue[];
+
+export interface RelationColumn {
+  /** Part of the replica identity (the key pgoutput sends for UPDATE/DELETE). */
+  key: boolean;
+  name: string;
+  typeOid: number;
+  typmod: number;
+}
+
+/** Positions are 64-bit LSNs as bigint (format with formatLsn). Times are epoch microseconds. */
+export type PgoutputMessage =
+  | { tag: 'begin'; finalLsn: bigint; commitTime: bigint; xid: number }
+  | { tag: 'commit'; flags: number; commitLsn: bigint; endLsn: bigint; commitTime: bigint }
+  | { tag: 'origin'; lsn: bigint; name: string }
+  | {
+      tag: 'relation';
+      relationId: number;
+      schema: string;
+      name: string;
+      /** d default, n nothing, f full, i index */
+      replicaIdentity: string;
+      columns: RelationColumn[];
+    }
+  | { tag: 'type'; typeOid: number; schema: string; name: string }
+  | { tag: 'insert'; relationId: number; new: Tuple }
+  /** `old` is the key (K) or the whole old row (O) when the key changed or identity is FULL. */
+  | { tag: 'update'; relationId: number; old?: { kind: 'K' | 'O'; tuple: Tuple }; new: Tuple }
+  | { tag: 'delete'; relationId: number; old: { kind: 'K' | 'O'; tuple: Tuple } }
+  | { tag: 'truncate'; relationIds: number[]; cascade: boolean; restartIdentity: boolean }
+  | { tag: 'message'; transactional: boolean; lsn: bigint; prefix: string; content: Buffer };
+
+/** One XLogData frame of the replication stream, decoded. */
+export interface WalMessage {
+  /** WAL position of this message's data (walStart of the XLogData header). */
+  walStart: bigint;
+  /** The server's current end of WAL when it sent it. */
+  walEnd: bigint;
+  message: PgoutputMessage;
+}

@@ -12,6 +12,9 @@ import { dumpRestorePostgres } from './postgres/dump-restore';
 import { preflightPostgres } from './postgres/preflight';
 import { holdSnapshotPostgres } from './postgres/snapshot-holder';
 import { validatePostgres } from './postgres/validate';
+import { beginCutoverPostgres, cleanupSourcePostgres, finalizeCutoverPostgres } from './postgres/cdc/cutover';
+import { prepareCdcPostgres } from './postgres/cdc/prepare';
+import { streamChangesPostgres } from './postgres/cdc/stream-changes';
 
 export function createActivities() {
   return {
@@ -25,6 +28,11 @@ export function createActivities() {
     buildIndexes: (input: ActivityInput) => buildIndexesPostgres(input),
     dumpRestore: (input: ActivityInput) => dumpRestorePostgres(input),
     validate: (input: ActivityInput) => validatePostgres(input),
+    prepareCdc: (input: ActivityInput) => prepareCdcPostgres(input),
+    streamChanges: (input: ActivityInput) => streamChangesPostgres(input),
+    beginCutover: (input: ActivityInput) => beginCutoverPostgres(input),
+    finalizeCutover: (input: ActivityInput) => finalizeCutoverPostgres(input),
+    cleanupSource: (input: ActivityInput) => cleanupSourcePostgres(input),
   };
 }
 

@@ -4,8 +4,12 @@ import { runDemo } from './demo/demo';
 import { runDevServerForeground, setupNamespace } from './dev-server';
 import { CliError, Exit } from './exit-codes';
 import {
+  cdcProgress,
+  cleanupMigration,
   decide,
   listMigrations,
+  requestCutover,
+  withLiveCdc,
   liveProgress,
   requireMigration,
   runCheck,
@@ -43,7 +47,7 @@ const print = (json: boolean | undefined, obj: unknown, text: () => string) => c
 program
   .command('start <plan>')
   .description('start the migration of a plan (or find the running one of that name)')
-  .option('--wait', 'return when it completes, pauses for an operator, or fails')
+  .option('--wait', 'return when it completes, pauses for an operator, or fails; with CDC, when CDC has caught up')
   .option('--json', 'machine-readable output')
   .action(async (planPath: string, opts: { wait?: boolean; json?: boolean }) => {
     const plan = loadPlanFile(planPath);
@@ -64,10 +68,18 @@ program
         if (opts.json) console.log(JSON.stringify({ name: plan.name, workflowId: id, started: start.started, alreadyCompleted: !!start.alreadyCompleted }));
         return;
       }
-      const outcome = await waitForOutcome(client, plan.name, (s) => {
-        if (!opts.json) console.error(`  phase: ${s.phase}`);
-      });
+      const outcome = await waitForOutcome(
+        client,
+        plan.name,
+        (s) => {
+          if (!opts.json) console.error(`  phase: ${s.phase}`);
+        },
+        { untilCaughtUp: true },
+      );
       if (outcome.kind === 'completed') print(opts.json, outcome.report, () => formatReport(outcome.report));
+      else if (outcome.kind === 'caught-up') {
+        print(opts.json, { ...outcome.status, lag: outcome.cdc }, () => `${formatStatus(withLiveCdc(outcome.status, outcome.cdc), outcome.cdc)}\n\nCDC has caught up; cut over with: dbferry cutover ${plan.name}`);
+      }
       else if (outcome.kind === 'awaiting-operator') print(opts.json, outcome.status, () => formatStatus(outcome.status));
       else print(opts.json, outcome, () => (outcome.status ? formatStatus(outcome.status) + '\n' : '') + outcome.message);
       process.exitCode = WAIT_EXIT[outcome.kind];
@@ -84,8 +96,11 @@ program
       const status = statusFromDescription(d);
       if (!status) throw new CliError(Exit.Failed, `migration ${name} has not published a status yet (workflow ${d.status.name})`);
       const live = await liveProgress(client, d);
-      const json = { ...status, lag: null, workflow: { id: d.workflowId, runId: d.runId, status: d.status.name }, live };
-      print(opts.json, json, () => formatStatus(status, live.length ? live : undefined));
+      const cdc = cdcProgress(live);
+      const shown = withLiveCdc(status, cdc);
+      const lag = cdc ? { bytes: cdc.lagBytes, seconds: cdc.lagSeconds, caughtUp: cdc.caughtUp, appliedLsn: cdc.appliedLsn, sourceLsn: cdc.sourceLsn, at: cdc.at } : null;
+      const json = { ...shown, lag, workflow: { id: d.workflowId, runId: d.runId, status: d.status.name }, live };
+      print(opts.json, json, () => formatStatus(shown, live.length ? live : undefined));
     });
   });
 
@@ -130,6 +145,42 @@ for (const action of ['retry', 'skip', 'abort'] as DecisionAction[]) {
       await withClient(temporal(), async (client) => console.log(await decide(client, name, action, opts.reason)));
     });
 }
+
+program
+  .command('cutover <name>')
+  .description('check that writes have stopped, drain CDC, validate, carry sequences, drop slot and publication')
+  .option('--wait', 'return when the cutover has completed (prints the report)')
+  .option('--json', 'machine-readable output')
+  .action(async (name: string, opts: { wait?: boolean; json?: boolean }) => {
+    await withClient(temporal(), async (client) => {
+      const ack = await requestCutover(client, name);
+      if (!opts.json || !opts.wait) {
+        const line = `writes stopped (none for ${ack.quietSeconds} s); cutover marker written at ${ack.markerLsn}: CDC drains, then validate and finalize`;
+        if (opts.json) console.log(JSON.stringify(ack));
+        else console.error(line);
+      }
+      if (!opts.wait) return;
+      const outcome = await waitForOutcome(client, name, (s) => {
+        if (!opts.json) console.error(`  phase: ${s.phase}`);
+      });
+      if (outcome.kind === 'completed') print(opts.json, outcome.report, () => formatReport(outcome.report));
+      else if (outcome.kind === 'awaiting-operator' || outcome.kind === 'caught-up') print(opts.json, outcome.status, () => formatStatus(outcome.status));
+      else print(opts.json, outcome, () => (outcome.status ? formatStatus(outcome.status) + '\n' : '') + outcome.message);
+      process.exitCode = WAIT_EXIT[outcome.kind];
+    });
+  });
+
+program
+  .command('cleanup <name>')
+  .description('drop what a finished, failed or forgotten migration left on the source (replication slot, publication)')
+  .option('--json', 'machine-readable output')
+  .action(async (name: string, opts: { json?: boolean }) => {
+    const o = temporal();
+    await withClient(o, async (client) => {
+      const r = await cleanupMigration(client, o, name);
+      print(opts.json, r, () => [...r.dropped.map((x) => `dropped ${x}`), ...r.kept.map((x) => `kept ${x}`)].join('\n'));
+    });
+  });
 
 program
   .command('worker')

@@ -10,9 +10,9 @@ import {
 } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter, WorkflowIdReusePolicy } from '@temporalio/common';
 import { DBFERRY_MIGRATION, DBFERRY_PHASE, migrationWorkflowId, type Plan } from '../plan';
-import type { CheckResult, DecisionAction, MigrationReport, MigrationStatus } from '../plan/migration-types';
-import type { checkWorkflow, migrationWorkflow } from '../workflows';
-import { ABORTED_FAILURE_TYPE, operatorDecisionSignal, operatorDecisionUpdate, STATUS_MEMO_KEY } from '../workflows/messages';
+import type { CdcProgress, CheckResult, CleanupResult, CutoverAck, DecisionAction, MigrationReport, MigrationStatus } from '../plan/migration-types';
+import type { checkWorkflow, cleanupWorkflow, migrationWorkflow } from '../workflows';
+import { ABORTED_FAILURE_TYPE, cutoverUpdate, operatorDecisionSignal, operatorDecisionUpdate, STATUS_MEMO_KEY } from '../workflows/messages';
 import { CliError, Exit, type ExitCode } from './exit-codes';
 import { describeOrUndefined, firstLine, type TemporalOptions } from './temporal';
 
@@ -93,6 +93,24 @@ export async function liveProgress(client: Client, d: WorkflowExecutionDescripti
   return out;
 }
 
+/** The CDC applier's last heartbeat among the live details, if it runs. */
+export function cdcProgress(live: unknown[]): CdcProgress | undefined {
+  return live.find((x): x is CdcProgress & { activity: string } => (x as { activity?: string }).activity === 'streamChanges');
+}
+
+/** The status with the applier's live per-table counts (the memo has them only at cutover). */
+export function withLiveCdc(s: MigrationStatus, cdc: CdcProgress | undefined): MigrationStatus {
+  if (!cdc) return s;
+  const byName = new Map(cdc.tables.map((t) => [t.table, t]));
+  return {
+    ...s,
+    tables: s.tables.map((t) => {
+      const c = byName.get(t.name);
+      return c ? { ...t, inserts: c.inserts, updates: c.updates, deletes: c.deletes } : t;
+    }),
+  };
+}
+
 function heartbeatDetails(d: WorkflowExecutionDescription): unknown[] {
   const out: unknown[] = [];
   for (const a of d.raw.pendingActivities ?? []) {
@@ -115,19 +133,29 @@ export async function requireMigration(client: Client, name: string): Promise<Wo
 
 export type WaitOutcome =
   | { kind: 'completed'; report: MigrationReport }
+  | { kind: 'caught-up'; status: MigrationStatus; cdc: CdcProgress }
   | { kind: 'awaiting-operator'; status: MigrationStatus }
   | { kind: 'aborted'; status?: MigrationStatus; message: string }
   | { kind: 'failed'; status?: MigrationStatus; message: string };
 
 export const WAIT_EXIT: Record<WaitOutcome['kind'], ExitCode> = {
   completed: Exit.Ok,
+  'caught-up': Exit.Ok,
   'awaiting-operator': Exit.AwaitingOperator,
   aborted: Exit.Aborted,
   failed: Exit.Failed,
 };
 
-/** Waits until the migration completes, pauses for an operator, is aborted or fails. */
-export async function waitForOutcome(client: Client, name: string, onPhase?: (s: MigrationStatus) => void): Promise<WaitOutcome> {
+/**
+ * Waits until the migration completes, pauses for an operator, is aborted or fails; with
+ * `untilCaughtUp`, also until CDC runs and has caught up with the source.
+ */
+export async function waitForOutcome(
+  client: Client,
+  name: string,
+  onPhase?: (s: MigrationStatus) => void,
+  opts: { untilCaughtUp?: boolean } = {},
+): Promise<WaitOutcome> {
   const handle = client.workflow.getHandle<typeof migrationWorkflow>(migrationWorkflowId(name));
   let lastPhase: string | undefined;
   for (;;) {
@@ -139,6 +167,10 @@ export async function waitForOutcome(client: Client, name: string, onPhase?: (s:
     }
     if (d.status.name !== 'RUNNING') break;
     if (status?.phase === 'awaiting-operator') return { kind: 'awaiting-operator', status };
+    if (opts.untilCaughtUp && status?.phase === 'cdc' && !status.cdc?.cutover) {
+      const cdc = cdcProgress(heartbeatDetails(d));
+      if (cdc?.caughtUp) return { kind: 'caught-up', status, cdc };
+    }
     await new Promise((r) => setTimeout(r, 500));
   }
   try {
@@ -220,4 +252,62 @@ export async function listMigrations(client: Client): Promise<ListedMigration[]>
     });
   }
   return out;
+}
+
+/**
+ * `dbferry cutover`: the Update checks that writes have stopped and writes the marker; refused
+ * (exit 5) with the reason otherwise. The check takes a few seconds, more when CDC is behind.
+ */
+export async function requestCutover(client: Client, name: string): Promise<CutoverAck> {
+  const d = await requireMigration(client, name);
+  if (d.status.name !== 'RUNNING') {
+    const phase = statusFromDescription(d)?.phase ?? d.status.name.toLowerCase();
+    if (phase === 'aborted') throw new CliError(Exit.Aborted, `migration ${name} was aborted: nothing to cut over`);
+    throw new CliError(Exit.Refused, `migration ${name} is not running (${phase}): nothing to cut over`);
+  }
+  const handle = client.workflow.getHandle(d.workflowId);
+  try {
+    return await client.connection.withDeadline(Date.now() + 3 * 60_000, () => handle.executeUpdate(cutoverUpdate, { updateId: `cutover-${randomUUID()}` }));
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError) {
+      const cause = err.cause as (Error & { details?: Array<{ hint?: string }> }) | undefined;
+      const hint = cause?.details?.[0]?.hint;
+      throw new CliError(Exit.Refused, `cutover refused: ${cause?.message ?? err.message}${hint ? `\n  hint: ${hint}` : ''}`);
+    }
+    if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || /deadline/i.test(String(err))) {
+      throw new CliError(Exit.Failed, `no worker answered the cutover within 3 minutes: is a dbferry worker running?`);
+    }
+    throw err;
+  }
+}
+
+/**
+ * `dbferry cleanup`: drops the slot and dbferry's publication a migration left on the source.
+ * Refused while the migration runs (abort drops them itself). The plan comes from the
+ * migration's own start event: it holds references only, which the worker resolves.
+ */
+export async function cleanupMigration(client: Client, o: TemporalOptions, name: string): Promise<CleanupResult> {
+  const d = await requireMigration(client, name);
+  if (d.status.name === 'RUNNING') {
+    throw new CliError(Exit.Refused, `migration ${name} is still running: abort it (which drops its slot and publication) or let it cut over`);
+  }
+  const handle = client.workflow.getHandle(d.workflowId, d.runId);
+  const history = await handle.fetchHistory();
+  const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+  const payload = started?.input?.payloads?.[0];
+  if (!payload) throw new CliError(Exit.Failed, `cannot read the plan of migration ${name} from its history`);
+  const { plan } = defaultPayloadConverter.fromPayload(payload as never) as { plan: Plan };
+  const runId = started?.firstExecutionRunId || d.runId;
+  const h = await client.workflow.start<typeof cleanupWorkflow>('cleanupWorkflow', {
+    taskQueue: o.taskQueue,
+    workflowId: `cleanup-${name}-${randomUUID().slice(0, 8)}`,
+    args: [{ plan, migration: { name, runId } }],
+    workflowExecutionTimeout: '10 minutes',
+  });
+  try {
+    return await h.result();
+  } catch (err) {
+    const cause = err instanceof WorkflowFailedError ? ((err.cause?.cause as Error | undefined) ?? err.cause) : undefined;
+    throw new CliError(Exit.Failed, `cleanup failed: ${cause?.message ?? firstLine(err)}`);
+  }
 }

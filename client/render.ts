@@ -1,4 +1,10 @@
-import type { MigrationReport, MigrationStatus, PreflightReport, StepRecord, TableTotals } from '../plan/migration-types';
+import type { CdcProgress, MigrationReport, MigrationStatus, PreflightReport, StepRecord, TableTotals } from '../plan/migration-types';
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} kB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
 
 /** Human-readable output. `--json` prints the objects themselves instead. */
 
@@ -29,7 +35,17 @@ export function formatStatus(s: MigrationStatus, live?: unknown): string {
   out.push(`started ${s.startedAt}${s.endedAt ? `, ended ${s.endedAt}` : ''}`);
   out.push('');
   out.push(table([['step', 'status', 'time'], ...s.steps.map((x) => [x.step, x.status + (x.operatorRetries ? ` (retried ${x.operatorRetries}×)` : ''), stepDuration(x, now)])]));
-  if (live) out.push('', `live: ${JSON.stringify(live)}`);
+  const cdc = Array.isArray(live) ? (live.find((x) => (x as { activity?: string }).activity === 'streamChanges') as CdcProgress | undefined) : undefined;
+  if (s.cdc) out.push('', `CDC: slot ${s.cdc.slot}, publication ${s.cdc.publication}${s.cdc.startLsn ? `, from ${s.cdc.startLsn}` : ''}`);
+  if (cdc) {
+    out.push(
+      `  applied up to ${cdc.appliedLsn} (source at ${cdc.sourceLsn}); lag ${formatBytes(Number(cdc.lagBytes))}, ${cdc.lagSeconds.toFixed(1)} s; ` +
+        `${cdc.caughtUp ? 'caught up' : 'catching up'}; ${cdc.transactions} transactions, ${cdc.changes} changes applied`,
+    );
+  }
+  if (s.cdc?.cutover) out.push(`  cutover: marker at ${s.cdc.cutover.markerLsn} (${s.cdc.cutover.at}); draining, then validate and finalize`);
+  const rest = Array.isArray(live) ? live.filter((x) => x !== cdc) : live;
+  if (rest && (!Array.isArray(rest) || rest.length > 0)) out.push('', `live: ${JSON.stringify(rest)}`);
   if (s.tables.length > 0) {
     out.push('');
     const shown = s.tables.slice(0, 50);
@@ -72,6 +88,12 @@ export function formatReport(r: MigrationReport): string {
   // A compacted report lists every differing table first, so none hides among the omitted.
   const allEqual = (r.validation?.tables ?? []).every((t) => t.equal) && !s.totals?.different;
   out.push(r.validation ? `validation: ${allEqual ? 'every table equal' : 'DIFFERENCES FOUND'}` : 'validation: skipped');
+  if (r.cdc) out.push(`CDC: ${r.cdc.transactions} transactions, ${r.cdc.changes} changes applied; stopped at the cutover marker ${r.cdc.markerLsn}`);
+  if (r.finalize) {
+    out.push(
+      `cutover: ${r.finalize.sequences} sequences carried; replication slot ${r.finalize.droppedSlot ? 'dropped' : 'already gone'}; publication ${r.finalize.droppedPublication ? 'dropped' : 'kept (not created by dbferry) or already gone'}`,
+    );
+  }
   return out.join('\n');
 }
 

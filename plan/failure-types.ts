@@ -23,6 +23,10 @@ export const FailureType = {
   ValidationMismatch: 'ValidationMismatch',
   /** The plan asks for something this version cannot do. */
   Unsupported: 'Unsupported',
+  /** A source table changed while CDC ran in a way dbferry does not apply by itself. */
+  SchemaChanged: 'SchemaChanged',
+  /** Cutover is not possible now (writes still arriving, CDC behind): nothing was changed. */
+  CutoverRefused: 'CutoverRefused',
   /** Anything else the database reported. */
   DatabaseError: 'DatabaseError',
 } as const;
@@ -40,6 +44,8 @@ export const NEEDS_PERSON: readonly FailureType[] = [
   FailureType.PreflightBlocked,
   FailureType.ValidationMismatch,
   FailureType.Unsupported,
+  FailureType.SchemaChanged,
+  FailureType.CutoverRefused,
 ];
 
 /** Structured details attached to a failure (the first element of ApplicationFailure.details). */

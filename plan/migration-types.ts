@@ -25,7 +25,9 @@ export type StepName =
   | 'full-load'
   | 'build-indexes'
   | 'dump-restore'
-  | 'validate';
+  | 'cdc'
+  | 'validate'
+  | 'finalize';
 
 export type StepStatus = 'NotRun' | 'Running' | 'Succeeded' | 'Failed' | 'Skipped';
 
@@ -110,6 +112,13 @@ export interface MigrationStatus {
    */
   tablesOmitted?: number;
   totals?: TableTotals;
+  /** CDC modes: where replication stands on the source and the cutover, once asked for. */
+  cdc?: {
+    slot: string;
+    publication: string;
+    startLsn?: string;
+    cutover?: CutoverAck & { at: string };
+  };
 }
 
 export interface TableTotals {
@@ -267,8 +276,73 @@ export interface ValidateResult {
   ms: number;
 }
 
+/** Applied changes of one table since CDC started (counted in the same target transactions). */
+export interface CdcTableStats {
+  table: string;
+  inserts: number;
+  updates: number;
+  deletes: number;
+  truncates: number;
+}
+
+/** The CDC activity's heartbeat: where the applier stands (`dbferry status` reads it). */
+export interface CdcProgress {
+  /** End of the last source transaction committed on the target. */
+  appliedLsn: string;
+  /** The source's end of WAL as last reported by it. */
+  sourceLsn: string;
+  lagBytes: string;
+  lagSeconds: number;
+  /** Nothing received is waiting to be applied. */
+  caughtUp: boolean;
+  transactions: number;
+  changes: number;
+  /** Per table, busiest first (at most a few hundred). */
+  tables: CdcTableStats[];
+  at: string;
+}
+
+export interface CdcPrepareResult {
+  slot: string;
+  publication: string;
+  /** Where the applier starts (or resumes). */
+  startLsn: string;
+  /** The publication existed before (it is then never dropped by dbferry). */
+  publicationExisted: boolean;
+}
+
+export interface CdcResult {
+  /** Why the applier stopped: the cutover marker was applied. */
+  stoppedAt: 'cutover';
+  appliedLsn: string;
+  markerLsn: string;
+  transactions: number;
+  changes: number;
+  tables: CdcTableStats[];
+}
+
+/** What `dbferry cutover` answers once writes are found stopped and the marker is written. */
+export interface CutoverAck {
+  markerLsn: string;
+  quietSeconds: number;
+}
+
+export interface FinalizeResult {
+  sequences: number;
+  droppedSlot: boolean;
+  droppedPublication: boolean;
+}
+
+/** What cleanup removed from the source (and what it left, with the reason). */
+export interface CleanupResult {
+  dropped: string[];
+  kept: string[];
+}
+
 export interface MigrationReport {
   status: MigrationStatus;
+  cdc?: CdcResult;
+  finalize?: FinalizeResult;
   load?: FullLoadResult;
   dumpRestore?: DumpRestoreResult;
   build?: BuildResult;

@@ -7,9 +7,6 @@ import type { Plan } from './plan-schema';
 
 export function unsupportedFeatures(plan: Plan): PlanIssue[] {
   const issues: PlanIssue[] = [];
-  if (plan.mode !== 'full-load' && plan.mode !== 'dump-restore') {
-    issues.push({ path: 'mode', value: plan.mode, message: 'not supported yet: this version runs mode full-load or dump-restore' });
-  }
   if (plan.mode === 'dump-restore' && (plan.source.engine !== 'postgres' || plan.target.engine !== 'postgres')) {
     // pg_dump reads only PostgreSQL: this is not a gap a later version fills.
     issues.push({
@@ -17,6 +14,10 @@ export function unsupportedFeatures(plan: Plan): PlanIssue[] {
       value: plan.mode,
       message: `dump-restore is PostgreSQL → PostgreSQL only (source.engine is ${plan.source.engine}); use mode full-load`,
     });
+  }
+  // (parsePlan already refuses startPosition outside mode cdc.)
+  if (plan.cdc.startPosition !== undefined && plan.source.engine === 'postgres' && !/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/.test(plan.cdc.startPosition)) {
+    issues.push({ path: 'cdc.startPosition', value: plan.cdc.startPosition, message: 'expected an LSN such as 0/16B3748 for a postgres source' });
   }
   if (plan.runner !== 'native') {
     issues.push({ path: 'runner', value: plan.runner, message: 'not supported yet: this version runs with runner native' });

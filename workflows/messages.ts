@@ -1,10 +1,16 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { MigrationStatus, OperatorDecision } from '../plan/migration-types';
+import type { CutoverAck, MigrationStatus, OperatorDecision } from '../plan/migration-types';
 
 /** The operator's decision on a paused migration: synchronous, validated, idempotent by update id. */
 export const operatorDecisionUpdate = defineUpdate<string, [OperatorDecision]>('operatorDecision');
 /** Fallback for the same decision when an Update cannot be sent (it is applied only if valid). */
 export const operatorDecisionSignal = defineSignal<[OperatorDecision]>('operatorDecisionSignal');
+/**
+ * Cutover of a CDC migration: checks that writes have stopped and writes the marker the applier
+ * stops at; refused (with the reason) when that is not possible now. The workflow then drains,
+ * validates and finalizes.
+ */
+export const cutoverUpdate = defineUpdate<CutoverAck, []>('cutover');
 /** Live status (needs a worker; `dbferry status` falls back to the memo without one). */
 export const statusQuery = defineQuery<MigrationStatus>('status');
 

@@ -3,6 +3,8 @@
  * feeds it events (step started, failed, operator decided) and publishes what it reports.
  */
 import type {
+  CdcTableStats,
+  CutoverAck,
   DecisionRecord,
   FailureInfo,
   MigrationStatus,
@@ -22,7 +24,9 @@ export const STEP_PHASE: Record<StepName, Phase> = {
   'full-load': 'full-load',
   'build-indexes': 'building-indexes',
   'dump-restore': 'full-load',
+  cdc: 'cdc',
   validate: 'validating',
+  finalize: 'cutover',
 };
 
 /** Why a step may not be skipped: skipping it would lose data or break every later step. */
@@ -31,6 +35,7 @@ const NOT_SKIPPABLE: Partial<Record<StepName, string>> = {
   'create-tables': 'the full load needs the target tables; skipping would lose every row',
   'full-load': "skipping the load would leave the target without the source's rows",
   'dump-restore': "skipping the restore would leave the target without the source's tables and rows",
+  cdc: 'skipping CDC would lose every change since the load; abort instead',
 };
 
 export class DecisionRefused extends Error {
@@ -99,11 +104,23 @@ export class MigrationState {
     this.#pending = undefined;
   }
 
+  /** CDC runs until cutover or abort: the one running step an operator may end at any time. */
+  get abortableRunningStep(): StepName | undefined {
+    return this.#status.phase === 'cdc' && this.#step('cdc').status === 'Running' && !this.#status.cdc?.cutover ? 'cdc' : undefined;
+  }
+
   /** Throws DecisionRefused with the reason when the decision cannot be taken now. Synchronous: it backs an Update validator. */
   validateDecision(d: OperatorDecision): void {
+    const running = this.abortableRunningStep;
+    if (!this.pausedStep && running && d.action === 'abort' && (!d.step || d.step === running)) {
+      if (this.#pending) throw new DecisionRefused(`a decision (${this.#pending.action}) was already taken for ${running}`);
+      return;
+    }
     const paused = this.pausedStep;
     if (!paused) {
-      throw new DecisionRefused(`migration ${this.#status.name} is not waiting for an operator (phase ${this.#status.phase})`);
+      throw new DecisionRefused(
+        `migration ${this.#status.name} is not waiting for an operator (phase ${this.#status.phase})${running ? `; while CDC runs, only abort is possible` : ''}`,
+      );
     }
     if (!['retry', 'skip', 'abort'].includes(d.action)) {
       throw new DecisionRefused(`unknown action ${JSON.stringify(d.action)}: expected retry, skip or abort`);
@@ -120,7 +137,7 @@ export class MigrationState {
 
   decide(d: OperatorDecision, now: string): string {
     this.validateDecision(d);
-    const paused = this.pausedStep as StepName;
+    const paused = (this.pausedStep ?? this.abortableRunningStep) as StepName;
     this.#pending = d;
     const rec: DecisionRecord = { ...d, at: now, pausedStep: paused };
     this.#status.decisions.push(rec);
@@ -132,7 +149,7 @@ export class MigrationState {
     const d = this.#pending;
     if (!d) return undefined;
     this.#pending = undefined;
-    const rec = this.#step(this.#status.failure!.step);
+    const rec = this.#step(this.#status.failure?.step ?? 'cdc');
     if (d.action === 'retry') rec.operatorRetries++;
     if (d.action === 'skip') {
       rec.status = 'Skipped';
@@ -162,6 +179,42 @@ export class MigrationState {
     this.#status.phase = 'completed';
     this.#status.endedAt = now;
     this.#status.failure = undefined;
+  }
+
+  cdcPrepared(c: { slot: string; publication: string; startLsn: string }): void {
+    this.#status.cdc = { ...this.#status.cdc, slot: c.slot, publication: c.publication, startLsn: c.startLsn };
+  }
+
+  /** Synchronous: backs the cutover Update's validator. */
+  validateCutover(): void {
+    const name = this.#status.name;
+    if (this.#status.mode !== 'full-load-and-cdc' && this.#status.mode !== 'cdc') {
+      throw new DecisionRefused(`migration ${name} is mode ${this.#status.mode}: there is no CDC to cut over`);
+    }
+    if (this.#status.cdc?.cutover) throw new DecisionRefused(`cutover of ${name} is already under way (marker at ${this.#status.cdc.cutover.markerLsn})`);
+    if (this.#cutoverChecking) throw new DecisionRefused(`a cutover of ${name} is being checked right now`);
+    if (this.pausedStep) throw new DecisionRefused(`migration ${name} is waiting for an operator on ${this.pausedStep}: resolve that first`);
+    if (this.#status.phase !== 'cdc' || this.#step('cdc').status !== 'Running') {
+      throw new DecisionRefused(`migration ${name} is in phase ${this.#status.phase}: cutover is possible once CDC runs`);
+    }
+  }
+
+  #cutoverChecking = false;
+  cutoverChecking(on: boolean): void {
+    this.#cutoverChecking = on;
+  }
+
+  cutoverBegun(ack: CutoverAck, now: string): void {
+    this.#status.cdc = { slot: '', publication: '', ...this.#status.cdc, cutover: { ...ack, at: now } };
+  }
+
+  recordCdc(tables: CdcTableStats[]): void {
+    for (const r of tables) {
+      const t = this.#table(r.table);
+      t.inserts = r.inserts;
+      t.updates = r.updates;
+      t.deletes = r.deletes;
+    }
   }
 
   setTables(names: string[]): void {

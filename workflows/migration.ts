@@ -1,6 +1,7 @@
 import {
   allHandlersFinished,
   ApplicationFailure,
+  CancellationScope,
   condition,
   isCancellation,
   proxyActivities,
@@ -12,15 +13,15 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { FailureType } from '../plan/failure-types';
-import type { MigrationReport, Phase, StepName } from '../plan/migration-types';
+import type { CleanupResult, MigrationReport, Phase, StepName } from '../plan/migration-types';
 import type { Plan } from '../plan/plan-schema';
 import { DBFERRY_MIGRATION, DBFERRY_PHASE, DBFERRY_SOURCE, DBFERRY_TARGET } from '../plan/search-attributes';
 import { describeFailure } from './failures';
 import { runFullLoad } from './full-load';
-import { ABORTED_FAILURE_TYPE, operatorDecisionSignal, operatorDecisionUpdate, STATUS_MEMO_KEY, statusQuery } from './messages';
+import { ABORTED_FAILURE_TYPE, cutoverUpdate, operatorDecisionSignal, operatorDecisionUpdate, STATUS_MEMO_KEY, statusQuery } from './messages';
 import { MigrationState } from './migration-state';
 import { compactReport, compactStatus, currentDetails, leftBehind } from './reporting';
-import { activityRetry } from './retry-policy';
+import { activityRetry, cdcRetry } from './retry-policy';
 
 export interface MigrationInput {
   plan: Plan;
@@ -31,18 +32,37 @@ const quick = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', h
 // Long steps heartbeat on a timer, so the start-to-close bound only guards against a lost worker.
 const long = proxyActivities<Activities>({ startToCloseTimeout: '30 days', heartbeatTimeout: '2 minutes', retry: activityRetry });
 
+// The applier runs until cutover; its heartbeat (every 5 s) is what proves it alive, and a
+// source or target restart is retried for a while before the operator is asked.
+const cdc = proxyActivities<Activities>({ startToCloseTimeout: '3650 days', heartbeatTimeout: '30 seconds', retry: cdcRetry });
+
 class Aborted extends Error {}
 
 const STEPS: StepName[] = ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'validate'];
 /** Mode dump-restore: pg_dump / pg_restore make the tables, keys and indexes and load the rows in one step. */
 const DUMP_RESTORE_STEPS: StepName[] = ['preflight', 'create-database', 'dump-restore', 'validate'];
+/**
+ * With CDC, validation waits for the cutover drain (the source no longer moves then); finalize
+ * carries the sequences and drops the slot and publication.
+ */
+const LOAD_AND_CDC_STEPS: StepName[] = ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'cdc', 'validate', 'finalize'];
+/** Mode cdc: the target was loaded some other way. */
+const CDC_STEPS: StepName[] = ['preflight', 'cdc', 'validate', 'finalize'];
+
+function stepsOf(mode: Plan['mode']): StepName[] {
+  if (mode === 'dump-restore') return DUMP_RESTORE_STEPS;
+  if (mode === 'full-load-and-cdc') return LOAD_AND_CDC_STEPS;
+  if (mode === 'cdc') return CDC_STEPS;
+  return STEPS;
+}
 
 /** One migration: the steps in the order that keeps data safe; a failed step waits for a person. */
 export async function migrationWorkflow({ plan }: MigrationInput): Promise<MigrationReport> {
   const now = () => new Date().toISOString();
   const migration = { name: plan.name, runId: workflowInfo().firstExecutionRunId };
   const input = { plan, migration };
-  const steps = plan.mode === 'dump-restore' ? DUMP_RESTORE_STEPS : STEPS;
+  const steps = stepsOf(plan.mode);
+  const withCdc = steps.includes('cdc');
   const state = new MigrationState({ name: plan.name, mode: plan.mode, steps, now: now() });
   const report: MigrationReport = { status: state.snapshot() };
   let publishedPhase: Phase | undefined;
@@ -70,8 +90,30 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       description: 'The operator decision on a paused step: retry, skip (where no data is lost) or abort',
     },
   );
+  setHandler(
+    cutoverUpdate,
+    async () => {
+      state.cutoverChecking(true);
+      try {
+        const ack = await quick.beginCutover(input);
+        state.cutoverBegun(ack, now());
+        publish();
+        return ack;
+      } catch (err) {
+        // The refusal's own words (writes still arriving, CDC behind) are what the operator needs.
+        const f = describeFailure('cdc', err, now());
+        throw ApplicationFailure.create({ type: f.type, nonRetryable: true, message: f.message, details: f.hint ? [{ hint: f.hint }] : [] });
+      } finally {
+        state.cutoverChecking(false);
+      }
+    },
+    {
+      validator: () => state.validateCutover(),
+      description: 'Cut over a CDC migration: check that writes have stopped, drain CDC, validate, carry sequences, drop slot and publication',
+    },
+  );
   setHandler(operatorDecisionSignal, (d) => {
-    if (!state.pausedStep || state.hasDecision()) return;
+    if ((!state.pausedStep && !state.abortableRunningStep) || state.hasDecision()) return;
     try {
       state.decide(d, now());
       publish();
@@ -94,7 +136,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
         return result;
       } catch (err) {
         // A cancelled workflow ends as cancelled, not as a step waiting for a person.
-        if (isCancellation(err)) throw err;
+        if (isCancellation(err) || err instanceof Aborted) throw err;
         state.stepFailed(describeFailure(name, err, now()));
         publish();
         await condition(() => state.hasDecision());
@@ -141,6 +183,22 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     report.load = await step('full-load', () => runFullLoad(input, ++loadAttempt));
     if (report.load) state.recordLoad(report.load.tables);
     report.build = await step('build-indexes', () => long.buildIndexes(input));
+    report.cdc = await step('cdc', async () => {
+      const prepared = await quick.prepareCdc(input);
+      state.cdcPrepared(prepared);
+      publish();
+      // The applier runs until it has applied the cutover marker, or until the operator aborts.
+      const scope = new CancellationScope();
+      const applying = scope.run(() => cdc.streamChanges(input));
+      const outcome = await Promise.race([applying.then((r) => ({ r })), condition(() => state.hasDecision()).then(() => undefined)]);
+      if (outcome) return outcome.r;
+      scope.cancel();
+      await applying.catch(() => undefined);
+      const decision = state.takeDecision()!;
+      publish();
+      throw new Aborted(decision.reason ?? 'no reason given');
+    });
+    if (report.cdc) state.recordCdc(report.cdc.tables);
     report.validation = await step('validate', async () => {
       const v = await long.validate(input);
       state.recordValidation(v.tables);
@@ -156,6 +214,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       return v;
     });
     if (!report.validation) state.markValidationSkipped();
+    report.finalize = await step('finalize', () => quick.finalizeCutover(input));
     state.completed(now());
     publish();
     report.status = state.snapshot();
@@ -163,7 +222,12 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     return compactReport(report);
   } catch (err) {
     if (err instanceof Aborted) {
-      state.aborted(now(), leftBehind(state.snapshot(), plan));
+      // A forgotten slot keeps the source's WAL until its disk fills: drop it on the way out.
+      let cleanup: CleanupResult | undefined;
+      if (withCdc) {
+        cleanup = await CancellationScope.nonCancellable(() => quick.cleanupSource(input)).catch(() => undefined);
+      }
+      state.aborted(now(), leftBehind(state.snapshot(), plan, cleanup));
       publish();
       await condition(allHandlersFinished);
       throw ApplicationFailure.create({

@@ -1,4 +1,4 @@
-import type { MigrationReport, MigrationStatus, TableStats, TableTotals } from '../plan/migration-types';
+import type { CleanupResult, MigrationReport, MigrationStatus, TableStats, TableTotals } from '../plan/migration-types';
 import type { Plan } from '../plan/plan-schema';
 
 /** Plain words for the Web UI's "current details": what the migration is doing now. */
@@ -18,7 +18,7 @@ export function currentDetails(s: MigrationStatus): string {
 }
 
 /** What an aborted migration leaves where, so a person can clean up or keep it. */
-export function leftBehind(s: MigrationStatus, plan: Plan): string[] {
+export function leftBehind(s: MigrationStatus, plan: Plan, sourceCleanup?: CleanupResult): string[] {
   const out: string[] = [];
   const stepDone = (name: string) => s.steps.some((x) => x.step === name && x.status !== 'NotRun');
   const target = s.target ?? 'the target';
@@ -32,7 +32,16 @@ export function leftBehind(s: MigrationStatus, plan: Plan): string[] {
     );
     out.push(`${target}: schema _dbferry keeps this migration's bookkeeping (safe to drop once the tables are gone)`);
   }
-  out.push(`${s.source ?? 'the source'}: nothing (a full load leaves no slot or publication)`);
+  if (plan.mode !== 'full-load-and-cdc' && plan.mode !== 'cdc') {
+    out.push(`${s.source ?? 'the source'}: nothing (a full load leaves no slot or publication)`);
+  } else if (sourceCleanup) {
+    for (const d of sourceCleanup.dropped) out.push(`${d}: dropped`);
+    for (const k of sourceCleanup.kept) out.push(k);
+  } else {
+    out.push(
+      `${s.source ?? 'the source'}: replication slot ${plan.cdc.slot} and publication ${plan.cdc.publication} may remain (dropping them failed): run dbferry cleanup ${plan.name}`,
+    );
+  }
   return out;
 }
 

@@ -11,3 +11,14 @@ export const activityRetry: RetryPolicy = {
   maximumInterval: '30 seconds',
   maximumAttempts: 5,
 };
+
+/**
+ * CDC rides out a source or target restart by itself: backoff up to a minute for about a
+ * quarter of an hour before the operator is asked.
+ */
+export const cdcRetry: RetryPolicy = {
+  initialInterval: '1 second',
+  backoffCoefficient: 2,
+  maximumInterval: '1 minute',
+  maximumAttempts: 20,
+};

@@ -49,6 +49,34 @@ CREATE TABLE IF NOT EXISTS _dbferry.snapshots (
   created_at  timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (run_id, generation)
 );
+-- CDC: the last source transaction applied, written in the same target transaction as its
+-- changes. A restarted applier resumes after commit_lsn; slot feedback never passes end_lsn.
+CREATE TABLE IF NOT EXISTS _dbferry.cdc_progress (
+  run_id               text PRIMARY KEY,
+  slot                 text NOT NULL,
+  publication          text NOT NULL,
+  commit_lsn           pg_lsn NOT NULL,
+  end_lsn              pg_lsn NOT NULL,
+  transactions         bigint NOT NULL DEFAULT 0,
+  changes              bigint NOT NULL DEFAULT 0,
+  -- Source commit time of the last applied transaction that changed a table, and that table:
+  -- cutover refuses while changes still arrive.
+  last_change_at       timestamptz,
+  last_change_table    text,
+  -- Set when the cutover marker has been applied: the applier stops there.
+  marker_lsn           pg_lsn,
+  updated_at           timestamptz NOT NULL DEFAULT now()
+);
+-- Applied changes per table, counted in the same transactions (so they are exact too).
+CREATE TABLE IF NOT EXISTS _dbferry.cdc_stats (
+  run_id     text NOT NULL,
+  table_key  text NOT NULL,
+  inserts    bigint NOT NULL DEFAULT 0,
+  updates    bigint NOT NULL DEFAULT 0,
+  deletes    bigint NOT NULL DEFAULT 0,
+  truncates  bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (run_id, table_key)
+);
 -- Targets prepared by an earlier version.
 ALTER TABLE _dbferry.migrations ADD COLUMN IF NOT EXISTS statements_done int;
 ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS ms bigint NOT NULL DEFAULT 0;
@@ -57,7 +85,7 @@ ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS worker text;`;
 
 export async function ensureBookkeeping(target: Client): Promise<void> {
   // The newest table: a target prepared by an earlier version gets what it lacks.
-  const { rows } = await target.query("SELECT to_regclass('_dbferry.snapshots') IS NOT NULL AS present");
+  const { rows } = await target.query("SELECT to_regclass('_dbferry.cdc_stats') IS NOT NULL AS present");
   if (!rows[0]?.present) await target.query(BOOKKEEPING_DDL);
 }
 

@@ -94,7 +94,7 @@ async function constraintExists(c: Client, s: Stmt, tables: Map<string, TableMod
  * at least the snapshot's), raised to the loaded maximum of the owning column when the data
  * is ahead of it, so the next value never collides with a loaded row.
  */
-async function carrySequences(src: PgEndpoint, tgt: PgEndpoint, model: SchemaModel, target: Client): Promise<number> {
+export async function carrySequences(src: PgEndpoint, tgt: PgEndpoint, model: SchemaModel, target: Client): Promise<number> {
   if (model.sequences.length === 0) return 0;
   const fresh = await withConnection(src, 'sequences', async (c) => {
     const out: SequenceModel[] = [];

@@ -7,6 +7,10 @@ import { withHeartbeat } from '../heartbeat';
 import { ensureBookkeeping } from './bookkeeping';
 import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
 import { toFailure } from './errors';
+import { ensurePublication } from './cdc/publication';
+import { createSlotWithSnapshot } from './cdc/replication';
+import { loadModel } from './model';
+import { formatLsn } from '../../plan/lsn';
 
 const CHECK_EVERY_MS = 5_000;
 const CHECK_TIMEOUT_MS = 30_000;
@@ -21,26 +25,42 @@ const CHECK_TIMEOUT_MS = 30_000;
  */
 export async function holdSnapshotPostgres({ plan, migration }: ActivityInput): Promise<HeldSnapshot> {
   const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
-  const holder = await connect(src, { purpose: 'snapshot holder' });
+  let holder: Client | undefined;
   try {
-    const held = await exportSnapshot(holder, src);
+    let held: { snapshot: string; lsn: string; slot?: string };
+    // With CDC to follow, the first holder creates the slot and loads inside the slot's own
+    // snapshot: CDC then starts exactly where the snapshot ends. A later generation (the slot
+    // exists already) exports a plain snapshot; CDC replays idempotently from the slot's start.
+    const slot = plan.mode === 'full-load-and-cdc' ? await prepareSlotForLoad(src, tgt, { plan, migration }) : undefined;
+    if (slot?.created) {
+      holder = slot.created.client;
+      held = { snapshot: slot.created.snapshot, lsn: formatLsn(slot.created.consistentPoint), slot: plan.cdc.slot };
+    } else {
+      holder = await connect(src, { purpose: 'snapshot holder' });
+      held = await exportSnapshot(holder, src);
+    }
     const generation = await withConnection(tgt, 'record the load snapshot', async (c) => {
       await ensureBookkeeping(c);
       const r = await c.query<{ generation: number }>(
-        `INSERT INTO _dbferry.snapshots (run_id, generation, snapshot, lsn)
-         SELECT $1, coalesce(max(generation), 0) + 1, $2, $3::pg_lsn FROM _dbferry.snapshots WHERE run_id = $1
+        `INSERT INTO _dbferry.snapshots (run_id, generation, snapshot, lsn, slot)
+         SELECT $1, coalesce(max(generation), 0) + 1, $2, $3::pg_lsn, $4 FROM _dbferry.snapshots WHERE run_id = $1
          RETURNING generation`,
-        [migration.runId, held.snapshot, held.lsn],
+        [migration.runId, held.snapshot, held.lsn, held.slot ?? null],
       );
       return r.rows[0]!.generation;
     });
-    const result = { ...held, generation };
+    const result = { snapshot: held.snapshot, lsn: held.lsn, generation };
     const heldSince = new Date().toISOString();
+    const conn: Client = holder;
     return await withHeartbeat(() => ({ holding: result, heldSince }), async (signal) => {
+      // A replication connection's snapshot dies with its next command: watch the socket instead.
+      const lost = held.slot ? connectionLost(conn, src) : undefined;
+      // It rejects again when the holder closes its own connection at the end: not an error then.
+      lost?.catch(() => undefined);
       while (!signal?.aborted) {
-        await sleep(CHECK_EVERY_MS, undefined, { signal }).catch(() => undefined);
+        await Promise.race([sleep(CHECK_EVERY_MS, undefined, { signal }).catch(() => undefined), lost]);
         if (signal?.aborted) break;
-        await stillAlive(holder, src);
+        if (!held.slot) await stillAlive(conn, src);
       }
       return result;
     });
@@ -49,6 +69,35 @@ export async function holdSnapshotPostgres({ plan, migration }: ActivityInput): 
   } finally {
     await closeQuietly(holder);
   }
+}
+
+/**
+ * CDC's publication first (pgoutput reads it as of each change), then the slot: created here
+ * with its exported snapshot when it does not exist yet.
+ */
+async function prepareSlotForLoad(src: PgEndpoint, tgt: PgEndpoint, { plan, migration }: ActivityInput) {
+  const model = await loadModel(tgt, migration.runId);
+  const exists = await withConnection(src, 'prepare CDC', async (c) => {
+    await ensurePublication(c, plan.cdc.publication, model.tables, migration, src.description);
+    const r = await c.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [plan.cdc.slot]);
+    return r.rows.length > 0;
+  });
+  if (exists) return {};
+  return { created: await createSlotWithSnapshot(src, plan.cdc.slot) };
+}
+
+function connectionLost(c: Client, src: PgEndpoint): Promise<never> {
+  return new Promise((_, reject) => {
+    const fail = () =>
+      reject(
+        ApplicationFailure.create({
+          type: FailureType.Transient,
+          message: `${src.description}: the snapshot holder's replication connection closed`,
+        }),
+      );
+    c.once('end', fail);
+    c.once('error', fail);
+  });
 }
 
 async function exportSnapshot(holder: Client, src: PgEndpoint): Promise<{ snapshot: string; lsn: string }> {

@@ -60,7 +60,7 @@ export async function runDemo(opts: { rows: number; keep?: boolean }): Promise<n
         say(`migration ${plan.name} started; watch it at ${temporal.uiUrl}/namespaces/default/workflows/${migrationWorkflowId(plan.name)}`);
         const outcome = await waitForOutcome(client, plan.name, (s) => say(`phase: ${s.phase}`));
         if (outcome.kind === 'completed') console.log(formatReport(outcome.report));
-        else if (outcome.kind === 'awaiting-operator') console.log(formatStatus(outcome.status));
+        else if (outcome.kind === 'awaiting-operator' || outcome.kind === 'caught-up') console.log(formatStatus(outcome.status));
         else console.log(outcome.message);
         return WAIT_EXIT[outcome.kind];
       }),

@@ -22,6 +22,8 @@ export interface PostgresCluster {
   password: string;
   /** A URL for the superuser over TCP, with the password in it: for tests and the demo, never a plan. */
   url(database?: string): string;
+  /** Restarts the server (fast shutdown: sessions end, as in a real restart). */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -90,6 +92,9 @@ export async function startPostgresCluster(opts: ClusterOptions = {}): Promise<P
     dataDir,
     password,
     url,
+    async restart() {
+      await runAs(user, join(bin, 'pg_ctl'), ['-D', dataDir, '-l', join(dir, 'server.log'), '-m', 'fast', '-w', '-t', '60', 'restart']);
+    },
     async stop() {
       await runAs(user, join(bin, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', '-w', 'stop']).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });

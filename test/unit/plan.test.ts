@@ -542,11 +542,18 @@ describe('unsupportedFeatures', () => {
       }),
     );
     const issues = unsupportedFeatures(p);
-    expect(issues).toContainEqual({ path: 'mode', value: 'full-load-and-cdc', message: 'not supported yet: this version runs mode full-load or dump-restore' });
     expect(issues).toContainEqual(expect.objectContaining({ path: 'runner', value: 'aws', message: expect.stringContaining('not supported yet') }));
     expect(issues).toContainEqual(expect.objectContaining({ path: 'source.engine', value: 'mysql', message: expect.stringContaining('not supported yet') }));
     expect(issues).toContainEqual(expect.objectContaining({ path: 'keys', message: expect.stringContaining('not supported yet') }));
-    expect(issues).toHaveLength(4);
+    expect(issues).toHaveLength(3);
+  });
+
+  test('CDC modes run from PostgreSQL; startPosition is an LSN', () => {
+    expect(unsupportedFeatures(ok(plan({ mode: 'full-load-and-cdc' })))).toEqual([]);
+    expect(unsupportedFeatures(ok(plan({ mode: 'cdc', cdc: { startPosition: '0/16B3748' } })))).toEqual([]);
+    expect(unsupportedFeatures(ok(plan({ mode: 'cdc', cdc: { startPosition: 'binlog.000003:4' } })))).toEqual([
+      { path: 'cdc.startPosition', value: 'binlog.000003:4', message: 'expected an LSN such as 0/16B3748 for a postgres source' },
+    ]);
   });
 
   test('mode dump-restore runs from PostgreSQL to PostgreSQL', () => {

@@ -1,0 +1,607 @@
+/**
+ * Applies decoded logical-replication changes to the target, inside a transaction the caller
+ * opened (after `SET session_replication_role = replica`, so foreign keys and triggers stay
+ * quiet). The caller also writes its progress row and commits; this module never commits.
+ *
+ * Changes are buffered and compacted per table and key (compact.ts), then applied set-based:
+ * the rows are COPYed into session temp tables and merged into the target with one DELETE …
+ * USING, one UPDATE … FROM per column set and one INSERT … ON CONFLICT per table. A buffer runs
+ * under a savepoint: when the set-based apply fails (a secondary UNIQUE that only the original
+ * order satisfies, or a value the target refuses), the failing table's changes are applied
+ * again one by one in their original order, which either succeeds or names the change.
+ *
+ * Usage, strictly sequential (no other query on the client until flush() resolved):
+ *
+ *   const applier = new ChangeApplier(client);
+ *   for (const change of changes) await applier.add(change);
+ *   await applier.flush();
+ *   // caller: write progress, COMMIT
+ *
+ * After a failure the applier refuses further use: roll the transaction back and make a new one.
+ */
+import { isUtf8 } from 'node:buffer';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Client, QueryResult } from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { FailureType, NEEDS_PERSON, type FailureDetails } from '../../../plan/failure-types';
+import { formatLsn } from '../../../plan/lsn';
+import { classifyPostgresError, HINTS } from '../errors';
+import { TableSql, type KeyRange, type TempKind } from './apply-sql';
+import { describeKey, rowKey, sameShape, updateKeys, type ApplyTable, type Change, type KeyValues, type RowChange, type TruncateChange, type UpdateChange } from './change';
+import { isComplete, presentColumns, TableChanges } from './compact';
+import { CopyTextEncoder } from './copy-text';
+import { UNCHANGED, type Tuple } from './types';
+
+export type { ApplyTable, Change, DeleteChange, InsertChange, RowChange, TruncateChange, UpdateChange } from './change';
+
+export interface ApplierOptions {
+  /** Changes per buffer (before compaction). Default 20,000. */
+  maxRows?: number;
+  /** Bytes of values per buffer (before compaction). Default 32 MiB. */
+  maxBytes?: number;
+  /** Names the target in failure messages, e.g. `target postgres/10.0.0.5:5432/shop`. Default `target`. */
+  endpoint?: string;
+}
+
+export interface ApplyStats {
+  /** Changes handed to add(). */
+  changes: number;
+  /** Buffers applied. */
+  batches: number;
+  /** Table buffers the set-based apply failed on, applied one by one instead. */
+  fallbacks: number;
+  /**
+   * Updates that found no row on the target (skipped, as a replay expects). Counted per
+   * compacted row: several updates of one missing row in one buffer count once.
+   */
+  missedUpdates: number;
+  /** Key-changing updates (each applied alone). */
+  keyChanges: number;
+  truncates: number;
+}
+
+export const DEFAULT_MAX_ROWS = 20_000;
+export const DEFAULT_MAX_BYTES = 32 << 20;
+
+const SAVEPOINT = 'dbferry_apply';
+/** int8, int2, int4. */
+const INTEGER_TYPES = new Set([20, 21, 23]);
+/** How often add() lets I/O run while a buffer is in flight, so its statements keep flowing. */
+const YIELD_EVERY = 512;
+
+/** One COPY into one temp table. */
+interface CopyGroup {
+  kind: TempKind;
+  positions: number[];
+  rows: number;
+  data: Buffer[];
+  /** The keys' range, when the key is one integer column and the keys are dense in it. */
+  range?: KeyRange;
+}
+
+/** A table's part of a sealed buffer: the compacted rows encoded, the originals kept for the fallback. */
+interface SealedTable {
+  changes: TableChanges;
+  groups: CopyGroup[];
+}
+
+interface Sealed {
+  tables: SealedTable[];
+  changes: number;
+  firstLsn: bigint;
+  lastLsn: bigint;
+}
+
+class Buffered {
+  readonly tables = new Map<string, TableChanges>();
+  changes = 0;
+  bytes = 0;
+  firstLsn = 0n;
+  lastLsn = 0n;
+}
+
+/** A failure already tied to the change that caused it: it passes through the fallback unchanged. */
+class ChangeFailed extends Error {
+  constructor(readonly failure: ApplicationFailure) {
+    super(failure.message);
+  }
+}
+
+/** A change the applier cannot apply whatever the target holds (NULL key, bad encoding). */
+class InvalidChange extends Error {}
+
+export class ChangeApplier {
+  private readonly maxRows: number;
+  private readonly maxBytes: number;
+  private readonly endpoint: string;
+  private filling = new Buffered();
+  private inflight?: Promise<void>;
+  private broken?: Error;
+  private sinceYield = 0;
+  private readonly sqlByTable = new WeakMap<ApplyTable, TableSql>();
+  private readonly sqlByShape = new Map<string, TableSql>();
+  private readonly counters: ApplyStats = { changes: 0, batches: 0, fallbacks: 0, missedUpdates: 0, keyChanges: 0, truncates: 0 };
+
+  constructor(
+    private readonly client: Client,
+    opts: ApplierOptions = {},
+  ) {
+    this.maxRows = Math.max(1, opts.maxRows ?? DEFAULT_MAX_ROWS);
+    this.maxBytes = Math.max(1, opts.maxBytes ?? DEFAULT_MAX_BYTES);
+    this.endpoint = opts.endpoint ?? 'target';
+  }
+
+  get stats(): Readonly<ApplyStats> {
+    return { ...this.counters };
+  }
+
+  /**
+   * Buffers one change; when the buffer is full, starts applying it and returns once the buffer
+   * before it is applied (one buffer in flight while the next fills). Truncates and key-changing
+   * updates flush everything first and are applied alone.
+   */
+  async add(change: Change): Promise<void> {
+    if (this.broken) throw this.broken;
+    try {
+      this.counters.changes++;
+      if (change.kind === 'truncate') {
+        await this.flush();
+        await this.truncate(change);
+        return;
+      }
+      let key: KeyValues | undefined;
+      if (change.kind === 'update') {
+        const keys = this.validated(change, () => updateKeys(change));
+        if (keys.newKey) {
+          await this.flush();
+          await this.moveRow(change, keys.key, keys.newKey);
+          return;
+        }
+        key = keys.key;
+      }
+      let tc = this.filling.tables.get(change.table.key);
+      if (tc && !sameShape(tc.table, change.table)) {
+        // The table's columns changed mid-stream: its buffered tuples have the old layout.
+        await this.flush();
+        tc = undefined;
+      }
+      if (!tc) {
+        tc = new TableChanges(change.table);
+        this.filling.tables.set(change.table.key, tc);
+      }
+      const t = tc;
+      this.validated(change, () => (key ? t.addUpdate(change as UpdateChange, key) : t.add(change)));
+      const b = this.filling;
+      if (b.changes === 0) b.firstLsn = change.lsn;
+      b.lastLsn = change.lsn;
+      b.changes++;
+      b.bytes += sizeOf(change);
+      if (b.changes >= this.maxRows || b.bytes >= this.maxBytes) {
+        await this.dispatch();
+      } else if (this.inflight && ++this.sinceYield >= YIELD_EVERY) {
+        // A caller feeding changes from memory never leaves the microtask queue; the buffer in
+        // flight needs I/O turns for its next statement to go out.
+        this.sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    } catch (err) {
+      throw this.fail(err);
+    }
+  }
+
+  /** Applies everything buffered; resolves when the target has it (uncommitted: the caller commits). */
+  async flush(): Promise<void> {
+    if (this.broken) throw this.broken;
+    try {
+      if (this.filling.changes > 0) await this.dispatch();
+      const p = this.inflight;
+      this.inflight = undefined;
+      if (p) await p;
+    } catch (err) {
+      throw this.fail(err);
+    }
+  }
+
+  private fail(err: unknown): Error {
+    this.broken ??= err instanceof Error ? err : new Error(String(err));
+    return this.broken;
+  }
+
+  /** Runs compaction for one change, turning what it refuses into a failure naming the change. */
+  private validated<T>(change: RowChange, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw this.changeFailure(change, new InvalidChange((err as Error).message));
+    }
+  }
+
+  /**
+   * Seals the filling buffer and starts applying it. The encoding (the CPU part) runs before
+   * waiting for the buffer in flight, so it overlaps the target's work on that one.
+   */
+  private async dispatch(): Promise<void> {
+    const b = this.filling;
+    this.filling = new Buffered();
+    const sealed = seal(b);
+    const previous = this.inflight;
+    this.inflight = undefined;
+    if (previous) await previous;
+    const p = this.applySealed(sealed);
+    // Observed by the next dispatch or flush; until then a rejection must not count as unhandled.
+    p.catch(() => undefined);
+    this.inflight = p;
+  }
+
+  private async applySealed(b: Sealed): Promise<void> {
+    for (const t of b.tables) await this.tableSql(t.changes.table);
+    const creates = new Set<string>();
+    for (const t of b.tables) {
+      const sql = this.sqlFor(t.changes.table);
+      for (const g of t.groups) creates.add(sql.createTemp(g.kind, g.positions));
+    }
+    // Before the savepoint: its rollback must not drop the temp tables. jit off because the
+    // planner's cost for a big target crosses jit_above_cost, and compiling costs more than the join.
+    await this.client
+      .query(['SET LOCAL jit = off', ...creates, `SAVEPOINT ${SAVEPOINT}`].join(';\n'))
+      .catch((err) => {
+        throw this.batchFailure(err, b, b.tables[0]?.changes.table);
+      });
+
+    const oneByOne = new Set<SealedTable>();
+    for (;;) {
+      let missed = 0;
+      const set = b.tables.filter((t) => !oneByOne.has(t));
+      try {
+        for (const t of oneByOne) missed += await this.applyOneByOne(t);
+        missed += await this.applySetBased(set);
+        this.counters.missedUpdates += missed;
+        this.counters.batches++;
+        return;
+      } catch (err) {
+        if (err instanceof ChangeFailed) {
+          // Leave the transaction usable (the caller may still want to record the failure).
+          await this.client.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`).catch(() => undefined);
+          throw err.failure;
+        }
+        if (!(err instanceof SetFailure)) throw err;
+        const { error, table } = err;
+        const failure = this.batchFailure(error, b, table?.changes.table);
+        if (!table || failure.type === FailureType.Transient) throw failure;
+        try {
+          await this.client.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
+        } catch {
+          throw failure;
+        }
+        oneByOne.add(table);
+        this.counters.fallbacks++;
+      }
+    }
+  }
+
+  /**
+   * COPYs each table's rows into its temp tables and merges them with one multi-statement query
+   * (deletes, updates per column set, upserts, emptying the temp tables), the last one ending
+   * with the RELEASE. Strictly one query at a time: pg@9 will refuse queued queries.
+   */
+  private async applySetBased(tables: SealedTable[]): Promise<number> {
+    let missed = 0;
+    let current: SealedTable | undefined;
+    try {
+      for (let i = 0; i < tables.length; i++) {
+        const t = (current = tables[i]!);
+        const sql = this.sqlFor(t.changes.table);
+        const statements: string[] = [];
+        const updates: Array<{ index: number; rows: number }> = [];
+        const temps: string[] = [];
+        // Groups come deletes first: they free secondary unique values the upserts may take.
+        for (const g of t.groups) {
+          await copyIn(this.client, sql.copyInto(g.kind, g.positions), g.data);
+          temps.push(sql.tempTable(g.kind, g.positions));
+          if (g.kind === 'delete') statements.push(sql.deleteUsing(g.range));
+          else if (g.kind === 'upsert') statements.push(sql.upsertFrom());
+          else {
+            updates.push({ index: statements.length, rows: g.rows });
+            statements.push(sql.updateFrom(g.positions, g.range)!);
+          }
+        }
+        // Emptied in the same transaction: cheap in place, and a rollback empties them too.
+        if (temps.length > 0) statements.push(`TRUNCATE ${temps.join(', ')}`);
+        if (i === tables.length - 1) statements.push(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+        if (statements.length > 0) {
+          const results = toArray(await this.client.query(statements.join(';\n')));
+          for (const u of updates) missed += u.rows - (results[u.index]?.rowCount ?? u.rows);
+        }
+        missed += t.changes.missedUpdates;
+      }
+      if (tables.length === 0) await this.client.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+    } catch (err) {
+      throw new SetFailure(err, current);
+    }
+    return missed;
+  }
+
+  /** The fallback: the table's original changes in order, each its own statement. */
+  private async applyOneByOne(t: SealedTable): Promise<number> {
+    const sql = this.sqlFor(t.changes.table);
+    let missed = 0;
+    for (const c of t.changes.changes) {
+      try {
+        if (c.kind === 'insert') {
+          await this.client.query(sql.insertOne(), params(c.new, allPositions(c.new)));
+        } else if (c.kind === 'delete') {
+          await this.client.query(sql.deleteOne(), params(c.old, c.table.keyColumns));
+        } else {
+          const { key } = updateKeys(c);
+          const set = presentColumns(c.new).filter((i) => !sql.isKey(i));
+          if (set.length === 0) continue;
+          const r = await this.client.query(sql.updateOne(set), [...params(c.new, set), ...key.map(text)]);
+          if (r.rowCount === 0) missed++;
+        }
+      } catch (err) {
+        throw new ChangeFailed(this.changeFailure(c, err));
+      }
+    }
+    return missed;
+  }
+
+  /**
+   * A key-changing update, alone: the row leaves its old key for the new one. Where the old key
+   * is gone (a replay that already moved it), the row under the new key gets the new values.
+   */
+  private async moveRow(c: UpdateChange, key: KeyValues, newKey: KeyValues): Promise<void> {
+    const sql = await this.tableSql(c.table);
+    try {
+      const row: Tuple = c.new.slice();
+      c.table.keyColumns.forEach((k, i) => (row[k] = newKey[i]!));
+      const present = presentColumns(row);
+      const r = await this.client.query(sql.moveOne(present), [...key.map(text), ...params(row, present)]);
+      if (r.rowCount === 0) {
+        const set = present.filter((i) => !sql.isKey(i));
+        const u = set.length > 0 ? await this.client.query(sql.updateOne(set), [...params(row, set), ...newKey.map(text)]) : undefined;
+        if (!u || u.rowCount === 0) this.counters.missedUpdates++;
+      }
+      this.counters.keyChanges++;
+    } catch (err) {
+      throw this.changeFailure(c, err);
+    }
+  }
+
+  private async truncate(c: TruncateChange): Promise<void> {
+    const targets: string[] = [];
+    for (const t of c.tables) targets.push((await this.tableSql(t)).truncateTarget());
+    if (targets.length === 0) return;
+    try {
+      await this.client.query(`TRUNCATE ${targets.join(', ')}${c.restartIdentity ? ' RESTART IDENTITY' : ''}`);
+      this.counters.truncates++;
+    } catch (err) {
+      throw this.failure(err, `truncating ${c.tables.map((t) => t.key).join(', ')} at LSN ${formatLsn(c.lsn)}`, c.tables[0]?.key);
+    }
+  }
+
+  /** The statements of a table; the first time, asks the target whether it is partitioned. */
+  private async tableSql(table: ApplyTable): Promise<TableSql> {
+    const known = this.sqlByTable.get(table);
+    if (known) return known;
+    const shape = JSON.stringify([table.schema, table.name, table.columns, table.keyColumns]);
+    let sql = this.sqlByShape.get(shape);
+    if (!sql) {
+      const r = await this.client
+        .query<{ relkind: string; key_type: number | null }>(
+          `SELECT c.relkind::text AS relkind,
+                  (SELECT a.atttypid::int FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = $3 AND NOT a.attisdropped) AS key_type
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
+          [table.schema, table.name, table.columns[table.keyColumns[0] ?? 0] ?? ''],
+        )
+        .catch((err) => {
+          throw this.failure(err, `looking up ${table.key}`, table.key);
+        });
+      if (!r.rows[0]) {
+        throw ApplicationFailure.create({
+          type: FailureType.DatabaseError,
+          nonRetryable: true,
+          message: `${this.endpoint}: table ${table.key} does not exist on the target, so its changes cannot be applied`,
+          details: [{ endpoint: this.endpoint, table: table.key } satisfies FailureDetails],
+        });
+      }
+      if (table.keyColumns.length === 0) {
+        throw ApplicationFailure.create({
+          type: FailureType.Unsupported,
+          nonRetryable: true,
+          message: `${this.endpoint}: table ${table.key} has no key columns: its updates and deletes cannot find their rows`,
+          details: [{ endpoint: this.endpoint, table: table.key } satisfies FailureDetails],
+        });
+      }
+      const integerKey = table.keyColumns.length === 1 && INTEGER_TYPES.has(r.rows[0].key_type ?? 0);
+      sql = new TableSql(table, r.rows[0].relkind === 'p', integerKey);
+      this.sqlByShape.set(shape, sql);
+    }
+    this.sqlByTable.set(table, sql);
+    return sql;
+  }
+
+  /** After tableSql() resolved for the table. */
+  private sqlFor(table: ApplyTable): TableSql {
+    const sql = this.sqlByTable.get(table);
+    if (!sql) throw new Error(`internal: no statements prepared for ${table.key}`);
+    return sql;
+  }
+
+  private changeFailure(c: RowChange, err: unknown): ApplicationFailure {
+    let key: KeyValues | undefined;
+    try {
+      key = c.kind === 'update' ? updateKeys(c).key : rowKey(c.table, c.kind === 'insert' ? c.new : c.old, c.kind);
+    } catch {
+      // The key itself is what is wrong; the message says so.
+    }
+    const which = key ? ` of key ${describeKey(c.table, key)}` : '';
+    return this.failure(err, `applying the ${c.kind}${which} to ${c.table.key} at LSN ${formatLsn(c.lsn)}`, c.table.key);
+  }
+
+  private batchFailure(err: unknown, b: Sealed, table: ApplyTable | undefined): ApplicationFailure {
+    const where = table ? ` to ${table.key}` : '';
+    return this.failure(err, `applying ${b.changes} changes${where} (LSN ${formatLsn(b.firstLsn)} to ${formatLsn(b.lastLsn)})`, table?.key);
+  }
+
+  private failure(err: unknown, doing: string, table: string | undefined): ApplicationFailure {
+    if (err instanceof ApplicationFailure) return err;
+    const e = err as { code?: string; message?: string; detail?: string };
+    const raw = e?.message ?? String(err);
+    const type = err instanceof InvalidChange ? FailureType.DataError : classifyPostgresError(e?.code, raw, 'target');
+    const detail = e?.detail ? ` (${e.detail})` : '';
+    const details: FailureDetails = { endpoint: this.endpoint, table, code: e?.code, hint: HINTS[type] };
+    return ApplicationFailure.create({
+      type,
+      message: `${this.endpoint}: ${doing}: ${raw}${detail}`,
+      nonRetryable: NEEDS_PERSON.includes(type),
+      details: [details],
+      cause: err instanceof Error ? err : undefined,
+    });
+  }
+}
+
+/** The set-based apply failed: the first failing statement's error and the table it was for. */
+class SetFailure extends Error {
+  constructor(
+    readonly error: unknown,
+    readonly table: SealedTable | undefined,
+  ) {
+    super('set-based apply failed');
+  }
+}
+
+/** Compacted rows → COPY payloads, grouped by temp table. */
+function seal(b: Buffered): Sealed {
+  const tables: SealedTable[] = [];
+  for (const tc of b.tables.values()) {
+    const { table } = tc;
+    const all = table.columns.map((_, i) => i);
+    const keySet = new Set(table.keyColumns);
+    const oneKey = table.keyColumns.length === 1;
+    const groups = new Map<string, { kind: TempKind; positions: number[]; enc: CopyTextEncoder; range?: RangeTracker }>();
+    const group = (kind: TempKind, positions: number[], id: string) => {
+      let g = groups.get(id);
+      if (!g) {
+        g = { kind, positions, enc: new CopyTextEncoder(), range: oneKey && kind !== 'upsert' ? new RangeTracker() : undefined };
+        groups.set(id, g);
+      }
+      return g;
+    };
+    // With one key column the entries' map key is the key's text (see keyString).
+    for (const [key, e] of tc.entries) {
+      let g;
+      let positions = all;
+      if (e.op === 'delete') {
+        positions = table.keyColumns;
+        g = group('delete', positions, 'd');
+      } else if (e.op === 'upsert') {
+        g = group('upsert', all, 'i');
+      } else if (isComplete(e.row)) {
+        if (all.length === keySet.size) continue;
+        g = group('update', all, 'u');
+      } else {
+        positions = presentColumns(e.row);
+        // Nothing but the key present: the update changes nothing the target does not have.
+        if (!positions.some((i) => !keySet.has(i))) continue;
+        g = group('update', positions, 'u' + positions.join(','));
+      }
+      g.enc.writeRow(e.row, positions);
+      g.range?.add(key);
+    }
+    const sealed: CopyGroup[] = [...groups.values()]
+      .sort((x, y) => RANK[x.kind] - RANK[y.kind])
+      .map(({ kind, positions, enc, range }) => ({ kind, positions, rows: enc.rows, data: enc.finish(), range: range?.dense() }));
+    tables.push({ changes: tc, groups: sealed });
+  }
+  return { tables, changes: b.changes, firstLsn: b.firstLsn, lastLsn: b.lastLsn };
+}
+
+/** Below this many rows a batch is not worth a range: the per-row index lookups are few anyway. */
+const MIN_RANGE_ROWS = 100;
+/** Canonical integer text, as PostgreSQL prints int2/int4/int8. */
+const INTEGER_TEXT = /^-?[0-9]{1,16}$/;
+
+/** Min and max of keys that are integers (as text), if every key is one. */
+class RangeTracker {
+  private min = Infinity;
+  private max = -Infinity;
+  private rows = 0;
+  private ok = true;
+
+  add(key: string): void {
+    if (!this.ok) return;
+    const v = INTEGER_TEXT.test(key) ? Number(key) : NaN;
+    if (!Number.isSafeInteger(v)) {
+      this.ok = false;
+      return;
+    }
+    if (v < this.min) this.min = v;
+    if (v > this.max) this.max = v;
+    this.rows++;
+  }
+
+  /** The range when the keys fill at least half of it: an index range scan then reads few extra rows. */
+  dense(): KeyRange | undefined {
+    if (!this.ok || this.rows < MIN_RANGE_ROWS || this.max - this.min + 1 > 2 * this.rows) return undefined;
+    return { min: this.min, max: this.max };
+  }
+}
+
+const RANK: Record<TempKind, number> = { delete: 0, update: 1, upsert: 2 };
+
+/**
+ * COPY FROM STDIN of ready-made chunks. Each chunk is written only after the previous one was
+ * handed to the socket: pg-copy-streams, given several at once, would go on writing them after
+ * a failed COPY, on a connection it has already let go of (and throw).
+ */
+function copyIn(client: Client, sql: string, chunks: Buffer[]): Promise<void> {
+  const stream = client.query(copyFrom(sql));
+  return new Promise<void>((resolve, reject) => {
+    stream.on('error', reject);
+    stream.on('finish', () => resolve());
+    let i = 0;
+    const next = (err?: Error | null): void => {
+      if (err) return;
+      if (i < chunks.length) stream.write(chunks[i++]!, next);
+      else stream.end();
+    };
+    next();
+  });
+}
+
+function toArray(r: QueryResult | QueryResult[]): QueryResult[] {
+  return Array.isArray(r) ? r : [r];
+}
+
+function allPositions(t: Tuple): number[] {
+  return t.map((_, i) => i);
+}
+
+/**
+ * Values as text parameters. pg sends a Buffer as a binary parameter, which the target would
+ * read as the type's binary form, so they go as strings, after checking they are UTF-8 (a
+ * replacement character would silently change the value where COPY refuses it).
+ */
+function params(t: Tuple, positions: readonly number[]): Array<string | null> {
+  return positions.map((i) => {
+    const v = t[i];
+    if (v === null || v === undefined) return null;
+    if (v === UNCHANGED) throw new InvalidChange(`column ${i + 1} is unchanged TOAST where a value is needed`);
+    return text(v);
+  });
+}
+
+function text(v: Buffer): string {
+  if (!isUtf8(v)) throw new InvalidChange('a value is not valid UTF-8');
+  return v.toString('utf8');
+}
+
+/** Approximate memory of a buffered change: its values plus the objects around them. */
+function sizeOf(c: RowChange): number {
+  const t = c.kind === 'delete' ? c.old : c.new;
+  let n = 64 + 8 * t.length;
+  for (const v of t) if (v instanceof Buffer) n += v.length;
+  if (c.kind === 'update' && c.old) for (const v of c.old) if (v instanceof Buffer) n += v.length;
+  return n;
+}

@@ -1,0 +1,393 @@
+import { createHash } from 'node:crypto';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Client } from 'pg';
+import { ChangeApplier, type ApplierOptions, type ApplyTable, type Change } from '../../activities/postgres/cdc/apply';
+import { qualifiedTable, quoteIdent } from '../../activities/postgres/ddl';
+import { UNCHANGED, type Tuple } from '../../activities/postgres/cdc/types';
+import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';
+
+/**
+ * The change applier against a real target: the same random history applied with plain SQL
+ * to one table and as Changes through the applier to another must leave them equal, whatever
+ * the buffer size, and again when the history is replayed over its own result.
+ */
+describe('CDC change applier', () => {
+  const db = uniqueName('cdc_apply');
+  let url: string;
+
+  beforeAll(async () => {
+    url = await createDatabase('target', db);
+  });
+
+  afterAll(async () => {
+    await dropDatabase('target', db);
+  });
+
+  // ---------------------------------------------------------------- helpers
+
+  const buf = (v: string | null): Buffer | null => (v === null ? null : Buffer.from(v));
+
+  /** Applies changes in transactions of `commitEvery` changes, as the CDC activity does. */
+  async function apply(changes: Change[], opts: ApplierOptions & { commitEvery?: number } = {}) {
+    return withClient(url, async (c) => {
+      await c.query('SET session_replication_role = replica');
+      const applier = new ChangeApplier(c, opts);
+      await c.query('BEGIN');
+      let n = 0;
+      for (const change of changes) {
+        await applier.add(change);
+        if (opts.commitEvery && ++n % opts.commitEvery === 0) {
+          await applier.flush();
+          await c.query('COMMIT');
+          await c.query('BEGIN');
+        }
+      }
+      await applier.flush();
+      await c.query('COMMIT');
+      return applier.stats;
+    });
+  }
+
+  async function digest(c: Client, table: string, key: string): Promise<{ rows: number; md5: string }> {
+    const r = await c.query(`SELECT count(*)::int AS rows, md5(coalesce(string_agg(t::text, ',' ORDER BY t.${key}), '')) AS md5 FROM ${table} t`);
+    return r.rows[0];
+  }
+
+  /** A small seeded PRNG (mulberry32): a failing history can be replayed from its seed. */
+  function prng(seed: number) {
+    let a = seed >>> 0;
+    const next = () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    return { next, int: (n: number) => Math.floor(next() * n), pick: <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)]! };
+  }
+
+  const NASTY = ['plain', 'tab\there', 'new\nline', 'carriage\rreturn', 'back\\slash', '\\N', '\\.', 'ünï €𝄞', `quote' "dq"`, '', ' spaced '];
+
+  // ---------------------------------------------------------------- a random history
+
+  const COLUMNS = ['id', 'Name', 'big', 'n', 'tags', 'at', 'flag'];
+  const RETURNING = 'RETURNING id::text, "Name", big, n::text, tags::text, at::text, flag::text';
+  const createT = (name: string) => `
+    CREATE TABLE ${name} (id int PRIMARY KEY, "Name" text, big text, n numeric(12,2), tags text[], at timestamptz, flag boolean NOT NULL DEFAULT false);
+    ALTER TABLE ${name} ALTER big SET STORAGE EXTERNAL;`;
+
+  interface History {
+    changes: Change[];
+    /** Source digest after the history. */
+    expected: { rows: number; md5: string };
+  }
+
+  /**
+   * Runs `steps` random statements on `src` one by one and returns them as the Changes pgoutput
+   * would send for `dst`: values are the source's text forms (RETURNING ::text), big values are
+   * stored out of line, and an update that leaves `big` alone often sends it as unchanged TOAST.
+   */
+  async function randomHistory(seed: number, steps: number, dst: ApplyTable): Promise<History> {
+    const r = prng(seed);
+    const changes: Change[] = [];
+    let lsn = 0x1_0000_0000n;
+    const ids = new Set<number>();
+    const value = () => (r.next() < 0.15 ? null : r.pick(NASTY) + (r.next() < 0.5 ? String(r.int(1000)) : ''));
+    const big = () => {
+      if (r.next() < 0.2) return null;
+      const len = r.next() < 0.5 ? 5 + r.int(20) : 3000 + r.int(6000);
+      let s = r.pick(NASTY);
+      while (s.length < len) s += Math.random().toString(36).slice(2);
+      return s;
+    };
+    const number = () => (r.next() < 0.1 ? null : (r.int(2_000_000) / 100 - 10_000).toFixed(2));
+    const tags = () => (r.next() < 0.2 ? null : [r.pick(NASTY), r.next() < 0.3 ? null : r.pick(NASTY)]);
+    const at = () => (r.next() < 0.2 ? null : new Date(Date.UTC(2020, 0, 1) + r.int(10 ** 11)).toISOString());
+    const freeId = () => {
+      for (;;) {
+        const id = 1 + r.int(400);
+        if (!ids.has(id)) return id;
+      }
+    };
+    const tuple = (row: Record<string, string | null>): Tuple => Object.values(row).map((v) => buf(v));
+    const keyOnly = (id: number): Tuple => [buf(String(id)), null, null, null, null, null, null];
+
+    await withClient(url, async (c) => {
+      for (let step = 0; step < steps; step++) {
+        lsn += BigInt(1 + r.int(5000));
+        const roll = r.next();
+        const existing = [...ids];
+        if (roll < 0.01) {
+          await c.query('TRUNCATE src');
+          ids.clear();
+          changes.push({ kind: 'truncate', tables: [dst], lsn, restartIdentity: r.next() < 0.5 });
+        } else if (roll < 0.3 || existing.length < 5) {
+          const id = freeId();
+          const q = await c.query(`INSERT INTO src VALUES ($1, $2, $3, $4, $5, $6, $7) ${RETURNING}`, [id, value(), big(), number(), tags(), at(), r.next() < 0.5]);
+          ids.add(id);
+          changes.push({ kind: 'insert', table: dst, lsn, new: tuple(q.rows[0]) });
+        } else if (roll < 0.45) {
+          const id = r.pick(existing);
+          await c.query('DELETE FROM src WHERE id = $1', [id]);
+          ids.delete(id);
+          changes.push({ kind: 'delete', table: dst, lsn, old: keyOnly(id) });
+        } else {
+          const id = r.pick(existing);
+          const sets: string[] = [];
+          const vals: unknown[] = [id];
+          const set = (col: string, v: unknown) => {
+            vals.push(v);
+            sets.push(`${quoteIdent(col)} = $${vals.length}`);
+          };
+          const move = r.next() < 0.12;
+          const newId = move ? freeId() : id;
+          if (move) set('id', newId);
+          if (r.next() < 0.5) set('Name', value());
+          const bigChanged = r.next() < 0.2;
+          if (bigChanged) set('big', big());
+          if (r.next() < 0.5) set('n', number());
+          if (r.next() < 0.2) set('tags', tags());
+          if (r.next() < 0.2) set('at', at());
+          if (r.next() < 0.2 || sets.length === 0) set('flag', r.next() < 0.5);
+          const q = await c.query(`UPDATE src SET ${sets.join(', ')} WHERE id = $1 ${RETURNING}`, vals);
+          const row: Tuple = tuple(q.rows[0]);
+          if (!bigChanged && r.next() < 0.7) row[2] = UNCHANGED;
+          if (move) {
+            ids.delete(id);
+            ids.add(newId);
+          }
+          changes.push({ kind: 'update', table: dst, lsn, new: row, ...(move ? { old: keyOnly(id) } : {}) });
+        }
+      }
+    });
+    const expected = await withClient(url, (c) => digest(c, 'src', 'id'));
+    return { changes, expected };
+  }
+
+  const dstTable: ApplyTable = { key: 'public.dst', schema: 'public', name: 'dst', columns: COLUMNS, keyColumns: [0] };
+
+  it('leaves the target equal to a source the same random history ran on, for any buffer size', async () => {
+    await withClient(url, (c) => c.query(createT('src') + createT('dst')));
+    const seed = Number(process.env.DBFERRY_APPLY_SEED ?? Date.now() % 100000);
+    const { changes, expected } = await randomHistory(seed, 2500, dstTable);
+    expect(changes.some((c) => c.kind === 'update' && c.old)).toBe(true);
+    expect(changes.some((c) => c.kind === 'update' && c.new.includes(UNCHANGED))).toBe(true);
+    for (const maxRows of [1, 7, 100, 100_000]) {
+      await withClient(url, (c) => c.query('TRUNCATE dst'));
+      const stats = await apply(changes, { maxRows, commitEvery: 331 });
+      const got = await withClient(url, (c) => digest(c, 'dst', 'id'));
+      expect({ seed, maxRows, ...got }).toEqual({ seed, maxRows, ...expected });
+      expect(stats.changes).toBe(changes.length);
+    }
+
+    // Replays converge: the whole history again over its own result, then its second half.
+    await apply(changes, { maxRows: 500 });
+    expect(await withClient(url, (c) => digest(c, 'dst', 'id'))).toEqual(expected);
+    for (const from of [changes.length >> 1, Math.floor(changes.length * 0.8)]) {
+      await apply(changes.slice(from), { maxRows: 7 });
+      expect({ seed, from, ...(await withClient(url, (c) => digest(c, 'dst', 'id'))) }).toEqual({ seed, from, ...expected });
+    }
+  });
+
+  // ---------------------------------------------------------------- focused cases
+
+  const t = (schema: string, name: string, columns: string[], keyColumns = [0]): ApplyTable => ({ key: `${schema}.${name}`, schema, name, columns, keyColumns });
+  const row = (...vs: Array<string | null | typeof UNCHANGED>): Tuple => vs.map((v) => (v === UNCHANGED ? UNCHANGED : buf(v)));
+  let lsn = 0x2_0000_0000n;
+  const ins = (table: ApplyTable, ...vs: Array<string | null>): Change => ({ kind: 'insert', table, lsn: ++lsn, new: row(...vs) });
+  const upd = (table: ApplyTable, ...vs: Array<string | null | typeof UNCHANGED>): Change => ({ kind: 'update', table, lsn: ++lsn, new: row(...vs) });
+  const del = (table: ApplyTable, ...key: string[]): Change => ({
+    kind: 'delete',
+    table,
+    lsn: ++lsn,
+    old: table.columns.map((_, i) => (table.keyColumns.includes(i) ? buf(key[table.keyColumns.indexOf(i)]!) : null)),
+  });
+  const rows = (c: Client, sql: string) => c.query(sql).then((r) => r.rows);
+
+  it('falls back to one-by-one when a secondary unique constraint needs the original order', async () => {
+    const u = t('public', 'uniq', ['id', 'code', 'note']);
+    await withClient(url, (c) => c.query(`CREATE TABLE uniq (id int PRIMARY KEY, code text UNIQUE, note text); INSERT INTO uniq VALUES (1, 'a', 'x'), (2, 'b', 'y'), (3, 'c', 'z')`));
+    const other = t('public', 'other', ['id', 'v']);
+    await withClient(url, (c) => c.query('CREATE TABLE other (id int PRIMARY KEY, v text)'));
+    // 1 and 2 swap codes through a temporary value; compacted, they collide in one UPDATE.
+    const changes = [
+      ins(other, '1', 'kept'),
+      upd(u, '1', 'tmp', UNCHANGED),
+      upd(u, '2', 'a', UNCHANGED),
+      upd(u, '1', 'b', 'x2'),
+      del(u, '3'),
+      ins(u, '4', 'c', 'w'),
+      ins(other, '2', 'kept too'),
+    ];
+    const stats = await apply(changes, { maxRows: 1000 });
+    expect(stats.fallbacks).toBe(1);
+    await withClient(url, async (c) => {
+      expect(await rows(c, 'SELECT id, code, note FROM uniq ORDER BY id')).toEqual([
+        { id: 1, code: 'b', note: 'x2' },
+        { id: 2, code: 'a', note: 'y' },
+        { id: 4, code: 'c', note: 'w' },
+      ]);
+      expect(await rows(c, 'SELECT id, v FROM other ORDER BY id')).toEqual([{ id: 1, v: 'kept' }, { id: 2, v: 'kept too' }]);
+    });
+  });
+
+  it('keeps the stored value of unchanged TOAST columns, alone and merged in a buffer', async () => {
+    const tt = t('public', 'toasty', ['id', 'doc', 'n']);
+    const big = 'x'.repeat(50_000) + 'ü';
+    await withClient(url, async (c) => {
+      await c.query('CREATE TABLE toasty (id int PRIMARY KEY, doc text NOT NULL, n int)');
+      await c.query('INSERT INTO toasty SELECT g, $1 || g, 0 FROM generate_series(1, 3) g', [big]);
+    });
+    for (const maxRows of [1, 1000]) {
+      await apply([upd(tt, '1', UNCHANGED, '1'), upd(tt, '2', UNCHANGED, '1'), upd(tt, '2', UNCHANGED, '2'), upd(tt, '3', 'small', '1'), upd(tt, '3', UNCHANGED, '2')], { maxRows });
+      const md5 = (v: string) => createHash('md5').update(v).digest('hex');
+      expect(await withClient(url, (c) => rows(c, 'SELECT id, md5(doc) AS doc, n FROM toasty ORDER BY id'))).toEqual([
+        { id: 1, doc: md5(big + '1'), n: 1 },
+        { id: 2, doc: md5(big + '2'), n: 2 },
+        { id: 3, doc: md5('small'), n: 2 },
+      ]);
+    }
+  });
+
+  it('works with hostile identifiers, composite keys, key changes and truncates', async () => {
+    const schema = 'Sales Ü';
+    const name = 'Order "Items"';
+    const cols = ['Order Id', 'line"no', 'select', 'Ünïcode Name', 'with\ttab'];
+    const table = qualifiedTable(schema, name);
+    const q = cols.map(quoteIdent);
+    await withClient(url, (c) =>
+      c.query(`CREATE SCHEMA ${quoteIdent(schema)};
+        CREATE TABLE ${table} (${q[0]} int, ${q[1]} text, ${q[2]} text, ${q[3]} text, ${q[4]} int GENERATED BY DEFAULT AS IDENTITY, PRIMARY KEY (${q[0]}, ${q[1]}));
+        CREATE TABLE ${qualifiedTable(schema, 'select')} (${quoteIdent('Id')} int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, ${quoteIdent('from')} text)`),
+    );
+    const items = t(schema, name, cols, [0, 1]);
+    const sel = t(schema, 'select', ['Id', 'from']);
+    const move = (table: ApplyTable, old: Tuple, now: Tuple): Change => ({ kind: 'update', table, lsn: ++lsn, old, new: now });
+    for (const maxRows of [1, 1000]) {
+      await apply([
+        ins(items, '1', 'a', 'x', 'ü', '1'),
+        ins(items, '1', 'b', 'y', null, '2'),
+        ins(items, '2', 'a"b', 'z', 'ß', '3'),
+        upd(items, '1', 'a', 'x2', UNCHANGED, '1'),
+        move(items, row('1', 'b', null, null, null), row('1', 'c', 'y2', UNCHANGED, '2')),
+        del(items, '2', 'a"b'),
+        ins(sel, '10', 'first'),
+        ins(sel, '11', 'second'),
+        move(sel, row('10', null), row('12', 'moved')),
+        upd(sel, '11', 'second!'),
+        { kind: 'truncate', tables: [sel], lsn: ++lsn, restartIdentity: true },
+        ins(sel, '20', 'after'),
+      ], { maxRows });
+      await withClient(url, async (c) => {
+        expect(await rows(c, `SELECT ${q.join(', ')} FROM ${table} ORDER BY 1, 2`)).toEqual([
+          { 'Order Id': 1, 'line"no': 'a', select: 'x2', 'Ünïcode Name': 'ü', 'with\ttab': 1 },
+          { 'Order Id': 1, 'line"no': 'c', select: 'y2', 'Ünïcode Name': null, 'with\ttab': 2 },
+        ]);
+        expect(await rows(c, `SELECT * FROM ${qualifiedTable(schema, 'select')}`)).toEqual([{ Id: 20, from: 'after' }]);
+      });
+    }
+  });
+
+  it('names the table, the key and the LSN of a change the target refuses', async () => {
+    const strict = t('public', 'strict', ['id', 'v', 'n']);
+    await withClient(url, (c) => c.query('CREATE TABLE strict (id int PRIMARY KEY, v text NOT NULL, n int CHECK (n >= 0))'));
+    const good = Array.from({ length: 100 }, (_, i) => ins(strict, String(i), 'ok', String(i)));
+    const badCheck = upd(strict, '57', 'ok', '-1');
+    const badNull = ins(strict, '1000', null, '1');
+    const cases = [
+      { changes: [...good, badCheck, ...good.slice(0, 10)], culprit: badCheck, key: '(id)=(57)', why: /check constraint/ },
+      { changes: [badNull], culprit: badNull, key: '(id)=(1000)', why: /not-null/ },
+    ];
+    for (const { changes, culprit, key, why } of cases) {
+      for (const maxRows of [1, 1000]) {
+        const err: unknown = await apply(changes, { maxRows }).then(() => undefined, (e: unknown) => e);
+        expect(err).toBeInstanceOf(ApplicationFailure);
+        const f = err as ApplicationFailure;
+        expect(f.type).toBe('DataError');
+        expect(f.nonRetryable).toBe(true);
+        const lsnText = `${(culprit.lsn >> 32n).toString(16).toUpperCase()}/${(culprit.lsn & 0xffffffffn).toString(16).toUpperCase()}`;
+        expect(f.message).toContain('public.strict');
+        expect(f.message).toContain(key);
+        expect(f.message).toContain(`LSN ${lsnText}`);
+        expect(f.message).toMatch(why);
+      }
+    }
+    // Nothing of the refused transactions stayed.
+    expect(await withClient(url, (c) => rows(c, 'SELECT count(*)::int AS n FROM strict'))).toEqual([{ n: 0 }]);
+  });
+
+  it('counts updates of missing rows and skips them', async () => {
+    const m = t('public', 'missing', ['id', 'v']);
+    await withClient(url, (c) => c.query(`CREATE TABLE missing (id int PRIMARY KEY, v text); INSERT INTO missing VALUES (1, 'a')`));
+    for (const maxRows of [1, 1000]) {
+      const stats = await apply([upd(m, '1', 'b'), upd(m, '2', 'x'), upd(m, '3', 'y'), del(m, '1'), upd(m, '1', 'c')], { maxRows });
+      expect(stats.missedUpdates).toBe(3);
+      expect(await withClient(url, (c) => rows(c, 'SELECT * FROM missing'))).toEqual([]);
+      await withClient(url, (c) => c.query(`INSERT INTO missing VALUES (1, 'a')`));
+    }
+  });
+
+  // ---------------------------------------------------------------- throughput (printed, not asserted)
+
+  it('measures throughput: a 200,000-row update transaction and a stream of small transactions', async () => {
+    const accounts = t('public', 'accounts', ['aid', 'bid', 'abalance', 'filler']);
+    const history = t('public', 'history', ['hid', 'tid', 'bid', 'aid', 'delta', 'mtime', 'filler']);
+    const N = Number(process.env.DBFERRY_APPLY_BENCH_ACCOUNTS ?? 1_000_000);
+    const U = Number(process.env.DBFERRY_APPLY_BENCH_ROWS ?? 200_000);
+    await withClient(url, async (c) => {
+      await c.query(`CREATE TABLE accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
+        INSERT INTO accounts SELECT g, (g - 1) / 100000 + 1, 0, '' FROM generate_series(1, ${N}) g;
+        CREATE TABLE history (hid bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, tid int, bid int, aid int, delta int, mtime timestamp, filler char(22))`);
+      await c.query('VACUUM ANALYZE accounts');
+    });
+    const filler = Buffer.from(' '.repeat(84));
+    const r = prng(42);
+    // Built up front: the decoder's cost is not the applier's.
+    const big: Change[] = [];
+    for (let i = 0; i < U; i++) {
+      const aid = 1 + r.int(N);
+      big.push({ kind: 'update', table: accounts, lsn: BigInt(i), new: [Buffer.from(String(aid)), Buffer.from(String(Math.ceil(aid / 100000))), Buffer.from(String(r.int(10000) - 5000)), filler] });
+    }
+    const t0 = process.hrtime.bigint();
+    const stats = await apply(big);
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    console.log(`cdc apply: one ${U}-row update transaction on a ${N}-row table: ${Math.round(U / (ms / 1000))} rows/s (${ms.toFixed(0)} ms, ${stats.batches} buffers, ${stats.missedUpdates} missed)`);
+
+    // pgbench's transaction: one accounts update and one history insert, committed in groups as the CDC loop does.
+    const historyRow = (i: number, aid: number): Tuple => [
+      ...[i + 1, 1 + (i % 10), 1, aid, r.int(10000) - 5000].map((v) => Buffer.from(String(v))),
+      Buffer.from('2024-05-01 12:00:00.123456'),
+      null,
+    ];
+    const txs = Number(process.env.DBFERRY_APPLY_BENCH_TXS ?? 30_000);
+    const perCommit = 300; // ~85 ms of a 3,500 tx/s stream
+    const small: Change[] = [];
+    for (let i = 0; i < txs; i++) {
+      const aid = 1 + r.int(N);
+      small.push({ kind: 'update', table: accounts, lsn: BigInt(i), new: [Buffer.from(String(aid)), Buffer.from(String(Math.ceil(aid / 100000))), Buffer.from(String(r.int(10000))), filler] });
+      small.push({ kind: 'insert', table: history, lsn: BigInt(i), new: historyRow(i, aid) });
+    }
+    const latencies: number[] = [];
+    const t1 = process.hrtime.bigint();
+    await withClient(url, async (c) => {
+      await c.query('SET session_replication_role = replica');
+      const applier = new ChangeApplier(c);
+      for (let i = 0; i < small.length; i += 2 * perCommit) {
+        const start = process.hrtime.bigint();
+        await c.query('BEGIN');
+        for (const change of small.slice(i, i + 2 * perCommit)) await applier.add(change);
+        await applier.flush();
+        await c.query('COMMIT');
+        latencies.push(Number(process.hrtime.bigint() - start) / 1e6);
+      }
+    });
+    const ms2 = Number(process.hrtime.bigint() - t1) / 1e6;
+    latencies.sort((a, b) => a - b);
+    console.log(
+      `cdc apply: ${txs} small transactions (update + insert), committed every ${perCommit}: ${Math.round(txs / (ms2 / 1000))} tx/s, ` +
+        `${Math.round(small.length / (ms2 / 1000))} changes/s; per commit of ${perCommit} tx: median ${latencies[latencies.length >> 1]!.toFixed(1)} ms, ` +
+        `p99 ${latencies[Math.floor(latencies.length * 0.99)]!.toFixed(1)} ms`,
+    );
+    expect(await withClient(url, (c) => rows(c, 'SELECT count(*)::int AS n FROM history'))).toEqual([{ n: txs }]);
+  });
+});

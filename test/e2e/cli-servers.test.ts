@@ -41,13 +41,17 @@ describe('dbferry dev-server, setup-namespace and worker', () => {
   it('one Ctrl-C stops a waiting `start --wait` (no worker ever picks the migration up)', async () => {
     const plan = writePlan('name: ctrl-c\nsource: { engine: postgres, url: env:X }\ntarget: { engine: postgres, url: env:Y }\n');
     const run = dbferry(['start', plan, '--wait'], cliEnv('q-nobody-listens'));
-    await new Promise((r) => setTimeout(r, 2_000));
+    const { client, close } = await temporalClient();
+    // Interrupt it once it waits (the workflow exists), however slow the machine is today.
+    for (let i = 0; i < 300 && !(await client.workflow.getHandle('migration-ctrl-c').describe().catch(() => undefined)); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 500));
     const started = Date.now();
     run.child.kill('SIGINT');
     const res = await run;
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(res.code).not.toBe(0);
-    const { client, close } = await temporalClient();
     await client.workflow.getHandle('migration-ctrl-c').terminate('test over').finally(close);
   });
 

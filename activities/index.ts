@@ -2,7 +2,9 @@
  * Every exported function of createActivities() is an activity. The workflow calls them by
  * these engine-neutral names; each dispatches to the engine the plan names.
  */
-import type { ActivityInput, LoadTaskInput } from '../plan/migration-types';
+import type { ActivityInput, Alert, LoadTaskInput } from '../plan/migration-types';
+import type { Plan } from '../plan/plan-schema';
+import { postAlert } from './alerts/webhook';
 import { buildIndexesPostgres } from './postgres/build-indexes';
 import { createDatabasePostgres } from './postgres/create-database';
 import { createTablesPostgres } from './postgres/create-tables';
@@ -33,6 +35,7 @@ export function createActivities() {
     beginCutover: (input: ActivityInput) => beginCutoverPostgres(input),
     finalizeCutover: (input: ActivityInput) => finalizeCutoverPostgres(input),
     cleanupSource: (input: ActivityInput) => cleanupSourcePostgres(input),
+    sendAlert: (input: { plan: Plan; alert: Alert }) => postAlert(input.plan, input.alert),
   };
 }
 

@@ -60,6 +60,9 @@ export function formatStatus(s: MigrationStatus, live?: unknown): string {
     if (s.failure.hint) out.push(`  hint: ${s.failure.hint}`);
     if (s.phase === 'awaiting-operator') out.push(`  decide: dbferry retry ${s.name} | dbferry skip ${s.name} | dbferry abort ${s.name} [--reason TEXT]`);
   }
+  if (s.alerts?.missed.length) {
+    out.push('', `ALERTS NOT DELIVERED (${s.alerts.missed.length}; ${s.alerts.sent} delivered):`, ...s.alerts.missed.map((m) => `  - ${m.at} ${m.kind}: ${m.error}`));
+  }
   if (s.leftBehind?.length) out.push('', 'left behind:', ...s.leftBehind.map((l) => `  - ${l}`));
   return out.join('\n');
 }

@@ -112,6 +112,8 @@ export interface MigrationStatus {
    */
   tablesOmitted?: number;
   totals?: TableTotals;
+  /** With alerts.webhook: deliveries, and those that failed. */
+  alerts?: AlertDelivery;
   /** CDC modes: where replication stands on the source and the cutover, once asked for. */
   cdc?: {
     slot: string;
@@ -347,6 +349,28 @@ export interface MigrationReport {
   dumpRestore?: DumpRestoreResult;
   build?: BuildResult;
   validation?: ValidateResult;
+}
+
+export type AlertKind = 'paused' | 'resumed' | 'failed' | 'completed' | 'aborted' | 'cdc-lag' | 'slot-wal' | 'check';
+
+/** What goes to the webhook: `text` for Slack-compatible receivers, the fields for the others. */
+export interface Alert {
+  kind: AlertKind;
+  text: string;
+  step?: StepName;
+  table?: string;
+  /** A key or source position the alert is about. */
+  position?: string;
+  cause?: string;
+  /** The command that resolves it. */
+  command?: string;
+  at: string;
+}
+
+/** Alerts that could not be delivered (after retries): shown by `dbferry status`. */
+export interface AlertDelivery {
+  sent: number;
+  missed: Array<{ kind: AlertKind; at: string; error: string }>;
 }
 
 /** The final result of the `dbferry check` workflow. */

@@ -79,6 +79,8 @@ export interface CdcOptions {
 export interface AlertOptions {
   webhook?: string;
   lagSeconds: number;
+  /** Alert when the CDC slot holds back more source WAL than this (GB). */
+  slotWalGb: number;
 }
 
 export interface AwsOptions {
@@ -371,8 +373,9 @@ const alerts = strict(
   {
     webhook: secretRef('webhook', 'a reference to the webhook URL: env:VAR or file:PATH').optional(),
     lagSeconds: z.number(expected('a positive number of seconds')).positive(expected('a positive number of seconds')).default(60),
+    slotWalGb: z.number(expected('a positive number of GB')).positive(expected('a positive number of GB')).default(10),
   },
-  'a mapping with webhook and lagSeconds',
+  'a mapping with webhook, lagSeconds and slotWalGb',
 ).optional();
 
 const awsName = (what: string, requiredHint?: string) => nonEmptyString(what, requiredHint);

@@ -3,6 +3,7 @@
  * feeds it events (step started, failed, operator decided) and publishes what it reports.
  */
 import type {
+  AlertKind,
   CdcTableStats,
   CutoverAck,
   DecisionRecord,
@@ -206,6 +207,16 @@ export class MigrationState {
 
   cutoverBegun(ack: CutoverAck, now: string): void {
     this.#status.cdc = { slot: '', publication: '', ...this.#status.cdc, cutover: { ...ack, at: now } };
+  }
+
+  alertSent(): void {
+    this.#status.alerts = { sent: (this.#status.alerts?.sent ?? 0) + 1, missed: this.#status.alerts?.missed ?? [] };
+  }
+
+  /** An alert that could not be delivered: kept (the last 20) for `dbferry status`. */
+  alertMissed(kind: AlertKind, at: string, error: string): void {
+    const missed = [...(this.#status.alerts?.missed ?? []), { kind, at, error }].slice(-20);
+    this.#status.alerts = { sent: this.#status.alerts?.sent ?? 0, missed };
   }
 
   recordCdc(tables: CdcTableStats[]): void {

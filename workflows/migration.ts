@@ -13,7 +13,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { FailureType } from '../plan/failure-types';
-import type { CleanupResult, MigrationReport, Phase, StepName } from '../plan/migration-types';
+import type { Alert, CleanupResult, MigrationReport, Phase, StepName } from '../plan/migration-types';
 import type { Plan } from '../plan/plan-schema';
 import { DBFERRY_MIGRATION, DBFERRY_PHASE, DBFERRY_SOURCE, DBFERRY_TARGET } from '../plan/search-attributes';
 import { describeFailure } from './failures';
@@ -35,6 +35,12 @@ const long = proxyActivities<Activities>({ startToCloseTimeout: '30 days', heart
 // The applier runs until cutover; its heartbeat (every 5 s) is what proves it alive, and a
 // source or target restart is retried for a while before the operator is asked.
 const cdc = proxyActivities<Activities>({ startToCloseTimeout: '3650 days', heartbeatTimeout: '30 seconds', retry: cdcRetry });
+
+// An alert is retried for about a minute; one that still fails is recorded, never fatal.
+const alerting = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 4 },
+});
 
 class Aborted extends Error {}
 
@@ -76,6 +82,23 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     upsertMemo({ [STATUS_MEMO_KEY]: compactStatus(status) });
     setCurrentDetails(currentDetails(status));
   };
+
+  // Alerts go out in the background: a slow or dead receiver never holds the migration up.
+  const deliveries: Promise<void>[] = [];
+  const alert = (a: Omit<Alert, 'at'>) => {
+    if (!plan.alerts?.webhook) return;
+    const full: Alert = { ...a, at: now() };
+    deliveries.push(
+      alerting.sendAlert({ plan, alert: full }).then(
+        () => state.alertSent(),
+        (err) => {
+          state.alertMissed(full.kind, full.at, describeFailure('preflight', err, full.at).message);
+          publish();
+        },
+      ),
+    );
+  };
+  const alertsDelivered = () => Promise.allSettled(deliveries.splice(0));
 
   setHandler(statusQuery, () => state.snapshot());
   setHandler(
@@ -137,11 +160,26 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       } catch (err) {
         // A cancelled workflow ends as cancelled, not as a step waiting for a person.
         if (isCancellation(err) || err instanceof Aborted) throw err;
-        state.stepFailed(describeFailure(name, err, now()));
+        const failure = describeFailure(name, err, now());
+        state.stepFailed(failure);
         publish();
+        alert({
+          kind: 'paused',
+          step: name,
+          ...(failure.table ? { table: failure.table } : {}),
+          cause: `${failure.type}: ${failure.message}`,
+          command: `dbferry retry ${plan.name}`,
+          text:
+            `:warning: dbferry migration *${plan.name}* is waiting for an operator: step *${name}* failed (${failure.type})` +
+            `${failure.table ? ` on ${failure.table}` : ''}: ${failure.message}` +
+            `${failure.hint ? `\nhint: ${failure.hint}` : ''}\nthen: \`dbferry retry ${plan.name}\` (or \`dbferry skip ${plan.name}\` / \`dbferry abort ${plan.name}\`)`,
+        });
         await condition(() => state.hasDecision());
         const decision = state.takeDecision()!;
         publish();
+        if (decision.action !== 'abort') {
+          alert({ kind: 'resumed', step: name, text: `dbferry migration *${plan.name}*: ${decision.action} of step *${name}* by the operator${decision.reason ? ` (${decision.reason})` : ''}` });
+        }
         if (decision.action === 'abort') throw new Aborted(decision.reason ?? 'no reason given');
         if (decision.action === 'skip') return undefined;
       }
@@ -217,7 +255,10 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     report.finalize = await step('finalize', () => quick.finalizeCutover(input));
     state.completed(now());
     publish();
+    alert({ kind: 'completed', text: `:white_check_mark: dbferry migration *${plan.name}* completed${report.validation ? ': every table validated equal' : ''}` });
+    await alertsDelivered();
     report.status = state.snapshot();
+    publish();
     await condition(allHandlersFinished);
     return compactReport(report);
   } catch (err) {
@@ -229,6 +270,9 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       }
       state.aborted(now(), leftBehind(state.snapshot(), plan, cleanup));
       publish();
+      alert({ kind: 'aborted', text: `dbferry migration *${plan.name}* was aborted by the operator: ${err.message}` });
+      await alertsDelivered();
+      publish();
       await condition(allHandlersFinished);
       throw ApplicationFailure.create({
         type: ABORTED_FAILURE_TYPE,
@@ -239,6 +283,9 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     }
     const failure = describeFailure(state.snapshot().failure?.step ?? 'preflight', err, now());
     state.failed(now(), failure);
+    publish();
+    alert({ kind: 'failed', step: failure.step, cause: `${failure.type}: ${failure.message}`, text: `:x: dbferry migration *${plan.name}* failed in ${failure.step}: ${failure.message}` });
+    await alertsDelivered();
     publish();
     throw ApplicationFailure.create({ type: failure.type, nonRetryable: true, message: failure.message });
   }

@@ -4,6 +4,7 @@ import type { Plan } from '../../plan/plan-schema';
 import { qualifiedKey, type TableModel } from '../../plan/schema-model';
 import { resolveEndpoint, withConnection, type PgEndpoint } from './connection';
 import { withHeartbeat } from '../heartbeat';
+import { postAlert } from '../alerts/webhook';
 import { existingTables } from './catalog';
 import { createSchemaStatements } from './ddl';
 import { introspectPostgres } from './introspect';
@@ -66,6 +67,14 @@ async function preflight(input: ActivityInput & { withTargetSchema?: boolean }):
       checkToolVersion(await findPgTools(), Number(sourceSide.info.version.split('.')[0]), src.description);
     } catch (err) {
       findings.push({ severity: 'blocking', code: 'pg-dump', message: (err as Error).message });
+    }
+  }
+  if (plan.alerts?.webhook) {
+    // A warning, not a block: a dead receiver must not hold a migration up (missed alerts show in status).
+    try {
+      await postAlert(plan, { kind: 'check', text: `dbferry migration *${plan.name}*: preflight check; this migration's alerts arrive here`, at: new Date().toISOString() });
+    } catch (err) {
+      findings.push({ severity: 'warning', code: 'alert-webhook', message: `${(err as Error).message}: alerts of this migration would be missed (fix alerts.webhook, or skip this finding)` });
     }
   }
   if (Number(targetInfo.version.split('.')[0]) < Number(sourceSide.info.version.split('.')[0])) {

@@ -117,7 +117,7 @@ describe('parsePlan: a valid plan', () => {
 
   test('alerts get lagSeconds 60 by default; aws cleanup false', () => {
     const p = ok(plan({ alerts: { webhook: 'file:/run/secrets/hook' }, runner: 'aws', aws: { region: 'us-east-1' } }));
-    expect(p.alerts).toEqual({ webhook: 'file:/run/secrets/hook', lagSeconds: 60 });
+    expect(p.alerts).toEqual({ webhook: 'file:/run/secrets/hook', lagSeconds: 60, slotWalGb: 10 });
     expect(p.aws).toEqual({ region: 'us-east-1', cleanup: false });
   });
 

@@ -4,6 +4,7 @@ import type { Client } from 'pg';
 import { FailureType } from '../../../plan/failure-types';
 import { formatLsn, parseLsn } from '../../../plan/lsn';
 import type { ActivityInput, CdcProgress, CdcResult, CdcTableStats } from '../../../plan/migration-types';
+import { postAlert } from '../../alerts/webhook';
 import { withHeartbeat } from '../../heartbeat';
 import { closeQuietly, connect, resolveEndpoint, type PgEndpoint } from '../connection';
 import { toFailure } from '../errors';
@@ -90,7 +91,8 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
     };
   };
 
-  return withHeartbeat(progress, async (signal) => {
+  const alarms = new CdcAlarms(plan);
+  return withHeartbeat(() => ({ ...progress(), ...alarms.details() }), async (signal) => {
     try {
       target = await connect(tgt, { purpose: 'cdc apply' });
       await target.query('SET session_replication_role = replica');
@@ -137,9 +139,14 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
       const poll = setInterval(() => {
         void (async () => {
           const c = await sourceCatalog();
-          const r = await c.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+          const r = await c.query<{ lsn: string; retained: string | null }>(
+            `SELECT pg_current_wal_lsn()::text AS lsn,
+                    (SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint::text FROM pg_replication_slots WHERE slot_name = $1) AS retained`,
+            [plan.cdc.slot],
+          );
           const lsn = parseLsn(r.rows[0]!.lsn);
           if (lsn > live.sourceLsn) live.sourceLsn = lsn;
+          await alarms.check(progress().lagSeconds, Number(r.rows[0]!.retained ?? 0));
         })().catch(() => undefined);
       }, 5_000);
       signal?.addEventListener('abort', () => clearInterval(poll));
@@ -361,6 +368,45 @@ function keylessChange(m: Extract<PgoutputMessage, { tag: 'insert' | 'update' | 
     });
   }
   return m.tag === 'update' ? { kind: 'update' as const, old: m.old.tuple, new: m.new } : { kind: 'delete' as const, old: m.old.tuple };
+}
+
+/**
+ * Lag and retained-WAL alerts, once per breach (again only after the value has come back under
+ * half the threshold). A delivery that fails is kept for the heartbeat (`dbferry status`).
+ */
+class CdcAlarms {
+  #lagAlerted = false;
+  #walAlerted = false;
+  #missed: Array<{ kind: string; at: string; error: string }> = [];
+
+  constructor(private readonly plan: ActivityInput['plan']) {}
+
+  details() {
+    return this.#missed.length ? { alertsMissed: this.#missed } : {};
+  }
+
+  async check(lagSeconds: number, retainedBytes: number): Promise<void> {
+    const a = this.plan.alerts;
+    if (!a?.webhook) return;
+    const gb = retainedBytes / 1024 ** 3;
+    if (!this.#lagAlerted && lagSeconds > a.lagSeconds) {
+      this.#lagAlerted = true;
+      await this.#send('cdc-lag', `:hourglass: dbferry migration *${this.plan.name}*: CDC is ${lagSeconds.toFixed(0)} s behind the source (alert threshold ${a.lagSeconds} s)`);
+    } else if (lagSeconds < a.lagSeconds / 2) this.#lagAlerted = false;
+    if (!this.#walAlerted && gb > a.slotWalGb) {
+      this.#walAlerted = true;
+      await this.#send('slot-wal', `:floppy_disk: dbferry migration *${this.plan.name}*: replication slot ${this.plan.cdc.slot} holds ${gb.toFixed(1)} GB of WAL on the source (threshold ${a.slotWalGb} GB): CDC is behind or stopped, and the source's disk fills`);
+    } else if (gb < a.slotWalGb / 2) this.#walAlerted = false;
+  }
+
+  async #send(kind: 'cdc-lag' | 'slot-wal', text: string): Promise<void> {
+    const at = new Date().toISOString();
+    try {
+      await postAlert(this.plan, { kind, text, at });
+    } catch (err) {
+      this.#missed = [...this.#missed, { kind, at, error: (err as Error).message }].slice(-20);
+    }
+  }
 }
 
 function sum(s: CdcTableStats): number {

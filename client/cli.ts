@@ -8,6 +8,7 @@ import {
   cleanupMigration,
   decide,
   listMigrations,
+  pauseOrResume,
   requestCutover,
   withLiveCdc,
   liveProgress,
@@ -143,6 +144,16 @@ for (const action of ['retry', 'skip', 'abort'] as DecisionAction[]) {
     .option('--reason <text>', 'why (recorded in the migration history)')
     .action(async (name: string, opts: { reason?: string }) => {
       await withClient(temporal(), async (client) => console.log(await decide(client, name, action, opts.reason)));
+    });
+}
+
+for (const action of ['pause', 'resume'] as const) {
+  program
+    .command(`${action} <name>`)
+    .description(action === 'pause' ? 'hold CDC apply (the slot keeps the changes on the source)' : 'continue CDC apply after a pause')
+    .option('--reason <text>', 'why (recorded in the migration status)')
+    .action(async (name: string, opts: { reason?: string }) => {
+      await withClient(temporal(), async (client) => console.log(await pauseOrResume(client, name, action, opts.reason)));
     });
 }
 

@@ -12,7 +12,15 @@ import { ApplicationFailure, defaultPayloadConverter, WorkflowIdReusePolicy } fr
 import { DBFERRY_MIGRATION, DBFERRY_PHASE, migrationWorkflowId, type Plan } from '../plan';
 import type { CdcProgress, CheckResult, CleanupResult, CutoverAck, DecisionAction, MigrationReport, MigrationStatus } from '../plan/migration-types';
 import type { checkWorkflow, cleanupWorkflow, migrationWorkflow } from '../workflows';
-import { ABORTED_FAILURE_TYPE, cutoverUpdate, operatorDecisionSignal, operatorDecisionUpdate, STATUS_MEMO_KEY } from '../workflows/messages';
+import {
+  ABORTED_FAILURE_TYPE,
+  cutoverUpdate,
+  operatorDecisionSignal,
+  operatorDecisionUpdate,
+  pauseCdcUpdate,
+  resumeCdcUpdate,
+  STATUS_MEMO_KEY,
+} from '../workflows/messages';
 import { CliError, Exit, type ExitCode } from './exit-codes';
 import { describeOrUndefined, firstLine, type TemporalOptions } from './temporal';
 
@@ -309,5 +317,27 @@ export async function cleanupMigration(client: Client, o: TemporalOptions, name:
   } catch (err) {
     const cause = err instanceof WorkflowFailedError ? ((err.cause?.cause as Error | undefined) ?? err.cause) : undefined;
     throw new CliError(Exit.Failed, `cleanup failed: ${cause?.message ?? firstLine(err)}`);
+  }
+}
+
+/** `dbferry pause|resume`: hold or continue CDC apply (Updates; refused with the reason, exit 5). */
+export async function pauseOrResume(client: Client, name: string, action: 'pause' | 'resume', reason?: string): Promise<string> {
+  const d = await requireMigration(client, name);
+  if (d.status.name !== 'RUNNING') {
+    throw new CliError(Exit.Refused, `migration ${name} is not running (${statusFromDescription(d)?.phase ?? d.status.name.toLowerCase()}): nothing to ${action}`);
+  }
+  const handle = client.workflow.getHandle(d.workflowId);
+  try {
+    return await client.connection.withDeadline(Date.now() + 30_000, () =>
+      action === 'pause'
+        ? handle.executeUpdate(pauseCdcUpdate, { args: [{ reason }], updateId: `pause-${randomUUID()}` })
+        : handle.executeUpdate(resumeCdcUpdate, { updateId: `resume-${randomUUID()}` }),
+    );
+  } catch (err) {
+    if (err instanceof WorkflowUpdateFailedError) throw new CliError(Exit.Refused, `${action} refused: ${err.cause?.message ?? err.message}`);
+    if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || /deadline/i.test(String(err))) {
+      throw new CliError(Exit.Failed, `no worker answered the ${action} within 30 s: is a dbferry worker running?`);
+    }
+    throw err;
   }
 }

@@ -43,6 +43,7 @@ export function formatStatus(s: MigrationStatus, live?: unknown): string {
         `${cdc.caughtUp ? 'caught up' : 'catching up'}; ${cdc.transactions} transactions, ${cdc.changes} changes applied`,
     );
   }
+  if (s.cdc?.paused) out.push(`  PAUSED by the operator at ${s.cdc.paused.at}${s.cdc.paused.reason ? ` (${s.cdc.paused.reason})` : ''}: dbferry resume ${s.name}`);
   if (s.cdc?.cutover) out.push(`  cutover: marker at ${s.cdc.cutover.markerLsn} (${s.cdc.cutover.at}); draining, then validate and finalize`);
   const rest = Array.isArray(live) ? live.filter((x) => x !== cdc) : live;
   if (rest && (!Array.isArray(rest) || rest.length > 0)) out.push('', `live: ${JSON.stringify(rest)}`);

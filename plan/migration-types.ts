@@ -120,6 +120,8 @@ export interface MigrationStatus {
     publication: string;
     startLsn?: string;
     cutover?: CutoverAck & { at: string };
+    /** Set while the operator holds CDC apply (`dbferry pause`). */
+    paused?: { at: string; reason?: string };
   };
 }
 

@@ -11,6 +11,9 @@ export const operatorDecisionSignal = defineSignal<[OperatorDecision]>('operator
  * validates and finalizes.
  */
 export const cutoverUpdate = defineUpdate<CutoverAck, []>('cutover');
+/** Holds CDC apply (the slot keeps the changes meanwhile) / lets it continue. Refused when not possible now. */
+export const pauseCdcUpdate = defineUpdate<string, [{ reason?: string }]>('pauseCdc');
+export const resumeCdcUpdate = defineUpdate<string, []>('resumeCdc');
 /** Live status (needs a worker; `dbferry status` falls back to the memo without one). */
 export const statusQuery = defineQuery<MigrationStatus>('status');
 

@@ -195,9 +195,40 @@ export class MigrationState {
     if (this.#status.cdc?.cutover) throw new DecisionRefused(`cutover of ${name} is already under way (marker at ${this.#status.cdc.cutover.markerLsn})`);
     if (this.#cutoverChecking) throw new DecisionRefused(`a cutover of ${name} is being checked right now`);
     if (this.pausedStep) throw new DecisionRefused(`migration ${name} is waiting for an operator on ${this.pausedStep}: resolve that first`);
+    if (this.#pauseWanted) throw new DecisionRefused(`CDC of ${name} is paused: dbferry resume ${name} first`);
     if (this.#status.phase !== 'cdc' || this.#step('cdc').status !== 'Running') {
       throw new DecisionRefused(`migration ${name} is in phase ${this.#status.phase}: cutover is possible once CDC runs`);
     }
+  }
+
+  #pauseWanted = false;
+
+  get cdcPauseWanted(): boolean {
+    return this.#pauseWanted;
+  }
+
+  /** Synchronous: backs the pause Update's validator. */
+  validatePause(): void {
+    const name = this.#status.name;
+    if (this.#status.phase !== 'cdc' || this.#step('cdc').status !== 'Running') {
+      throw new DecisionRefused(`migration ${name} is in phase ${this.#status.phase}: only running CDC can be paused`);
+    }
+    if (this.#status.cdc?.cutover) throw new DecisionRefused(`cutover of ${name} is under way: CDC must drain, not pause`);
+    if (this.#pauseWanted) throw new DecisionRefused(`CDC of ${name} is already paused`);
+  }
+
+  validateResume(): void {
+    if (!this.#pauseWanted) throw new DecisionRefused(`CDC of ${this.#status.name} is not paused`);
+  }
+
+  pauseCdc(now: string, reason?: string): void {
+    this.#pauseWanted = true;
+    this.#status.cdc = { slot: '', publication: '', ...this.#status.cdc, paused: { at: now, ...(reason ? { reason } : {}) } };
+  }
+
+  resumeCdc(): void {
+    this.#pauseWanted = false;
+    if (this.#status.cdc) delete this.#status.cdc.paused;
   }
 
   #cutoverChecking = false;

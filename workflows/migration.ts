@@ -18,7 +18,16 @@ import type { Plan } from '../plan/plan-schema';
 import { DBFERRY_MIGRATION, DBFERRY_PHASE, DBFERRY_SOURCE, DBFERRY_TARGET } from '../plan/search-attributes';
 import { describeFailure } from './failures';
 import { runFullLoad } from './full-load';
-import { ABORTED_FAILURE_TYPE, cutoverUpdate, operatorDecisionSignal, operatorDecisionUpdate, STATUS_MEMO_KEY, statusQuery } from './messages';
+import {
+  ABORTED_FAILURE_TYPE,
+  cutoverUpdate,
+  operatorDecisionSignal,
+  operatorDecisionUpdate,
+  pauseCdcUpdate,
+  resumeCdcUpdate,
+  STATUS_MEMO_KEY,
+  statusQuery,
+} from './messages';
 import { MigrationState } from './migration-state';
 import { compactReport, compactStatus, currentDetails, leftBehind } from './reporting';
 import { activityRetry, cdcRetry } from './retry-policy';
@@ -135,6 +144,24 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       description: 'Cut over a CDC migration: check that writes have stopped, drain CDC, validate, carry sequences, drop slot and publication',
     },
   );
+  setHandler(
+    pauseCdcUpdate,
+    ({ reason }) => {
+      state.pauseCdc(now(), reason);
+      publish();
+      return `CDC of ${plan.name} pauses: the slot keeps the source's changes until dbferry resume ${plan.name}`;
+    },
+    { validator: (_: { reason?: string }) => state.validatePause(), description: 'Hold CDC apply; the slot keeps the changes' },
+  );
+  setHandler(
+    resumeCdcUpdate,
+    () => {
+      state.resumeCdc();
+      publish();
+      return `CDC of ${plan.name} resumes from its last applied transaction`;
+    },
+    { validator: () => state.validateResume(), description: 'Continue CDC apply after a pause' },
+  );
   setHandler(operatorDecisionSignal, (d) => {
     if ((!state.pausedStep && !state.abortableRunningStep) || state.hasDecision()) return;
     try {
@@ -226,15 +253,27 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       state.cdcPrepared(prepared);
       publish();
       // The applier runs until it has applied the cutover marker, or until the operator aborts.
-      const scope = new CancellationScope();
-      const applying = scope.run(() => cdc.streamChanges(input));
-      const outcome = await Promise.race([applying.then((r) => ({ r })), condition(() => state.hasDecision()).then(() => undefined)]);
-      if (outcome) return outcome.r;
-      scope.cancel();
-      await applying.catch(() => undefined);
-      const decision = state.takeDecision()!;
-      publish();
-      throw new Aborted(decision.reason ?? 'no reason given');
+      // A pause stops it (its progress row is where it resumes); resume starts it again.
+      const stopAsked = () => state.hasDecision() || state.cdcPauseWanted;
+      for (;;) {
+        const scope = new CancellationScope();
+        const applying = scope.run(() => cdc.streamChanges(input));
+        const outcome = await Promise.race([applying.then((r) => ({ r })), condition(stopAsked).then(() => undefined)]);
+        if (outcome) return outcome.r;
+        scope.cancel();
+        await applying.catch(() => undefined);
+        if (!state.hasDecision()) {
+          alert({ kind: 'paused', step: 'cdc', command: `dbferry resume ${plan.name}`, text: `dbferry migration *${plan.name}*: CDC apply paused by the operator; resume with \`dbferry resume ${plan.name}\`` });
+          await condition(() => !state.cdcPauseWanted || state.hasDecision());
+          if (!state.hasDecision()) {
+            alert({ kind: 'resumed', step: 'cdc', text: `dbferry migration *${plan.name}*: CDC apply resumed` });
+            continue;
+          }
+        }
+        const decision = state.takeDecision()!;
+        publish();
+        throw new Aborted(decision.reason ?? 'no reason given');
+      }
     });
     if (report.cdc) state.recordCdc(report.cdc.tables);
     report.validation = await step('validate', async () => {

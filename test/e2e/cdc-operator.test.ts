@@ -64,6 +64,19 @@ tables: { include: [public.measures] }
     expect(retried.code).toBe(0);
     await waitFor('the row written after the type change', () => rowExists(tgt, 1002));
 
+    // Pause holds apply (the slot keeps the change); resume applies it.
+    const pause = await dbferry(['pause', name, '--reason', 'maintenance'], cliEnv(queue));
+    expect({ code: pause.code, out: pause.stdout }).toEqual({ code: 0, out: expect.stringContaining('pauses') });
+    expect((await dbferry(['pause', name], cliEnv(queue))).code).toBe(5); // already paused
+    expect((await dbferry(['cutover', name], cliEnv(queue))).stderr).toMatch(/paused/);
+    await withClient(src, (c) => c.query(`INSERT INTO measures VALUES (1003, 3, 'while paused')`));
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(await rowExists(tgt, 1003)).toBe(false);
+    const shown = await dbferry(['status', name], cliEnv(queue));
+    expect(shown.stdout).toMatch(/PAUSED by the operator .*\(maintenance\)/);
+    expect((await dbferry(['resume', name], cliEnv(queue))).code).toBe(0);
+    await waitFor('the row written while paused', () => rowExists(tgt, 1003));
+
     // Abort while CDC runs: the migration ends and the source keeps no slot or publication.
     const abort = await dbferry(['abort', name, '--reason', 'test'], cliEnv(queue));
     expect({ code: abort.code, stderr: abort.stderr }).toEqual({ code: 0, stderr: '' });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what dbferry needs on a fresh machine, idempotently, saying what it does:
 # npm packages, the Temporal CLI (built from its Go module once, then reused), the PostgreSQL
-# and MariaDB server packages, and the compiled code. Used by `make demo`, `make test` and CI.
+# and MariaDB server packages, Chromium (for the Web UI browser test), and the compiled code.
+# Used by `make demo`, `make test` and CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "[setup] $*"; }
@@ -60,6 +61,12 @@ if ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; then
   apt_install mariadb-server
 fi
 say "MariaDB: $( (/usr/sbin/mariadbd --version 2>/dev/null || mariadbd --version) | head -1)"
+
+# Chromium (the browser test of the Temporal Web UI drives /usr/bin/chromium with playwright-core)
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
+fi
+say "Chromium: $(/usr/bin/chromium --version 2>/dev/null | head -1)"
 
 say "building dbferry"
 bash scripts/build.sh

@@ -1,5 +1,5 @@
-import { ApplicationFailure, CancellationScope, condition, executeChild, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { ApplicationFailure, CancellationScope, condition, executeChild, isCancellation, workflowInfo } from '@temporalio/workflow';
+import { summarized } from './activity-calls';
 import { inParallel } from '../plan/in-parallel';
 import type { ActivityInput, FullLoadResult, LoadBatchInput, LoadBatchResult } from '../plan/migration-types';
 import { activityRetry } from './retry-policy';
@@ -13,16 +13,16 @@ export const TASKS_PER_CHILD = 300;
 /** A load round repeats only for page-chunked tables that straddled a snapshot change. */
 const MAX_ROUNDS = 3;
 
-const control = proxyActivities<Activities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '1 minute', retry: activityRetry });
+const control = summarized({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '1 minute', retry: activityRetry });
 // The holder lives as long as the load. A lost worker is noticed within the heartbeat timeout
 // and the holder restarted elsewhere (a new snapshot generation); it never gives up on its own:
 // the load fails, and cancels it, if the source stays unreachable.
-const holder = proxyActivities<Activities>({
+const holder = summarized({
   startToCloseTimeout: '30 days',
   heartbeatTimeout: '20 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds' },
 });
-const loader = proxyActivities<Activities>({ startToCloseTimeout: '30 days', heartbeatTimeout: '30 seconds', retry: activityRetry });
+const loader = summarized({ startToCloseTimeout: '30 days', heartbeatTimeout: '30 seconds', retry: activityRetry });
 
 /**
  * The full-load step: plan once (stored on the target), hold one snapshot for the whole load,
@@ -31,12 +31,12 @@ const loader = proxyActivities<Activities>({ startToCloseTimeout: '30 days', hea
  */
 export async function runFullLoad(input: ActivityInput, attempt: number): Promise<FullLoadResult> {
   const started = Date.now();
-  const summary = await control.planLoad(input);
+  const summary = await control('planLoad', 'full load: plan tables and chunks (stored on the target)', input);
 
   let holderFailure: unknown;
   const holderScope = new CancellationScope();
   const holding = holderScope
-    .run(() => holder.holdSnapshot(input))
+    .run(() => holder('holdSnapshot', 'full load: hold the source snapshot every loader imports', input))
     .catch((err: unknown) => {
       if (!isCancellation(err)) holderFailure = err;
     });
@@ -50,7 +50,7 @@ export async function runFullLoad(input: ActivityInput, attempt: number): Promis
         await loading.catch(() => undefined);
         throw holderFailure;
       }
-      const finished = await control.finishLoad(input);
+      const finished = await control('finishLoad', 'full load: check the ledger, reload tables split across snapshots', input);
       if (finished.report) return { ...finished.report, ms: Date.now() - started };
       if (round >= MAX_ROUNDS) {
         throw ApplicationFailure.create({
@@ -86,7 +86,7 @@ export async function loadBatchWorkflow({ fromTask, toTask, ...input }: LoadBatc
   const result: LoadBatchResult = { tasks: 0, alreadyLoaded: 0, rows: '0', bytes: 0 };
   const tasks = Array.from({ length: toTask - fromTask }, (_, i) => fromTask + i);
   await inParallel(tasks, input.plan.load.parallel, async (task) => {
-    const r = await loader.loadTask({ ...input, task });
+    const r = await loader('loadTask', `full load: task ${task} (COPY into the target with its ledger row)`, { ...input, task });
     result.tasks++;
     if (r.alreadyLoaded) result.alreadyLoaded++;
     result.rows = (BigInt(result.rows) + BigInt(r.rows)).toString();

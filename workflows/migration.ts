@@ -4,14 +4,12 @@ import {
   CancellationScope,
   condition,
   isCancellation,
-  proxyActivities,
   setCurrentDetails,
   setHandler,
   upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities';
 import { FailureType } from '../plan/failure-types';
 import type { Alert, CleanupResult, MigrationReport, Phase, StepName } from '../plan/migration-types';
 import type { Plan } from '../plan/plan-schema';
@@ -31,22 +29,23 @@ import {
 import { MigrationState } from './migration-state';
 import { compactReport, compactStatus, currentDetails, leftBehind } from './reporting';
 import { activityRetry, cdcRetry } from './retry-policy';
+import { summarized } from './activity-calls';
 
 export interface MigrationInput {
   plan: Plan;
 }
 
 // Short steps: a connection problem is retried with backoff, then the operator is asked.
-const quick = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '1 minute', retry: activityRetry });
+const quick = summarized({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '1 minute', retry: activityRetry });
 // Long steps heartbeat on a timer, so the start-to-close bound only guards against a lost worker.
-const long = proxyActivities<Activities>({ startToCloseTimeout: '30 days', heartbeatTimeout: '2 minutes', retry: activityRetry });
+const long = summarized({ startToCloseTimeout: '30 days', heartbeatTimeout: '2 minutes', retry: activityRetry });
 
 // The applier runs until cutover; its heartbeat (every 5 s) is what proves it alive, and a
 // source or target restart is retried for a while before the operator is asked.
-const cdc = proxyActivities<Activities>({ startToCloseTimeout: '3650 days', heartbeatTimeout: '30 seconds', retry: cdcRetry });
+const cdc = summarized({ startToCloseTimeout: '3650 days', heartbeatTimeout: '30 seconds', retry: cdcRetry });
 
 // An alert is retried for about a minute; one that still fails is recorded, never fatal.
-const alerting = proxyActivities<Activities>({
+const alerting = summarized({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 4 },
 });
@@ -98,7 +97,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     if (!plan.alerts?.webhook) return;
     const full: Alert = { ...a, at: now() };
     deliveries.push(
-      alerting.sendAlert({ plan, alert: full }).then(
+      alerting('sendAlert', `alert: ${full.kind}`, { plan, alert: full }).then(
         () => state.alertSent(),
         (err) => {
           state.alertMissed(full.kind, full.at, describeFailure('preflight', err, full.at).message);
@@ -127,7 +126,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     async () => {
       state.cutoverChecking(true);
       try {
-        const ack = await quick.beginCutover(input);
+        const ack = await quick('beginCutover', 'cutover: check that writes have stopped, write the marker', input);
         state.cutoverBegun(ack, now());
         publish();
         return ack;
@@ -215,7 +214,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
 
   try {
     await step('preflight', async () => {
-      const pre = await quick.preflight(input);
+      const pre = await quick('preflight', 'preflight: check source and target', input);
       state.setEndpoints(pre.source.description, pre.target.description);
       upsertSearchAttributes([
         { key: DBFERRY_SOURCE, value: pre.source.description },
@@ -233,23 +232,23 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       }
       return pre;
     });
-    await step('create-database', () => quick.createDatabase(input));
+    await step('create-database', () => quick('createDatabase', `create the target database if missing`, input));
 
     // Mode dump-restore only (its steps list has none of the three that follow it here).
-    report.dumpRestore = await step('dump-restore', () => long.dumpRestore(input));
+    report.dumpRestore = await step('dump-restore', () => long('dumpRestore', 'pg_dump the source, pg_restore into the target', input));
     if (report.dumpRestore) {
       state.setTables(report.dumpRestore.tables.map((t) => t.table));
       state.recordLoad(report.dumpRestore.tables);
     }
 
-    const created = await step('create-tables', () => long.createTables(input));
+    const created = await step('create-tables', () => long('createTables', 'create schemas, types, sequences and tables on the target', input));
     if (created) state.setTables(created.tables);
     let loadAttempt = 0;
     report.load = await step('full-load', () => runFullLoad(input, ++loadAttempt));
     if (report.load) state.recordLoad(report.load.tables);
-    report.build = await step('build-indexes', () => long.buildIndexes(input));
+    report.build = await step('build-indexes', () => long('buildIndexes', 'build keys, indexes and foreign keys; carry sequences; analyze', input));
     report.cdc = await step('cdc', async () => {
-      const prepared = await quick.prepareCdc(input);
+      const prepared = await quick('prepareCdc', `CDC: publication ${plan.cdc.publication}, slot ${plan.cdc.slot}, progress row`, input);
       state.cdcPrepared(prepared);
       publish();
       // The applier runs until it has applied the cutover marker, or until the operator aborts.
@@ -257,7 +256,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       const stopAsked = () => state.hasDecision() || state.cdcPauseWanted;
       for (;;) {
         const scope = new CancellationScope();
-        const applying = scope.run(() => cdc.streamChanges(input));
+        const applying = scope.run(() => cdc('streamChanges', `CDC: apply the source's changes from slot ${plan.cdc.slot} until cutover`, input));
         const outcome = await Promise.race([applying.then((r) => ({ r })), condition(stopAsked).then(() => undefined)]);
         if (outcome) return outcome.r;
         scope.cancel();
@@ -277,7 +276,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     });
     if (report.cdc) state.recordCdc(report.cdc.tables);
     report.validation = await step('validate', async () => {
-      const v = await long.validate(input);
+      const v = await long('validate', 'validate: row counts and checksums of every table', input);
       state.recordValidation(v.tables);
       const different = v.tables.filter((t) => !t.equal);
       if (different.length > 0) {
@@ -291,7 +290,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       return v;
     });
     if (!report.validation) state.markValidationSkipped();
-    report.finalize = await step('finalize', () => quick.finalizeCutover(input));
+    report.finalize = await step('finalize', () => quick('finalizeCutover', 'cutover: carry sequences, drop slot and publication', input));
     state.completed(now());
     publish();
     alert({ kind: 'completed', text: `:white_check_mark: dbferry migration *${plan.name}* completed${report.validation ? ': every table validated equal' : ''}` });
@@ -305,7 +304,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       // A forgotten slot keeps the source's WAL until its disk fills: drop it on the way out.
       let cleanup: CleanupResult | undefined;
       if (withCdc) {
-        cleanup = await CancellationScope.nonCancellable(() => quick.cleanupSource(input)).catch(() => undefined);
+        cleanup = await CancellationScope.nonCancellable(() => quick('cleanupSource', 'drop the slot and publication on the source', input)).catch(() => undefined);
       }
       state.aborted(now(), leftBehind(state.snapshot(), plan, cleanup));
       publish();

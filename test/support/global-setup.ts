@@ -5,8 +5,8 @@ import { startDevServer } from '../../client/local/temporal-dev-server';
 
 /**
  * Starts the real servers once for the whole run: a source and a target PostgreSQL cluster
- * and a Temporal dev server (with dbferry's search attributes). Tests create their own
- * databases on them (test/support/databases.ts), so nothing depends on an earlier run.
+ * and a Temporal dev server (with dbferry's search attributes and its Web UI). Tests create
+ * their own databases on them (test/support/databases.ts), so nothing depends on an earlier run.
  * Connection details reach the test workers through environment variables.
  */
 export default async function globalSetup(): Promise<void> {
@@ -15,7 +15,8 @@ export default async function globalSetup(): Promise<void> {
   const [source, target, temporal] = await Promise.all([
     startPostgresCluster({ baseDir: base }),
     startPostgresCluster({ baseDir: base }),
-    startDevServer({ headless: process.env.DBFERRY_TEST_UI !== '1' }),
+    // With its Web UI (cheap to start): test/ui drives it in a browser.
+    startDevServer({ headless: false }),
   ]);
   process.env.DBFERRY_TEST_SOURCE_URL = source.url();
   process.env.DBFERRY_TEST_SOURCE_PASSWORD = source.password;

@@ -21,6 +21,7 @@ import {
 } from './migrations';
 import { loadPlanFile } from './plan-file';
 import { formatPreflight, formatReport, formatStatus } from './render';
+import { watchMigration } from './watch';
 import { temporalOptionsFromEnv, withClient, type TemporalOptions } from './temporal';
 
 const program = new Command('dbferry')
@@ -102,6 +103,17 @@ program
       const lag = cdc ? { bytes: cdc.lagBytes, seconds: cdc.lagSeconds, caughtUp: cdc.caughtUp, appliedLsn: cdc.appliedLsn, sourceLsn: cdc.sourceLsn, at: cdc.at } : null;
       const json = { ...shown, lag, workflow: { id: d.workflowId, runId: d.runId, status: d.status.name }, live };
       print(opts.json, json, () => formatStatus(shown, live.length ? live : undefined));
+    });
+  });
+
+program
+  .command('watch <name>')
+  .description('live progress: a bar per table or chunk being loaded (throughput, ETA), CDC lag; ends with the migration')
+  .option('--json', 'one JSON object per second instead of bars')
+  .option('--interval <ms>', 'refresh interval', (v) => positiveInt(v, '--interval'), 1000)
+  .action(async (name: string, opts: { json?: boolean; interval: number }) => {
+    await withClient(temporal(), async (client) => {
+      process.exitCode = await watchMigration(client, name, { json: opts.json, intervalMs: opts.interval });
     });
   });
 

@@ -1,9 +1,11 @@
 import {
+  ActivityCancellationType,
   allHandlersFinished,
   ApplicationFailure,
   CancellationScope,
   condition,
   isCancellation,
+  patched,
   setCurrentDetails,
   setHandler,
   upsertMemo,
@@ -42,7 +44,14 @@ const long = summarized({ startToCloseTimeout: '30 days', heartbeatTimeout: '2 m
 
 // The applier runs until cutover; its heartbeat (every 5 s) is what proves it alive, and a
 // source or target restart is retried for a while before the operator is asked.
-const cdc = summarized({ startToCloseTimeout: '3650 days', heartbeatTimeout: '30 seconds', retry: cdcRetry });
+// A pause or abort waits until the applier has really stopped (it learns of the cancellation
+// with its next heartbeat), so `dbferry pause` returning means nothing more is applied.
+const cdc = summarized({
+  startToCloseTimeout: '3650 days',
+  heartbeatTimeout: '30 seconds',
+  retry: cdcRetry,
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+});
 
 // An alert is retried for about a minute; one that still fails is recorded, never fatal.
 const alerting = summarized({
@@ -91,10 +100,14 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     setCurrentDetails(currentDetails(status));
   };
 
+  // True while CDC apply is stopped for a pause.
+  let cdcHeld = false;
   // Alerts go out in the background: a slow or dead receiver never holds the migration up.
   const deliveries: Promise<void>[] = [];
+  // Migrations started before alerts existed replay without them (patched: no new commands).
+  const alertsOn = () => !!plan.alerts?.webhook && patched('alerts-v1');
   const alert = (a: Omit<Alert, 'at'>) => {
-    if (!plan.alerts?.webhook) return;
+    if (!alertsOn()) return;
     const full: Alert = { ...a, at: now() };
     deliveries.push(
       alerting('sendAlert', `alert: ${full.kind}`, { plan, alert: full }).then(
@@ -106,7 +119,12 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       ),
     );
   };
-  const alertsDelivered = () => Promise.allSettled(deliveries.splice(0));
+  /** Waits for the alerts in flight, then publishes their outcome (missed ones show in status). */
+  const alertsDelivered = async () => {
+    if (!alertsOn()) return;
+    await Promise.allSettled(deliveries.splice(0));
+    publish();
+  };
 
   setHandler(statusQuery, () => state.snapshot());
   setHandler(
@@ -145,10 +163,11 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
   );
   setHandler(
     pauseCdcUpdate,
-    ({ reason }) => {
+    async ({ reason }) => {
       state.pauseCdc(now(), reason);
       publish();
-      return `CDC of ${plan.name} pauses: the slot keeps the source's changes until dbferry resume ${plan.name}`;
+      await condition(() => cdcHeld || !state.cdcPauseWanted);
+      return `CDC of ${plan.name} paused: the slot keeps the source's changes until dbferry resume ${plan.name}`;
     },
     { validator: (_: { reason?: string }) => state.validatePause(), description: 'Hold CDC apply; the slot keeps the changes' },
   );
@@ -262,8 +281,10 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
         scope.cancel();
         await applying.catch(() => undefined);
         if (!state.hasDecision()) {
+          cdcHeld = true;
           alert({ kind: 'paused', step: 'cdc', command: `dbferry resume ${plan.name}`, text: `dbferry migration *${plan.name}*: CDC apply paused by the operator; resume with \`dbferry resume ${plan.name}\`` });
           await condition(() => !state.cdcPauseWanted || state.hasDecision());
+          cdcHeld = false;
           if (!state.hasDecision()) {
             alert({ kind: 'resumed', step: 'cdc', text: `dbferry migration *${plan.name}*: CDC apply resumed` });
             continue;
@@ -296,7 +317,6 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     alert({ kind: 'completed', text: `:white_check_mark: dbferry migration *${plan.name}* completed${report.validation ? ': every table validated equal' : ''}` });
     await alertsDelivered();
     report.status = state.snapshot();
-    publish();
     await condition(allHandlersFinished);
     return compactReport(report);
   } catch (err) {
@@ -310,7 +330,6 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       publish();
       alert({ kind: 'aborted', text: `dbferry migration *${plan.name}* was aborted by the operator: ${err.message}` });
       await alertsDelivered();
-      publish();
       await condition(allHandlersFinished);
       throw ApplicationFailure.create({
         type: ABORTED_FAILURE_TYPE,
@@ -324,7 +343,6 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     publish();
     alert({ kind: 'failed', step: failure.step, cause: `${failure.type}: ${failure.message}`, text: `:x: dbferry migration *${plan.name}* failed in ${failure.step}: ${failure.message}` });
     await alertsDelivered();
-    publish();
     throw ApplicationFailure.create({ type: failure.type, nonRetryable: true, message: failure.message });
   }
 }

@@ -26,6 +26,10 @@ interface Progress {
   current?: string;
   table?: string;
   bytes: number;
+  /** The unit being copied: bytes so far, the plan's estimate and its start (for `dbferry watch`). */
+  unitBytes?: number;
+  unitEstBytes?: number;
+  unitStartedAt?: string;
   generation?: number;
   waitingForSnapshot?: boolean;
 }
@@ -185,11 +189,15 @@ async function copyUnit(lane: { source: Client; target: Client }, t: TableModel,
   const { source, target } = lane;
   ctx.progress.current = label;
   ctx.progress.table = unit.table;
+  ctx.progress.unitBytes = 0;
+  ctx.progress.unitEstBytes = unit.estBytes;
+  ctx.progress.unitStartedAt = new Date(started).toISOString();
   let bytes = 0;
   const meter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       bytes += chunk.length;
       ctx.progress.bytes += chunk.length;
+      ctx.progress.unitBytes = bytes;
       cb(null, chunk);
     },
   });

@@ -66,7 +66,7 @@ tables: { include: [public.measures] }
 
     // Pause holds apply (the slot keeps the change); resume applies it.
     const pause = await dbferry(['pause', name, '--reason', 'maintenance'], cliEnv(queue));
-    expect({ code: pause.code, out: pause.stdout }).toEqual({ code: 0, out: expect.stringContaining('pauses') });
+    expect({ code: pause.code, out: pause.stdout }).toEqual({ code: 0, out: expect.stringContaining('paused') });
     expect((await dbferry(['pause', name], cliEnv(queue))).code).toBe(5); // already paused
     expect((await dbferry(['cutover', name], cliEnv(queue))).stderr).toMatch(/paused/);
     await withClient(src, (c) => c.query(`INSERT INTO measures VALUES (1003, 3, 'while paused')`));

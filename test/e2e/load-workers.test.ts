@@ -50,6 +50,9 @@ target: { engine: postgres, url: env:TGT_URL }
 load: { parallel: 3, chunkRows: 25000 }
 `);
     const run = dbferry(['start', planFile, '--wait'], cliEnv(queue));
+    // `dbferry watch` follows it from the start (it waits for the migration to appear).
+    await new Promise((r) => setTimeout(r, 1_000));
+    const watching = dbferry(['watch', name, '--json', '--interval', '300'], cliEnv(queue));
     const { client, close } = await temporalClient();
     try {
       // Mid-load: a few chunks committed, most not. Kill the worker that holds the snapshot.
@@ -82,6 +85,15 @@ load: { parallel: 3, chunkRows: 25000 }
       }
 
       const res = await run;
+      // watch ended with the migration, and showed chunks loading with their rate.
+      const watched = await watching;
+      expect(watched.code).toBe(0);
+      const frames = watched.stdout.trim().split('\n').map((l) => JSON.parse(l));
+      expect(frames.at(-1)).toMatchObject({ phase: 'completed' });
+      expect(frames.some((f: { phase: string }) => f.phase === 'full-load')).toBe(true);
+      // Loader heartbeats reach the server every 5 s at most: a chunk of a second shows rarely.
+      for (const l of frames.flatMap((f: { loading: Array<{ percent: number }> }) => f.loading)) expect(l.percent).toBeGreaterThanOrEqual(0);
+      expect(frames.at(-1).tables).toEqual({ total: 5, loaded: 5 });
       if (res.code !== 0) {
         const dbg = await withClient(tgt, async (c) => {
           const l = await c.query("SELECT table_key, chunk, rows, snapshot, loaded_at FROM _dbferry.table_loads ORDER BY 1, 2");

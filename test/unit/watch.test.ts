@@ -1,0 +1,39 @@
+import { toFrame } from '../../client/watch';
+import type { CdcProgress, MigrationStatus } from '../../plan/migration-types';
+
+const status = (over: Partial<MigrationStatus>): MigrationStatus => ({
+  name: 'm',
+  mode: 'full-load-and-cdc',
+  phase: 'full-load',
+  startedAt: '2026-11-21T00:00:00Z',
+  steps: [],
+  tables: [
+    { name: 'public.a', inserts: 0, updates: 0, deletes: 0, validation: 'pending', fullLoadRows: '10' },
+    { name: 'public.b', inserts: 0, updates: 0, deletes: 0, validation: 'pending' },
+  ],
+  decisions: [],
+  ...over,
+});
+
+describe('dbferry watch frames', () => {
+  it('turns a loader heartbeat into percent, rate and ETA', () => {
+    const now = Date.parse('2026-11-21T00:00:10Z');
+    const beat = { activity: 'loadTask', task: 3, current: 'public.b chunk 2/4', unitBytes: 40_000_000, unitEstBytes: 100_000_000, unitStartedAt: '2026-11-21T00:00:00Z' };
+    const f = toFrame(status({}), [beat, { activity: 'holdSnapshot' }], undefined, undefined, now);
+    expect(f.tables).toEqual({ total: 2, loaded: 1 });
+    expect(f.loading).toEqual([{ unit: 'public.b chunk 2/4', bytes: 40_000_000, estimatedBytes: 100_000_000, percent: 40, bytesPerSecond: 4_000_000, etaSeconds: 15 }]);
+  });
+
+  it('an estimate below what was copied caps at 100 % with no time left', () => {
+    const now = Date.parse('2026-11-21T00:00:02Z');
+    const beat = { activity: 'loadTask', task: 1, current: 'public.a', unitBytes: 5_000, unitEstBytes: 1_000, unitStartedAt: '2026-11-21T00:00:00Z' };
+    expect(toFrame(status({}), [beat], undefined, undefined, now).loading[0]).toMatchObject({ percent: 100, etaSeconds: 0 });
+  });
+
+  it('CDC: lag from the applier, apply rate from two heartbeats', () => {
+    const cdc: CdcProgress = { appliedLsn: '0/10', sourceLsn: '0/20', lagBytes: '16', lagSeconds: 0.4, caughtUp: false, transactions: 5, changes: 1_500, tables: [], at: '' };
+    const now = Date.parse('2026-11-21T00:00:10Z');
+    const f = toFrame(status({ phase: 'cdc' }), [{ activity: 'streamChanges', ...cdc }], cdc, { n: 500, at: now - 2_000 }, now);
+    expect(f.cdc).toMatchObject({ lagBytes: '16', lagSeconds: 0.4, caughtUp: false, changesPerSecond: 500 });
+  });
+});

@@ -55,9 +55,12 @@ describe('compaction per key', () => {
     expect(tc.changes).toEqual(changes);
   });
 
-  it('refuses key changes (applied alone) and inserts with unchanged TOAST', () => {
-    const move: RowChange = { kind: 'update', table, lsn: 1n, old: row('1', null, null), new: row('2', 'a', 'b') };
-    expect(() => compact(move)).toThrow(/changes the key/);
+  it('leaves key changes out (applied alone) and refuses inserts with unchanged TOAST', () => {
+    const tc = new TableChanges(table);
+    expect(tc.add({ kind: 'update', table, lsn: 1n, old: row('1', null, null), new: row('2', 'a', 'b') })).toBe(false);
+    expect(tc.add({ kind: 'update', table, lsn: 2n, old: row('1', null, null), new: row('1', 'a', 'b') })).toBe(true);
+    expect([...tc.entries.keys()]).toEqual(['1']);
+    expect(tc.changes.map((c) => c.lsn)).toEqual([2n]);
     expect(() => compact({ kind: 'insert', table, lsn: 1n, new: row('1', UNCHANGED, 'b') })).toThrow(/unchanged TOAST/);
   });
 });

@@ -30,11 +30,14 @@ export class TableSql {
    * @param partitioned the target is a partitioned table
    * @param integerKey the key is one column of an integer type (int2, int4, int8), so a batch's
    *   key range can be given to the planner (see `KeyRange`)
+   * @param types the target's column types, in the order of `table.columns`: part of the temp
+   *   tables' names, so a temp table made before the target's column changed type is not reused
    */
   constructor(
     readonly table: ApplyTable,
     readonly partitioned: boolean,
     readonly integerKey = false,
+    private readonly types: readonly string[] = [],
   ) {
     this.target = qualifiedTable(table.schema, table.name);
     this.only = partitioned ? '' : 'ONLY ';
@@ -55,7 +58,7 @@ export class TableSql {
    */
   tempTable(kind: TempKind, positions: readonly number[]): string {
     return this.cached(`temp ${kind} ${positions.join(',')}`, () => {
-      const shape = JSON.stringify([this.table.schema, this.table.name, kind, positions.map((i) => this.table.columns[i])]);
+      const shape = JSON.stringify([this.table.schema, this.table.name, kind, positions.map((i) => [this.table.columns[i], this.types[i] ?? ''])]);
       const hash = createHash('sha256').update(shape).digest('hex').slice(0, 24);
       return `pg_temp.${quoteIdent(`dbferry_apply_${hash}`)}`;
     });
@@ -65,9 +68,11 @@ export class TableSql {
    * Takes the target's column types (and typmods) without its constraints: NOT NULL would refuse
    * the NULLs of columns an update leaves out. IF NOT EXISTS because a rolled-back caller
    * transaction takes the tables it created with it: asking costs less than tracking that.
+   * ON COMMIT DELETE ROWS empties them in place at commit, far cheaper than a TRUNCATE in each
+   * transaction (which gives the table a new file); only a second use in one transaction needs one.
    */
   createTemp(kind: TempKind, positions: readonly number[]): string {
-    return `CREATE TEMP TABLE IF NOT EXISTS ${this.tempTable(kind, positions)} AS SELECT ${this.list(positions)} FROM ${this.target} WITH NO DATA`;
+    return `CREATE TEMP TABLE IF NOT EXISTS ${this.tempTable(kind, positions)} ON COMMIT DELETE ROWS AS SELECT ${this.list(positions)} FROM ${this.target} WITH NO DATA`;
   }
 
   copyInto(kind: TempKind, positions: readonly number[]): string {

@@ -4,20 +4,27 @@
  * quiet). The caller also writes its progress row and commits; this module never commits.
  *
  * Changes are buffered and compacted per table and key (compact.ts), then applied set-based:
- * the rows are COPYed into session temp tables and merged into the target with one DELETE …
+ * the rows are COPYed into session temp tables (one per table and column set, reused for the
+ * session, emptied by ON COMMIT DELETE ROWS) and merged into the target with one DELETE …
  * USING, one UPDATE … FROM per column set and one INSERT … ON CONFLICT per table. A buffer runs
  * under a savepoint: when the set-based apply fails (a secondary UNIQUE that only the original
  * order satisfies, or a value the target refuses), the failing table's changes are applied
  * again one by one in their original order, which either succeeds or names the change.
+ * Truncates and key-changing updates are barriers, applied alone. One buffer is applied while
+ * the next one fills.
  *
- * Usage, strictly sequential (no other query on the client until flush() resolved):
+ * The caller's side of the contract:
+ * - an open transaction on `client`, and no other query on it until add()/flush() resolved;
+ * - flush() before every COMMIT (it also tells the applier the transaction may end);
+ * - after any failure or ROLLBACK, a new ChangeApplier (this one refuses further use after a
+ *   failure it saw, and its buffer is lost with a rollback it did not see);
+ * - client_encoding UTF8 (node-postgres' default) and values in UTF-8, as pgoutput sends them
+ *   from a UTF-8 source.
  *
- *   const applier = new ChangeApplier(client);
+ *   const applier = new ChangeApplier(client, { endpoint: target.description });
  *   for (const change of changes) await applier.add(change);
  *   await applier.flush();
  *   // caller: write progress, COMMIT
- *
- * After a failure the applier refuses further use: roll the transaction back and make a new one.
  */
 import { isUtf8 } from 'node:buffer';
 import { ApplicationFailure } from '@temporalio/common';
@@ -25,6 +32,7 @@ import type { Client, QueryResult } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { FailureType, NEEDS_PERSON, type FailureDetails } from '../../../plan/failure-types';
 import { formatLsn } from '../../../plan/lsn';
+import { quoteIdent } from '../ddl';
 import { classifyPostgresError, HINTS } from '../errors';
 import { TableSql, type KeyRange, type TempKind } from './apply-sql';
 import { describeKey, rowKey, sameShape, updateKeys, type ApplyTable, type Change, type KeyValues, type RowChange, type TruncateChange, type UpdateChange } from './change';
@@ -35,9 +43,12 @@ import { UNCHANGED, type Tuple } from './types';
 export type { ApplyTable, Change, DeleteChange, InsertChange, RowChange, TruncateChange, UpdateChange } from './change';
 
 export interface ApplierOptions {
-  /** Changes per buffer (before compaction). Default 20,000. */
+  /** Changes per buffer (before compaction). Default 50,000. */
   maxRows?: number;
-  /** Bytes of values per buffer (before compaction). Default 32 MiB. */
+  /**
+   * Bytes of values per buffer (before compaction). Default 8 MiB: a buffer's temp table rows
+   * then mostly fit the default temp_buffers (8 MB) instead of spilling to disk.
+   */
   maxBytes?: number;
   /** Names the target in failure messages, e.g. `target postgres/10.0.0.5:5432/shop`. Default `target`. */
   endpoint?: string;
@@ -60,12 +71,11 @@ export interface ApplyStats {
   truncates: number;
 }
 
-export const DEFAULT_MAX_ROWS = 20_000;
-export const DEFAULT_MAX_BYTES = 32 << 20;
+export const DEFAULT_MAX_ROWS = 50_000;
+export const DEFAULT_MAX_BYTES = 8 << 20;
 
 const SAVEPOINT = 'dbferry_apply';
-/** int8, int2, int4. */
-const INTEGER_TYPES = new Set([20, 21, 23]);
+const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint']);
 /** How often add() lets I/O run while a buffer is in flight, so its statements keep flowing. */
 const YIELD_EVERY = 512;
 
@@ -120,6 +130,12 @@ export class ChangeApplier {
   private sinceYield = 0;
   private readonly sqlByTable = new WeakMap<ApplyTable, TableSql>();
   private readonly sqlByShape = new Map<string, TableSql>();
+  /** Temp table → the transaction that last COPYed into it (ON COMMIT DELETE ROWS empties it at its end). */
+  private readonly filledIn = new Map<string, string>();
+  /** The transaction of the last buffer applied. */
+  private lastXid?: string;
+  /** flush() was called since the last buffer was sealed: the caller may have committed since. */
+  private maybeCommitted = true;
   private readonly counters: ApplyStats = { changes: 0, batches: 0, fallbacks: 0, missedUpdates: 0, keyChanges: 0, truncates: 0 };
 
   constructor(
@@ -145,32 +161,34 @@ export class ChangeApplier {
     try {
       this.counters.changes++;
       if (change.kind === 'truncate') {
-        await this.flush();
+        await this.drain();
         await this.truncate(change);
         return;
-      }
-      let key: KeyValues | undefined;
-      if (change.kind === 'update') {
-        const keys = this.validated(change, () => updateKeys(change));
-        if (keys.newKey) {
-          await this.flush();
-          await this.moveRow(change, keys.key, keys.newKey);
-          return;
-        }
-        key = keys.key;
       }
       let tc = this.filling.tables.get(change.table.key);
       if (tc && !sameShape(tc.table, change.table)) {
         // The table's columns changed mid-stream: its buffered tuples have the old layout.
-        await this.flush();
+        await this.drain();
         tc = undefined;
       }
       if (!tc) {
         tc = new TableChanges(change.table);
         this.filling.tables.set(change.table.key, tc);
       }
-      const t = tc;
-      this.validated(change, () => (key ? t.addUpdate(change as UpdateChange, key) : t.add(change)));
+      let added: boolean;
+      try {
+        added = tc.add(change);
+      } catch (err) {
+        throw this.changeFailure(change, new InvalidChange((err as Error).message));
+      }
+      if (!added) {
+        // A key change: the row's old key may be anywhere in the buffer, and a later change may
+        // take it again; applied alone, after everything before it.
+        await this.drain();
+        const { key, newKey } = updateKeys(change as UpdateChange);
+        await this.moveRow(change as UpdateChange, key, newKey!);
+        return;
+      }
       const b = this.filling;
       if (b.changes === 0) b.firstLsn = change.lsn;
       b.lastLsn = change.lsn;
@@ -189,31 +207,32 @@ export class ChangeApplier {
     }
   }
 
-  /** Applies everything buffered; resolves when the target has it (uncommitted: the caller commits). */
+  /**
+   * Applies everything buffered; resolves when the target has it (uncommitted: the caller
+   * commits). Call it before every COMMIT: the applier takes it as a sign the transaction may
+   * end (see `maybeCommitted`).
+   */
   async flush(): Promise<void> {
     if (this.broken) throw this.broken;
     try {
-      if (this.filling.changes > 0) await this.dispatch();
-      const p = this.inflight;
-      this.inflight = undefined;
-      if (p) await p;
+      await this.drain();
+      this.maybeCommitted = true;
     } catch (err) {
       throw this.fail(err);
     }
   }
 
+  /** flush() for the applier's own barriers, which do not end the transaction. */
+  private async drain(): Promise<void> {
+    if (this.filling.changes > 0) await this.dispatch();
+    const p = this.inflight;
+    this.inflight = undefined;
+    if (p) await p;
+  }
+
   private fail(err: unknown): Error {
     this.broken ??= err instanceof Error ? err : new Error(String(err));
     return this.broken;
-  }
-
-  /** Runs compaction for one change, turning what it refuses into a failure naming the change. */
-  private validated<T>(change: RowChange, fn: () => T): T {
-    try {
-      return fn();
-    } catch (err) {
-      throw this.changeFailure(change, new InvalidChange((err as Error).message));
-    }
   }
 
   /**
@@ -224,37 +243,65 @@ export class ChangeApplier {
     const b = this.filling;
     this.filling = new Buffered();
     const sealed = seal(b);
+    const sameTransaction = !this.maybeCommitted;
+    this.maybeCommitted = false;
     const previous = this.inflight;
     this.inflight = undefined;
     if (previous) await previous;
-    const p = this.applySealed(sealed);
+    const p = this.applySealed(sealed, sameTransaction);
     // Observed by the next dispatch or flush; until then a rejection must not count as unhandled.
     p.catch(() => undefined);
     this.inflight = p;
   }
 
-  private async applySealed(b: Sealed): Promise<void> {
+  /** `sameTransaction`: certainly in the transaction of the buffer before (no flush() since). */
+  private async applySealed(b: Sealed, sameTransaction: boolean): Promise<void> {
     for (const t of b.tables) await this.tableSql(t.changes.table);
     const creates = new Set<string>();
+    const used = new Set<string>();
     for (const t of b.tables) {
       const sql = this.sqlFor(t.changes.table);
-      for (const g of t.groups) creates.add(sql.createTemp(g.kind, g.positions));
+      for (const g of t.groups) {
+        creates.add(sql.createTemp(g.kind, g.positions));
+        used.add(sql.tempTable(g.kind, g.positions));
+      }
     }
-    // Before the savepoint: its rollback must not drop the temp tables. jit off because the
-    // planner's cost for a big target crosses jit_above_cost, and compiling costs more than the join.
-    await this.client
-      .query(['SET LOCAL jit = off', ...creates, `SAVEPOINT ${SAVEPOINT}`].join(';\n'))
-      .catch((err) => {
+    // Temp tables this transaction filled before are emptied here, before the savepoint: a
+    // TRUNCATE inside a new savepoint would give the table a new file every time, outside it
+    // only the first time in a transaction. (A rollback to the savepoint then empties them too.)
+    const emptied = sameTransaction && this.lastXid !== undefined ? [...used].filter((tmp) => this.filledIn.get(tmp) === this.lastXid) : [];
+    // Before the savepoint as well: the temp tables, which its rollback must not drop; jit off,
+    // because the planner's cost for a big target crosses jit_above_cost and compiling costs
+    // more than the join; notices off for the "already exists" of every buffer. The transaction
+    // id tells which temp tables still hold rows from an earlier buffer of this transaction.
+    const prologue = [
+      'SET LOCAL jit = off',
+      'SET LOCAL client_min_messages = warning',
+      ...creates,
+      ...(emptied.length > 0 ? [`TRUNCATE ${emptied.join(', ')}`] : []),
+      'SELECT txid_current()::text AS xid',
+      `SAVEPOINT ${SAVEPOINT}`,
+    ];
+    const xid = await this.client.query(prologue.join(';\n')).then(
+      (r) => toArray(r).find((x) => x.fields.some((f) => f.name === 'xid'))!.rows[0].xid as string,
+      (err) => {
         throw this.batchFailure(err, b, b.tables[0]?.changes.table);
-      });
+      },
+    );
+    // Filled earlier in this transaction after a flush() that was no commit: emptied inside the
+    // savepoint, at each attempt (a rollback to it brings their rows back).
+    const stale = [...used].filter((tmp) => this.filledIn.get(tmp) === xid && !emptied.includes(tmp));
+    for (const tmp of used) this.filledIn.set(tmp, xid);
+    this.lastXid = xid;
 
     const oneByOne = new Set<SealedTable>();
+    let separately = false;
     for (;;) {
       let missed = 0;
       const set = b.tables.filter((t) => !oneByOne.has(t));
       try {
         for (const t of oneByOne) missed += await this.applyOneByOne(t);
-        missed += await this.applySetBased(set);
+        missed += await this.applySetBased(set, stale, separately);
         this.counters.missedUpdates += missed;
         this.counters.batches++;
         return;
@@ -267,37 +314,55 @@ export class ChangeApplier {
         if (!(err instanceof SetFailure)) throw err;
         const { error, table } = err;
         const failure = this.batchFailure(error, b, table?.changes.table);
-        if (!table || failure.type === FailureType.Transient) throw failure;
+        // A merge of several tables failed: which one is not known, so again table by table.
+        const retry = table === undefined && !separately && set.length > 1;
+        if ((!table && !retry) || failure.type === FailureType.Transient) throw failure;
         try {
           await this.client.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
         } catch {
           throw failure;
         }
-        oneByOne.add(table);
-        this.counters.fallbacks++;
+        if (table) {
+          oneByOne.add(table);
+          this.counters.fallbacks++;
+        } else {
+          separately = true;
+        }
       }
     }
   }
 
   /**
-   * COPYs each table's rows into its temp tables and merges them with one multi-statement query
-   * (deletes, updates per column set, upserts, emptying the temp tables), the last one ending
-   * with the RELEASE. Strictly one query at a time: pg@9 will refuse queued queries.
+   * COPYs the tables' rows into their temp tables, then merges them with one multi-statement
+   * query (per table: deletes, updates per column set, upserts) ending with the RELEASE.
+   * `separately` gives each table its own merge query, so a failure names its table: the retry
+   * after a failed merge of several tables. Strictly one query at a time: pg@9 will refuse
+   * queued queries.
    */
-  private async applySetBased(tables: SealedTable[]): Promise<number> {
+  private async applySetBased(tables: SealedTable[], stale: string[], separately: boolean): Promise<number> {
     let missed = 0;
     let current: SealedTable | undefined;
     try {
+      if (stale.length > 0) await this.client.query(`TRUNCATE ${stale.join(', ')}`);
+      let statements: string[] = [];
+      let updates: Array<{ index: number; rows: number }> = [];
+      let merging: SealedTable[] = [];
+      const merge = async (release: boolean) => {
+        if (release) statements.push(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+        current = merging.length === 1 ? merging[0] : undefined;
+        const results = toArray(await this.client.query(statements.join(';\n')));
+        for (const u of updates) missed += u.rows - (results[u.index]?.rowCount ?? u.rows);
+        for (const t of merging) missed += t.changes.missedUpdates;
+        statements = [];
+        updates = [];
+        merging = [];
+      };
       for (let i = 0; i < tables.length; i++) {
         const t = (current = tables[i]!);
         const sql = this.sqlFor(t.changes.table);
-        const statements: string[] = [];
-        const updates: Array<{ index: number; rows: number }> = [];
-        const temps: string[] = [];
         // Groups come deletes first: they free secondary unique values the upserts may take.
         for (const g of t.groups) {
           await copyIn(this.client, sql.copyInto(g.kind, g.positions), g.data);
-          temps.push(sql.tempTable(g.kind, g.positions));
           if (g.kind === 'delete') statements.push(sql.deleteUsing(g.range));
           else if (g.kind === 'upsert') statements.push(sql.upsertFrom());
           else {
@@ -305,16 +370,10 @@ export class ChangeApplier {
             statements.push(sql.updateFrom(g.positions, g.range)!);
           }
         }
-        // Emptied in the same transaction: cheap in place, and a rollback empties them too.
-        if (temps.length > 0) statements.push(`TRUNCATE ${temps.join(', ')}`);
-        if (i === tables.length - 1) statements.push(`RELEASE SAVEPOINT ${SAVEPOINT}`);
-        if (statements.length > 0) {
-          const results = toArray(await this.client.query(statements.join(';\n')));
-          for (const u of updates) missed += u.rows - (results[u.index]?.rowCount ?? u.rows);
-        }
-        missed += t.changes.missedUpdates;
+        merging.push(t);
+        if (separately) await merge(i === tables.length - 1);
       }
-      if (tables.length === 0) await this.client.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+      if (!separately || tables.length === 0) await merge(true);
     } catch (err) {
       throw new SetFailure(err, current);
     }
@@ -387,34 +446,37 @@ export class ChangeApplier {
     let sql = this.sqlByShape.get(shape);
     if (!sql) {
       const r = await this.client
-        .query<{ relkind: string; key_type: number | null }>(
+        .query<{ relkind: string; types: Array<string | null> }>(
           `SELECT c.relkind::text AS relkind,
-                  (SELECT a.atttypid::int FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = $3 AND NOT a.attisdropped) AS key_type
+                  ARRAY(SELECT format_type(a.atttypid, a.atttypmod)
+                          FROM unnest($3::text[]) WITH ORDINALITY AS k(name, i)
+                          LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = k.name AND a.attnum > 0 AND NOT a.attisdropped
+                         ORDER BY k.i) AS types
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
-          [table.schema, table.name, table.columns[table.keyColumns[0] ?? 0] ?? ''],
+          [table.schema, table.name, table.columns],
         )
         .catch((err) => {
           throw this.failure(err, `looking up ${table.key}`, table.key);
         });
-      if (!r.rows[0]) {
+      const found = r.rows[0];
+      const missing = found ? table.columns.filter((_, i) => found.types[i] === null) : [];
+      if (!found || missing.length > 0 || table.keyColumns.length === 0) {
+        const why = !found
+          ? 'does not exist on the target'
+          : missing.length > 0
+            ? `has no column ${missing.map(quoteIdent).join(', ')} on the target`
+            : 'has no key columns, so its updates and deletes cannot find their rows';
         throw ApplicationFailure.create({
-          type: FailureType.DatabaseError,
+          type: found && missing.length === 0 ? FailureType.Unsupported : FailureType.DatabaseError,
           nonRetryable: true,
-          message: `${this.endpoint}: table ${table.key} does not exist on the target, so its changes cannot be applied`,
+          message: `${this.endpoint}: table ${table.key} ${why}: its changes cannot be applied`,
           details: [{ endpoint: this.endpoint, table: table.key } satisfies FailureDetails],
         });
       }
-      if (table.keyColumns.length === 0) {
-        throw ApplicationFailure.create({
-          type: FailureType.Unsupported,
-          nonRetryable: true,
-          message: `${this.endpoint}: table ${table.key} has no key columns: its updates and deletes cannot find their rows`,
-          details: [{ endpoint: this.endpoint, table: table.key } satisfies FailureDetails],
-        });
-      }
-      const integerKey = table.keyColumns.length === 1 && INTEGER_TYPES.has(r.rows[0].key_type ?? 0);
-      sql = new TableSql(table, r.rows[0].relkind === 'p', integerKey);
+      const types = found.types as string[];
+      const integerKey = table.keyColumns.length === 1 && INTEGER_TYPES.has(types[table.keyColumns[0]!]!);
+      sql = new TableSql(table, found.relkind === 'p', integerKey, types);
       this.sqlByShape.set(shape, sql);
     }
     this.sqlByTable.set(table, sql);
@@ -475,6 +537,7 @@ class SetFailure extends Error {
 function seal(b: Buffered): Sealed {
   const tables: SealedTable[] = [];
   for (const tc of b.tables.values()) {
+    if (tc.changes.length === 0) continue;
     const { table } = tc;
     const all = table.columns.map((_, i) => i);
     const keySet = new Set(table.keyColumns);

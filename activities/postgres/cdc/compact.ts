@@ -6,7 +6,7 @@
  * changes nothing (replays converge): inserts are upserts, updates and deletes touch the row
  * only if it is there.
  */
-import { keyString, rowKey, updateKeys, type ApplyTable, type DeleteChange, type InsertChange, type KeyValues, type RowChange, type UpdateChange } from './change';
+import { keyString, rowKey, updateKeys, type ApplyTable, type InsertChange, type KeyValues, type RowChange, type UpdateChange } from './change';
 import { UNCHANGED, type Tuple } from './types';
 
 export type Op =
@@ -24,13 +24,11 @@ export interface Entry {
    * key columns always present. delete: the key values at keyColumns.
    */
   row: Tuple;
-  /** Updates folded into an `update` entry (each of them misses if the row is not there). */
-  updates: number;
 }
 
 /** One table's part of a buffer. */
 export class TableChanges {
-  /** Net operation per key, in the order keys first appeared. */
+  /** Net operation per key (see keyString), in the order keys first appeared. */
   readonly entries = new Map<string, Entry>();
   /** The buffer's original changes of this table, in order: the fallback applies them one by one. */
   readonly changes: RowChange[] = [];
@@ -39,56 +37,64 @@ export class TableChanges {
 
   constructor(readonly table: ApplyTable) {}
 
-  /** Adds a change; key-changing updates are not accepted (the applier applies them alone). */
-  add(change: RowChange): void {
+  /**
+   * Adds a change. Returns false, adding nothing, for an update that changes the key: the
+   * applier applies those alone. Throws on a change no target could apply (NULL key).
+   */
+  add(change: RowChange): boolean {
     switch (change.kind) {
       case 'insert':
         this.insert(change);
         break;
       case 'update':
-        this.update(change);
+        if (!this.update(change)) return false;
         break;
       case 'delete':
-        this.delete(change);
+        this.entries.set(this.keyOf(change.old, 'delete'), { op: 'delete', row: change.old });
         break;
     }
     this.changes.push(change);
+    return true;
   }
 
   private insert(c: InsertChange): void {
     if (c.new.includes(UNCHANGED)) throw new Error(`insert on ${this.table.key} has an unchanged TOAST column`);
     // Whatever came before, the row ends as this one: an upsert overwrites every column.
-    this.entries.set(keyString(rowKey(this.table, c.new, 'insert')), { op: 'upsert', row: c.new, updates: 0 });
+    this.entries.set(this.keyOf(c.new, 'insert'), { op: 'upsert', row: c.new });
   }
 
-  private update(c: UpdateChange): void {
-    const { key, newKey } = updateKeys(c);
-    if (newKey) throw new Error(`update on ${this.table.key} changes the key: apply it alone, not in a buffer`);
-    this.merge(c, key);
-  }
-
-  /** add() for an update whose key the caller resolved already (updateKeys, no key change). */
-  addUpdate(c: UpdateChange, key: KeyValues): void {
-    this.merge(c, key);
-    this.changes.push(c);
-  }
-
-  private merge(c: UpdateChange, key: KeyValues): void {
-    const k = keyString(key);
+  private update(c: UpdateChange): boolean {
+    let k: string;
+    let row = c.new;
+    if (c.old) {
+      // Only an old tuple can say the key changed, or give key columns left out as unchanged TOAST.
+      const { key, newKey } = updateKeys(c);
+      if (newKey) return false;
+      k = keyString(key);
+      row = withKey(this.table, c.new, key);
+    } else {
+      k = this.keyOf(c.new, 'update');
+    }
     const e = this.entries.get(k);
     if (!e) {
-      this.entries.set(k, { op: 'update', row: withKey(this.table, c.new, key), updates: 1 });
+      this.entries.set(k, { op: 'update', row });
     } else if (e.op === 'delete') {
       this.missedUpdates++;
     } else {
       // Later values win; an unchanged later value keeps the earlier one (present or UNCHANGED).
-      e.row = merge(e.row, c.new);
-      if (e.op === 'update') e.updates++;
+      e.row = merge(e.row, row);
     }
+    return true;
   }
 
-  private delete(c: DeleteChange): void {
-    this.entries.set(keyString(rowKey(this.table, c.old, 'delete')), { op: 'delete', row: c.old, updates: 0 });
+  /** keyString(rowKey()) without the arrays for the usual one-column key. */
+  private keyOf(tuple: Tuple, what: string): string {
+    const ks = this.table.keyColumns;
+    if (ks.length === 1) {
+      const v = tuple[ks[0]!];
+      if (v instanceof Buffer) return v.toString('latin1');
+    }
+    return keyString(rowKey(this.table, tuple, what));
   }
 }
 
@@ -98,11 +104,11 @@ function merge(earlier: Tuple, later: Tuple): Tuple {
   return out;
 }
 
-/** `tuple` with the resolved key values at the key columns (copied only when one was UNCHANGED). */
+/** `tuple` with the key values from old where they are unchanged TOAST (copied only then). */
 function withKey(table: ApplyTable, tuple: Tuple, key: KeyValues): Tuple {
   let out = tuple;
   table.keyColumns.forEach((k, i) => {
-    if (out[k] !== key[i]) {
+    if (out[k] === UNCHANGED) {
       if (out === tuple) out = tuple.slice();
       out[k] = key[i]!;
     }
@@ -110,7 +116,7 @@ function withKey(table: ApplyTable, tuple: Tuple, key: KeyValues): Tuple {
   return out;
 }
 
-/** Positions of the columns present in an update row (not UNCHANGED), as a mask key and a list. */
+/** Positions of the columns present in an update row (not UNCHANGED). */
 export function presentColumns(row: Tuple): number[] {
   const out: number[] = [];
   for (let i = 0; i < row.length; i++) if (row[i] !== UNCHANGED) out.push(i);

@@ -19,7 +19,7 @@ import type { PgoutputMessage, WalMessage } from './types';
 /** Source transactions grouped into one target transaction: at most this many changes… */
 const BATCH_CHANGES = 50_000;
 /** …or this long since the first of them (the heartbeat of a busy source becomes visible within ~0.1 s)… */
-const BATCH_MS = 25;
+const BATCH_MS = 10;
 /** …and committed at once when the stream has nothing more right now. */
 const IDLE_MS = 5;
 /** Heartbeat details list the busiest tables only: details must stay small. */

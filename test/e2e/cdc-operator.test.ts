@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { migrationWorkflowId } from '../../plan';
 import { cliEnv, dbferry, startWorker, temporalClient, writePlan, type WorkerProcess } from '../support/cli';
 import { expectSameTables } from '../support/compare';
@@ -15,14 +17,27 @@ describe('CDC and the operator', () => {
   let src: string;
   let tgt: string;
 
+  // An alert receiver: CDC's own alerts (WAL held by the slot) and the pause.
+  const alerts: Array<{ kind: string; text: string }> = [];
+  const hook = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      alerts.push(JSON.parse(body));
+      res.writeHead(200).end();
+    });
+  });
+
   beforeAll(async () => {
     src = await createDatabase('source', sourceDb);
     tgt = await createDatabase('target', targetDb);
-    secrets = { SRC_URL: src, TGT_URL: tgt };
+    await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+    secrets = { SRC_URL: src, TGT_URL: tgt, HOOK: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook` };
     worker = await startWorker(cliEnv(queue, secrets));
   });
 
   afterAll(async () => {
+    hook.close();
     await worker.stop('SIGKILL');
     await Promise.all([dropDatabase('source', sourceDb), dropDatabase('target', targetDb)]);
   });
@@ -45,6 +60,7 @@ mode: full-load-and-cdc
 source: { engine: postgres, url: env:SRC_URL }
 target: { engine: postgres, url: env:TGT_URL, createDatabase: true }
 tables: { include: [public.measures] }
+alerts: { webhook: env:HOOK, slotWalGb: 0.000001 }   # ~1 kB: any write trips it
 `);
     const started = await dbferry(['start', planFile, '--wait'], cliEnv(queue));
     expect({ code: started.code, out: started.stdout }).toEqual({ code: 0, out: expect.stringContaining('CDC has caught up') });
@@ -76,6 +92,12 @@ tables: { include: [public.measures] }
     expect(shown.stdout).toMatch(/PAUSED by the operator .*\(maintenance\)/);
     expect((await dbferry(['resume', name], cliEnv(queue))).code).toBe(0);
     await waitFor('the row written while paused', () => rowExists(tgt, 1003));
+    // WAL the slot must keep until its next restart point (running-transactions records come
+    // every 15 s): well over the ~1 kB threshold for a few polls of the applier (every 5 s).
+    await withClient(src, (c) => c.query(`INSERT INTO measures SELECT g, g, repeat('w', 200) FROM generate_series(2000, 2999) g`));
+    await waitFor('the alerts', async () => alerts.some((a) => a.kind === 'slot-wal') && alerts.some((a) => a.kind === 'paused'));
+    expect(alerts.find((a) => a.kind === 'slot-wal')!.text).toMatch(/replication slot dbferry_typechange_\w+ holds .* GB of WAL/);
+    expect(alerts.find((a) => a.kind === 'paused')!.text).toMatch(/step \*cdc\* failed \(SchemaChanged\) on public\.measures/);
 
     // Abort while CDC runs: the migration ends and the source keeps no slot or publication.
     const abort = await dbferry(['abort', name, '--reason', 'test'], cliEnv(queue));

@@ -16,7 +16,7 @@ export async function tableFingerprint(url: string, qualified: string): Promise<
 export async function userTables(url: string): Promise<string[]> {
   return withClient(url, async (c) => {
     const r = await c.query(`SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables
-                              WHERE schemaname NOT IN ('pg_catalog', 'information_schema', '_dbferry') ORDER BY 1`);
+                              WHERE schemaname NOT IN ('pg_catalog', 'information_schema', '_dbferry') AND schemaname NOT LIKE 'pg\\_temp\\_%' ORDER BY 1`);
     return r.rows.map((x: { t: string }) => x.t);
   });
 }

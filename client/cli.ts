@@ -4,7 +4,6 @@ import { runDemo } from './demo/demo';
 import { runDevServerForeground, setupNamespace } from './dev-server';
 import { CliError, Exit } from './exit-codes';
 import {
-  cdcProgress,
   cleanupMigration,
   decide,
   listMigrations,
@@ -20,7 +19,7 @@ import {
   waitForOutcome,
 } from './migrations';
 import { loadPlanFile } from './plan-file';
-import { formatPreflight, formatReport, formatStatus } from './render';
+import { cdcProgress, formatPreflight, formatReport, formatStatus } from './render';
 import { watchMigration } from './watch';
 import { temporalOptionsFromEnv, withClient, type TemporalOptions } from './temporal';
 

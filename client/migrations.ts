@@ -22,6 +22,7 @@ import {
   STATUS_MEMO_KEY,
 } from '../workflows/messages';
 import { CliError, Exit, type ExitCode } from './exit-codes';
+import { cdcProgress } from './render';
 import { describeOrUndefined, firstLine, type TemporalOptions } from './temporal';
 
 export interface StartOutcome {
@@ -99,11 +100,6 @@ export async function liveProgress(client: Client, d: WorkflowExecutionDescripti
     }
   }
   return out;
-}
-
-/** The CDC applier's last heartbeat among the live details, if it runs. */
-export function cdcProgress(live: unknown[]): CdcProgress | undefined {
-  return live.find((x): x is CdcProgress & { activity: string } => (x as { activity?: string }).activity === 'streamChanges');
 }
 
 /** The status with the applier's live per-table counts (the memo has them only at cutover). */
@@ -200,26 +196,42 @@ export async function waitForOutcome(
  * signal and is applied when a worker is back, if still valid.
  */
 export async function decide(client: Client, name: string, action: DecisionAction, reason?: string): Promise<string> {
+  const { d, handle } = await runningMigration(client, name, action);
+  // The step guard: a decision meant for one pause is refused if the migration has moved on to another.
+  const decision = { action, reason, step: statusFromDescription(d)?.failure?.step };
+  return sendUpdate(action, 30_000, client, () => handle.executeUpdate(operatorDecisionUpdate, { args: [decision], updateId: `${action}-${randomUUID()}` }), async () => {
+    await handle.signal(operatorDecisionSignal, decision);
+    return `no worker answered within 30 s; ${action} was sent as a signal and applies when a worker is back (if still valid)`;
+  });
+}
+
+/** The running migration and its handle; a finished one refuses `verb` (exit 5, or 7 when aborted). */
+async function runningMigration(client: Client, name: string, verb: string) {
   const d = await requireMigration(client, name);
   if (d.status.name !== 'RUNNING') {
     const phase = statusFromDescription(d)?.phase ?? d.status.name.toLowerCase();
-    if (phase === 'aborted') throw new CliError(Exit.Aborted, `migration ${name} was aborted: nothing to ${action}`);
-    throw new CliError(Exit.Refused, `migration ${name} is not running (${phase}): nothing to ${action}`);
+    if (phase === 'aborted') throw new CliError(Exit.Aborted, `migration ${name} was aborted: nothing to ${verb}`);
+    throw new CliError(Exit.Refused, `migration ${name} is not running (${phase}): nothing to ${verb}`);
   }
-  const handle = client.workflow.getHandle(d.workflowId);
-  // The step guard: a decision meant for one pause is refused if the migration has moved on to another.
-  const decision = { action, reason, step: statusFromDescription(d)?.failure?.step };
+  return { d, handle: client.workflow.getHandle(d.workflowId) };
+}
+
+/**
+ * Sends an Update with a deadline: a refusal (validator or handler) is exit 5 with its reason
+ * and hint; no worker answering is `noWorker`'s to handle (by default exit 1 saying so).
+ */
+async function sendUpdate<T>(verb: string, deadlineMs: number, client: Client, send: () => Promise<T>, noWorker?: () => Promise<T>): Promise<T> {
   try {
-    return await client.connection.withDeadline(Date.now() + 30_000, () =>
-      handle.executeUpdate(operatorDecisionUpdate, { args: [decision], updateId: `${action}-${randomUUID()}` }),
-    );
+    return await client.connection.withDeadline(Date.now() + deadlineMs, send);
   } catch (err) {
     if (err instanceof WorkflowUpdateFailedError) {
-      throw new CliError(Exit.Refused, `${action} refused: ${err.cause?.message ?? err.message}`);
+      const cause = err.cause as (Error & { details?: Array<{ hint?: string }> }) | undefined;
+      const hint = cause?.details?.[0]?.hint;
+      throw new CliError(Exit.Refused, `${verb} refused: ${cause?.message ?? err.message}${hint ? `\n  hint: ${hint}` : ''}`);
     }
     if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || /deadline/i.test(String(err))) {
-      await handle.signal(operatorDecisionSignal, decision);
-      return `no worker answered within 30 s; ${action} was sent as a signal and applies when a worker is back (if still valid)`;
+      if (noWorker) return noWorker();
+      throw new CliError(Exit.Failed, `no worker answered the ${verb} within ${deadlineMs / 1000} s: is a dbferry worker running?`);
     }
     throw err;
   }
@@ -267,26 +279,8 @@ export async function listMigrations(client: Client): Promise<ListedMigration[]>
  * (exit 5) with the reason otherwise. The check takes a few seconds, more when CDC is behind.
  */
 export async function requestCutover(client: Client, name: string): Promise<CutoverAck> {
-  const d = await requireMigration(client, name);
-  if (d.status.name !== 'RUNNING') {
-    const phase = statusFromDescription(d)?.phase ?? d.status.name.toLowerCase();
-    if (phase === 'aborted') throw new CliError(Exit.Aborted, `migration ${name} was aborted: nothing to cut over`);
-    throw new CliError(Exit.Refused, `migration ${name} is not running (${phase}): nothing to cut over`);
-  }
-  const handle = client.workflow.getHandle(d.workflowId);
-  try {
-    return await client.connection.withDeadline(Date.now() + 3 * 60_000, () => handle.executeUpdate(cutoverUpdate, { updateId: `cutover-${randomUUID()}` }));
-  } catch (err) {
-    if (err instanceof WorkflowUpdateFailedError) {
-      const cause = err.cause as (Error & { details?: Array<{ hint?: string }> }) | undefined;
-      const hint = cause?.details?.[0]?.hint;
-      throw new CliError(Exit.Refused, `cutover refused: ${cause?.message ?? err.message}${hint ? `\n  hint: ${hint}` : ''}`);
-    }
-    if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || /deadline/i.test(String(err))) {
-      throw new CliError(Exit.Failed, `no worker answered the cutover within 3 minutes: is a dbferry worker running?`);
-    }
-    throw err;
-  }
+  const { handle } = await runningMigration(client, name, 'cut over');
+  return sendUpdate('cutover', 180_000, client, () => handle.executeUpdate(cutoverUpdate, { updateId: `cutover-${randomUUID()}` }));
 }
 
 /**
@@ -322,22 +316,10 @@ export async function cleanupMigration(client: Client, o: TemporalOptions, name:
 
 /** `dbferry pause|resume`: hold or continue CDC apply (Updates; refused with the reason, exit 5). */
 export async function pauseOrResume(client: Client, name: string, action: 'pause' | 'resume', reason?: string): Promise<string> {
-  const d = await requireMigration(client, name);
-  if (d.status.name !== 'RUNNING') {
-    throw new CliError(Exit.Refused, `migration ${name} is not running (${statusFromDescription(d)?.phase ?? d.status.name.toLowerCase()}): nothing to ${action}`);
-  }
-  const handle = client.workflow.getHandle(d.workflowId);
-  try {
-    return await client.connection.withDeadline(Date.now() + 30_000, () =>
-      action === 'pause'
-        ? handle.executeUpdate(pauseCdcUpdate, { args: [{ reason }], updateId: `pause-${randomUUID()}` })
-        : handle.executeUpdate(resumeCdcUpdate, { updateId: `resume-${randomUUID()}` }),
-    );
-  } catch (err) {
-    if (err instanceof WorkflowUpdateFailedError) throw new CliError(Exit.Refused, `${action} refused: ${err.cause?.message ?? err.message}`);
-    if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || /deadline/i.test(String(err))) {
-      throw new CliError(Exit.Failed, `no worker answered the ${action} within 30 s: is a dbferry worker running?`);
-    }
-    throw err;
-  }
+  const { handle } = await runningMigration(client, name, action);
+  return sendUpdate(action, 30_000, client, () =>
+    action === 'pause'
+      ? handle.executeUpdate(pauseCdcUpdate, { args: [{ reason }], updateId: `pause-${randomUUID()}` })
+      : handle.executeUpdate(resumeCdcUpdate, { updateId: `resume-${randomUUID()}` }),
+  );
 }

@@ -27,6 +27,11 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
 }
 
+/** The CDC applier's last heartbeat among the live details, if it runs. */
+export function cdcProgress(live: unknown[]): CdcProgress | undefined {
+  return live.find((x): x is CdcProgress & { activity: string } => (x as { activity?: string }).activity === 'streamChanges');
+}
+
 export function formatStatus(s: MigrationStatus, live?: unknown): string {
   const now = Date.now();
   const out: string[] = [];
@@ -35,7 +40,7 @@ export function formatStatus(s: MigrationStatus, live?: unknown): string {
   out.push(`started ${s.startedAt}${s.endedAt ? `, ended ${s.endedAt}` : ''}`);
   out.push('');
   out.push(table([['step', 'status', 'time'], ...s.steps.map((x) => [x.step, x.status + (x.operatorRetries ? ` (retried ${x.operatorRetries}×)` : ''), stepDuration(x, now)])]));
-  const cdc = Array.isArray(live) ? (live.find((x) => (x as { activity?: string }).activity === 'streamChanges') as CdcProgress | undefined) : undefined;
+  const cdc = Array.isArray(live) ? cdcProgress(live) : undefined;
   if (s.cdc) out.push('', `CDC: slot ${s.cdc.slot}, publication ${s.cdc.publication}${s.cdc.startLsn ? `, from ${s.cdc.startLsn}` : ''}`);
   if (cdc) {
     out.push(

@@ -2,7 +2,8 @@ import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import type { Client } from '@temporalio/client';
 import type { CdcProgress, MigrationStatus } from '../plan/migration-types';
 import { Exit, type ExitCode } from './exit-codes';
-import { cdcProgress, liveProgress, requireMigration, statusFromDescription, withLiveCdc } from './migrations';
+import { liveProgress, requireMigration, statusFromDescription, withLiveCdc } from './migrations';
+import { cdcProgress } from './render';
 
 /** A loader's heartbeat (activities/postgres/load-task.ts). */
 interface LoaderBeat {

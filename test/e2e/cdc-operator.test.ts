@@ -120,14 +120,7 @@ alerts: { webhook: env:HOOK, slotWalGb: 0.000001 }   # ~1 kB: any write trips it
                INSERT INTO "Line Items" SELECT g / 10, g % 10, g FROM generate_series(1, 5000) g;`),
     );
     const name = uniqueName('cdconly').replace(/_/g, '-');
-    const planFile = writePlan(`
-name: ${name}
-mode: cdc
-source: { engine: postgres, url: env:SRC_URL }
-target: { engine: postgres, url: env:TGT_URL }
-tables: { include: ['public.Line Items'] }
-cdc: { publication: app_pub }
-`);
+    const planFile = lineItemsPlan(name);
     const started = await dbferry(['start', planFile, '--wait'], cliEnv(queue));
     expect({ code: started.code, out: started.stdout }).toEqual({ code: 0, out: expect.stringContaining('CDC has caught up') });
     await withClient(src, (c) =>
@@ -142,14 +135,7 @@ cdc: { publication: app_pub }
 
     // A migration that was terminated mid-CDC leaves its slot behind: cleanup removes it.
     const forgotten = uniqueName('forgotten').replace(/_/g, '-');
-    const forgottenPlan = writePlan(`
-name: ${forgotten}
-mode: cdc
-source: { engine: postgres, url: env:SRC_URL }
-target: { engine: postgres, url: env:TGT_URL }
-tables: { include: ['public.Line Items'] }
-cdc: { publication: app_pub }
-`);
+    const forgottenPlan = lineItemsPlan(forgotten);
     const second = await dbferry(['start', forgottenPlan, '--wait'], cliEnv(queue));
     expect(second.code).toBe(0);
     const refused = await dbferry(['cleanup', forgotten], cliEnv(queue));
@@ -167,6 +153,18 @@ cdc: { publication: app_pub }
     expect(await slotsAndPublications()).toEqual({ slots: [], publications: ['app_pub'] });
   });
 });
+
+/** Mode cdc of "Line Items" through the publication the application made. */
+function lineItemsPlan(name: string): string {
+  return writePlan(`
+name: ${name}
+mode: cdc
+source: { engine: postgres, url: env:SRC_URL }
+target: { engine: postgres, url: env:TGT_URL }
+tables: { include: ['public.Line Items'] }
+cdc: { publication: app_pub }
+`);
+}
 
 async function rowExists(url: string, id: number): Promise<boolean> {
   return withClient(url, async (c) => (await c.query('SELECT 1 FROM measures WHERE id = $1', [id])).rows.length > 0);

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
+import type { Client } from 'pg';
 import { FailureType } from '../../../plan/failure-types';
 import type { ActivityInput, CleanupResult, CutoverAck, FinalizeResult, MigrationRef } from '../../../plan/migration-types';
 import type { Plan } from '../../../plan/plan-schema';
@@ -67,7 +68,7 @@ export async function beginCutoverPostgres({ plan, migration }: ActivityInput): 
 }
 
 /** Waits until the slot has confirmed `lsn`: the applier has seen everything written before it. */
-async function waitForSlot(source: import('pg').Client, slot: string, lsn: string, src: PgEndpoint): Promise<void> {
+async function waitForSlot(source: Client, slot: string, lsn: string, src: PgEndpoint): Promise<void> {
   const deadline = Date.now() + CATCH_UP_SECONDS * 1000;
   for (;;) {
     const r = await source.query<{ ok: boolean | null; behind: string | null }>(
@@ -110,9 +111,8 @@ export async function cleanupSourcePostgres({ plan, migration }: ActivityInput):
     return out;
   }
   const dropped = await dropReplication(src, plan, migration);
-  (dropped.slot ? out.dropped : out.kept).push(
-    dropped.slot ? `${src.description}: replication slot ${plan.cdc.slot}` : `${src.description}: no replication slot ${plan.cdc.slot} (none left)`,
-  );
+  if (dropped.slot) out.dropped.push(`${src.description}: replication slot ${plan.cdc.slot}`);
+  else out.kept.push(`${src.description}: no replication slot ${plan.cdc.slot} (none left)`);
   if (dropped.publication === 'dropped') out.dropped.push(`${src.description}: publication ${plan.cdc.publication}`);
   else if (dropped.publication === 'not-ours') out.kept.push(`${src.description}: publication ${plan.cdc.publication} (it existed before this migration)`);
   else out.kept.push(`${src.description}: no publication ${plan.cdc.publication} (none left)`);

@@ -21,15 +21,11 @@ export async function prepareCdcPostgres({ plan, migration }: ActivityInput): Pr
   const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
   const { slot, publication } = plan.cdc;
 
-  const progress = await withConnection(tgt, 'prepare CDC', async (c) => {
+  const { progress, model } = await withConnection(tgt, 'prepare CDC', async (c) => {
     await ensureBookkeeping(c);
     const r = await c.query<{ end_lsn: string }>('SELECT end_lsn::text FROM _dbferry.cdc_progress WHERE run_id = $1', [migration.runId]);
-    return r.rows[0];
-  });
-
-  const model = await withConnection(tgt, 'prepare CDC', async (c) => {
     const recorded = await readModel(c, migration.runId);
-    if (recorded) return recorded;
+    if (recorded) return { progress: r.rows[0], model: recorded };
     const m = await withConnection(src, 'introspect', (s) => introspectPostgres(s, tableSelector(plan)));
     await checkTargetTables(c, m, tgt);
     await c.query('INSERT INTO _dbferry.migrations (run_id, name, model, statements_done) VALUES ($1, $2, $3, NULL) ON CONFLICT (run_id) DO NOTHING', [
@@ -37,12 +33,12 @@ export async function prepareCdcPostgres({ plan, migration }: ActivityInput): Pr
       migration.name,
       JSON.stringify(m),
     ]);
-    return m;
+    return { progress: r.rows[0], model: m };
   });
-  await withConnection(src, 'prepare CDC', (c) => refuseKeylessTables(c, model, src));
   if (plan.mode === 'full-load-and-cdc' && !progress) await refuseReplayedKeylessTables(tgt, model, migration.runId);
 
   const sourceState = await withConnection(src, 'prepare CDC', async (c) => {
+    await refuseKeylessTables(c, model, src);
     const pub = await ensurePublication(c, publication, model.tables, migration, src.description);
     const r = await c.query<{ confirmed: string | null; plugin: string; database: string }>(
       'SELECT confirmed_flush_lsn::text AS confirmed, plugin, database FROM pg_replication_slots WHERE slot_name = $1',

@@ -272,22 +272,19 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
             const table = relations.table(m.relationId);
             if (!table) break;
             const lsn = r.value.walStart;
+            const counts = stat(table.key);
+            if (m.tag === 'insert') counts.inserts++;
+            else if (m.tag === 'update') counts.updates++;
+            else counts.deletes++;
             if (table.keyColumns.length === 0) {
               keyless.add(table, keylessChange(m, table.key, lsn));
-              const st = stat(table.key);
-              if (m.tag === 'insert') st.inserts++;
-              else if (m.tag === 'update') st.updates++;
-              else st.deletes++;
               if (keyless.full) await flushAll();
             } else if (m.tag === 'insert') {
               await applier.add({ kind: 'insert', table, lsn, new: m.new });
-              stat(table.key).inserts++;
             } else if (m.tag === 'update') {
               await applier.add({ kind: 'update', table, lsn, new: m.new, ...(m.old ? { old: m.old.tuple } : {}) });
-              stat(table.key).updates++;
             } else {
               await applier.add({ kind: 'delete', table, lsn, old: m.old.tuple });
-              stat(table.key).deletes++;
             }
             batch.changes++;
             current!.changed = table.key;

@@ -89,7 +89,7 @@ program
 
 program
   .command('status <name>')
-  .description('phase, steps, per-table statistics and the pending failure (works with no worker up)')
+  .description('phase, steps, per-table statistics, CDC lag and the pending failure (works with no worker up)')
   .option('--json', 'machine-readable output')
   .action(async (name: string, opts: { json?: boolean }) => {
     await withClient(temporal(), async (client) => {
@@ -147,7 +147,7 @@ for (const action of ['retry', 'skip', 'abort'] as DecisionAction[]) {
   const help = {
     retry: 'run the failed step again from its last durable checkpoint',
     skip: 'skip the failed step (refused where it would lose data)',
-    abort: 'end the migration and report what is left where',
+    abort: 'end the migration (also while CDC runs: its slot and publication are dropped) and report what is left where',
   }[action];
   program
     .command(`${action} <name>`)

@@ -9,6 +9,9 @@ import {
   type SequenceModel,
   type TableModel,
 } from '../../plan/schema-model';
+import { qualifiedColumn, qualifiedTable, quoteIdent, quoteLiteral } from '../../plan/sql-names';
+
+export { qualifiedColumn, qualifiedTable, quoteIdent, quoteLiteral };
 
 /** One post-load statement; `table` is the raw `schema.table` key (see `qualifiedKey`). */
 export interface Stmt {
@@ -24,30 +27,6 @@ export interface PostLoadStatements {
   indexes: Stmt[];
   foreignKeys: Stmt[];
   validateForeignKeys: Stmt[];
-}
-
-/** Always quotes, so reserved words, capitals and Unicode survive unchanged. */
-// The one identifier quoting of the project: written here rather than taken from pg's
-// escapeIdentifier so this module stays importable where pg is not (workflow code).
-export function quoteIdent(name: string): string {
-  return '"' + name.replace(/"/g, '""') + '"';
-}
-
-/**
- * A string literal that reads the same whatever `standard_conforming_strings` is on the
- * target: backslashes force the E'' form, where they are doubled.
- */
-export function quoteLiteral(value: string): string {
-  const body = value.replace(/'/g, "''");
-  return value.includes('\\') ? `E'${body.replace(/\\/g, '\\\\')}'` : `'${body}'`;
-}
-
-export function qualifiedTable(schema: string, name: string): string {
-  return `${quoteIdent(schema)}.${quoteIdent(name)}`;
-}
-
-export function qualifiedColumn(schema: string, table: string, column: string): string {
-  return `${qualifiedTable(schema, table)}.${quoteIdent(column)}`;
 }
 
 /** Schemas that exist on every PostgreSQL server and must never be created. */

@@ -1,0 +1,27 @@
+/**
+ * PostgreSQL identifier and literal quoting: pure, so the CLI, workflows, activities and tests
+ * share the one implementation (written here rather than taken from pg's escapeIdentifier so
+ * that code without the driver can use it).
+ */
+
+/** Always quotes, so reserved words, capitals and Unicode survive unchanged. */
+export function quoteIdent(name: string): string {
+  return '"' + name.replace(/"/g, '""') + '"';
+}
+
+/**
+ * A string literal that reads the same whatever `standard_conforming_strings` is on the
+ * target: backslashes force the E'' form, where they are doubled.
+ */
+export function quoteLiteral(value: string): string {
+  const body = value.replace(/'/g, "''");
+  return value.includes('\\') ? `E'${body.replace(/\\/g, '\\\\')}'` : `'${body}'`;
+}
+
+export function qualifiedTable(schema: string, name: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(name)}`;
+}
+
+export function qualifiedColumn(schema: string, table: string, column: string): string {
+  return `${qualifiedTable(schema, table)}.${quoteIdent(column)}`;
+}

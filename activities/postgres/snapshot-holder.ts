@@ -58,7 +58,10 @@ export async function holdSnapshotPostgres({ plan, migration }: ActivityInput): 
       // It rejects again when the holder closes its own connection at the end: not an error then.
       lost?.catch(() => undefined);
       while (!signal?.aborted) {
-        await Promise.race([sleep(CHECK_EVERY_MS, undefined, { signal }).catch(() => undefined), lost]);
+        // Never race against `undefined` (no slot held): it wins at once, and the loop would
+        // send thousands of `SELECT 1` a second to the source for the whole load.
+        const pause = sleep(CHECK_EVERY_MS, undefined, { signal }).catch(() => undefined);
+        await (lost ? Promise.race([pause, lost]) : pause);
         if (signal?.aborted) break;
         if (!held.slot) await stillAlive(conn, src);
       }

@@ -5,18 +5,18 @@
 import type { ActivityInput, Alert, LoadTaskInput } from '../plan/migration-types';
 import type { Plan } from '../plan/plan-schema';
 import { postAlert } from './alerts/webhook';
-import { buildIndexesPostgres } from './postgres/build-indexes';
-import { createDatabasePostgres } from './postgres/create-database';
-import { createTablesPostgres } from './postgres/create-tables';
-import { finishLoadPostgres, planLoadPostgres } from './postgres/load-plan';
-import { loadTaskPostgres } from './postgres/load-task';
+import { buildIndexesPostgres } from './target/build-indexes';
+import { createDatabasePostgres } from './target/create-database';
+import { createTablesPostgres } from './target/create-tables';
+import { finishLoadPostgres, planLoadPostgres } from './native/load-plan';
+import { loadTaskPostgres } from './native/load-task';
 import { dumpRestorePostgres } from './postgres/dump-restore';
-import { preflightPostgres } from './postgres/preflight';
-import { holdSnapshotPostgres } from './postgres/snapshot-holder';
-import { validatePostgres } from './postgres/validate';
-import { beginCutoverPostgres, cleanupSourcePostgres, finalizeCutoverPostgres } from './postgres/cdc/cutover';
-import { prepareCdcPostgres } from './postgres/cdc/prepare';
-import { streamChangesPostgres } from './postgres/cdc/stream-changes';
+import { preflightPostgres } from './native/preflight';
+import { holdSnapshotPostgres } from './native/snapshot-holder';
+import { validatePostgres } from './native/validate';
+import { beginCutoverPostgres, cleanupSourcePostgres, finalizeCutoverPostgres } from './native/cutover';
+import { prepareCdcPostgres } from './native/prepare-cdc';
+import { streamChangesPostgres } from './apply/stream-changes';
 
 export function createActivities() {
   return {

@@ -15,8 +15,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { Client } from 'pg';
-import { ChangeApplier, type ApplyTable, type Change } from '../activities/postgres/cdc/apply';
-import type { Tuple } from '../activities/postgres/cdc/types';
+import { ChangeApplier, type ApplyTable, type Change } from '../activities/apply/apply';
+import type { Tuple } from '../activities/apply/tuple';
 
 async function main(): Promise<void> {
   const [url, rowsArg, maxRowsArg] = process.argv.slice(2);

@@ -2,7 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../../plan/failure-types';
 import type { Alert } from '../../plan/migration-types';
 import type { Plan } from '../../plan/plan-schema';
-import { scrub } from '../postgres/errors';
+import { scrub } from '../scrub';
 import { resolveSecret } from '../secrets';
 
 const TIMEOUT_MS = 10_000;

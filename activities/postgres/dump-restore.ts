@@ -8,12 +8,12 @@ import type { ActivityInput, DumpRestoreResult } from '../../plan/migration-type
 import { qualifiedKey, type SchemaModel, type TableModel } from '../../plan/schema-model';
 import { inParallel } from '../../plan/in-parallel';
 import { withHeartbeat } from '../heartbeat';
-import { ensureBookkeeping, readModel } from './bookkeeping';
-import { refuseExistingTables } from './catalog';
-import { checksumQuery, sourceChecksum, type ChecksumMethod } from './checksum';
-import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
-import { dumpRestorePreDataStatements, freeStandingSequences, qualifiedTable, sequenceSetvalStatement } from './ddl';
-import { classifyToolError, HINTS, scrub, toFailure } from './errors';
+import { ensureBookkeeping, readModel } from '../target/bookkeeping';
+import { refuseExistingTables } from '../pg/catalog';
+import { checksumQuery, sourceChecksum, type ChecksumMethod } from '../pg/checksum';
+import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from '../pg/connection';
+import { dumpRestorePreDataStatements, freeStandingSequences, qualifiedTable, sequenceSetvalStatement } from '../target/ddl';
+import { classifyToolError, HINTS, scrub, toFailure } from '../pg/errors';
 import { introspectPostgres } from './introspect';
 import {
   checkToolVersion,

@@ -13,8 +13,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../../plan/failure-types';
 import type { Plan } from '../../plan/plan-schema';
 import { qualifiedKey, type QualifiedName } from '../../plan/schema-model';
-import type { PgEndpoint } from './connection';
-import { qualifiedTable, quoteIdent } from './ddl';
+import type { PgEndpoint } from '../pg/connection';
+import { qualifiedTable, quoteIdent } from '../target/ddl';
 
 export interface PgTools {
   pgDump: string;

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import { ChangeApplier, type ApplierOptions, type ApplyTable, type Change } from '../../activities/postgres/cdc/apply';
-import { qualifiedTable, quoteIdent } from '../../activities/postgres/ddl';
-import { UNCHANGED, type Tuple } from '../../activities/postgres/cdc/types';
+import { ChangeApplier, type ApplierOptions, type ApplyTable, type Change } from '../../activities/apply/apply';
+import { qualifiedTable, quoteIdent } from '../../activities/target/ddl';
+import { UNCHANGED, type Tuple } from '../../activities/apply/tuple';
 import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';
 
 /**

@@ -1,4 +1,4 @@
-import { sourceChecksum, checksumQuery } from '../../activities/postgres/checksum';
+import { sourceChecksum, checksumQuery } from '../../activities/pg/checksum';
 import { introspectPostgres } from '../../activities/postgres/introspect';
 import type { TableModel } from '../../plan/schema-model';
 import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';

@@ -1,6 +1,6 @@
 import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { ApplicationFailure } from '@temporalio/common';
-import { closeQuietly, type PgEndpoint } from '../../activities/postgres/connection';
+import { closeQuietly, type PgEndpoint } from '../../activities/pg/connection';
 import {
   createSlot,
   createSlotWithSnapshot,
@@ -10,7 +10,7 @@ import {
 } from '../../activities/postgres/cdc/replication';
 import { UNCHANGED, type PgoutputMessage, type Tuple, type WalMessage } from '../../activities/postgres/cdc/types';
 import { FailureType } from '../../plan/failure-types';
-import { formatLsn, parseLsn } from '../../plan/lsn';
+import { formatLsn, parseLsn } from '../../activities/postgres/lsn';
 import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';
 
 /**

@@ -18,7 +18,7 @@ import {
   quoteIdent,
   quoteLiteral,
   sequenceSetvalStatement,
-} from '../../activities/postgres/ddl';
+} from '../../activities/target/ddl';
 import { introspectPostgres, type IntrospectedSchema } from '../../activities/postgres/introspect';
 import type { SchemaModel, SequenceModel, TableModel } from '../../plan/schema-model';
 import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';

@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { quoteIdent, quoteLiteral } from '../../activities/postgres/ddl';
+import { quoteIdent, quoteLiteral } from '../../activities/target/ddl';
 
 export type Side = 'source' | 'target';
 

@@ -1,5 +1,5 @@
-import { TableSql } from '../../activities/postgres/cdc/apply-sql';
-import type { ApplyTable } from '../../activities/postgres/cdc/change';
+import { TableSql } from '../../activities/apply/apply-sql';
+import type { ApplyTable } from '../../activities/apply/change';
 
 const hostile: ApplyTable = { key: 'x', schema: 'Sales Ü', name: 'Order "Items"', columns: ['Id', 'line"no', 'select', 'note'], keyColumns: [0, 1] };
 const plain: ApplyTable = { key: 'p', schema: 'public', name: 'accounts', columns: ['aid', 'bid', 'abalance'], keyColumns: [0] };

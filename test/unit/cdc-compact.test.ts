@@ -1,8 +1,8 @@
-import { describeKey, keyString, updateKeys, type ApplyTable, type RowChange } from '../../activities/postgres/cdc/change';
-import { isComplete, presentColumns, TableChanges } from '../../activities/postgres/cdc/compact';
-import { encodeCopyText } from '../../activities/postgres/cdc/copy-text';
-import { UNCHANGED, type ColumnValue, type Tuple } from '../../activities/postgres/cdc/types';
-import { formatLsn, parseLsn } from '../../plan/lsn';
+import { describeKey, keyString, updateKeys, type ApplyTable, type RowChange } from '../../activities/apply/change';
+import { isComplete, presentColumns, TableChanges } from '../../activities/apply/compact';
+import { encodeCopyText } from '../../activities/apply/copy-text';
+import { UNCHANGED, type ColumnValue, type Tuple } from '../../activities/apply/tuple';
+import { formatLsn, parseLsn } from '../../activities/postgres/lsn';
 
 const table: ApplyTable = { key: 's.t', schema: 's', name: 't', columns: ['id', 'a', 'b'], keyColumns: [0] };
 const b = (s: string) => Buffer.from(s);

@@ -1,4 +1,4 @@
-import { chunkCount, chunkFilter, groupTasks, keyChunks, pageChunks, unitLabel, wholeUnit, type LoadUnit } from '../../activities/postgres/chunks';
+import { chunkCount, chunkFilter, groupTasks, keyChunks, pageChunks, unitLabel, wholeUnit, type LoadUnit } from '../../plan/load-chunks';
 import type { TableModel } from '../../plan/schema-model';
 
 const table = (name: string, extra: Partial<TableModel> = {}): TableModel => ({

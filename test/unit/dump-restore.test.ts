@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dumpRestorePreDataStatements, freeStandingSequences } from '../../activities/postgres/ddl';
+import { dumpRestorePreDataStatements, freeStandingSequences } from '../../activities/target/ddl';
 import {
   conninfoDbname,
   dumpTablePattern,
@@ -13,7 +13,7 @@ import {
   serverMajor,
   tableInOutput,
 } from '../../activities/postgres/pg-tools';
-import type { PgEndpoint } from '../../activities/postgres/connection';
+import type { PgEndpoint } from '../../activities/pg/connection';
 import type { SchemaModel, SequenceModel } from '../../plan/schema-model';
 
 const seq = (name: string, extra: Partial<SequenceModel> = {}): SequenceModel => ({

@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { FailureType, NEEDS_PERSON, type FailureDetails } from '../../plan/failure-types';
-import { classifyPostgresError, classifyToolError, scrub, toFailure } from '../../activities/postgres/errors';
+import { classifyPostgresError, classifyToolError, scrub, toFailure } from '../../activities/pg/errors';
 
 /** A pg-like driver error. */
 function pgError(code: string | undefined, message: string, extra: Record<string, unknown> = {}): Error {

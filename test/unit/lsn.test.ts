@@ -1,4 +1,4 @@
-import { formatLsn, lsnDiff, parseLsn } from '../../plan/lsn';
+import { formatLsn, lsnDiff, parseLsn } from '../../activities/postgres/lsn';
 
 describe('LSNs', () => {
   it('parses PostgreSQL text form into a 64-bit value', () => {

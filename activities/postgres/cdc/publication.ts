@@ -3,7 +3,7 @@ import type { Client } from 'pg';
 import { FailureType } from '../../../plan/failure-types';
 import type { MigrationRef } from '../../../plan/migration-types';
 import { qualifiedKey, type QualifiedName } from '../../../plan/schema-model';
-import { qualifiedTable, quoteIdent, quoteLiteral } from '../ddl';
+import { qualifiedTable, quoteIdent, quoteLiteral } from '../../target/ddl';
 
 /**
  * A publication dbferry creates carries this comment: cleanup and finalize drop only what

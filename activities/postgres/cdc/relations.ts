@@ -2,8 +2,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { FailureType } from '../../../plan/failure-types';
 import { qualifiedKey, type TableModel } from '../../../plan/schema-model';
-import { qualifiedTable, quoteIdent } from '../ddl';
-import type { ApplyTable } from './apply';
+import { qualifiedTable, quoteIdent } from '../../target/ddl';
+import type { ApplyTable } from '../../apply/apply';
 import type { PgoutputMessage } from './types';
 
 type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;

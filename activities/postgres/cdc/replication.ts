@@ -9,9 +9,9 @@ import type { Duplex, DuplexOptions } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
 import { Client, type ClientConfig, type Connection } from 'pg';
 import { FailureType } from '../../../plan/failure-types';
-import { formatLsn, parseLsn } from '../../../plan/lsn';
-import { closeQuietly, type PgEndpoint } from '../connection';
-import { toFailure } from '../errors';
+import { formatLsn, parseLsn } from '../lsn';
+import { closeQuietly, type PgEndpoint } from '../../pg/connection';
+import { toFailure } from '../../pg/errors';
 import { decodePgoutput } from './pgoutput';
 import type { WalMessage } from './types';
 

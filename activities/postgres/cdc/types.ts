@@ -4,13 +4,9 @@
  * ever passes through a JavaScript number or Date.
  */
 
-/** A column pgoutput marks as unchanged TOAST: the target must keep the value it has. */
-export const UNCHANGED = Symbol('unchanged-toast');
-export type Unchanged = typeof UNCHANGED;
+import type { ColumnValue, Tuple } from '../../apply/tuple';
 
-/** One column value: text bytes, SQL NULL, or unchanged TOAST. */
-export type ColumnValue = Buffer | null | Unchanged;
-export type Tuple = ColumnValue[];
+export { UNCHANGED, type ColumnValue, type Tuple, type Unchanged } from '../../apply/tuple';
 
 export interface RelationColumn {
   /** Part of the replica identity (the key pgoutput sends for UPDATE/DELETE). */

@@ -3,11 +3,11 @@ import type { ActivityInput, TableValidationResult, ValidateResult } from '../..
 import { qualifiedKey, type TableModel } from '../../plan/schema-model';
 import { inParallel } from '../../plan/in-parallel';
 import { withHeartbeat } from '../heartbeat';
-import { readTableLoads } from './bookkeeping';
-import { checksumQuery, sourceChecksum, type ChecksumMethod } from './checksum';
-import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
-import { toFailure } from './errors';
-import { loadModel } from './model';
+import { readTableLoads } from '../target/bookkeeping';
+import { checksumQuery, sourceChecksum, type ChecksumMethod } from '../pg/checksum';
+import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from '../pg/connection';
+import { toFailure } from '../pg/errors';
+import { loadModel } from '../target/model';
 
 /**
  * Compares every target table with what the full load read from the source inside its

@@ -7,7 +7,7 @@
  * only if it is there.
  */
 import { keyString, rowKey, updateKeys, type ApplyTable, type InsertChange, type KeyValues, type RowChange, type UpdateChange } from './change';
-import { UNCHANGED, type Tuple } from './types';
+import { UNCHANGED, type Tuple } from './tuple';
 
 export type Op =
   /** Insert the full row, or overwrite every column of the row with its key. */

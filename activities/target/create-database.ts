@@ -2,9 +2,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../../plan/failure-types';
 import type { ActivityInput, CreateDatabaseResult } from '../../plan/migration-types';
 import { withHeartbeat } from '../heartbeat';
-import { resolveEndpoint, withConnection } from './connection';
+import { resolveEndpoint, withConnection } from '../pg/connection';
 import { quoteIdent } from './ddl';
-import { toFailure } from './errors';
+import { toFailure } from '../pg/errors';
 
 /** CREATE DATABASE on the target server when it is missing and the plan allows it. */
 export async function createDatabasePostgres({ plan }: ActivityInput): Promise<CreateDatabaseResult> {

@@ -1,6 +1,6 @@
 import type { Client } from 'pg';
 import type { ColumnModel, TableModel } from '../../plan/schema-model';
-import { qualifiedTable, quoteIdent } from './ddl';
+import { qualifiedTable, quoteIdent } from '../target/ddl';
 
 /**
  * How a table's rows are summed into a checksum; the ledger records which one the source used

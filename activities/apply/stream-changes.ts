@@ -1,20 +1,20 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import { FailureType } from '../../../plan/failure-types';
-import { formatLsn, parseLsn } from '../../../plan/lsn';
-import type { ActivityInput, CdcProgress, CdcResult, CdcTableStats } from '../../../plan/migration-types';
-import { postAlert } from '../../alerts/webhook';
-import { withHeartbeat } from '../../heartbeat';
-import { closeQuietly, connect, resolveEndpoint, type PgEndpoint } from '../connection';
-import { toFailure } from '../errors';
-import { loadModel, tablesByKey } from '../model';
+import { FailureType } from '../../plan/failure-types';
+import { formatLsn, parseLsn } from '../postgres/lsn';
+import type { ActivityInput, CdcProgress, CdcResult, CdcTableStats } from '../../plan/migration-types';
+import { postAlert } from '../alerts/webhook';
+import { withHeartbeat } from '../heartbeat';
+import { closeQuietly, connect, resolveEndpoint, type PgEndpoint } from '../pg/connection';
+import { toFailure } from '../pg/errors';
+import { loadModel, tablesByKey } from '../target/model';
 import { ChangeApplier, type ApplyTable } from './apply';
-import { cutoverMarker, MARKER_PREFIX } from './cutover';
-import { RelationTracker } from './relations';
-import { openReplicationStream, type ReplicationStream } from './replication';
+import { cutoverMarker, MARKER_PREFIX } from '../native/cutover';
+import { RelationTracker } from '../postgres/cdc/relations';
+import { openReplicationStream, type ReplicationStream } from '../postgres/cdc/replication';
 import { KeylessApplier } from './keyless';
-import type { PgoutputMessage, WalMessage } from './types';
+import type { PgoutputMessage, WalMessage } from '../postgres/cdc/types';
 
 /** Source transactions grouped into one target transaction: at most this many changes… */
 const BATCH_CHANGES = 50_000;

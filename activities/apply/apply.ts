@@ -30,15 +30,15 @@ import { isUtf8 } from 'node:buffer';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client, QueryResult } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { FailureType, NEEDS_PERSON, type FailureDetails } from '../../../plan/failure-types';
-import { formatLsn } from '../../../plan/lsn';
-import { quoteIdent } from '../ddl';
-import { classifyPostgresError, HINTS } from '../errors';
+import { FailureType, NEEDS_PERSON, type FailureDetails } from '../../plan/failure-types';
+import { formatLsn } from '../postgres/lsn';
+import { quoteIdent } from '../target/ddl';
+import { classifyPostgresError, HINTS } from '../pg/errors';
 import { TableSql, type KeyRange, type TempKind } from './apply-sql';
 import { describeKey, rowKey, sameShape, updateKeys, type ApplyTable, type Change, type KeyValues, type RowChange, type TruncateChange, type UpdateChange } from './change';
 import { isComplete, presentColumns, TableChanges } from './compact';
 import { CopyTextEncoder } from './copy-text';
-import { UNCHANGED, type Tuple } from './types';
+import { UNCHANGED, type Tuple } from './tuple';
 
 export type { ApplyTable, Change, DeleteChange, InsertChange, RowChange, TruncateChange, UpdateChange } from './change';
 

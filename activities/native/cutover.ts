@@ -1,16 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import { FailureType } from '../../../plan/failure-types';
-import type { ActivityInput, CleanupResult, CutoverAck, FinalizeResult, MigrationRef } from '../../../plan/migration-types';
-import type { Plan } from '../../../plan/plan-schema';
-import { withHeartbeat } from '../../heartbeat';
-import { carrySequences } from '../build-indexes';
-import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from '../connection';
-import { toFailure } from '../errors';
-import { loadModel } from '../model';
-import { dropOwnedPublication } from './publication';
-import { dropSlot } from './replication';
+import { FailureType } from '../../plan/failure-types';
+import type { ActivityInput, CleanupResult, CutoverAck, FinalizeResult, MigrationRef } from '../../plan/migration-types';
+import type { Plan } from '../../plan/plan-schema';
+import { withHeartbeat } from '../heartbeat';
+import { carrySequences } from '../target/build-indexes';
+import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from '../pg/connection';
+import { toFailure } from '../pg/errors';
+import { loadModel } from '../target/model';
+import { dropOwnedPublication } from '../postgres/cdc/publication';
+import { dropSlot } from '../postgres/cdc/replication';
 
 /** The prefix of dbferry's logical messages; the content names the migration. */
 export const MARKER_PREFIX = 'dbferry';

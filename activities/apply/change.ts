@@ -2,7 +2,7 @@
  * The changes the applier takes: decoded pgoutput row changes, bound to the target table they
  * go to. Pure: no I/O, shared by the compaction (compact.ts) and the applier (apply.ts).
  */
-import { UNCHANGED, type ColumnValue, type Tuple } from './types';
+import { UNCHANGED, type ColumnValue, type Tuple } from './tuple';
 
 export interface ApplyTable {
   /** `schema.table`, for messages and stats. */

@@ -1,5 +1,5 @@
-import { qualifiedKey, type TableModel } from '../../plan/schema-model';
-import { quoteIdent, quoteLiteral } from './ddl';
+import { qualifiedKey, type TableModel } from './schema-model';
+import { quoteIdent, quoteLiteral } from './sql-names';
 
 /**
  * Which rows of a table a load unit copies: all of them, a range of primary-key values (lower

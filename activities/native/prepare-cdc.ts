@@ -1,15 +1,15 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import { FailureType } from '../../../plan/failure-types';
-import { formatLsn, parseLsn } from '../../../plan/lsn';
-import type { ActivityInput, CdcPrepareResult } from '../../../plan/migration-types';
-import { qualifiedKey, type SchemaModel, type TableModel } from '../../../plan/schema-model';
-import { ensureBookkeeping, readModel } from '../bookkeeping';
-import { resolveEndpoint, withConnection, type PgEndpoint } from '../connection';
-import { introspectPostgres } from '../introspect';
-import { tableSelector } from '../selection';
-import { ensurePublication } from './publication';
-import { createSlot } from './replication';
+import { FailureType } from '../../plan/failure-types';
+import { formatLsn, parseLsn } from '../postgres/lsn';
+import type { ActivityInput, CdcPrepareResult } from '../../plan/migration-types';
+import { qualifiedKey, type SchemaModel, type TableModel } from '../../plan/schema-model';
+import { ensureBookkeeping, readModel } from '../target/bookkeeping';
+import { resolveEndpoint, withConnection, type PgEndpoint } from '../pg/connection';
+import { introspectPostgres } from '../postgres/introspect';
+import { tableSelector } from '../postgres/selection';
+import { ensurePublication } from '../postgres/cdc/publication';
+import { createSlot } from '../postgres/cdc/replication';
 
 /**
  * Everything CDC needs before it streams, each part idempotent: the schema model on the target

@@ -2,10 +2,10 @@ import type { Client } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
-import { qualifiedTable, quoteIdent } from '../ddl';
+import { qualifiedTable, quoteIdent } from '../target/ddl';
 import type { ApplyTable } from './apply';
 import { CopyTextEncoder } from './copy-text';
-import { UNCHANGED, type Tuple } from './types';
+import { UNCHANGED, type Tuple } from './tuple';
 
 type KeylessChange = { kind: 'insert'; new: Tuple } | { kind: 'update'; old: Tuple; new: Tuple } | { kind: 'delete'; old: Tuple };
 

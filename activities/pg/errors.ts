@@ -1,5 +1,8 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { FailureType, NEEDS_PERSON, type FailureDetails } from '../../plan/failure-types';
+import { scrub } from '../scrub';
+
+export { scrub };
 
 export interface ErrorContext {
   /** Where it happened, without credentials: `source postgres/127.0.0.1:5432/shop`. */
@@ -65,15 +68,6 @@ export const HINTS: Partial<Record<FailureType, string>> = {
   [FailureType.SourceObjectMissing]: 'the object disappeared from the source; check the table selection, then run dbferry retry',
   [FailureType.DataError]: 'the target refused a value; fix the source row or the target type, then run dbferry retry',
 };
-
-/** Removes credentials from any text a driver produced. */
-export function scrub(text: string, secrets: string[] = []): string {
-  let out = text
-    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:\s/@]+:)[^@\s]+@/gi, '$1***@')
-    .replace(/([?&]password=)[^&\s]+/gi, '$1***');
-  for (const s of secrets) if (s) out = out.split(s).join('***');
-  return out;
-}
 
 /**
  * Turns a driver error into an ApplicationFailure with a stable type, a message that says where

@@ -9,12 +9,12 @@ import type { LoadTaskInput, LoadTaskResult } from '../../plan/migration-types';
 import type { TableModel } from '../../plan/schema-model';
 import { withHeartbeat } from '../heartbeat';
 import { workerIdentity } from '../identity';
-import { sourceChecksum, type ChecksumMethod } from './checksum';
-import { chunkFilter, unitLabel, type LoadUnit } from './chunks';
-import { closeQuietly, connect, resolveEndpoint, type PgEndpoint } from './connection';
-import { qualifiedTable, quoteIdent } from './ddl';
-import { toFailure } from './errors';
-import { loadModel, tablesByKey } from './model';
+import { sourceChecksum, type ChecksumMethod } from '../pg/checksum';
+import { chunkFilter, unitLabel, type LoadUnit } from '../../plan/load-chunks';
+import { closeQuietly, connect, resolveEndpoint, type PgEndpoint } from '../pg/connection';
+import { qualifiedTable, quoteIdent } from '../target/ddl';
+import { toFailure } from '../pg/errors';
+import { loadModel, tablesByKey } from '../target/model';
 
 /** How long a loader waits for a live snapshot (a dead holder is restarted by Temporal). */
 const SNAPSHOT_WAIT_MS = 10 * 60_000;

@@ -4,7 +4,7 @@
  * into large chunks (no string building, no per-row Buffer): this runs for every row of every
  * change, on the same CPUs as the target server.
  */
-import type { Tuple } from './types';
+import type { Tuple } from './tuple';
 
 const BACKSLASH = 0x5c;
 const TAB = 0x09;

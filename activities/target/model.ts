@@ -2,7 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../../plan/failure-types';
 import { qualifiedKey, type SchemaModel, type TableModel } from '../../plan/schema-model';
 import { readModel } from './bookkeeping';
-import { withConnection, type PgEndpoint } from './connection';
+import { withConnection, type PgEndpoint } from '../pg/connection';
 
 // A run's model never changes once recorded, and a loader task would otherwise read (and parse)
 // the whole model of a 10,000-table schema for each of its few tables. A few runs at most.

@@ -4,12 +4,12 @@ import { FailureType } from '../../plan/failure-types';
 import type { ActivityInput, FinishLoadResult, LoadPlanSummary } from '../../plan/migration-types';
 import type { TableModel } from '../../plan/schema-model';
 import { withHeartbeat } from '../heartbeat';
-import { ensureBookkeeping, readTableLoads } from './bookkeeping';
-import { chunkCount, groupTasks, keyChunks, pageChunks, wholeUnit, type LoadUnit, type TableExtent } from './chunks';
-import { resolveEndpoint, withConnection } from './connection';
-import { qualifiedTable, quoteIdent } from './ddl';
-import { toFailure } from './errors';
-import { loadModel, tablesByKey } from './model';
+import { ensureBookkeeping, readTableLoads } from '../target/bookkeeping';
+import { chunkCount, groupTasks, keyChunks, pageChunks, wholeUnit, type LoadUnit, type TableExtent } from '../../plan/load-chunks';
+import { resolveEndpoint, withConnection } from '../pg/connection';
+import { qualifiedTable, quoteIdent } from '../target/ddl';
+import { toFailure } from '../pg/errors';
+import { loadModel, tablesByKey } from '../target/model';
 
 /** Small tables share a task up to this size or count (a task's units commit together). */
 const TASK_MAX_BYTES = 64 * 1024 * 1024;

@@ -2,14 +2,14 @@ import type { Client } from 'pg';
 import type { ActivityInput, EndpointInfo, Finding, PreflightReport } from '../../plan/migration-types';
 import type { Plan } from '../../plan/plan-schema';
 import { qualifiedKey, type TableModel } from '../../plan/schema-model';
-import { resolveEndpoint, withConnection, type PgEndpoint } from './connection';
+import { resolveEndpoint, withConnection, type PgEndpoint } from '../pg/connection';
 import { withHeartbeat } from '../heartbeat';
 import { postAlert } from '../alerts/webhook';
-import { existingTables } from './catalog';
-import { createSchemaStatements } from './ddl';
-import { introspectPostgres } from './introspect';
-import { checkToolVersion, findPgTools } from './pg-tools';
-import { tableSelector } from './selection';
+import { existingTables } from '../pg/catalog';
+import { createSchemaStatements } from '../target/ddl';
+import { introspectPostgres } from '../postgres/introspect';
+import { checkToolVersion, findPgTools } from '../postgres/pg-tools';
+import { tableSelector } from '../postgres/selection';
 
 /**
  * Checks both endpoints before anything is written: connectivity, versions, privileges, what

@@ -3,9 +3,9 @@ import type { ActivityInput, BuildResult } from '../../plan/migration-types';
 import { qualifiedKey, type SchemaModel, type SequenceModel, type TableModel } from '../../plan/schema-model';
 import { inParallel } from '../../plan/in-parallel';
 import { withHeartbeat } from '../heartbeat';
-import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from './connection';
+import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from '../pg/connection';
 import { postLoadStatements, qualifiedTable, quoteIdent, sequenceSetvalStatement } from './ddl';
-import { toFailure } from './errors';
+import { toFailure } from '../pg/errors';
 import { loadModel } from './model';
 
 type Stmt = { table: string; name: string; sql: string };

@@ -3,12 +3,12 @@ import type { ActivityInput, CreateTablesResult } from '../../plan/migration-typ
 import { qualifiedKey, type SchemaModel } from '../../plan/schema-model';
 import { withHeartbeat } from '../heartbeat';
 import { ensureBookkeeping, readModelRecord } from './bookkeeping';
-import { refuseExistingTables } from './catalog';
-import { resolveEndpoint, withConnection } from './connection';
+import { refuseExistingTables } from '../pg/catalog';
+import { resolveEndpoint, withConnection } from '../pg/connection';
 import { createSchemaStatements } from './ddl';
-import { toFailure } from './errors';
-import { introspectPostgres } from './introspect';
-import { tableSelector } from './selection';
+import { toFailure } from '../pg/errors';
+import { introspectPostgres } from '../postgres/introspect';
+import { tableSelector } from '../postgres/selection';
 
 /**
  * DDL statements per target transaction. Each new table takes a few locks until commit and the

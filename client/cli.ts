@@ -1,7 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import type { DecisionAction } from '../plan/migration-types';
-import { runDemo } from './demo/demo';
-import { runDevServerForeground, setupNamespace } from './dev-server';
+import { TEMPORAL_DEFAULTS } from '../plan/temporal-options';
 import { CliError, Exit } from './exit-codes';
 import {
   cleanupMigration,
@@ -20,15 +19,16 @@ import {
 } from './migrations';
 import { loadPlanFile } from './plan-file';
 import { cdcProgress, formatPreflight, formatReport, formatStatus } from './render';
+import { setupNamespace } from './setup-namespace';
 import { watchMigration } from './watch';
 import { temporalOptionsFromEnv, withClient, type TemporalOptions } from './temporal';
 
 const program = new Command('dbferry')
   .description('Database migrations (PostgreSQL → PostgreSQL) as durable Temporal workflows')
   .version(require('../../package.json').version as string)
-  .addOption(new Option('--address <host:port>', 'Temporal frontend').env('TEMPORAL_ADDRESS').default('localhost:7233'))
-  .addOption(new Option('--namespace <ns>', 'Temporal namespace').env('TEMPORAL_NAMESPACE').default('default'))
-  .addOption(new Option('--task-queue <name>', 'task queue of the dbferry workers').env('DBFERRY_TASK_QUEUE').default('dbferry'))
+  .addOption(new Option('--address <host:port>', 'Temporal frontend').env('TEMPORAL_ADDRESS').default(TEMPORAL_DEFAULTS.address))
+  .addOption(new Option('--namespace <ns>', 'Temporal namespace').env('TEMPORAL_NAMESPACE').default(TEMPORAL_DEFAULTS.namespace))
+  .addOption(new Option('--task-queue <name>', 'task queue of the dbferry workers').env('DBFERRY_TASK_QUEUE').default(TEMPORAL_DEFAULTS.taskQueue))
   .showHelpAfterError()
   .exitOverride()
   .addHelpText(
@@ -220,6 +220,7 @@ program
   .option('--ui-port <n>', 'Web UI port', (v) => positiveInt(v, '--ui-port'), 8233)
   .option('--db-file <file>', 'keep history in this SQLite file (in memory otherwise)')
   .action(async (opts: { port: number; uiPort: number; dbFile?: string }) => {
+    const { runDevServerForeground } = await import('../local/temporal-dev-server');
     process.exitCode = await runDevServerForeground(opts);
   });
 
@@ -237,6 +238,7 @@ program
   .option('--rows <n>', 'orders in the sample database', (v) => positiveInt(v, '--rows'), 150000)
   .option('--keep', 'keep the servers and the Web UI running until Ctrl-C')
   .action(async (opts: { rows: number; keep?: boolean }) => {
+    const { runDemo } = await import('../local/demo');
     process.exitCode = await runDemo(opts);
   });
 

@@ -1,17 +1,14 @@
 import { Client, Connection, WorkflowNotFoundError, type WorkflowExecutionDescription } from '@temporalio/client';
+import { TEMPORAL_DEFAULTS, type TemporalOptions } from '../plan/temporal-options';
 import { CliError, Exit } from './exit-codes';
 
-export interface TemporalOptions {
-  address: string;
-  namespace: string;
-  taskQueue: string;
-}
+export type { TemporalOptions };
 
 export function temporalOptionsFromEnv(): TemporalOptions {
   return {
-    address: process.env.TEMPORAL_ADDRESS || 'localhost:7233',
-    namespace: process.env.TEMPORAL_NAMESPACE || 'default',
-    taskQueue: process.env.DBFERRY_TASK_QUEUE || 'dbferry',
+    address: process.env.TEMPORAL_ADDRESS || TEMPORAL_DEFAULTS.address,
+    namespace: process.env.TEMPORAL_NAMESPACE || TEMPORAL_DEFAULTS.namespace,
+    taskQueue: process.env.DBFERRY_TASK_QUEUE || TEMPORAL_DEFAULTS.taskQueue,
   };
 }
 

@@ -23,8 +23,8 @@ import { dirname, join, resolve } from 'node:path';
 import { Client as TemporalClient, Connection } from '@temporalio/client';
 import { Client as PgClient } from 'pg';
 import { migrationWorkflowId } from '../plan';
-import { startPostgresCluster, type PostgresCluster } from '../client/local/postgres-cluster';
-import { startDevServer, type DevServer } from '../client/local/temporal-dev-server';
+import { startPostgresCluster, type PostgresCluster } from '../local/postgres-cluster';
+import { startDevServer, type DevServer } from '../local/temporal-dev-server';
 import { historyToJson } from './history-json';
 
 const SCENARIOS = ['full-load', 'pause-retry', 'cdc-cutover'] as const;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { workerIdentity } from '../activities/identity';
-import type { TemporalOptions } from '../client/temporal';
+import type { TemporalOptions } from '../plan/temporal-options';
 
 export interface WorkerSettings extends TemporalOptions {
   /** Activities run at once on this worker (each load lane holds two connections). */

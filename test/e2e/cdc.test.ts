@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { startPostgresCluster, type PostgresCluster } from '../../client/local/postgres-cluster';
+import { startPostgresCluster, type PostgresCluster } from '../../local/postgres-cluster';
 import { migrationWorkflowId } from '../../plan';
 import { cliEnv, dbferry, startWorker, temporalClient, writePlan, type WorkerProcess } from '../support/cli';
 import { expectSameTables, nextSequenceValues } from '../support/compare';

@@ -1,5 +1,5 @@
 import { Connection } from '@temporalio/client';
-import { freePort } from '../../client/local/processes';
+import { freePort } from '../../local/processes';
 import { cliEnv, dbferry, startWorker, temporalClient, writePlan } from '../support/cli';
 
 /** The CLI's server commands: a local dev server, namespace setup, a worker that stops cleanly. */

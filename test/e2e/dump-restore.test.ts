@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSampleDatabase } from '../../client/demo/sample-data';
+import { createSampleDatabase } from '../../local/sample-data';
 import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
 import { expectSameTables, nextSequenceValues, schemaObjects, tableFingerprint, userTables } from '../support/compare';
 import { createDatabase, dropDatabase, plantCheckOnCreate, requiredEnv, serverUrl, uniqueName, withClient } from '../support/databases';

@@ -1,5 +1,5 @@
 import { migrationWorkflowId } from '../../plan';
-import { createSampleDatabase } from '../../client/demo/sample-data';
+import { createSampleDatabase } from '../../local/sample-data';
 import { cliEnv, dbferry, startWorker, temporalClient, writePlan, type WorkerProcess } from '../support/cli';
 import { nextSequenceValues, schemaObjects, tableFingerprint, userTables } from '../support/compare';
 import { dropDatabase, requiredEnv, serverUrl, uniqueName, withClient } from '../support/databases';

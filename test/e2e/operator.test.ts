@@ -1,5 +1,5 @@
-import { createSampleDatabase } from '../../client/demo/sample-data';
-import { waitFor } from '../../client/local/processes';
+import { createSampleDatabase } from '../../local/sample-data';
+import { waitFor } from '../../local/processes';
 import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
 import { expectSameTables, tableFingerprint, userTables } from '../support/compare';
 import { createDatabase, dropDatabase, plantCheckOnCreate, serverUrl, uniqueName, withClient } from '../support/databases';

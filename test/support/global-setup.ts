@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startPostgresCluster } from '../../client/local/postgres-cluster';
-import { startDevServer } from '../../client/local/temporal-dev-server';
+import { startPostgresCluster } from '../../local/postgres-cluster';
+import { startDevServer } from '../../local/temporal-dev-server';
 
 /**
  * Starts the real servers once for the whole run: a source and a target PostgreSQL cluster

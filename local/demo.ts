@@ -1,15 +1,15 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { NativeConnection } from '@temporalio/worker';
-import { migrationWorkflowId } from '../../plan';
-import { createWorker } from '../../worker/worker';
-import { Exit } from '../exit-codes';
-import { startPostgresCluster } from '../local/postgres-cluster';
-import { startDevServer } from '../local/temporal-dev-server';
-import { startMigration, WAIT_EXIT, waitForOutcome } from '../migrations';
-import { loadPlanFile } from '../plan-file';
-import { formatReport, formatStatus } from '../render';
-import { withClient } from '../temporal';
+import { migrationWorkflowId } from '../plan';
+import { createWorker } from '../worker/worker';
+import { Exit } from '../client/exit-codes';
+import { startPostgresCluster } from './postgres-cluster';
+import { startDevServer } from './temporal-dev-server';
+import { startMigration, WAIT_EXIT, waitForOutcome } from '../client/migrations';
+import { loadPlanFile } from '../client/plan-file';
+import { formatReport, formatStatus } from '../client/render';
+import { withClient } from '../client/temporal';
 import { createSampleDatabase } from './sample-data';
 
 const say = (m: string) => console.error(`[demo] ${m}`);
@@ -52,7 +52,7 @@ export async function runDemo(opts: { rows: number; keep?: boolean }): Promise<n
     const o = { address: temporal.address, namespace: 'default', taskQueue: 'dbferry-demo' };
     connection = await NativeConnection.connect({ address: o.address });
     const worker = await createWorker(o, connection);
-    const plan = loadPlanFile(join(__dirname, '..', '..', '..', 'examples', 'demo-plan.yaml'));
+    const plan = loadPlanFile(join(__dirname, '..', '..', 'examples', 'demo-plan.yaml'));
 
     const code = await worker.runUntil(
       withClient(o, async (client) => {

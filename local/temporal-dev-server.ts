@@ -1,9 +1,9 @@
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { Connection } from '@temporalio/client';
-import { SEARCH_ATTRIBUTES } from '../../plan/search-attributes';
+import { SEARCH_ATTRIBUTES } from '../plan/search-attributes';
 import { freePort, spawnAs, waitFor } from './processes';
 
 /**
@@ -39,6 +39,17 @@ export function devServerArgs(o: Required<Pick<DevServerOptions, 'port' | 'uiPor
   args.push('--log-level', o.logLevel ?? 'error');
   for (const sa of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${sa.name}=Keyword`);
   return args;
+}
+
+/** `dbferry dev-server`: the Temporal CLI's dev server in the foreground; Ctrl-C stops it. */
+export async function runDevServerForeground(o: { port: number; uiPort: number; dbFile?: string }): Promise<number> {
+  const args = devServerArgs({ ...o, logLevel: 'warn' });
+  console.error(`Temporal dev server on 127.0.0.1:${o.port}, Web UI http://127.0.0.1:${o.uiPort} (search attributes: ${SEARCH_ATTRIBUTES.map((s) => s.name).join(', ')})`);
+  const child = spawn(temporalBinary(), args, { stdio: 'inherit' });
+  const forward = (sig: NodeJS.Signals) => child.kill(sig);
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  return new Promise((resolve) => child.on('exit', (code) => resolve(code ?? 0)));
 }
 
 export interface DevServer {

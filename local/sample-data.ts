@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { quoteIdent } from '../../plan/sql-names';
+import { quoteIdent } from '../plan/sql-names';
 
 /**
  * The demo's source database: a small shop with the things a real migration meets — an enum,

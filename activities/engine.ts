@@ -11,11 +11,12 @@
  * set) that only the engine parses and orders (`comparePositions`).
  */
 import type { Readable } from 'node:stream';
+import type { ApplicationFailure } from '@temporalio/common';
 import type { CleanupResult, EndpointInfo, Finding, MigrationRef } from '../plan/migration-types';
 import type { Plan } from '../plan/plan-schema';
-import type { SchemaModel, TableModel } from '../plan/schema-model';
+import type { SchemaModel, SequenceModel, TableModel } from '../plan/schema-model';
 import type { ChunkRange, TableExtent } from '../plan/load-chunks';
-import type { RowChange as SourceChange } from './apply/change';
+import type { Tuple } from './apply/tuple';
 
 export type SourceEngineName = Plan['source']['engine'];
 
@@ -64,31 +65,51 @@ export interface SourceReader {
 /** Thrown by `joinReadPoint` when the read point's holder has gone: wait for the next generation. */
 export class ReadPointGone extends Error {}
 
+/** A row change as the source sends it; the applier binds `relationId` to a target table. */
+export type SourceRowChange =
+  | { kind: 'insert'; relationId: number; new: Tuple }
+  /** `old`: the key, or the whole old row (`whole`) when the key changed or the table has no key. */
+  | { kind: 'update'; relationId: number; old?: { whole: boolean; tuple: Tuple }; new: Tuple }
+  | { kind: 'delete'; relationId: number; old: { whole: boolean; tuple: Tuple } };
+
 /** What a change stream produces, in source commit order. */
 export type ChangeEvent =
   | { kind: 'begin'; commitPosition: EnginePosition; commitTimeMicros: bigint }
-  /** A table's current shape; the applier compares it with the target (DDL policy). */
+  /** A table's current shape, sent before its first change and again after it changed (DDL policy). */
   | { kind: 'relation'; relation: SourceRelation }
-  | { kind: 'change'; change: SourceChange; position: EnginePosition }
+  | { kind: 'change'; change: SourceRowChange; position: EnginePosition }
+  | { kind: 'truncate'; relationIds: number[]; restartIdentity: boolean; position: EnginePosition }
   | { kind: 'marker'; content: string; position: EnginePosition }
   | { kind: 'commit'; commitPosition: EnginePosition; endPosition: EnginePosition; commitTimeMicros: bigint };
 
-/** A source table's columns as the change stream describes them (with the source's type names). */
+/** A source table's columns as the change stream describes them. */
 export interface SourceRelation {
   id: number;
-  /** qualifiedKey of the table. */
-  table: string;
   schema: string;
   name: string;
-  columns: Array<{ name: string; type: string; key: boolean }>;
-  /** Changes carry the whole old row (no primary key needed). */
+  /** Changes carry the whole old row (a table without a primary key needs that). */
   fullIdentity: boolean;
+  columns: SourceRelationColumn[];
+}
+
+export interface SourceRelationColumn {
+  name: string;
+  /** The column's type as the PostgreSQL target names it. */
+  type: string;
+  notNull: boolean;
+  /** The default, when existing source rows already read it without a rewrite (a constant). */
+  storedDefault?: string;
+  /** Its default rewrote every source row outside the stream (volatile): not appliable. */
+  volatileDefault: boolean;
 }
 
 export interface ChangeStream extends AsyncIterable<ChangeEvent> {
   /** Everything up to here is durable on the target: the source may forget it. */
   confirm(position: EnginePosition): void;
-  /** Called when the source says nothing is pending up to `position` (idle keepalive). */
+  /**
+   * Called, in stream order, when the source says it has sent everything up to `position` and
+   * the consumer is waiting for more: with nothing pending, the consumer may confirm it.
+   */
   onIdle(listener: (position: EnginePosition) => void): void;
   /** The source's newest position this stream has heard of. */
   sourcePosition(): EnginePosition | undefined;
@@ -118,30 +139,50 @@ export interface SourceEngine {
   sampleKeys(table: TableModel, extent: TableExtent, chunks: number): Promise<string[][]>;
 
   /** Opens a consistent read point and keeps it until released (with `forCdc`, CDC starts at its position). */
-  holdReadPoint(opts: { forCdc: boolean; tables: TableModel[] }): Promise<HeldReadPoint>;
+  holdReadPoint(opts: { forCdc: boolean; tables: TableModel[]; migration: MigrationRef }): Promise<HeldReadPoint>;
   /** Joins a read point held elsewhere; throws ReadPointGone when its holder has gone. */
-  joinReadPoint(readPoint: Pick<ReadPoint, 'token'>): Promise<SourceReader>;
-  /** A reader of the source as it is now (validation after the cutover drain, dump checks). */
+  joinReadPoint(token: string): Promise<SourceReader>;
+  /** A reader of the source as it is now (validation after the cutover drain). */
   openReader(): Promise<SourceReader>;
-  /** Sequence states (name → last value, is_called) to carry to the target. */
-  sequenceStates(model: SchemaModel): Promise<Map<string, { lastValue: string; isCalled: boolean }>>;
+  /** The sequences' current states, to carry to the target. */
+  sequenceStates(sequences: SequenceModel[]): Promise<SequenceModel[]>;
 
-  /** Makes CDC possible from `readPoint` or from now: returns where changes start. */
-  prepareCdc(opts: { model: SchemaModel; startPosition?: string; afterLoad: boolean }): Promise<{ start: EnginePosition; resources: string[] }>;
-  openChangeStream(from: EnginePosition, opts: { signal?: AbortSignal }): Promise<ChangeStream>;
-  cdcState(): Promise<SourceCdcState>;
-  comparePositions(a: EnginePosition, b: EnginePosition): number;
-  /** Bytes between two positions, where the engine can tell (lag). */
-  distance(from: EnginePosition, to: EnginePosition): bigint | undefined;
-  /** Waits until the change stream has confirmed everything up to now; false after `timeoutMs`. */
-  waitConfirmed(timeoutMs: number): Promise<{ ok: boolean; behind?: string }>;
-  /** Writes the cutover marker into the change stream; the applier stops once it has applied it. */
-  writeCutoverMarker(migration: MigrationRef): Promise<EnginePosition>;
+  /** Change data capture from this source. */
+  readonly cdc: ChangeSource;
+  /** An error this source's driver raised, as a typed failure naming the source (secrets scrubbed). */
+  failure(err: unknown, ctx: { table?: string; doing: string }): ApplicationFailure;
+}
+
+export interface PreparedCdc {
+  /** Where the stream starts. */
+  start: EnginePosition;
+  /** A transaction committed at or before this is in the target already (just before `start`). */
+  appliedThrough: EnginePosition;
+  /** What CDC holds on the source now, in the engine's words (`replication slot x`). */
+  resources: string[];
+}
+
+/** The CDC half of an engine: a change stream with an opaque, ordered position. */
+export interface ChangeSource {
+  /**
+   * Makes CDC possible (PostgreSQL: publication and slot) and returns where changes start:
+   * after a load, the read point's position; otherwise `startPosition` or now.
+   */
+  prepare(opts: { model: SchemaModel; migration: MigrationRef; afterLoad: boolean; startPosition?: string }): Promise<PreparedCdc>;
+  open(from: EnginePosition, model: SchemaModel): Promise<ChangeStream>;
+  /** The source's position and what it retains for this migration, read on a timer. */
+  state(): Promise<SourceCdcState>;
+  compare(a: EnginePosition, b: EnginePosition): number;
+  /** Bytes from `from` to `to`, where the engine can tell. */
+  distance(from: EnginePosition, to: EnginePosition): bigint;
   /** The source's clock now (cutover measures its quiet period on it). */
   now(): Promise<string>;
+  /** Waits until the stream has confirmed the source's current position; refuses after `timeoutMs`. */
+  waitConfirmed(timeoutMs: number): Promise<void>;
+  /** Writes the cutover marker into the stream; the applier stops once it has applied it. */
+  writeMarker(content: string): Promise<EnginePosition>;
   /** Drops what CDC left on the source (slot, publication); keeps what existed before. */
   cleanup(migration: MigrationRef): Promise<CleanupResult>;
-  close(): Promise<void>;
 }
 
 /** Builds an engine for a plan's source, resolving the secret reference inside the activity. */

@@ -51,7 +51,7 @@ async function main(): Promise<void> {
       const applier = new ChangeApplier(c, { maxRows });
       await c.query('BEGIN');
       for (let i = 0; i < rows; i++) {
-        await applier.add({ kind: 'update', table: accounts, lsn: BigInt(i), new: account(from + i, i) });
+        await applier.add({ kind: 'update', table: accounts, position: String(i), new: account(from + i, i) });
         // A socket read every few hundred changes, as the decoder's stream gives them.
         if (i % 500 === 499) await new Promise((resolve) => setImmediate(resolve));
       }
@@ -72,8 +72,8 @@ async function main(): Promise<void> {
         for (let j = i; j < i + perCommit; j++) {
           const aid = 1 + ((j * 7919) % total);
           const changes: Change[] = [
-            { kind: 'update', table: accounts, lsn: BigInt(j), new: account(aid, j) },
-            { kind: 'insert', table: history, lsn: BigInt(j), new: [b(++hid), b(1 + (j % 1000)), b(1 + (j % 100)), b(aid), b((j % 10000) - 5000), b('2024-05-01 12:00:00.123456'), null] },
+            { kind: 'update', table: accounts, position: String(j), new: account(aid, j) },
+            { kind: 'insert', table: history, position: String(j), new: [b(++hid), b(1 + (j % 1000)), b(1 + (j % 100)), b(aid), b((j % 10000) - 5000), b('2024-05-01 12:00:00.123456'), null] },
           ];
           for (const change of changes) await applier.add(change);
           if (j % 250 === 249) await new Promise((resolve) => setImmediate(resolve));

@@ -99,7 +99,7 @@ program
       const live = await liveProgress(client, d);
       const cdc = cdcProgress(live);
       const shown = withLiveCdc(status, cdc);
-      const lag = cdc ? { bytes: cdc.lagBytes, seconds: cdc.lagSeconds, caughtUp: cdc.caughtUp, appliedLsn: cdc.appliedLsn, sourceLsn: cdc.sourceLsn, at: cdc.at } : null;
+      const lag = cdc ? { bytes: cdc.lagBytes, seconds: cdc.lagSeconds, caughtUp: cdc.caughtUp, appliedPosition: cdc.appliedPosition, sourcePosition: cdc.sourcePosition, at: cdc.at } : null;
       const json = { ...shown, lag, workflow: { id: d.workflowId, runId: d.runId, status: d.status.name }, live };
       print(opts.json, json, () => formatStatus(shown, live.length ? live : undefined));
     });
@@ -177,7 +177,7 @@ program
     await withClient(temporal(), async (client) => {
       const ack = await requestCutover(client, name);
       if (!opts.json || !opts.wait) {
-        const line = `writes stopped (none for ${ack.quietSeconds} s); cutover marker written at ${ack.markerLsn}: CDC drains, then validate and finalize`;
+        const line = `writes stopped (none for ${ack.quietSeconds} s); cutover marker written at ${ack.markerPosition}: CDC drains, then validate and finalize`;
         if (opts.json) console.log(JSON.stringify(ack));
         else console.error(line);
       }

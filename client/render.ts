@@ -41,15 +41,15 @@ export function formatStatus(s: MigrationStatus, live?: unknown): string {
   out.push('');
   out.push(table([['step', 'status', 'time'], ...s.steps.map((x) => [x.step, x.status + (x.operatorRetries ? ` (retried ${x.operatorRetries}×)` : ''), stepDuration(x, now)])]));
   const cdc = Array.isArray(live) ? cdcProgress(live) : undefined;
-  if (s.cdc) out.push('', `CDC: slot ${s.cdc.slot}, publication ${s.cdc.publication}${s.cdc.startLsn ? `, from ${s.cdc.startLsn}` : ''}`);
+  if (s.cdc) out.push('', `CDC: ${s.cdc.sourceObjects?.join(', ') ?? 'preparing'}${s.cdc.startPosition ? `; from ${s.cdc.startPosition}` : ''}`);
   if (cdc) {
     out.push(
-      `  applied up to ${cdc.appliedLsn} (source at ${cdc.sourceLsn}); lag ${formatBytes(Number(cdc.lagBytes))}, ${cdc.lagSeconds.toFixed(1)} s; ` +
+      `  applied up to ${cdc.appliedPosition} (source at ${cdc.sourcePosition}); lag ${formatBytes(Number(cdc.lagBytes))}, ${cdc.lagSeconds.toFixed(1)} s; ` +
         `${cdc.caughtUp ? 'caught up' : 'catching up'}; ${cdc.transactions} transactions, ${cdc.changes} changes applied`,
     );
   }
   if (s.cdc?.paused) out.push(`  PAUSED by the operator at ${s.cdc.paused.at}${s.cdc.paused.reason ? ` (${s.cdc.paused.reason})` : ''}: dbferry resume ${s.name}`);
-  if (s.cdc?.cutover) out.push(`  cutover: marker at ${s.cdc.cutover.markerLsn} (${s.cdc.cutover.at}); draining, then validate and finalize`);
+  if (s.cdc?.cutover) out.push(`  cutover: marker at ${s.cdc.cutover.markerPosition} (${s.cdc.cutover.at}); draining, then validate and finalize`);
   const rest = Array.isArray(live) ? live.filter((x) => x !== cdc) : live;
   if (rest && (!Array.isArray(rest) || rest.length > 0)) out.push('', `live: ${JSON.stringify(rest)}`);
   if (s.tables.length > 0) {
@@ -97,10 +97,10 @@ export function formatReport(r: MigrationReport): string {
   // A compacted report lists every differing table first, so none hides among the omitted.
   const allEqual = (r.validation?.tables ?? []).every((t) => t.equal) && !s.totals?.different;
   out.push(r.validation ? `validation: ${allEqual ? 'every table equal' : 'DIFFERENCES FOUND'}` : 'validation: skipped');
-  if (r.cdc) out.push(`CDC: ${r.cdc.transactions} transactions, ${r.cdc.changes} changes applied; stopped at the cutover marker ${r.cdc.markerLsn}`);
+  if (r.cdc) out.push(`CDC: ${r.cdc.transactions} transactions, ${r.cdc.changes} changes applied; stopped at the cutover marker ${r.cdc.markerPosition}`);
   if (r.finalize) {
     out.push(
-      `cutover: ${r.finalize.sequences} sequences carried; replication slot ${r.finalize.droppedSlot ? 'dropped' : 'already gone'}; publication ${r.finalize.droppedPublication ? 'dropped' : 'kept (not created by dbferry) or already gone'}`,
+      `cutover: ${r.finalize.sequences} sequences carried; ${[...r.finalize.cleanup.dropped.map((d) => `dropped ${d}`), ...r.finalize.cleanup.kept.map((k) => `kept ${k}`)].join('; ')}`,
     );
   }
   return out.join('\n');

@@ -22,7 +22,7 @@ export interface WatchFrame {
   phase: MigrationStatus['phase'];
   tables: { total: number; loaded: number };
   loading: Array<{ unit: string; bytes: number; estimatedBytes: number; percent: number; bytesPerSecond: number; etaSeconds: number | null }>;
-  cdc?: Pick<CdcProgress, 'appliedLsn' | 'sourceLsn' | 'lagBytes' | 'lagSeconds' | 'caughtUp' | 'changes'> & { changesPerSecond: number };
+  cdc?: Pick<CdcProgress, 'appliedPosition' | 'sourcePosition' | 'lagBytes' | 'lagSeconds' | 'caughtUp' | 'changes'> & { changesPerSecond: number };
   failure?: MigrationStatus['failure'];
 }
 
@@ -87,8 +87,8 @@ export function toFrame(status: MigrationStatus | undefined, live: unknown[], cd
   if (cdc) {
     const rate = last && now > last.at ? Math.max(0, ((cdc.changes - last.n) * 1000) / (now - last.at)) : 0;
     frame.cdc = {
-      appliedLsn: cdc.appliedLsn,
-      sourceLsn: cdc.sourceLsn,
+      appliedPosition: cdc.appliedPosition,
+      sourcePosition: cdc.sourcePosition,
       lagBytes: cdc.lagBytes,
       lagSeconds: cdc.lagSeconds,
       caughtUp: cdc.caughtUp,

@@ -114,11 +114,12 @@ export interface MigrationStatus {
   totals?: TableTotals;
   /** With alerts.webhook: deliveries, and those that failed. */
   alerts?: AlertDelivery;
-  /** CDC modes: where replication stands on the source and the cutover, once asked for. */
+  /** CDC modes: what CDC holds on the source, where it started, and the cutover, once asked for. */
   cdc?: {
-    slot: string;
-    publication: string;
-    startLsn?: string;
+    /** What CDC holds on the source, in the engine's words (e.g. `replication slot x`). */
+    sourceObjects?: string[];
+    /** Where the applier started (an engine position). */
+    startPosition?: string;
     cutover?: CutoverAck & { at: string };
     /** Set while the operator holds CDC apply (`dbferry pause`). */
     paused?: { at: string; reason?: string };
@@ -178,19 +179,19 @@ export interface TableLoadResult {
   ms: number;
 }
 
-/** One snapshot the load ran under; a new generation starts when its holder died. */
+/** One read point (snapshot) the load ran under; a new generation starts when its holder died. */
 export interface LoadSnapshot {
   generation: number;
   snapshot: string;
-  /** Source WAL position the snapshot belongs to. */
-  lsn: string;
+  /** The source position the snapshot belongs to (an engine position). */
+  position: string;
   at: string;
 }
 
 export interface FullLoadResult {
   /** The first snapshot and its position: where CDC would start. */
   snapshot: string;
-  lsn: string;
+  position: string;
   snapshots: LoadSnapshot[];
   tables: TableLoadResult[];
   ms?: number;
@@ -241,7 +242,7 @@ export interface FinishLoadResult {
 export interface HeldSnapshot {
   generation: number;
   snapshot: string;
-  lsn: string;
+  position: string;
 }
 
 /** Mode dump-restore: pg_dump of the selected tables inside one snapshot, pg_restore into the target. */
@@ -291,10 +292,10 @@ export interface CdcTableStats {
 
 /** The CDC activity's heartbeat: where the applier stands (`dbferry status` reads it). */
 export interface CdcProgress {
-  /** End of the last source transaction committed on the target. */
-  appliedLsn: string;
-  /** The source's end of WAL as last reported by it. */
-  sourceLsn: string;
+  /** End of the last source transaction committed on the target (an engine position). */
+  appliedPosition: string;
+  /** The source's newest position as last reported by it. */
+  sourcePosition: string;
   lagBytes: string;
   lagSeconds: number;
   /** Nothing received is waiting to be applied. */
@@ -307,19 +308,17 @@ export interface CdcProgress {
 }
 
 export interface CdcPrepareResult {
-  slot: string;
-  publication: string;
-  /** Where the applier starts (or resumes). */
-  startLsn: string;
-  /** The publication existed before (it is then never dropped by dbferry). */
-  publicationExisted: boolean;
+  /** What CDC holds on the source, in the engine's words (e.g. `replication slot x`). */
+  sourceObjects: string[];
+  /** Where the applier starts (or resumes): an engine position. */
+  startPosition: string;
 }
 
 export interface CdcResult {
   /** Why the applier stopped: the cutover marker was applied. */
   stoppedAt: 'cutover';
-  appliedLsn: string;
-  markerLsn: string;
+  appliedPosition: string;
+  markerPosition: string;
   transactions: number;
   changes: number;
   tables: CdcTableStats[];
@@ -327,14 +326,14 @@ export interface CdcResult {
 
 /** What `dbferry cutover` answers once writes are found stopped and the marker is written. */
 export interface CutoverAck {
-  markerLsn: string;
+  markerPosition: string;
   quietSeconds: number;
 }
 
 export interface FinalizeResult {
   sequences: number;
-  droppedSlot: boolean;
-  droppedPublication: boolean;
+  /** What was removed from the source (and what was kept, with the reason). */
+  cleanup: CleanupResult;
 }
 
 /** What cleanup removed from the source (and what it left, with the reason). */

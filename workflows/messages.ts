@@ -11,7 +11,7 @@ export const operatorDecisionSignal = defineSignal<[OperatorDecision]>('operator
  * validates and finalizes.
  */
 export const cutoverUpdate = defineUpdate<CutoverAck, []>('cutover');
-/** Holds CDC apply (the slot keeps the changes meanwhile) / lets it continue. Refused when not possible now. */
+/** Holds CDC apply (the source keeps the changes meanwhile) / lets it continue. Refused when not possible now. */
 export const pauseCdcUpdate = defineUpdate<string, [{ reason?: string }]>('pauseCdc');
 export const resumeCdcUpdate = defineUpdate<string, []>('resumeCdc');
 /** Live status (needs a worker; `dbferry status` falls back to the memo without one). */

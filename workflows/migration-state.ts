@@ -16,6 +16,7 @@ import type {
   TableStats,
   TableValidationResult,
   TableLoadResult,
+  CdcPrepareResult,
 } from '../plan/migration-types';
 
 export const STEP_PHASE: Record<StepName, Phase> = {
@@ -182,8 +183,8 @@ export class MigrationState {
     this.#status.failure = undefined;
   }
 
-  cdcPrepared(c: { slot: string; publication: string; startLsn: string }): void {
-    this.#status.cdc = { ...this.#status.cdc, slot: c.slot, publication: c.publication, startLsn: c.startLsn };
+  cdcPrepared(c: CdcPrepareResult): void {
+    this.#status.cdc = { ...this.#status.cdc, sourceObjects: c.sourceObjects, startPosition: c.startPosition };
   }
 
   /** Synchronous: backs the cutover Update's validator. */
@@ -192,7 +193,7 @@ export class MigrationState {
     if (this.#status.mode !== 'full-load-and-cdc' && this.#status.mode !== 'cdc') {
       throw new DecisionRefused(`migration ${name} is mode ${this.#status.mode}: there is no CDC to cut over`);
     }
-    if (this.#status.cdc?.cutover) throw new DecisionRefused(`cutover of ${name} is already under way (marker at ${this.#status.cdc.cutover.markerLsn})`);
+    if (this.#status.cdc?.cutover) throw new DecisionRefused(`cutover of ${name} is already under way (marker at ${this.#status.cdc.cutover.markerPosition})`);
     if (this.#cutoverChecking) throw new DecisionRefused(`a cutover of ${name} is being checked right now`);
     if (this.pausedStep) throw new DecisionRefused(`migration ${name} is waiting for an operator on ${this.pausedStep}: resolve that first`);
     if (this.#pauseWanted) throw new DecisionRefused(`CDC of ${name} is paused: dbferry resume ${name} first`);
@@ -223,7 +224,7 @@ export class MigrationState {
 
   pauseCdc(now: string, reason?: string): void {
     this.#pauseWanted = true;
-    this.#status.cdc = { slot: '', publication: '', ...this.#status.cdc, paused: { at: now, ...(reason ? { reason } : {}) } };
+    this.#status.cdc = { ...this.#status.cdc, paused: { at: now, ...(reason ? { reason } : {}) } };
   }
 
   resumeCdc(): void {
@@ -237,7 +238,7 @@ export class MigrationState {
   }
 
   cutoverBegun(ack: CutoverAck, now: string): void {
-    this.#status.cdc = { slot: '', publication: '', ...this.#status.cdc, cutover: { ...ack, at: now } };
+    this.#status.cdc = { ...this.#status.cdc, cutover: { ...ack, at: now } };
   }
 
   alertSent(): void {

@@ -66,7 +66,7 @@ const STEPS: StepName[] = ['preflight', 'create-database', 'create-tables', 'ful
 const DUMP_RESTORE_STEPS: StepName[] = ['preflight', 'create-database', 'dump-restore', 'validate'];
 /**
  * With CDC, validation waits for the cutover drain (the source no longer moves then); finalize
- * carries the sequences and drops the slot and publication.
+ * carries the sequences and removes what CDC held on the source.
  */
 const LOAD_AND_CDC_STEPS: StepName[] = ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'cdc', 'validate', 'finalize'];
 /** Mode cdc: the target was loaded some other way. */
@@ -158,7 +158,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     },
     {
       validator: () => state.validateCutover(),
-      description: 'Cut over a CDC migration: check that writes have stopped, drain CDC, validate, carry sequences, drop slot and publication',
+      description: 'Cut over a CDC migration: check that writes have stopped, drain CDC, validate, carry sequences, clean up the source',
     },
   );
   setHandler(
@@ -167,9 +167,9 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       state.pauseCdc(now(), reason);
       publish();
       await condition(() => cdcHeld || !state.cdcPauseWanted);
-      return `CDC of ${plan.name} paused: the slot keeps the source's changes until dbferry resume ${plan.name}`;
+      return `CDC of ${plan.name} paused: the source keeps its changes until dbferry resume ${plan.name}`;
     },
-    { validator: (_: { reason?: string }) => state.validatePause(), description: 'Hold CDC apply; the slot keeps the changes' },
+    { validator: (_: { reason?: string }) => state.validatePause(), description: 'Hold CDC apply; the source keeps the changes' },
   );
   setHandler(
     resumeCdcUpdate,
@@ -267,7 +267,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     if (report.load) state.recordLoad(report.load.tables);
     report.build = await step('build-indexes', () => long('buildIndexes', 'build keys, indexes and foreign keys; carry sequences; analyze', input));
     report.cdc = await step('cdc', async () => {
-      const prepared = await quick('prepareCdc', `CDC: publication ${plan.cdc.publication}, slot ${plan.cdc.slot}, progress row`, input);
+      const prepared = await quick('prepareCdc', `CDC: prepare the source's change stream and the progress row`, input);
       state.cdcPrepared(prepared);
       publish();
       // The applier runs until it has applied the cutover marker, or until the operator aborts.
@@ -275,7 +275,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       const stopAsked = () => state.hasDecision() || state.cdcPauseWanted;
       for (;;) {
         const scope = new CancellationScope();
-        const applying = scope.run(() => cdc('streamChanges', `CDC: apply the source's changes from slot ${plan.cdc.slot} until cutover`, input));
+        const applying = scope.run(() => cdc('streamChanges', `CDC: apply the source's changes until cutover`, input));
         const outcome = await Promise.race([applying.then((r) => ({ r })), condition(stopAsked).then(() => undefined)]);
         if (outcome) return outcome.r;
         scope.cancel();
@@ -311,7 +311,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       return v;
     });
     if (!report.validation) state.markValidationSkipped();
-    report.finalize = await step('finalize', () => quick('finalizeCutover', 'cutover: carry sequences, drop slot and publication', input));
+    report.finalize = await step('finalize', () => quick('finalizeCutover', 'cutover: carry sequences, remove what CDC holds on the source', input));
     state.completed(now());
     publish();
     alert({ kind: 'completed', text: `:white_check_mark: dbferry migration *${plan.name}* completed${report.validation ? ': every table validated equal' : ''}` });
@@ -321,10 +321,10 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     return compactReport(report);
   } catch (err) {
     if (err instanceof Aborted) {
-      // A forgotten slot keeps the source's WAL until its disk fills: drop it on the way out.
+      // What CDC holds on the source keeps its changes until the disk fills: remove it on the way out.
       let cleanup: CleanupResult | undefined;
       if (withCdc) {
-        cleanup = await CancellationScope.nonCancellable(() => quick('cleanupSource', 'drop the slot and publication on the source', input)).catch(() => undefined);
+        cleanup = await CancellationScope.nonCancellable(() => quick('cleanupSource', 'remove what CDC holds on the source', input)).catch(() => undefined);
       }
       state.aborted(now(), leftBehind(state.snapshot(), plan, cleanup));
       publish();

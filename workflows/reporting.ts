@@ -33,14 +33,13 @@ export function leftBehind(s: MigrationStatus, plan: Plan, sourceCleanup?: Clean
     out.push(`${target}: schema _dbferry keeps this migration's bookkeeping (safe to drop once the tables are gone)`);
   }
   if (plan.mode !== 'full-load-and-cdc' && plan.mode !== 'cdc') {
-    out.push(`${s.source ?? 'the source'}: nothing (a full load leaves no slot or publication)`);
+    out.push(`${s.source ?? 'the source'}: nothing (a full load leaves nothing on the source)`);
   } else if (sourceCleanup) {
     for (const d of sourceCleanup.dropped) out.push(`${d}: dropped`);
     for (const k of sourceCleanup.kept) out.push(k);
   } else {
-    out.push(
-      `${s.source ?? 'the source'}: replication slot ${plan.cdc.slot} and publication ${plan.cdc.publication} may remain (dropping them failed): run dbferry cleanup ${plan.name}`,
-    );
+    const held = s.cdc?.sourceObjects?.length ? s.cdc.sourceObjects.join(' and ') : 'what CDC holds there';
+    out.push(`${s.source ?? 'the source'}: ${held} may remain (dropping failed): run dbferry cleanup ${plan.name}`);
   }
   return out;
 }

@@ -31,7 +31,6 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Client, QueryResult } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { FailureType, NEEDS_PERSON, type FailureDetails } from '../../plan/failure-types';
-import { formatLsn } from '../postgres/lsn';
 import { quoteIdent } from '../target/ddl';
 import { classifyPostgresError, HINTS } from '../pg/errors';
 import { TableSql, type KeyRange, type TempKind } from './apply-sql';
@@ -98,16 +97,16 @@ interface SealedTable {
 interface Sealed {
   tables: SealedTable[];
   changes: number;
-  firstLsn: bigint;
-  lastLsn: bigint;
+  firstPosition: string;
+  lastPosition: string;
 }
 
 class Buffered {
   readonly tables = new Map<string, TableChanges>();
   changes = 0;
   bytes = 0;
-  firstLsn = 0n;
-  lastLsn = 0n;
+  firstPosition = '';
+  lastPosition = '';
 }
 
 /** A failure already tied to the change that caused it: it passes through the fallback unchanged. */
@@ -190,8 +189,8 @@ export class ChangeApplier {
         return;
       }
       const b = this.filling;
-      if (b.changes === 0) b.firstLsn = change.lsn;
-      b.lastLsn = change.lsn;
+      if (b.changes === 0) b.firstPosition = change.position;
+      b.lastPosition = change.position;
       b.changes++;
       b.bytes += sizeOf(change);
       if (b.changes >= this.maxRows || b.bytes >= this.maxBytes) {
@@ -434,7 +433,7 @@ export class ChangeApplier {
       await this.client.query(`TRUNCATE ${targets.join(', ')}${c.restartIdentity ? ' RESTART IDENTITY' : ''}`);
       this.counters.truncates++;
     } catch (err) {
-      throw this.failure(err, `truncating ${c.tables.map((t) => t.key).join(', ')} at LSN ${formatLsn(c.lsn)}`, c.tables[0]?.key);
+      throw this.failure(err, `truncating ${c.tables.map((t) => t.key).join(', ')} at ${c.position}`, c.tables[0]?.key);
     }
   }
 
@@ -498,12 +497,12 @@ export class ChangeApplier {
       // The key itself is what is wrong; the message says so.
     }
     const which = key ? ` of key ${describeKey(c.table, key)}` : '';
-    return this.failure(err, `applying the ${c.kind}${which} to ${c.table.key} at LSN ${formatLsn(c.lsn)}`, c.table.key);
+    return this.failure(err, `applying the ${c.kind}${which} to ${c.table.key} at ${c.position}`, c.table.key);
   }
 
   private batchFailure(err: unknown, b: Sealed, table: ApplyTable | undefined): ApplicationFailure {
     const where = table ? ` to ${table.key}` : '';
-    return this.failure(err, `applying ${b.changes} changes${where} (LSN ${formatLsn(b.firstLsn)} to ${formatLsn(b.lastLsn)})`, table?.key);
+    return this.failure(err, `applying ${b.changes} changes${where} (${b.firstPosition} to ${b.lastPosition})`, table?.key);
   }
 
   private failure(err: unknown, doing: string, table: string | undefined): ApplicationFailure {
@@ -577,7 +576,7 @@ function seal(b: Buffered): Sealed {
       .map(({ kind, positions, enc, range }) => ({ kind, positions, rows: enc.rows, data: enc.finish(), range: range?.dense() }));
     tables.push({ changes: tc, groups: sealed });
   }
-  return { tables, changes: b.changes, firstLsn: b.firstLsn, lastLsn: b.lastLsn };
+  return { tables, changes: b.changes, firstPosition: b.firstPosition, lastPosition: b.lastPosition };
 }
 
 /** Below this many rows a batch is not worth a range: the per-row index lookups are few anyway. */

@@ -19,14 +19,16 @@ export interface ApplyTable {
 export interface InsertChange {
   kind: 'insert';
   table: ApplyTable;
-  lsn: bigint;
+  /** Where the source has it (an engine position), for messages. */
+  position: string;
   new: Tuple;
 }
 
 export interface UpdateChange {
   kind: 'update';
   table: ApplyTable;
-  lsn: bigint;
+  /** Where the source has it (an engine position), for messages. */
+  position: string;
   /**
    * pgoutput's old tuple when it sent one: the old key values at keyColumns (other positions
    * null) or the whole old row. It is sent when the key changed, when key columns are unchanged
@@ -39,7 +41,8 @@ export interface UpdateChange {
 export interface DeleteChange {
   kind: 'delete';
   table: ApplyTable;
-  lsn: bigint;
+  /** Where the source has it (an engine position), for messages. */
+  position: string;
   /** The key values at keyColumns (other positions may be anything). */
   old: Tuple;
 }
@@ -47,7 +50,8 @@ export interface DeleteChange {
 export interface TruncateChange {
   kind: 'truncate';
   tables: ApplyTable[];
-  lsn: bigint;
+  /** Where the source has it (an engine position), for messages. */
+  position: string;
   restartIdentity: boolean;
 }
 

@@ -2,19 +2,17 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { FailureType } from '../../plan/failure-types';
-import { formatLsn, parseLsn } from '../postgres/lsn';
-import type { ActivityInput, CdcProgress, CdcResult, CdcTableStats } from '../../plan/migration-types';
-import { postAlert } from '../alerts/webhook';
+import type { Alert, ActivityInput, CdcProgress, CdcResult, CdcTableStats } from '../../plan/migration-types';
+import type { ChangeEvent, ChangeStream, EnginePosition, SourceEngine, SourceRowChange } from '../engine';
 import { withHeartbeat } from '../heartbeat';
-import { closeQuietly, connect, resolveEndpoint, type PgEndpoint } from '../pg/connection';
+import { closeQuietly, connect, type PgEndpoint } from '../pg/connection';
 import { toFailure } from '../pg/errors';
+import { cutoverMarker } from '../../plan/cutover-marker';
 import { loadModel, tablesByKey } from '../target/model';
 import { ChangeApplier, type ApplyTable } from './apply';
-import { cutoverMarker, MARKER_PREFIX } from '../native/cutover';
-import { RelationTracker } from '../postgres/cdc/relations';
-import { openReplicationStream, type ReplicationStream } from '../postgres/cdc/replication';
 import { KeylessApplier } from './keyless';
-import type { PgoutputMessage, WalMessage } from '../postgres/cdc/types';
+import { readProgress, type AppliedPosition } from './progress';
+import { RelationTracker } from './relations';
 
 /** Source transactions grouped into one target transaction: at most this many changes… */
 const BATCH_CHANGES = 50_000;
@@ -27,46 +25,50 @@ const TABLES_IN_HEARTBEAT = 200;
 
 const IDLE = Symbol('idle');
 
-interface Position {
-  commitLsn: bigint;
-  endLsn: bigint;
+export interface StreamChangesDeps {
+  /** Lag and retained-data alarms go out through this (the webhook, in production). */
+  alert(plan: ActivityInput['plan'], alert: Alert): Promise<void>;
 }
 
 /**
- * The CDC applier: streams pgoutput from the slot and applies the changes to the target in
- * source-transaction order, with session_replication_role = replica (pgoutput already carries
- * cascaded rows; target triggers and foreign-key checks would act twice).
+ * The CDC applier, engine-neutral: it reads the source engine's change stream and applies the
+ * changes to the PostgreSQL target in source-transaction order, with
+ * session_replication_role = replica (the source already sent cascaded rows; target triggers
+ * and foreign-key checks would act twice).
  *
  * Exactly once: small source transactions are grouped into one target transaction, which also
  * writes the last applied source position and the per-table counts to _dbferry; only once
- * that has committed does the slot learn the position (so the source keeps anything not yet
- * durable on the target). A restart resumes from the progress row and skips any transaction
- * that committed at or before it. The progress update is conditional on the position it read,
- * so two overlapping attempts can never both apply a transaction.
+ * that has committed does the source learn the position (so it keeps anything not yet durable
+ * on the target). A restart resumes from the progress row and skips any transaction that
+ * committed at or before it. The progress update is conditional on the position it read, so two
+ * overlapping attempts can never both apply a transaction.
  *
  * Runs until it has applied the cutover marker (`dbferry cutover`), heartbeating on a timer
  * with its position, lag and statistics (an idle source never times it out).
  */
-export async function streamChangesPostgres({ plan, migration }: ActivityInput): Promise<CdcResult> {
-  const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
+export async function streamChanges(
+  { plan, migration }: ActivityInput,
+  engine: SourceEngine,
+  tgt: PgEndpoint,
+  deps: StreamChangesDeps,
+): Promise<CdcResult> {
+  const cdc = engine.cdc;
   const model = await loadModel(tgt, migration.runId);
   const marker = cutoverMarker(migration);
+  const later = (a: EnginePosition, b: EnginePosition) => cdc.compare(a, b) > 0;
 
   let target: Client | undefined;
-  let catalog: Client | undefined;
-  let stream: ReplicationStream | undefined;
+  let stream: ChangeStream | undefined;
   let stopPolling = () => {};
   // The source transaction being received, if any.
-  let current: { finalLsn: bigint; commitTime: bigint; changed?: string } | undefined;
-  const fail = (err: unknown, side: 'source' | 'target', doing: string) =>
-    toFailure(err, side, { endpoint: side === 'source' ? src.description : tgt.description, secrets: side === 'source' ? src.secrets : tgt.secrets, doing });
+  let current: { changed?: string } | undefined;
 
   const totals = new Map<string, CdcTableStats>();
   let pending = new Map<string, CdcTableStats>();
   const live = {
-    applied: { commitLsn: 0n, endLsn: 0n } as Position,
-    confirmed: 0n,
-    sourceLsn: 0n,
+    applied: undefined as AppliedPosition | undefined,
+    confirmed: '' as EnginePosition,
+    sourcePosition: undefined as EnginePosition | undefined,
     transactions: 0,
     changes: 0,
     pendingSince: undefined as bigint | undefined,
@@ -74,14 +76,14 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
     inTarget: false,
   };
   const progress = (): CdcProgress => {
-    const seen = stream ? stream.lastServerWalEnd : 0n;
-    const sourceLsn = [seen, live.sourceLsn, live.confirmed].reduce((a, b) => (a > b ? a : b));
-    const lagBytes = sourceLsn > live.confirmed ? sourceLsn - live.confirmed : 0n;
-    const caughtUp = !live.inTarget && (lagBytes === 0n || Date.now() - live.lastMessageAt > 1_000);
+    let source = live.confirmed;
+    for (const p of [stream?.sourcePosition(), live.sourcePosition]) if (p && source && later(p, source)) source = p;
+    const lagBytes = source && live.confirmed ? cdc.distance(live.confirmed, source) : 0n;
+    const caughtUp = !live.inTarget && (lagBytes <= 0n || Date.now() - live.lastMessageAt > 1_000);
     return {
-      appliedLsn: formatLsn(live.applied.endLsn),
-      sourceLsn: formatLsn(sourceLsn),
-      lagBytes: lagBytes.toString(),
+      appliedPosition: live.applied?.endPosition ?? '',
+      sourcePosition: source,
+      lagBytes: (lagBytes > 0n ? lagBytes : 0n).toString(),
       lagSeconds: live.pendingSince === undefined ? 0 : Math.max(0, Date.now() / 1000 - Number(live.pendingSince / 1000n) / 1000),
       caughtUp,
       transactions: live.transactions,
@@ -91,7 +93,7 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
     };
   };
 
-  const alarms = new CdcAlarms(plan);
+  const alarms = new CdcAlarms(plan, deps);
   return withHeartbeat(() => ({ ...progress(), ...alarms.details() }), async (signal) => {
     try {
       target = await connect(tgt, { purpose: 'cdc apply' });
@@ -99,20 +101,13 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
       const start = await readProgress(target, migration.runId, tgt);
       for (const s of start.tables) totals.set(s.table, s);
       live.applied = start.position;
-      live.confirmed = start.position.endLsn;
+      live.confirmed = start.position.endPosition;
       live.transactions = start.transactions;
       live.changes = start.changes;
-      if (start.markerLsn) return result(start.markerLsn);
+      if (start.markerPosition) return result(start.markerPosition);
 
       const t = target;
-      // One connection to the source's catalog, for relation types and the WAL position.
-      let catalogReady: Promise<Client> | undefined;
-      const sourceCatalog = () =>
-        (catalogReady ??= connect(src, { purpose: 'cdc catalog' }).then((c) => (catalog = c)).catch((err) => {
-          catalogReady = undefined;
-          throw err;
-        }));
-      const relations = new RelationTracker(t, sourceCatalog, tablesByKey(model));
+      const relations = new RelationTracker(t, tablesByKey(model));
       const applier = new ChangeApplier(t, { endpoint: tgt.description });
       const keyless = new KeylessApplier(t);
       // Keyed changes may be in flight on the connection; the keyless ones go after them.
@@ -120,33 +115,22 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
         await applier.flush();
         await keyless.flush();
       };
-      stream = await openReplicationStream(src, {
-        slot: plan.cdc.slot,
-        publication: plan.cdc.publication,
-        startLsn: start.position.endLsn,
-        purpose: 'cdc',
-        // Everything before the keepalive has been handed over: with nothing pending, the
-        // source may forget WAL up to there (it held only changes of other tables).
-        onKeepalive: (walEnd) => {
-          if (!live.inTarget && current === undefined && walEnd > live.confirmed) {
-            live.confirmed = walEnd;
-            stream?.confirm(walEnd);
-          }
-        },
-      });
+      stream = await cdc.open(start.position.endPosition, model);
       const s = stream;
-      // Keepalives say how far the source is only when the stream is idle: ask it as well.
+      // Everything before an idle report has been handed over: with nothing pending, the
+      // source may forget up to there (it held only changes of other tables).
+      s.onIdle((p) => {
+        if (!live.inTarget && current === undefined && later(p, live.confirmed)) {
+          live.confirmed = p;
+          s.confirm(p);
+        }
+      });
+      // The stream says how far the source is only when it is idle: ask the source as well.
       const poll = setInterval(() => {
         void (async () => {
-          const c = await sourceCatalog();
-          const r = await c.query<{ lsn: string; retained: string | null }>(
-            `SELECT pg_current_wal_lsn()::text AS lsn,
-                    (SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint::text FROM pg_replication_slots WHERE slot_name = $1) AS retained`,
-            [plan.cdc.slot],
-          );
-          const lsn = parseLsn(r.rows[0]!.lsn);
-          if (lsn > live.sourceLsn) live.sourceLsn = lsn;
-          await alarms.check(progress().lagSeconds, Number(r.rows[0]!.retained ?? 0));
+          const state = await cdc.state();
+          if (!live.sourcePosition || later(state.position, live.sourcePosition)) live.sourcePosition = state.position;
+          await alarms.check(progress().lagSeconds, state.retainedBytes, state.retainedBy);
         })().catch(() => undefined);
       }, 5_000);
       signal?.addEventListener('abort', () => clearInterval(poll));
@@ -155,7 +139,7 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
 
       let skipping = false;
       let batch = { transactions: 0, changes: 0, startedAt: 0, lastChangeAt: undefined as bigint | undefined, lastChangeTable: undefined as string | undefined };
-      let markerLsn: bigint | undefined;
+      let markerPosition: EnginePosition | undefined;
 
       const stat = (table: string) => {
         let p = pending.get(table);
@@ -163,25 +147,25 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
         return p;
       };
 
-      const commitBatch = async (position: Position) => {
+      const commitBatch = async (position: AppliedPosition) => {
         try {
           await flushAll();
           const r = await t.query(
             `UPDATE _dbferry.cdc_progress
-                SET commit_lsn = $3::pg_lsn, end_lsn = $4::pg_lsn, transactions = transactions + $5, changes = changes + $6,
+                SET commit_position = $3, end_position = $4, transactions = transactions + $5, changes = changes + $6,
                     last_change_at = coalesce($7::timestamptz, last_change_at), last_change_table = coalesce($8, last_change_table),
-                    marker_lsn = $9::pg_lsn, updated_at = now()
-              WHERE run_id = $1 AND commit_lsn = $2::pg_lsn`,
+                    marker_position = $9, updated_at = now()
+              WHERE run_id = $1 AND commit_position = $2`,
             [
               migration.runId,
-              formatLsn(live.applied.commitLsn),
-              formatLsn(position.commitLsn),
-              formatLsn(position.endLsn),
+              live.applied!.commitPosition,
+              position.commitPosition,
+              position.endPosition,
               batch.transactions,
               batch.changes,
               batch.lastChangeAt === undefined ? null : microsToIso(batch.lastChangeAt),
               batch.lastChangeTable ?? null,
-              markerLsn === undefined ? null : formatLsn(markerLsn),
+              markerPosition ?? null,
             ],
           );
           if (r.rowCount !== 1) {
@@ -207,7 +191,7 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
         }
         live.inTarget = false;
         live.applied = position;
-        live.confirmed = position.endLsn;
+        live.confirmed = position.endPosition;
         live.transactions += batch.transactions;
         live.changes += batch.changes;
         live.pendingSince = undefined;
@@ -222,14 +206,14 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
         pending = new Map();
         batch = { transactions: 0, changes: 0, startedAt: 0, lastChangeAt: undefined, lastChangeTable: undefined };
         // Only now is it durable on the target: the source may forget it.
-        s.confirm(position.endLsn);
+        s.confirm(position.endPosition);
       };
 
-      let committed: Position | undefined;
+      let committed: AppliedPosition | undefined;
       const it = s[Symbol.asyncIterator]();
       let next = it.next();
       for (;;) {
-        let r: IteratorResult<WalMessage> | typeof IDLE;
+        let r: IteratorResult<ChangeEvent> | typeof IDLE;
         if (live.inTarget && committed && current === undefined) {
           // Between source transactions with some applied but not committed: commit when the
           // stream pauses or the batch is old enough.
@@ -243,48 +227,47 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
         } else {
           r = await next;
         }
-        if (r.done) throw ApplicationFailure.create({ type: FailureType.Transient, message: `${src.description}: the replication stream ended` });
+        if (r.done) throw ApplicationFailure.create({ type: FailureType.Transient, message: `${engine.description}: the change stream ended` });
         next = it.next();
         live.lastMessageAt = Date.now();
-        const m = r.value.message;
-        switch (m.tag) {
+        const e = r.value;
+        switch (e.kind) {
           case 'begin':
-            current = { finalLsn: m.finalLsn, commitTime: m.commitTime };
+            current = {};
             // Committed on the target already (a resumed stream may repeat the last ones).
-            skipping = m.finalLsn <= live.applied.commitLsn;
+            skipping = !later(e.commitPosition, live.applied!.commitPosition);
             if (skipping) break;
             if (!live.inTarget) {
               await t.query('BEGIN');
               live.inTarget = true;
               batch.startedAt = Date.now();
             }
-            live.pendingSince ??= m.commitTime;
+            live.pendingSince ??= e.commitTimeMicros;
             break;
           case 'relation':
             // Sent once per table and session, maybe inside a transaction that is skipped:
             // learnt either way (adding a column is idempotent).
-            await relations.learn(m, flushAll);
+            await relations.learn(e.relation, flushAll);
             break;
-          case 'insert':
-          case 'update':
-          case 'delete': {
+          case 'change': {
             if (skipping) break;
+            const m = e.change;
             const table = relations.table(m.relationId);
             if (!table) break;
-            const lsn = r.value.walStart;
+            const position = e.position;
             const counts = stat(table.key);
-            if (m.tag === 'insert') counts.inserts++;
-            else if (m.tag === 'update') counts.updates++;
+            if (m.kind === 'insert') counts.inserts++;
+            else if (m.kind === 'update') counts.updates++;
             else counts.deletes++;
             if (table.keyColumns.length === 0) {
-              keyless.add(table, keylessChange(m, table.key, lsn));
+              keyless.add(table, keylessChange(m, table.key, position));
               if (keyless.full) await flushAll();
-            } else if (m.tag === 'insert') {
-              await applier.add({ kind: 'insert', table, lsn, new: m.new });
-            } else if (m.tag === 'update') {
-              await applier.add({ kind: 'update', table, lsn, new: m.new, ...(m.old ? { old: m.old.tuple } : {}) });
+            } else if (m.kind === 'insert') {
+              await applier.add({ kind: 'insert', table, position, new: m.new });
+            } else if (m.kind === 'update') {
+              await applier.add({ kind: 'update', table, position, new: m.new, ...(m.old ? { old: m.old.tuple } : {}) });
             } else {
-              await applier.add({ kind: 'delete', table, lsn, old: m.old.tuple });
+              await applier.add({ kind: 'delete', table, position, old: m.old.tuple });
             }
             batch.changes++;
             current!.changed = table.key;
@@ -292,17 +275,17 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
           }
           case 'truncate': {
             if (skipping) break;
-            const tables = m.relationIds.map((id) => relations.table(id)).filter((x): x is ApplyTable => x !== null);
+            const tables = e.relationIds.map((id) => relations.table(id)).filter((x): x is ApplyTable => x !== null);
             if (tables.length === 0) break;
             await flushAll();
-            await applier.add({ kind: 'truncate', tables, lsn: r.value.walStart, restartIdentity: m.restartIdentity });
+            await applier.add({ kind: 'truncate', tables, position: e.position, restartIdentity: e.restartIdentity });
             for (const x of tables) stat(x.key).truncates++;
             batch.changes++;
             current!.changed = tables[0]!.key;
             break;
           }
-          case 'message':
-            if (!skipping && m.transactional && m.prefix === MARKER_PREFIX && m.content.toString('utf8') === marker) markerLsn = m.lsn;
+          case 'marker':
+            if (!skipping && e.content === marker) markerPosition = e.position;
             break;
           case 'commit': {
             const c = current;
@@ -313,14 +296,14 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
             }
             batch.transactions++;
             if (c?.changed) {
-              batch.lastChangeAt = m.commitTime;
+              batch.lastChangeAt = e.commitTimeMicros;
               batch.lastChangeTable = c.changed;
             }
-            committed = { commitLsn: m.commitLsn, endLsn: m.endLsn };
-            if (markerLsn !== undefined || batch.changes >= BATCH_CHANGES || Date.now() - batch.startedAt >= BATCH_MS) {
+            committed = { commitPosition: e.commitPosition, endPosition: e.endPosition };
+            if (markerPosition !== undefined || batch.changes >= BATCH_CHANGES || Date.now() - batch.startedAt >= BATCH_MS) {
               await commitBatch(committed);
               committed = undefined;
-              if (markerLsn !== undefined) return result(formatLsn(markerLsn));
+              if (markerPosition !== undefined) return result(markerPosition);
             }
             break;
           }
@@ -332,20 +315,20 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
     } catch (err) {
       if (signal?.aborted) throw new CancelledFailure('CDC apply cancelled');
       if (err instanceof ApplicationFailure) throw err;
-      const side = (err as { side?: string }).side === 'source' ? 'source' : 'target';
-      throw fail(err, side, side === 'source' ? 'streaming changes' : 'applying changes');
+      if ((err as { side?: string }).side === 'source') throw engine.failure(err, { doing: 'streaming changes' });
+      throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, doing: 'applying changes' });
     } finally {
       stopPolling();
       await stream?.close();
-      await Promise.all([closeQuietly(target), closeQuietly(catalog)]);
+      await closeQuietly(target);
     }
   });
 
-  function result(markerLsn: string): CdcResult {
+  function result(markerPosition: EnginePosition): CdcResult {
     return {
       stoppedAt: 'cutover',
-      appliedLsn: formatLsn(live.applied.endLsn),
-      markerLsn,
+      appliedPosition: live.applied?.endPosition ?? '',
+      markerPosition,
       transactions: live.transactions,
       changes: live.changes,
       tables: [...totals.values()].sort((a, b) => a.table.localeCompare(b.table)),
@@ -354,35 +337,38 @@ export async function streamChangesPostgres({ plan, migration }: ActivityInput):
 }
 
 /** A change of a table without primary key: updates and deletes need the whole old row. */
-function keylessChange(m: Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' }>, table: string, lsn: bigint) {
-  if (m.tag === 'insert') return { kind: 'insert' as const, new: m.new };
-  if (m.old?.kind !== 'O') {
+function keylessChange(m: SourceRowChange, table: string, position: EnginePosition) {
+  if (m.kind === 'insert') return { kind: 'insert' as const, new: m.new };
+  if (!m.old?.whole) {
     throw ApplicationFailure.create({
       type: FailureType.SchemaChanged,
       nonRetryable: true,
-      message: `${table} (no primary key) sent a ${m.tag} at ${formatLsn(lsn)} without its old row: its replica identity is no longer FULL`,
+      message: `${table} (no primary key) sent a ${m.kind} at ${position} without its old row: its replica identity is no longer FULL`,
       details: [{ table, hint: `ALTER TABLE ${table} REPLICA IDENTITY FULL on the source (the change is lost to CDC: reload the table), then run dbferry retry` }],
     });
   }
-  return m.tag === 'update' ? { kind: 'update' as const, old: m.old.tuple, new: m.new } : { kind: 'delete' as const, old: m.old.tuple };
+  return m.kind === 'update' ? { kind: 'update' as const, old: m.old.tuple, new: m.new } : { kind: 'delete' as const, old: m.old.tuple };
 }
 
 /**
- * Lag and retained-WAL alerts, once per breach (again only after the value has come back under
+ * Lag and retained-data alerts, once per breach (again only after the value has come back under
  * half the threshold). A delivery that fails is kept for the heartbeat (`dbferry status`).
  */
 class CdcAlarms {
   #lagAlerted = false;
-  #walAlerted = false;
+  #retainedAlerted = false;
   #missed: Array<{ kind: string; at: string; error: string }> = [];
 
-  constructor(private readonly plan: ActivityInput['plan']) {}
+  constructor(
+    private readonly plan: ActivityInput['plan'],
+    private readonly deps: StreamChangesDeps,
+  ) {}
 
   details() {
     return this.#missed.length ? { alertsMissed: this.#missed } : {};
   }
 
-  async check(lagSeconds: number, retainedBytes: number): Promise<void> {
+  async check(lagSeconds: number, retainedBytes: number, retainedBy: string): Promise<void> {
     const a = this.plan.alerts;
     if (!a?.webhook) return;
     const gb = retainedBytes / 1024 ** 3;
@@ -390,16 +376,16 @@ class CdcAlarms {
       this.#lagAlerted = true;
       await this.#send('cdc-lag', `:hourglass: dbferry migration *${this.plan.name}*: CDC is ${lagSeconds.toFixed(0)} s behind the source (alert threshold ${a.lagSeconds} s)`);
     } else if (lagSeconds < a.lagSeconds / 2) this.#lagAlerted = false;
-    if (!this.#walAlerted && gb > a.slotWalGb) {
-      this.#walAlerted = true;
-      await this.#send('slot-wal', `:floppy_disk: dbferry migration *${this.plan.name}*: replication slot ${this.plan.cdc.slot} holds ${gb.toFixed(1)} GB of WAL on the source (threshold ${a.slotWalGb} GB): CDC is behind or stopped, and the source's disk fills`);
-    } else if (gb < a.slotWalGb / 2) this.#walAlerted = false;
+    if (!this.#retainedAlerted && gb > a.slotWalGb) {
+      this.#retainedAlerted = true;
+      await this.#send('slot-wal', `:floppy_disk: dbferry migration *${this.plan.name}*: ${retainedBy} holds ${gb.toFixed(1)} GB on the source (threshold ${a.slotWalGb} GB): CDC is behind or stopped, and the source's disk fills`);
+    } else if (gb < a.slotWalGb / 2) this.#retainedAlerted = false;
   }
 
   async #send(kind: 'cdc-lag' | 'slot-wal', text: string): Promise<void> {
     const at = new Date().toISOString();
     try {
-      await postAlert(this.plan, { kind, text, at });
+      await this.deps.alert(this.plan, { kind, text, at });
     } catch (err) {
       this.#missed = [...this.#missed, { kind, at, error: (err as Error).message }].slice(-20);
     }
@@ -413,31 +399,4 @@ function sum(s: CdcTableStats): number {
 function microsToIso(us: bigint): string {
   const ms = us / 1000n;
   return `${new Date(Number(ms)).toISOString().slice(0, 19)}.${(us % 1_000_000n).toString().padStart(6, '0')}Z`;
-}
-
-async function readProgress(c: Client, runId: string, tgt: PgEndpoint) {
-  const r = await c.query<{ commit_lsn: string; end_lsn: string; marker_lsn: string | null; transactions: string; changes: string }>(
-    'SELECT commit_lsn::text, end_lsn::text, marker_lsn::text, transactions::text, changes::text FROM _dbferry.cdc_progress WHERE run_id = $1',
-    [runId],
-  );
-  const row = r.rows[0];
-  if (!row) {
-    throw ApplicationFailure.create({
-      type: FailureType.SourceObjectMissing,
-      nonRetryable: true,
-      message: `${tgt.description}: this migration has no CDC progress row (_dbferry.cdc_progress): CDC was not prepared`,
-      details: [{ hint: 'run dbferry retry: the cdc step prepares it first' }],
-    });
-  }
-  const stats = await c.query<{ table_key: string; inserts: string; updates: string; deletes: string; truncates: string }>(
-    'SELECT table_key, inserts::text, updates::text, deletes::text, truncates::text FROM _dbferry.cdc_stats WHERE run_id = $1',
-    [runId],
-  );
-  return {
-    position: { commitLsn: parseLsn(row.commit_lsn), endLsn: parseLsn(row.end_lsn) },
-    markerLsn: row.marker_lsn,
-    transactions: Number(row.transactions),
-    changes: Number(row.changes),
-    tables: stats.rows.map((x) => ({ table: x.table_key, inserts: Number(x.inserts), updates: Number(x.updates), deletes: Number(x.deletes), truncates: Number(x.truncates) })),
-  };
 }

@@ -3,16 +3,16 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { from as copyFrom } from 'pg-copy-streams';
 import { FailureType } from '../../plan/failure-types';
+import { unitLabel, type LoadUnit } from '../../plan/load-chunks';
 import type { LoadTaskInput, LoadTaskResult } from '../../plan/migration-types';
 import type { TableModel } from '../../plan/schema-model';
+import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
+import { ReadPointGone, type SourceEngine, type SourceReader } from '../engine';
 import { withHeartbeat } from '../heartbeat';
 import { workerIdentity } from '../identity';
-import { sourceChecksum, type ChecksumMethod } from '../pg/checksum';
-import { chunkFilter, unitLabel, type LoadUnit } from '../../plan/load-chunks';
-import { closeQuietly, connect, resolveEndpoint, type PgEndpoint } from '../pg/connection';
-import { qualifiedTable, quoteIdent } from '../target/ddl';
+import { closeQuietly, connect, type PgEndpoint } from '../pg/connection';
 import { toFailure } from '../pg/errors';
 import { loadModel, tablesByKey } from '../target/model';
 
@@ -40,13 +40,12 @@ interface Progress {
  * rows. A task is therefore loaded exactly once: a retry (on any worker, after any crash)
  * finds its ledger rows and returns, or finds none and finds the target untouched.
  */
-export async function loadTaskPostgres({ plan, migration, task }: LoadTaskInput): Promise<LoadTaskResult> {
-  const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
+export async function loadTask({ plan, migration, task }: LoadTaskInput, engine: SourceEngine, tgt: PgEndpoint): Promise<LoadTaskResult> {
   const tables = tablesByKey(await loadModel(tgt, migration.runId));
   const progress: Progress = { task, units: 0, unitsDone: 0, bytes: 0 };
   return withHeartbeat(() => ({ ...progress }), async (signal) => {
     const target = await connect(tgt, { purpose: 'load' });
-    let source: Client | undefined;
+    let source: SourceReader | undefined;
     try {
       const units = await readTask(target, migration.runId, task);
       progress.units = units.length;
@@ -71,8 +70,8 @@ export async function loadTaskPostgres({ plan, migration, task }: LoadTaskInput)
       await target
         .query('DELETE FROM _dbferry.table_loads WHERE run_id = $1 AND chunk = 0 AND table_key = ANY($2)', [migration.runId, whole])
         ;
-      const snap = await importSnapshot(src, target, migration.runId, progress, signal);
-      source = snap.client;
+      const snap = await joinNewestReadPoint(engine, target, migration.runId, progress, signal);
+      source = snap.reader;
       progress.generation = snap.generation;
       let rows = 0n;
       for (const unit of units) {
@@ -82,7 +81,7 @@ export async function loadTaskPostgres({ plan, migration, task }: LoadTaskInput)
           snapshot: snap.snapshot,
           migration: migration.runId,
           checksums: plan.validate.checksums,
-          src,
+          source: engine.description,
           progress,
           signal,
         });
@@ -95,12 +94,11 @@ export async function loadTaskPostgres({ plan, migration, task }: LoadTaskInput)
       // A target left mid-COPY may not answer: bounded, and the connection is closed anyway.
       await Promise.race([target.query('ROLLBACK').catch(() => undefined), sleep(5_000, undefined, { ref: false })]);
       if (err instanceof ApplicationFailure) throw err;
-      const side = (err as { dbferrySide?: string }).dbferrySide === 'source' ? 'source' : 'target';
-      const ep = side === 'source' ? src : tgt;
-      throw toFailure(err, side, { endpoint: ep.description, secrets: ep.secrets, table: progress.table, doing: progress.current ? `copying ${progress.current}` : `loading task ${task}` });
+      const ctx = { table: progress.table, doing: progress.current ? `copying ${progress.current}` : `loading task ${task}` };
+      if ((err as { dbferrySide?: string }).dbferrySide === 'source') throw engine.failure(err, ctx);
+      throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, ...ctx });
     } finally {
-      // No COMMIT on the source: it is read-only, and one left mid-COPY would never answer it.
-      await Promise.all([closeQuietly(source), closeQuietly(target)]);
+      await Promise.all([source?.close(), closeQuietly(target)]);
     }
   });
 }
@@ -118,47 +116,39 @@ async function readTask(target: Client, runId: string, task: number): Promise<Lo
 }
 
 /**
- * A source connection inside the newest snapshot of this run. A snapshot whose holder died
- * cannot be imported any more; the loader then waits for the holder's replacement to record
- * the next generation (heartbeating meanwhile), rather than failing the task.
+ * A reader inside the newest read point of this run. A read point whose holder died cannot be
+ * joined any more; the loader then waits for the holder's replacement to record the next
+ * generation (heartbeating meanwhile), rather than failing the task.
  */
-async function importSnapshot(
-  src: PgEndpoint,
+async function joinNewestReadPoint(
+  engine: SourceEngine,
   target: Client,
   runId: string,
   progress: Progress,
   signal?: AbortSignal,
-): Promise<{ client: Client; snapshot: string; generation: number }> {
+): Promise<{ reader: SourceReader; snapshot: string; generation: number }> {
   const deadline = Date.now() + SNAPSHOT_WAIT_MS;
   let deadGeneration = 0;
   for (;;) {
-    const r = await target
-      .query<{ generation: number; snapshot: string }>(
-        'SELECT generation, snapshot FROM _dbferry.snapshots WHERE run_id = $1 ORDER BY generation DESC LIMIT 1',
-        [runId],
-      )
-      ;
+    const r = await target.query<{ generation: number; snapshot: string }>(
+      'SELECT generation, snapshot FROM _dbferry.snapshots WHERE run_id = $1 ORDER BY generation DESC LIMIT 1',
+      [runId],
+    );
     const latest = r.rows[0];
     if (latest && latest.generation > deadGeneration) {
-      const client = await connect(src, { purpose: 'load' });
       try {
-        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-        await client.query(`SET TRANSACTION SNAPSHOT '${latest.snapshot.replace(/'/g, "''")}'`);
+        const reader = await engine.joinReadPoint(latest.snapshot);
         progress.waitingForSnapshot = false;
-        return { client, snapshot: latest.snapshot, generation: latest.generation };
+        return { reader, snapshot: latest.snapshot, generation: latest.generation };
       } catch (err) {
-        await closeQuietly(client);
-        // 22023: "invalid snapshot identifier": its exporting transaction has ended.
-        if ((err as { code?: string }).code !== '22023') {
-          throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing: 'importing the load snapshot' });
-        }
+        if (!(err instanceof ReadPointGone)) throw err;
         deadGeneration = latest.generation;
       }
     }
     if (Date.now() > deadline) {
       throw ApplicationFailure.create({
         type: FailureType.Transient,
-        message: `${src.description}: no live load snapshot for ${SNAPSHOT_WAIT_MS / 60_000} minutes (is the snapshot holder activity running?)`,
+        message: `${engine.description}: no live load snapshot for ${SNAPSHOT_WAIT_MS / 60_000} minutes (is the snapshot holder activity running?)`,
       });
     }
     progress.waitingForSnapshot = true;
@@ -171,14 +161,14 @@ interface CopyContext {
   snapshot: string;
   migration: string;
   checksums: boolean;
-  src: PgEndpoint;
+  /** The source's description, for messages. */
+  source: string;
   progress: Progress;
   signal?: AbortSignal;
 }
 
 /** Copies one unit inside the caller's target transaction and writes its ledger row; returns its row count. */
-async function copyUnit(lane: { source: Client; target: Client }, t: TableModel, unit: LoadUnit, ctx: CopyContext): Promise<string> {
-  const where = chunkFilter(t, unit.range);
+async function copyUnit(lane: { source: SourceReader; target: Client }, t: TableModel, unit: LoadUnit, ctx: CopyContext): Promise<string> {
   const label = unitLabel(unit);
   const started = Date.now();
   const name = qualifiedTable(t.schema, t.name);
@@ -211,29 +201,29 @@ async function copyUnit(lane: { source: Client; target: Client }, t: TableModel,
     // COPY cannot read a partitioned parent, and its rows are loaded with its partitions.
   } else if (cols.length > 0) {
     const sink = target.query(copyFrom(`COPY ${name} (${colList}) FROM STDIN WITH (FORMAT ${format}${whole ? ', FREEZE' : ''})`));
-    const query = where ? `(SELECT ${colList} FROM ONLY ${name}${where})` : `${name} (${colList})`;
-    const out = source.query(copyTo(`COPY ${query} TO STDOUT WITH (FORMAT ${format})`));
+    const out = source.copyOut(t, unit.range, format);
     // The pipeline hands the first error to the other stream too: whichever fails first marks it.
     out.once('error', (e) => markSide(e, 'source'));
     sink.once('error', (e) => markSide(e, 'target'));
     await pipeline(out, meter, sink, ctx.signal ? { signal: ctx.signal } : {});
     rows = String(sink.rowCount ?? 0);
   } else {
-    const r = await source.query<{ n: string }>(`SELECT count(*)::text AS n FROM ONLY ${name}${where}`).catch((e) => tagSide(e, 'source'));
-    await target.query(`INSERT INTO ${name} SELECT FROM generate_series(1, $1::bigint)`, [r.rows[0]!.n]);
-    rows = r.rows[0]!.n;
+    // A table without columns: only its row count travels.
+    const n = (await source.checksum(t, unit.range, false)).rows;
+    await target.query(`INSERT INTO ${name} SELECT FROM generate_series(1, $1::bigint)`, [n]);
+    rows = n;
   }
   let checksum: string | null = null;
-  let method: ChecksumMethod | null = null;
+  let method: string | null = null;
   if (ctx.checksums) {
-    // Same snapshot as the COPY: validation compares against exactly what was read.
-    const r = await sourceChecksum(source, t, where).catch((e) => tagSide(e, 'source'));
-    checksum = r.checksum;
+    // Same read point as the COPY: validation compares against exactly what was read.
+    const r = await source.checksum(t, unit.range, true);
+    checksum = r.checksum ?? null;
     method = r.method;
     if (r.rows !== rows) {
       throw ApplicationFailure.create({
         type: FailureType.DatabaseError,
-        message: `${ctx.src.description}: ${label} returned ${rows} rows to COPY but ${r.rows} to the checksum in the same snapshot`,
+        message: `${ctx.source}: ${label} returned ${rows} rows to COPY but ${r.rows} to the checksum in the same snapshot`,
         details: [{ table: unit.table }],
       });
     }
@@ -262,7 +252,3 @@ function markSide(err: unknown, side: 'source' | 'target'): void {
   if (err && typeof err === 'object' && !('dbferrySide' in err)) (err as { dbferrySide?: string }).dbferrySide = side;
 }
 
-function tagSide(err: unknown, side: 'source' | 'target'): never {
-  markSide(err, side);
-  throw err;
-}

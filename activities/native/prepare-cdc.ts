@@ -1,122 +1,48 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { FailureType } from '../../plan/failure-types';
-import { formatLsn, parseLsn } from '../postgres/lsn';
 import type { ActivityInput, CdcPrepareResult } from '../../plan/migration-types';
 import { qualifiedKey, type SchemaModel, type TableModel } from '../../plan/schema-model';
+import { appliedPosition, initProgress } from '../apply/progress';
+import type { SourceEngine } from '../engine';
+import { withConnection, type PgEndpoint } from '../pg/connection';
 import { ensureBookkeeping, readModel } from '../target/bookkeeping';
-import { resolveEndpoint, withConnection, type PgEndpoint } from '../pg/connection';
-import { introspectPostgres } from '../postgres/introspect';
-import { tableSelector } from '../postgres/selection';
-import { ensurePublication } from '../postgres/cdc/publication';
-import { createSlot } from '../postgres/cdc/replication';
 
 /**
  * Everything CDC needs before it streams, each part idempotent: the schema model on the target
  * (mode cdc has no create-tables step, so it is read from the source here), target tables able
- * to take idempotent changes (a unique key on the replica identity), the publication, the slot
- * and the progress row the applier resumes from.
+ * to take idempotent changes (a unique key on the replica identity), what the source engine
+ * needs (PostgreSQL: publication and slot) and the progress row the applier resumes from.
  */
-export async function prepareCdcPostgres({ plan, migration }: ActivityInput): Promise<CdcPrepareResult> {
-  const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
-  const { slot, publication } = plan.cdc;
-
+export async function prepareCdc({ plan, migration }: ActivityInput, engine: SourceEngine, tgt: PgEndpoint): Promise<CdcPrepareResult> {
   const { progress, model } = await withConnection(tgt, 'prepare CDC', async (c) => {
     await ensureBookkeeping(c);
-    const r = await c.query<{ end_lsn: string }>('SELECT end_lsn::text FROM _dbferry.cdc_progress WHERE run_id = $1', [migration.runId]);
+    const applied = await appliedPosition(c, migration.runId);
     const recorded = await readModel(c, migration.runId);
-    if (recorded) return { progress: r.rows[0], model: recorded };
-    const m = await withConnection(src, 'introspect', (s) => introspectPostgres(s, tableSelector(plan)));
+    if (recorded) return { progress: applied, model: recorded };
+    const m = await engine.introspect();
     await checkTargetTables(c, m, tgt);
     await c.query('INSERT INTO _dbferry.migrations (run_id, name, model, statements_done) VALUES ($1, $2, $3, NULL) ON CONFLICT (run_id) DO NOTHING', [
       migration.runId,
       migration.name,
       JSON.stringify(m),
     ]);
-    return { progress: r.rows[0], model: m };
+    return { progress: applied, model: m };
   });
   if (plan.mode === 'full-load-and-cdc' && !progress) await refuseReplayedKeylessTables(tgt, model, migration.runId);
 
-  const sourceState = await withConnection(src, 'prepare CDC', async (c) => {
-    await refuseKeylessTables(c, model, src);
-    const pub = await ensurePublication(c, publication, model.tables, migration, src.description);
-    const r = await c.query<{ confirmed: string | null; plugin: string; database: string }>(
-      'SELECT confirmed_flush_lsn::text AS confirmed, plugin, database FROM pg_replication_slots WHERE slot_name = $1',
-      [slot],
-    );
-    return { pub, slot: r.rows[0] };
+  const prepared = await engine.cdc.prepare({
+    model,
+    migration,
+    afterLoad: plan.mode === 'full-load-and-cdc',
+    // Only a first start may begin later than the source's start; a resumed one goes on where it was.
+    ...(progress === undefined && plan.cdc.startPosition ? { startPosition: plan.cdc.startPosition } : {}),
   });
-
-  if (sourceState.slot && (sourceState.slot.plugin !== 'pgoutput' || sourceState.slot.database !== src.database)) {
-    throw ApplicationFailure.create({
-      type: FailureType.TargetObjectConflict,
-      nonRetryable: true,
-      message: `${src.description}: replication slot ${slot} exists but belongs to ${sourceState.slot.plugin} on database ${sourceState.slot.database}`,
-      details: [{ hint: `name another cdc.slot in the plan, or drop slot ${slot} if it is not in use, then run dbferry retry` }],
-    });
-  }
-
-  let confirmed = sourceState.slot?.confirmed;
-  if (!sourceState.slot) {
-    if (plan.mode === 'full-load-and-cdc') {
-      // The load ran inside the slot's snapshot: without that slot, changes since are gone.
-      throw ApplicationFailure.create({
-        type: FailureType.SourceObjectMissing,
-        nonRetryable: true,
-        message: `${src.description}: replication slot ${slot}, created with the load's snapshot, no longer exists: changes made since the load cannot be recovered`,
-        details: [{ hint: 'abort this migration and start it again (the target tables must be dropped first)' }],
-      });
-    }
-    const created = await createSlot(src, slot);
-    confirmed = formatLsn(created);
-  }
-
-  let startLsn = progress?.end_lsn;
-  if (!startLsn) {
-    const slotStart = parseLsn(confirmed!);
-    const asked = plan.cdc.startPosition ? parseLsn(plan.cdc.startPosition) : undefined;
-    if (asked !== undefined && asked < slotStart) {
-      throw ApplicationFailure.create({
-        type: FailureType.SourceObjectMissing,
-        nonRetryable: true,
-        message: `${src.description}: cdc.startPosition ${plan.cdc.startPosition} is before slot ${slot}'s start ${confirmed}: the changes in between are no longer available`,
-        details: [{ hint: 'load the target again from a later point, or remove cdc.startPosition to start from the slot' }],
-      });
-    }
-    const start = asked ?? slotStart;
-    startLsn = formatLsn(start);
-    await withConnection(tgt, 'prepare CDC', (c) =>
-      c.query(
-        `INSERT INTO _dbferry.cdc_progress (run_id, slot, publication, commit_lsn, end_lsn)
-         VALUES ($1, $2, $3, $4::pg_lsn, $5::pg_lsn) ON CONFLICT (run_id) DO NOTHING`,
-        // Transactions that commit before the start are in the target already.
-        [migration.runId, slot, publication, formatLsn(start > 0n ? start - 1n : 0n), startLsn],
-      ),
-    );
-  }
-  return { slot, publication, startLsn, publicationExisted: sourceState.pub.existed && !sourceState.pub.ownedByDbferry };
-}
-
-/**
- * Changes find their rows by the primary key; a table without one only with REPLICA IDENTITY
- * FULL (its changes carry the whole old row).
- */
-async function refuseKeylessTables(c: Client, model: SchemaModel, src: PgEndpoint): Promise<void> {
-  const candidates = model.tables.filter((t) => !t.primaryKey && !t.partitioned);
-  if (candidates.length === 0) return;
-  const r = await c.query<{ schema: string; name: string }>(
-    `SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND c.relreplident <> 'f'`,
-    [candidates.map((t) => t.schema), candidates.map((t) => t.name)],
+  if (progress !== undefined) return { sourceObjects: prepared.resources, startPosition: progress };
+  await withConnection(tgt, 'prepare CDC', (c) =>
+    initProgress(c, migration, { commitPosition: prepared.appliedThrough, endPosition: prepared.start }, prepared.resources.join(', ')),
   );
-  const keyless = r.rows;
-  if (keyless.length === 0) return;
-  throw ApplicationFailure.create({
-    type: FailureType.PreflightBlocked,
-    nonRetryable: true,
-    message: `${src.description}: CDC needs a primary key (or REPLICA IDENTITY FULL) on every table; ${keyless.map(qualifiedKey).join(', ')} ${keyless.length === 1 ? 'has' : 'have'} neither`,
-    details: [{ table: qualifiedKey(keyless[0]!), hint: 'add a primary key on the source (or ALTER TABLE … REPLICA IDENTITY FULL), or exclude the table, then run dbferry retry' }],
-  });
+  return { sourceObjects: prepared.resources, startPosition: prepared.start };
 }
 
 /** Mode cdc: the target was loaded some other way; it must have the tables and their keys. */

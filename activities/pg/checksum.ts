@@ -1,10 +1,11 @@
+import type { ChecksumMethod } from '../engine';
 import type { Client } from 'pg';
 import type { ColumnModel, TableModel } from '../../plan/schema-model';
 import { qualifiedTable, quoteIdent } from '../target/ddl';
 
 /**
- * How a table's rows are summed into a checksum; the ledger records which one the source used
- * and validation runs the same on the target.
+ * How a table's rows are summed into a checksum (engine.ts's ChecksumMethod); the ledger records
+ * which one the source used and validation runs the same on the target.
  * - `record-hash`: each row hashed by its columns' own hash functions (hash_record_extended,
  *   PostgreSQL 14+): no text conversion, about twice as fast. Only for types whose hash is a
  *   function of the value alone and stable across servers and versions (hash partitioning
@@ -12,7 +13,7 @@ import { qualifiedTable, quoteIdent } from '../target/ddl';
  *   user types, json, geometry) enters the row as its text form.
  * - `text-hash`: each row's text form hashed; any type, PostgreSQL 11+.
  */
-export type ChecksumMethod = 'record-hash' | 'text-hash';
+export type { ChecksumMethod };
 
 const VALUE_HASHED = new Set([
   'smallint', 'integer', 'bigint', 'numeric', 'real', 'double precision', 'boolean',

@@ -38,25 +38,28 @@ CREATE TABLE IF NOT EXISTS _dbferry.load_tasks (
   est_bytes  bigint NOT NULL,
   PRIMARY KEY (run_id, task)
 );
--- Every snapshot the load ran under (a new generation when its holder died) and the source
--- WAL position it belongs to: CDC applies idempotently until it has passed the latest one.
+-- Every read point (snapshot) the load ran under (a new generation when its holder died) and
+-- the source position it belongs to (engine:position text, ordered by the source engine): CDC
+-- applies idempotently until it has passed the latest one. "slot" is set on the generation
+-- whose position CDC starts from.
 CREATE TABLE IF NOT EXISTS _dbferry.snapshots (
   run_id      text NOT NULL,
   generation  int NOT NULL,
   snapshot    text NOT NULL,
-  lsn         pg_lsn NOT NULL,
+  position    text NOT NULL,
   slot        text,
   created_at  timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (run_id, generation)
 );
 -- CDC: the last source transaction applied, written in the same target transaction as its
--- changes. A restarted applier resumes after commit_lsn; slot feedback never passes end_lsn.
+-- changes. A restarted applier resumes after commit_position; the source is never told more
+-- than end_position is durable.
 CREATE TABLE IF NOT EXISTS _dbferry.cdc_progress (
   run_id               text PRIMARY KEY,
-  slot                 text NOT NULL,
-  publication          text NOT NULL,
-  commit_lsn           pg_lsn NOT NULL,
-  end_lsn              pg_lsn NOT NULL,
+  -- What CDC holds on the source (e.g. a replication slot and a publication), for messages.
+  source_objects       text,
+  commit_position      text NOT NULL,
+  end_position         text NOT NULL,
   transactions         bigint NOT NULL DEFAULT 0,
   changes              bigint NOT NULL DEFAULT 0,
   -- Source commit time of the last applied transaction that changed a table, and that table:
@@ -64,7 +67,7 @@ CREATE TABLE IF NOT EXISTS _dbferry.cdc_progress (
   last_change_at       timestamptz,
   last_change_table    text,
   -- Set when the cutover marker has been applied: the applier stops there.
-  marker_lsn           pg_lsn,
+  marker_position      text,
   updated_at           timestamptz NOT NULL DEFAULT now()
 );
 -- Applied changes per table, counted in the same transactions (so they are exact too).
@@ -81,11 +84,36 @@ CREATE TABLE IF NOT EXISTS _dbferry.cdc_stats (
 ALTER TABLE _dbferry.migrations ADD COLUMN IF NOT EXISTS statements_done int;
 ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS ms bigint NOT NULL DEFAULT 0;
 ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS checksum_method text;
-ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS worker text;`;
+ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS worker text;
+-- Before positions carried their engine (a migration started by an earlier version and still
+-- running or paused): PostgreSQL LSNs become postgres:<lsn> text.
+DO $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '_dbferry.snapshots'::regclass AND attname = 'lsn' AND NOT attisdropped) THEN
+    ALTER TABLE _dbferry.snapshots RENAME COLUMN lsn TO position;
+    ALTER TABLE _dbferry.snapshots ALTER COLUMN position TYPE text USING 'postgres:' || position::text;
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '_dbferry.cdc_progress'::regclass AND attname = 'commit_lsn' AND NOT attisdropped) THEN
+    ALTER TABLE _dbferry.cdc_progress RENAME COLUMN commit_lsn TO commit_position;
+    ALTER TABLE _dbferry.cdc_progress RENAME COLUMN end_lsn TO end_position;
+    ALTER TABLE _dbferry.cdc_progress RENAME COLUMN marker_lsn TO marker_position;
+    ALTER TABLE _dbferry.cdc_progress
+      ALTER COLUMN commit_position TYPE text USING 'postgres:' || commit_position::text,
+      ALTER COLUMN end_position TYPE text USING 'postgres:' || end_position::text,
+      ALTER COLUMN marker_position TYPE text USING 'postgres:' || marker_position::text,
+      ALTER COLUMN slot DROP NOT NULL,
+      ALTER COLUMN publication DROP NOT NULL,
+      ADD COLUMN IF NOT EXISTS source_objects text;
+    UPDATE _dbferry.cdc_progress SET source_objects = format('replication slot %s, publication %s', slot, publication);
+  END IF;
+END $$;`;
 
 export async function ensureBookkeeping(target: Client): Promise<void> {
-  // The newest table: a target prepared by an earlier version gets what it lacks.
-  const { rows } = await target.query("SELECT to_regclass('_dbferry.cdc_stats') IS NOT NULL AS present");
+  // The newest change (engine positions): a target prepared by an earlier version gets what it lacks.
+  const { rows } = await target.query(
+    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('_dbferry.cdc_progress') AND attname = 'end_position' AND NOT attisdropped)
+        AND to_regclass('_dbferry.cdc_stats') IS NOT NULL AS present`,
+  );
   if (!rows[0]?.present) await target.query(BOOKKEEPING_DDL);
 }
 

@@ -1,9 +1,9 @@
 import type { Client } from 'pg';
 import type { ActivityInput, BuildResult } from '../../plan/migration-types';
-import { qualifiedKey, type SchemaModel, type SequenceModel, type TableModel } from '../../plan/schema-model';
+import { qualifiedKey, type SequenceModel, type TableModel } from '../../plan/schema-model';
 import { inParallel } from '../../plan/in-parallel';
 import { withHeartbeat } from '../heartbeat';
-import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from '../pg/connection';
+import { closeQuietly, connect, type PgEndpoint } from '../pg/connection';
 import { postLoadStatements, qualifiedTable, quoteIdent, sequenceSetvalStatement } from './ddl';
 import { toFailure } from '../pg/errors';
 import { loadModel } from './model';
@@ -17,9 +17,13 @@ type Stmt = { table: string; name: string; sql: string };
  * Every statement first checks whether it already happened, so a retry continues where the
  * last attempt stopped.
  */
-export async function buildIndexesPostgres({ plan, migration }: ActivityInput): Promise<BuildResult> {
+export async function buildIndexes(
+  { plan, migration }: ActivityInput,
+  tgt: PgEndpoint,
+  /** The source's sequences as they are now (the source engine reads them). */
+  sequenceStates: (sequences: SequenceModel[]) => Promise<SequenceModel[]>,
+): Promise<BuildResult> {
   const started = Date.now();
-  const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
   const model = await loadModel(tgt, migration.runId);
   const post = postLoadStatements(model);
   const byKey = new Map(model.tables.map((t) => [qualifiedKey(t), t]));
@@ -59,7 +63,7 @@ export async function buildIndexesPostgres({ plan, migration }: ActivityInput): 
       await run(post.foreignKeys, 1, 'constraint');
       await run(post.validateForeignKeys, parallel, 'validate');
       progress.step = 'sequences';
-      const sequences = await carrySequences(src, tgt, model, await lane(0));
+      const sequences = await carrySequences(await sequenceStates(model.sequences), tgt, await lane(0));
       progress.step = 'analyze';
       await inParallel(model.tables, parallel, async (t, i) => {
         await (await lane(i)).query(`ANALYZE ${qualifiedTable(t.schema, t.name)}`);
@@ -90,23 +94,11 @@ async function constraintExists(c: Client, s: Stmt, tables: Map<string, TableMod
 }
 
 /**
- * Sequences get the source's state as it is now (sequences are not transactional, so "now" is
- * at least the snapshot's), raised to the loaded maximum of the owning column when the data
+ * Sequences get the source's state as it is now (`fresh`; sequences are not transactional, so
+ * "now" is at least the snapshot's), raised to the loaded maximum of the owning column when the data
  * is ahead of it, so the next value never collides with a loaded row.
  */
-export async function carrySequences(src: PgEndpoint, tgt: PgEndpoint, model: SchemaModel, target: Client): Promise<number> {
-  if (model.sequences.length === 0) return 0;
-  const fresh = await withConnection(src, 'sequences', async (c) => {
-    const out: SequenceModel[] = [];
-    for (const s of model.sequences) {
-      const r = await c.query<{ last_value: string; is_called: boolean }>(
-        `SELECT last_value::text, is_called FROM ${qualifiedTable(s.schema, s.name)}`,
-      );
-      const row = r.rows[0];
-      out.push(row ? { ...s, lastValue: row.last_value, isCalled: row.is_called } : s);
-    }
-    return out;
-  });
+export async function carrySequences(fresh: SequenceModel[], tgt: PgEndpoint, target: Client): Promise<number> {
   let carried = 0;
   for (const s of fresh) {
     let seq = s;

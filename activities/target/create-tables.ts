@@ -4,11 +4,9 @@ import { qualifiedKey, type SchemaModel } from '../../plan/schema-model';
 import { withHeartbeat } from '../heartbeat';
 import { ensureBookkeeping, readModelRecord } from './bookkeeping';
 import { refuseExistingTables } from '../pg/catalog';
-import { resolveEndpoint, withConnection } from '../pg/connection';
+import { withConnection, type PgEndpoint } from '../pg/connection';
 import { createSchemaStatements } from './ddl';
 import { toFailure } from '../pg/errors';
-import { introspectPostgres } from '../postgres/introspect';
-import { tableSelector } from '../postgres/selection';
 
 /**
  * DDL statements per target transaction. Each new table takes a few locks until commit and the
@@ -18,25 +16,21 @@ import { tableSelector } from '../postgres/selection';
 const STATEMENTS_PER_TRANSACTION = 1000;
 
 /**
- * Introspects the source and creates the target's schemas, types, sequences and tables (no
+ * Introspects the source (through its engine) and creates the target's schemas, types, sequences and tables (no
  * keys, indexes or foreign keys: those come after the load). A schema of up to
  * STATEMENTS_PER_TRANSACTION statements is created in one transaction together with the
  * migration's bookkeeping row, so a failure leaves nothing half-made and a retry knows whether
  * this migration already created them. A larger one commits in batches, each with the count of
  * statements done in the bookkeeping row, so a retry goes on from the last committed batch.
  */
-export async function createTablesPostgres({ plan, migration }: ActivityInput): Promise<CreateTablesResult> {
-  const [src, tgt] = await Promise.all([resolveEndpoint(plan, 'source'), resolveEndpoint(plan, 'target')]);
+export async function createTables(
+  { migration }: ActivityInput,
+  tgt: PgEndpoint,
+  /** The source's schema as the neutral model (the source engine introspects it). */
+  introspect: () => Promise<SchemaModel>,
+): Promise<CreateTablesResult> {
   let done = 0;
   return withHeartbeat(() => ({ statementsDone: done }), async () => {
-    const introspect = () =>
-      withConnection(src, 'introspect', async (c) => {
-        try {
-          return await introspectPostgres(c, tableSelector(plan));
-        } catch (err) {
-          throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing: 'reading the source schema' });
-        }
-      });
     return withConnection(tgt, 'create tables', async (c) => {
       const fail = (err: unknown, doing: string, table?: string) =>
         toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, doing, table });

@@ -126,7 +126,7 @@ load: { parallel: 3, chunkRows: 25000 }
         const nokey = await c.query(`SELECT count(*)::int AS n FROM _dbferry.load_tasks, jsonb_array_elements(units) u
                                       WHERE u->>'table' = 'public.No Key' AND u->'range'->>'kind' = 'pages'`);
         expect(nokey.rows[0].n).toBeGreaterThanOrEqual(2);
-        const gens = await c.query('SELECT generation, lsn::text FROM _dbferry.snapshots ORDER BY generation');
+        const gens = await c.query('SELECT generation, position FROM _dbferry.snapshots ORDER BY generation');
         expect(gens.rows.length).toBeGreaterThanOrEqual(2);
       });
 

@@ -5,6 +5,7 @@ import { ChangeApplier, type ApplierOptions, type ApplyTable, type Change } from
 import { qualifiedTable, quoteIdent } from '../../activities/target/ddl';
 import { UNCHANGED, type Tuple } from '../../activities/apply/tuple';
 import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';
+import { pgPosition as pos } from '../../activities/postgres/position';
 
 /**
  * The change applier against a real target: the same random history applied with plain SQL
@@ -126,17 +127,17 @@ describe('CDC change applier', () => {
         if (roll < 0.01) {
           await c.query('TRUNCATE src');
           ids.clear();
-          changes.push({ kind: 'truncate', tables: [dst], lsn, restartIdentity: r.next() < 0.5 });
+          changes.push({ kind: 'truncate', tables: [dst], position: pos(lsn), restartIdentity: r.next() < 0.5 });
         } else if (roll < 0.3 || existing.length < 5) {
           const id = freeId();
           const q = await c.query(`INSERT INTO src VALUES ($1, $2, $3, $4, $5, $6, $7) ${RETURNING}`, [id, value(), big(), number(), tags(), at(), r.next() < 0.5]);
           ids.add(id);
-          changes.push({ kind: 'insert', table: dst, lsn, new: tuple(q.rows[0]) });
+          changes.push({ kind: 'insert', table: dst, position: pos(lsn), new: tuple(q.rows[0]) });
         } else if (roll < 0.45) {
           const id = r.pick(existing);
           await c.query('DELETE FROM src WHERE id = $1', [id]);
           ids.delete(id);
-          changes.push({ kind: 'delete', table: dst, lsn, old: keyOnly(id) });
+          changes.push({ kind: 'delete', table: dst, position: pos(lsn), old: keyOnly(id) });
         } else {
           const id = r.pick(existing);
           const sets: string[] = [];
@@ -162,7 +163,7 @@ describe('CDC change applier', () => {
             ids.delete(id);
             ids.add(newId);
           }
-          changes.push({ kind: 'update', table: dst, lsn, new: row, ...(move ? { old: keyOnly(id) } : {}) });
+          changes.push({ kind: 'update', table: dst, position: pos(lsn), new: row, ...(move ? { old: keyOnly(id) } : {}) });
         }
       }
     });
@@ -200,12 +201,12 @@ describe('CDC change applier', () => {
   const t = (schema: string, name: string, columns: string[], keyColumns = [0]): ApplyTable => ({ key: `${schema}.${name}`, schema, name, columns, keyColumns });
   const row = (...vs: Array<string | null | typeof UNCHANGED>): Tuple => vs.map((v) => (v === UNCHANGED ? UNCHANGED : buf(v)));
   let lsn = 0x2_0000_0000n;
-  const ins = (table: ApplyTable, ...vs: Array<string | null>): Change => ({ kind: 'insert', table, lsn: ++lsn, new: row(...vs) });
-  const upd = (table: ApplyTable, ...vs: Array<string | null | typeof UNCHANGED>): Change => ({ kind: 'update', table, lsn: ++lsn, new: row(...vs) });
+  const ins = (table: ApplyTable, ...vs: Array<string | null>): Change => ({ kind: 'insert', table, position: pos(++lsn), new: row(...vs) });
+  const upd = (table: ApplyTable, ...vs: Array<string | null | typeof UNCHANGED>): Change => ({ kind: 'update', table, position: pos(++lsn), new: row(...vs) });
   const del = (table: ApplyTable, ...key: string[]): Change => ({
     kind: 'delete',
     table,
-    lsn: ++lsn,
+    position: pos(++lsn),
     old: table.columns.map((_, i) => (table.keyColumns.includes(i) ? buf(key[table.keyColumns.indexOf(i)]!) : null)),
   });
   const rows = (c: Client, sql: string) => c.query(sql).then((r) => r.rows);
@@ -268,7 +269,7 @@ describe('CDC change applier', () => {
     );
     const items = t(schema, name, cols, [0, 1]);
     const sel = t(schema, 'select', ['Id', 'from']);
-    const move = (table: ApplyTable, old: Tuple, now: Tuple): Change => ({ kind: 'update', table, lsn: ++lsn, old, new: now });
+    const move = (table: ApplyTable, old: Tuple, now: Tuple): Change => ({ kind: 'update', table, position: pos(++lsn), old, new: now });
     for (const maxRows of [1, 1000]) {
       await apply([
         ins(items, '1', 'a', 'x', 'ü', '1'),
@@ -281,7 +282,7 @@ describe('CDC change applier', () => {
         ins(sel, '11', 'second'),
         move(sel, row('10', null), row('12', 'moved')),
         upd(sel, '11', 'second!'),
-        { kind: 'truncate', tables: [sel], lsn: ++lsn, restartIdentity: true },
+        { kind: 'truncate', tables: [sel], position: pos(++lsn), restartIdentity: true },
         ins(sel, '20', 'after'),
       ], { maxRows });
       await withClient(url, async (c) => {
@@ -311,10 +312,10 @@ describe('CDC change applier', () => {
         const f = err as ApplicationFailure;
         expect(f.type).toBe('DataError');
         expect(f.nonRetryable).toBe(true);
-        const lsnText = `${(culprit.lsn >> 32n).toString(16).toUpperCase()}/${(culprit.lsn & 0xffffffffn).toString(16).toUpperCase()}`;
+        const lsnText = culprit.position;
         expect(f.message).toContain('public.strict');
         expect(f.message).toContain(key);
-        expect(f.message).toContain(`LSN ${lsnText}`);
+        expect(f.message).toContain(`at ${lsnText}`);
         expect(f.message).toMatch(why);
       }
     }
@@ -366,7 +367,7 @@ describe('CDC change applier', () => {
       ['rows at random', U >> 2, () => 1 + r.int(N)],
     ] as const) {
       // Built up front: the decoder's cost is not the applier's.
-      const changes: Change[] = Array.from({ length: count }, (_, i) => ({ kind: 'update', table: accounts, lsn: BigInt(i), new: accountRow(aidOf(i)) }));
+      const changes: Change[] = Array.from({ length: count }, (_, i) => ({ kind: 'update', table: accounts, position: pos(BigInt(i)), new: accountRow(aidOf(i)) }));
       const t0 = process.hrtime.bigint();
       const stats = await apply(changes);
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -384,8 +385,8 @@ describe('CDC change applier', () => {
     const small: Change[] = [];
     for (let i = 0; i < txs; i++) {
       const aid = 1 + r.int(N);
-      small.push({ kind: 'update', table: accounts, lsn: BigInt(i), new: accountRow(aid) });
-      small.push({ kind: 'insert', table: history, lsn: BigInt(i), new: historyRow(i, aid) });
+      small.push({ kind: 'update', table: accounts, position: pos(BigInt(i)), new: accountRow(aid) });
+      small.push({ kind: 'insert', table: history, position: pos(BigInt(i)), new: historyRow(i, aid) });
     }
     const latencies: number[] = [];
     const t1 = process.hrtime.bigint();

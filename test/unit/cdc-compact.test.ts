@@ -10,9 +10,9 @@ const row = (...vs: Array<string | null | typeof UNCHANGED>): Tuple => vs.map((v
 const text = (t: Tuple) => t.map((v: ColumnValue) => (v instanceof Buffer ? v.toString() : v));
 
 let lsn = 0n;
-const ins = (...vs: Array<string | null>): RowChange => ({ kind: 'insert', table, lsn: ++lsn, new: row(...vs) });
-const upd = (...vs: Array<string | null | typeof UNCHANGED>): RowChange => ({ kind: 'update', table, lsn: ++lsn, new: row(...vs) });
-const del = (id: string): RowChange => ({ kind: 'delete', table, lsn: ++lsn, old: row(id, null, null) });
+const ins = (...vs: Array<string | null>): RowChange => ({ kind: 'insert', table, position: String(++lsn), new: row(...vs) });
+const upd = (...vs: Array<string | null | typeof UNCHANGED>): RowChange => ({ kind: 'update', table, position: String(++lsn), new: row(...vs) });
+const del = (id: string): RowChange => ({ kind: 'delete', table, position: String(++lsn), old: row(id, null, null) });
 
 function compact(...changes: RowChange[]) {
   const tc = new TableChanges(table);
@@ -57,11 +57,11 @@ describe('compaction per key', () => {
 
   it('leaves key changes out (applied alone) and refuses inserts with unchanged TOAST', () => {
     const tc = new TableChanges(table);
-    expect(tc.add({ kind: 'update', table, lsn: 1n, old: row('1', null, null), new: row('2', 'a', 'b') })).toBe(false);
-    expect(tc.add({ kind: 'update', table, lsn: 2n, old: row('1', null, null), new: row('1', 'a', 'b') })).toBe(true);
+    expect(tc.add({ kind: 'update', table, position: '1', old: row('1', null, null), new: row('2', 'a', 'b') })).toBe(false);
+    expect(tc.add({ kind: 'update', table, position: '2', old: row('1', null, null), new: row('1', 'a', 'b') })).toBe(true);
     expect([...tc.entries.keys()]).toEqual(['1']);
-    expect(tc.changes.map((c) => c.lsn)).toEqual([2n]);
-    expect(() => compact({ kind: 'insert', table, lsn: 1n, new: row('1', UNCHANGED, 'b') })).toThrow(/unchanged TOAST/);
+    expect(tc.changes.map((c) => c.position)).toEqual(['2']);
+    expect(() => compact({ kind: 'insert', table, position: '1', new: row('1', UNCHANGED, 'b') })).toThrow(/unchanged TOAST/);
   });
 });
 
@@ -74,15 +74,15 @@ describe('keys', () => {
   });
 
   it('takes an unchanged TOAST key column from old, and sees a key change only when a value differs', () => {
-    expect(updateKeys({ kind: 'update', table: two, lsn: 1n, new: row('a', 'x', 'b') })).toEqual({ key: [b('a'), b('b')] });
-    const toasted = updateKeys({ kind: 'update', table: two, lsn: 1n, old: row('a', null, 'b'), new: row('a', 'x', UNCHANGED) });
+    expect(updateKeys({ kind: 'update', table: two, position: '1', new: row('a', 'x', 'b') })).toEqual({ key: [b('a'), b('b')] });
+    const toasted = updateKeys({ kind: 'update', table: two, position: '1', old: row('a', null, 'b'), new: row('a', 'x', UNCHANGED) });
     expect(toasted).toEqual({ key: [b('a'), b('b')] });
-    const moved = updateKeys({ kind: 'update', table: two, lsn: 1n, old: row('a', null, 'b'), new: row('a', 'x', 'c') });
+    const moved = updateKeys({ kind: 'update', table: two, position: '1', old: row('a', null, 'b'), new: row('a', 'x', 'c') });
     expect(moved).toEqual({ key: [b('a'), b('b')], newKey: [b('a'), b('c')] });
-    const full = updateKeys({ kind: 'update', table: two, lsn: 1n, old: row('a', 'old', 'b'), new: row('a', 'x', 'b') });
+    const full = updateKeys({ kind: 'update', table: two, position: '1', old: row('a', 'old', 'b'), new: row('a', 'x', 'b') });
     expect(full).toEqual({ key: [b('a'), b('b')] });
-    expect(() => updateKeys({ kind: 'update', table: two, lsn: 1n, new: row('a', 'x', UNCHANGED) })).toThrow(/unchanged TOAST/);
-    expect(() => updateKeys({ kind: 'update', table: two, lsn: 1n, new: row(null, 'x', 'b') })).toThrow(/NULL/);
+    expect(() => updateKeys({ kind: 'update', table: two, position: '1', new: row('a', 'x', UNCHANGED) })).toThrow(/unchanged TOAST/);
+    expect(() => updateKeys({ kind: 'update', table: two, position: '1', new: row(null, 'x', 'b') })).toThrow(/NULL/);
   });
 
   it('describes keys as PostgreSQL does, quoting names that need it', () => {

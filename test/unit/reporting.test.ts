@@ -75,7 +75,7 @@ describe('leftBehind', () => {
     const s = state();
     runThrough(s, 'preflight');
     expect(leftBehind(s.snapshot(), planWith(true))).toEqual([
-      'source postgres/src:5432/shop: nothing (a full load leaves no slot or publication)',
+      'source postgres/src:5432/shop: nothing (a full load leaves nothing on the source)',
     ]);
   });
 

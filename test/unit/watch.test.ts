@@ -31,7 +31,7 @@ describe('dbferry watch frames', () => {
   });
 
   it('CDC: lag from the applier, apply rate from two heartbeats', () => {
-    const cdc: CdcProgress = { appliedLsn: '0/10', sourceLsn: '0/20', lagBytes: '16', lagSeconds: 0.4, caughtUp: false, transactions: 5, changes: 1_500, tables: [], at: '' };
+    const cdc: CdcProgress = { appliedPosition: 'postgres:0/10', sourcePosition: 'postgres:0/20', lagBytes: '16', lagSeconds: 0.4, caughtUp: false, transactions: 5, changes: 1_500, tables: [], at: '' };
     const now = Date.parse('2026-11-21T00:00:10Z');
     const f = toFrame(status({ phase: 'cdc' }), [{ activity: 'streamChanges', ...cdc }], cdc, { n: 500, at: now - 2_000 }, now);
     expect(f.cdc).toMatchObject({ lagBytes: '16', lagSeconds: 0.4, caughtUp: false, changesPerSecond: 500 });

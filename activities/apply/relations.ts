@@ -1,12 +1,10 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import { FailureType } from '../../../plan/failure-types';
-import { qualifiedKey, type TableModel } from '../../../plan/schema-model';
-import { qualifiedTable, quoteIdent } from '../../target/ddl';
-import type { ApplyTable } from '../../apply/apply';
-import type { PgoutputMessage } from './types';
-
-type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
+import { FailureType } from '../../plan/failure-types';
+import { qualifiedKey, type TableModel } from '../../plan/schema-model';
+import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
+import type { SourceRelation, SourceRelationColumn } from '../engine';
+import type { ApplyTable } from './change';
 
 interface TargetColumn {
   name: string;
@@ -22,9 +20,9 @@ export interface SchemaChange {
 }
 
 /**
- * Keeps what each relation id of the stream means on the target. PostgreSQL does not replicate
- * DDL; a relation message (sent before a table's first change and again after its schema
- * changed) is how a change shows. An added nullable column is added to the target (with the
+ * Keeps what each relation id of the stream means on the target. A relation event (sent before
+ * a table's first change and again after its schema changed; PostgreSQL does not replicate DDL,
+ * its relation messages are how a change shows) is compared with the target's columns. An added nullable column is added to the target (with the
  * source's default when it is a constant the source stored for existing rows); any other
  * difference stops the applier with the table and the difference, for the operator.
  */
@@ -34,14 +32,13 @@ export class RelationTracker {
 
   constructor(
     private readonly target: Client,
-    private readonly source: () => Promise<Client>,
     private readonly tables: Map<string, TableModel>,
   ) {}
 
   /** The table a change belongs to; null when it is not one this migration applies. */
   table(relationId: number): ApplyTable | null {
     const t = this.#relations.get(relationId);
-    if (t === undefined) throw new Error(`pgoutput sent a change for relation ${relationId} before its relation message`);
+    if (t === undefined) throw new Error(`the change stream sent a change for relation ${relationId} before describing it`);
     return t;
   }
 
@@ -49,25 +46,24 @@ export class RelationTracker {
    * Learns a relation message. `beforeChange` runs before the target's table changes (the
    * caller applies what it buffered under the old shape first). Returns the columns added.
    */
-  async learn(m: RelationMessage, beforeChange: () => Promise<void>): Promise<string[]> {
+  async learn(m: SourceRelation, beforeChange: () => Promise<void>): Promise<string[]> {
     const key = qualifiedKey({ schema: m.schema, name: m.name });
     const model = this.tables.get(key);
     if (!model) {
-      this.#relations.set(m.relationId, null);
+      this.#relations.set(m.id, null);
       return [];
     }
-    const previous = this.#relations.get(m.relationId);
+    const previous = this.#relations.get(m.id);
     const target = await this.#columnsOnTarget(model);
-    const sourceTypes = await this.#sourceTypes(m);
     const byName = new Map(target.map((c) => [c.name, c]));
     const differences: string[] = [];
-    const added: RelationMessage['columns'] = [];
+    const added: SourceRelationColumn[] = [];
 
-    m.columns.forEach((c, i) => {
+    for (const c of m.columns) {
       const t = byName.get(c.name);
       if (!t) added.push(c);
-      else if (t.type !== sourceTypes[i]) differences.push(`column ${c.name} is ${sourceTypes[i]} on the source, ${t.type} on the target`);
-    });
+      else if (t.type !== c.type) differences.push(`column ${c.name} is ${c.type} on the source, ${t.type} on the target`);
+    }
     const streamed = new Set(m.columns.map((c) => c.name));
     if (previous) {
       for (const name of previous.columns) if (!streamed.has(name)) differences.push(`column ${name} was dropped or renamed on the source`);
@@ -82,20 +78,23 @@ export class RelationTracker {
     // primary key is applied by whole-row match, which needs the whole old row: identity FULL.
     const modelKey = model.primaryKey?.columns ?? [];
     const keyColumns = modelKey.map((name) => m.columns.findIndex((c) => c.name === name));
-    if (modelKey.length === 0 && m.replicaIdentity !== 'f') differences.push('it has no primary key and its replica identity is not FULL');
+    if (modelKey.length === 0 && !m.fullIdentity) differences.push('it has no primary key and its replica identity is not FULL');
     else if (keyColumns.includes(-1)) differences.push(`its primary key (${modelKey.join(', ')}) is no longer in the stream's columns`);
 
-    const addable = differences.length === 0 ? await this.#addableColumns(m, added) : [];
+    // Nullable, and either no default or one existing source rows read without a rewrite.
+    const addable = differences.length === 0 ? added.filter((c) => !c.notNull && !c.volatileDefault) : [];
     if (differences.length > 0 || addable.length !== added.length) {
       const refused = added.filter((c) => !addable.some((a) => a.name === c.name)).map((c) => `column ${c.name} was added on the source NOT NULL or with a volatile default`);
       throw schemaChanged({ table: key, difference: [...differences, ...refused].join('; ') });
     }
     await beforeChange();
     for (const a of addable) {
-      await this.target.query(`ALTER TABLE ${qualifiedTable(model.schema, model.name)} ADD COLUMN IF NOT EXISTS ${quoteIdent(a.name)} ${a.type}${a.default ? ` DEFAULT ${a.default}` : ''}`);
+      await this.target.query(
+        `ALTER TABLE ${qualifiedTable(model.schema, model.name)} ADD COLUMN IF NOT EXISTS ${quoteIdent(a.name)} ${a.type}${a.storedDefault ? ` DEFAULT ${a.storedDefault}` : ''}`,
+      );
     }
     if (addable.length > 0) this.#targetColumns.delete(key);
-    this.#relations.set(m.relationId, {
+    this.#relations.set(m.id, {
       key,
       schema: model.schema,
       name: model.name,
@@ -117,35 +116,6 @@ export class RelationTracker {
     );
     this.#targetColumns.set(key, r.rows);
     return r.rows;
-  }
-
-  async #sourceTypes(m: RelationMessage): Promise<string[]> {
-    const c = await this.source();
-    const r = await c.query<{ type: string }>(
-      'SELECT format_type(o, m) AS type FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS x(o, m, i) ORDER BY i',
-      [m.columns.map((x) => x.typeOid), m.columns.map((x) => x.typmod)],
-    );
-    return r.rows.map((x) => x.type);
-  }
-
-  /**
-   * Added columns the target can take as they are: nullable, and either no default or one the
-   * source keeps as a stored "missing value" (a constant: existing rows read it without a
-   * rewrite). A volatile default rewrote every source row outside the stream: not applicable.
-   */
-  async #addableColumns(m: RelationMessage, added: RelationMessage['columns']): Promise<Array<{ name: string; type: string; default?: string }>> {
-    if (added.length === 0) return [];
-    const c = await this.source();
-    const r = await c.query<{ name: string; type: string; not_null: boolean; def: string | null; has_missing: boolean }>(
-      `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
-              pg_get_expr(d.adbin, d.adrelid) AS def, a.atthasmissing AS has_missing
-         FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-        WHERE a.attrelid = $1 AND a.attname = ANY($2::text[]) AND NOT a.attisdropped`,
-      [m.relationId, added.map((x) => x.name)],
-    );
-    return r.rows
-      .filter((x) => !x.not_null && (x.def === null || x.has_missing))
-      .map((x) => ({ name: x.name, type: x.type, ...(x.def !== null ? { default: x.def } : {}) }));
   }
 }
 

@@ -1,0 +1,123 @@
+import type { Client } from 'pg';
+import type { ChangeEvent, ChangeStream, EnginePosition, SourceRelation } from '../engine';
+import { closeQuietly, connect, type PgEndpoint } from '../pg/connection';
+import { toFailure } from '../pg/errors';
+import { openReplicationStream } from './cdc/replication';
+import type { PgoutputMessage } from './cdc/types';
+import { lsnOf, pgPosition } from './position';
+
+/** The prefix of dbferry's logical messages (pg_logical_emit_message); the content is the marker. */
+export const MARKER_PREFIX = 'dbferry';
+
+type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
+
+/**
+ * pgoutput as engine-neutral change events: the replication stream from the slot, each message
+ * translated (positions as `postgres:` text, relation messages resolved into the target's type
+ * names and the source's column defaults). The consumer pulls; the stream reads ahead a few
+ * frames at most (back-pressure).
+ */
+export async function openPgChangeStream(src: PgEndpoint, opts: { slot: string; publication: string; from: EnginePosition }): Promise<ChangeStream> {
+  const idle: Array<(p: EnginePosition) => void> = [];
+  let catalog: Client | undefined;
+  const stream = await openReplicationStream(src, {
+    slot: opts.slot,
+    publication: opts.publication,
+    startLsn: lsnOf(opts.from),
+    purpose: 'cdc',
+    onKeepalive: (walEnd) => {
+      const p = pgPosition(walEnd);
+      for (const l of idle) l(p);
+    },
+  });
+  const describe = async (m: RelationMessage): Promise<SourceRelation> => {
+    try {
+      catalog ??= await connect(src, { purpose: 'cdc catalog' });
+      return await describeRelation(catalog, m);
+    } catch (err) {
+      throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing: `reading the columns of ${m.schema}.${m.name}` });
+    }
+  };
+
+  async function* events(): AsyncGenerator<ChangeEvent, void, undefined> {
+    for await (const w of stream) {
+      const m = w.message;
+      switch (m.tag) {
+        case 'begin':
+          yield { kind: 'begin', commitPosition: pgPosition(m.finalLsn), commitTimeMicros: m.commitTime };
+          break;
+        case 'commit':
+          yield { kind: 'commit', commitPosition: pgPosition(m.commitLsn), endPosition: pgPosition(m.endLsn), commitTimeMicros: m.commitTime };
+          break;
+        case 'relation':
+          yield { kind: 'relation', relation: await describe(m) };
+          break;
+        case 'insert':
+          yield { kind: 'change', position: pgPosition(w.walStart), change: { kind: 'insert', relationId: m.relationId, new: m.new } };
+          break;
+        case 'update':
+          yield {
+            kind: 'change',
+            position: pgPosition(w.walStart),
+            change: { kind: 'update', relationId: m.relationId, new: m.new, ...(m.old ? { old: { whole: m.old.kind === 'O', tuple: m.old.tuple } } : {}) },
+          };
+          break;
+        case 'delete':
+          yield { kind: 'change', position: pgPosition(w.walStart), change: { kind: 'delete', relationId: m.relationId, old: { whole: m.old.kind === 'O', tuple: m.old.tuple } } };
+          break;
+        case 'truncate':
+          yield { kind: 'truncate', relationIds: m.relationIds, restartIdentity: m.restartIdentity, position: pgPosition(w.walStart) };
+          break;
+        case 'message':
+          if (m.transactional && m.prefix === MARKER_PREFIX) yield { kind: 'marker', content: m.content.toString('utf8'), position: pgPosition(m.lsn) };
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  return {
+    [Symbol.asyncIterator]: () => events(),
+    confirm: (p) => stream.confirm(lsnOf(p)),
+    onIdle: (l) => void idle.push(l),
+    sourcePosition: () => (stream.lastServerWalEnd > 0n ? pgPosition(stream.lastServerWalEnd) : undefined),
+    close: async () => {
+      await stream.close();
+      await closeQuietly(catalog);
+    },
+  };
+}
+
+/**
+ * The relation's column types as the target names them (format_type of the stream's type OIDs
+ * and modifiers), and, from the catalog as it is now, what an added column would need: its
+ * nullability and its default, which the target can take only when the source stored it as a
+ * "missing value" (a constant that existing rows read without a rewrite).
+ */
+async function describeRelation(c: Client, m: RelationMessage): Promise<SourceRelation> {
+  const r = await c.query<{ type: string; not_null: boolean | null; def: string | null; has_missing: boolean | null }>(
+    `SELECT format_type(x.o, x.m) AS type, a.attnotnull AS not_null, pg_get_expr(d.adbin, d.adrelid) AS def, a.atthasmissing AS has_missing
+       FROM unnest($1::oid[], $2::int[], $3::text[]) WITH ORDINALITY AS x(o, m, n, i)
+       LEFT JOIN pg_attribute a ON a.attrelid = $4 AND a.attname = x.n AND NOT a.attisdropped
+       LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+      ORDER BY x.i`,
+    [m.columns.map((x) => x.typeOid), m.columns.map((x) => x.typmod), m.columns.map((x) => x.name), m.relationId],
+  );
+  return {
+    id: m.relationId,
+    schema: m.schema,
+    name: m.name,
+    fullIdentity: m.replicaIdentity === 'f',
+    columns: m.columns.map((col, i) => {
+      const row = r.rows[i]!;
+      return {
+        name: col.name,
+        type: row.type,
+        notNull: !!row.not_null,
+        ...(row.def !== null && row.has_missing ? { storedDefault: row.def } : {}),
+        volatileDefault: row.def !== null && !row.has_missing,
+      };
+    }),
+  };
+}

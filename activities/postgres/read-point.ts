@@ -1,0 +1,180 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Client } from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import { FailureType } from '../../plan/failure-types';
+import { chunkFilter, type ChunkRange } from '../../plan/load-chunks';
+import type { MigrationRef } from '../../plan/migration-types';
+import { qualifiedKey, type TableModel } from '../../plan/schema-model';
+import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
+import { ReadPointGone, type HeldReadPoint, type RowFormat, type SourceReader, type TableChecksum } from '../engine';
+import { checksumQuery, sourceChecksum } from '../pg/checksum';
+import { closeQuietly, connect, withConnection, type PgEndpoint } from '../pg/connection';
+import { toFailure } from '../pg/errors';
+import { ensurePublication } from './cdc/publication';
+import { createSlotWithSnapshot } from './cdc/replication';
+import { formatLsn } from './lsn';
+import { pgPosition } from './position';
+
+const CHECK_EVERY_MS = 5_000;
+const CHECK_TIMEOUT_MS = 30_000;
+
+/**
+ * A snapshot of the source kept alive on one connection: a snapshot lives only as long as the
+ * transaction that exported it. With CDC to follow, the slot is created with its exported
+ * snapshot (CDC then starts exactly where the snapshot ends), after the publication (pgoutput
+ * reads it as of each change); should that slot exist already (a later generation), a plain
+ * snapshot is exported and CDC replays idempotently from the slot's start.
+ */
+export async function holdPgReadPoint(
+  src: PgEndpoint,
+  opts: { forCdc: boolean; tables: TableModel[]; migration: MigrationRef; slot: string; publication: string },
+): Promise<HeldReadPoint> {
+  let slotCreated: Awaited<ReturnType<typeof createSlotWithSnapshot>> | undefined;
+  if (opts.forCdc) {
+    const exists = await withConnection(src, 'prepare CDC', async (c) => {
+      await ensurePublication(c, opts.publication, opts.tables, opts.migration, src.description);
+      const r = await c.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [opts.slot]);
+      return r.rows.length > 0;
+    });
+    if (!exists) slotCreated = await createSlotWithSnapshot(src, opts.slot);
+  }
+  let holder: Client;
+  let token: string;
+  let lsn: string;
+  if (slotCreated) {
+    holder = slotCreated.client;
+    token = slotCreated.snapshot;
+    lsn = formatLsn(slotCreated.consistentPoint);
+  } else {
+    holder = await connect(src, { purpose: 'snapshot holder' });
+    try {
+      // The transaction sits idle for hours by design: a server-side idle timeout would end it.
+      await holder.query('SET idle_in_transaction_session_timeout = 0');
+      await holder.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const { rows } = await holder.query<{ snapshot: string; lsn: string }>(
+        `SELECT pg_export_snapshot() AS snapshot,
+                (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS lsn`,
+      );
+      token = rows[0]!.snapshot;
+      lsn = rows[0]!.lsn;
+    } catch (err) {
+      await closeQuietly(holder);
+      throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing: 'exporting the load snapshot' });
+    }
+  }
+  const replication = !!slotCreated;
+  const conn = holder;
+  return {
+    token,
+    position: pgPosition(lsn),
+    forCdc: replication,
+    async watch(signal?: AbortSignal) {
+      // A replication connection's snapshot dies with its next command: watch the socket instead.
+      const lost = replication ? connectionLost(conn, src) : undefined;
+      // It rejects again when the holder closes its own connection at the end: not an error then.
+      lost?.catch(() => undefined);
+      while (!signal?.aborted) {
+        // Never race against `undefined` (no slot held): it wins at once, and the loop would
+        // send thousands of `SELECT 1` a second to the source for the whole load.
+        const pause = sleep(CHECK_EVERY_MS, undefined, { signal }).catch(() => undefined);
+        await (lost ? Promise.race([pause, lost]) : pause);
+        if (signal?.aborted) break;
+        if (!replication) await stillAlive(conn, src);
+      }
+    },
+    release: () => closeQuietly(conn),
+  };
+}
+
+/**
+ * A source connection inside an exported snapshot (`token`); ReadPointGone when its exporting
+ * transaction has ended (SQLSTATE 22023, "invalid snapshot identifier").
+ */
+export async function joinPgReadPoint(src: PgEndpoint, token: string): Promise<SourceReader> {
+  const client = await connect(src, { purpose: 'load' });
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await client.query(`SET TRANSACTION SNAPSHOT '${token.replace(/'/g, "''")}'`);
+  } catch (err) {
+    await closeQuietly(client);
+    if ((err as { code?: string }).code === '22023') throw new ReadPointGone(`snapshot ${token} has ended`);
+    throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing: 'importing the load snapshot' });
+  }
+  return new PgReader(client, src);
+}
+
+/** A reader of the source as it is now: each statement sees the latest committed rows. */
+export async function openPgReader(src: PgEndpoint, purpose: string): Promise<SourceReader> {
+  return new PgReader(await connect(src, { purpose }), src);
+}
+
+class PgReader implements SourceReader {
+  constructor(
+    private readonly client: Client,
+    private readonly src: PgEndpoint,
+  ) {}
+
+  copyOut(t: TableModel, range: ChunkRange, format: RowFormat) {
+    const name = qualifiedTable(t.schema, t.name);
+    const colList = t.columns.filter((c) => !c.generated).map((c) => quoteIdent(c.name)).join(', ');
+    const where = chunkFilter(t, range);
+    // ONLY: an inheritance parent's own rows; its children are tables of their own.
+    const query = where ? `(SELECT ${colList} FROM ONLY ${name}${where})` : `${name} (${colList})`;
+    return this.client.query(copyTo(`COPY ${query} TO STDOUT WITH (FORMAT ${format})`));
+  }
+
+  async checksum(t: TableModel, range: ChunkRange, withChecksum: boolean): Promise<TableChecksum> {
+    const where = chunkFilter(t, range);
+    try {
+      if (withChecksum) {
+        const r = await sourceChecksum(this.client, t, where);
+        return { rows: r.rows, checksum: r.checksum, method: r.method };
+      }
+      const r = await this.client.query<{ rows: string }>(checksumQuery(t, false, where));
+      return { rows: r.rows[0]!.rows, method: 'text-hash' };
+    } catch (err) {
+      const key = qualifiedKey(t);
+      throw toFailure(err, 'source', { endpoint: this.src.description, secrets: this.src.secrets, table: key, doing: `counting ${key}` });
+    }
+  }
+
+  // No COMMIT: the reader is read-only, and a connection left mid-COPY would never answer it.
+  close = () => closeQuietly(this.client);
+}
+
+function connectionLost(c: Client, src: PgEndpoint): Promise<never> {
+  return new Promise((_, reject) => {
+    const fail = () =>
+      reject(
+        ApplicationFailure.create({
+          type: FailureType.Transient,
+          message: `${src.description}: the snapshot holder's replication connection closed`,
+        }),
+      );
+    c.once('end', fail);
+    c.once('error', fail);
+  });
+}
+
+/** A holder whose connection silently died would keep heartbeating over a dead snapshot. */
+async function stillAlive(holder: Client, src: PgEndpoint): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          ApplicationFailure.create({
+            type: FailureType.Transient,
+            message: `${src.description}: the snapshot holder's connection did not answer for ${CHECK_TIMEOUT_MS / 1000} s`,
+          }),
+        ),
+      CHECK_TIMEOUT_MS,
+    );
+  });
+  try {
+    await Promise.race([holder.query('SELECT 1'), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

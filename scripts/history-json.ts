@@ -47,7 +47,6 @@ interface ProtoJson {
 
 function protojsonOfProto(): ProtoJson {
   const path = require.resolve('protobufjs/ext/protojson', { paths: [dirname(require.resolve('@temporalio/proto'))] });
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   return require(path) as ProtoJson;
 }
 

@@ -147,7 +147,6 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   }
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 async function waitForPhase(name: string, phase: string, timeoutMs = 120_000): Promise<any> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

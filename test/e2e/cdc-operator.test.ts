@@ -178,7 +178,6 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   }
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 async function waitForStatus(name: string, done: (s: any) => boolean, timeoutMs = 120_000): Promise<any> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

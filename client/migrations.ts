@@ -9,7 +9,8 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter, WorkflowIdReusePolicy } from '@temporalio/common';
-import { DBFERRY_MIGRATION, DBFERRY_PHASE, migrationWorkflowId, type Plan } from '../plan';
+import type { Plan } from '../plan';
+import { DBFERRY_MIGRATION, DBFERRY_PHASE, migrationWorkflowId } from '../workflows/search-attributes';
 import type { CdcProgress, CheckResult, CleanupResult, CutoverAck, DecisionAction, MigrationReport, MigrationStatus } from '../plan/migration-types';
 import type { checkWorkflow, cleanupWorkflow, migrationWorkflow } from '../workflows';
 import {

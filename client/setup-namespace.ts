@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import { SEARCH_ATTRIBUTES } from '../plan/search-attributes';
+import { SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 
 /** INDEXED_VALUE_TYPE_KEYWORD in temporal.api.enums.v1.IndexedValueType. */
 const KEYWORD = 2;

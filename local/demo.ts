@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { NativeConnection } from '@temporalio/worker';
-import { migrationWorkflowId } from '../plan';
+import { migrationWorkflowId } from '../workflows/search-attributes';
 import { createWorker } from '../worker/worker';
 import { Exit } from '../client/exit-codes';
 import { startPostgresCluster } from './postgres-cluster';

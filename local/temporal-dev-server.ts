@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { Connection } from '@temporalio/client';
-import { SEARCH_ATTRIBUTES } from '../plan/search-attributes';
+import { SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { freePort, spawnAs, waitFor } from './processes';
 
 /**

@@ -1,5 +1,4 @@
 export * from './schema-model';
-export * from './search-attributes';
 export * from './secret-ref';
 export * from './table-selection';
 export * from './plan-schema';

@@ -117,10 +117,6 @@ export interface Plan {
   aws?: AwsOptions;
 }
 
-export function migrationWorkflowId(name: string): string {
-  return `migration-${name}`;
-}
-
 /** The slot and publication a plan uses unless it names them. */
 export function defaultCdcName(planName: string): string {
   return `dbferry_${planName.replace(/-/g, '_')}`;

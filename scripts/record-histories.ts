@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Client as TemporalClient, Connection } from '@temporalio/client';
 import { Client as PgClient } from 'pg';
-import { migrationWorkflowId } from '../plan';
+import { migrationWorkflowId } from '../workflows/search-attributes';
 import { startPostgresCluster, type PostgresCluster } from '../local/postgres-cluster';
 import { startDevServer, type DevServer } from '../local/temporal-dev-server';
 import { historyToJson } from './history-json';

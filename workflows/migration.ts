@@ -15,7 +15,7 @@ import {
 import { FailureType } from '../plan/failure-types';
 import type { Alert, CleanupResult, MigrationReport, Phase, StepName } from '../plan/migration-types';
 import type { Plan } from '../plan/plan-schema';
-import { DBFERRY_MIGRATION, DBFERRY_PHASE, DBFERRY_SOURCE, DBFERRY_TARGET } from '../plan/search-attributes';
+import { DBFERRY_MIGRATION, DBFERRY_PHASE, DBFERRY_SOURCE, DBFERRY_TARGET } from './search-attributes';
 import { describeFailure } from './failures';
 import { runFullLoad } from './full-load';
 import {

@@ -84,7 +84,7 @@ async function validateTables(
         progress.tablesDone++;
       });
     } finally {
-      await Promise.all(lanes.flatMap((l) => [closeQuietly(l.target), l.source?.close()]));
+      await Promise.all(lanes.flatMap((l) => (l.source ? [closeQuietly(l.target), l.source.close()] : [closeQuietly(l.target)])));
     }
     return { tables: results.sort((a, b) => a.table.localeCompare(b.table)), ms: Date.now() - started };
   });

@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { migrationWorkflowId } from '../../plan';
+import { migrationWorkflowId } from '../../workflows/search-attributes';
 import { cliEnv, dbferry, startWorker, temporalClient, writePlan, type WorkerProcess } from '../support/cli';
 import { expectSameTables } from '../support/compare';
 import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';

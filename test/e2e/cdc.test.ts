@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { startPostgresCluster, type PostgresCluster } from '../../local/postgres-cluster';
-import { migrationWorkflowId } from '../../plan';
+import { migrationWorkflowId } from '../../workflows/search-attributes';
 import { cliEnv, dbferry, startWorker, temporalClient, writePlan, type WorkerProcess } from '../support/cli';
 import { expectSameTables, nextSequenceValues } from '../support/compare';
 import { dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';

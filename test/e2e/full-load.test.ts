@@ -1,4 +1,4 @@
-import { migrationWorkflowId } from '../../plan';
+import { migrationWorkflowId } from '../../workflows/search-attributes';
 import { createSampleDatabase } from '../../local/sample-data';
 import { cliEnv, dbferry, startWorker, temporalClient, writePlan, type WorkerProcess } from '../support/cli';
 import { nextSequenceValues, schemaObjects, tableFingerprint, userTables } from '../support/compare';

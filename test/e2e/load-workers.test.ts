@@ -1,4 +1,4 @@
-import { migrationWorkflowId } from '../../plan';
+import { migrationWorkflowId } from '../../workflows/search-attributes';
 import { cliEnv, dbferry, startWorker, temporalClient, writePlan, type WorkerProcess } from '../support/cli';
 import { expectSameTables } from '../support/compare';
 import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';

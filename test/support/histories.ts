@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import { migrationWorkflowId } from '../../plan';
+import { migrationWorkflowId } from '../../workflows/search-attributes';
 
 export interface WorkflowHistory {
   workflowId: string;

@@ -2,7 +2,6 @@ import {
   compileSelection,
   describeEndpoint,
   formatPlanIssues,
-  migrationWorkflowId,
   parsePlan,
   parsePlanYaml,
   parseSecretRef,
@@ -12,6 +11,7 @@ import {
   type Plan,
   type PlanIssue,
 } from '../../plan';
+import { migrationWorkflowId } from '../../workflows/search-attributes';
 
 const minimal = {
   name: 'shop',

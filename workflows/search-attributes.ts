@@ -7,3 +7,8 @@ export const DBFERRY_SOURCE = defineSearchAttributeKey('DbferrySource', SearchAt
 export const DBFERRY_TARGET = defineSearchAttributeKey('DbferryTarget', SearchAttributeType.KEYWORD);
 
 export const SEARCH_ATTRIBUTES = [DBFERRY_MIGRATION, DBFERRY_PHASE, DBFERRY_SOURCE, DBFERRY_TARGET] as const;
+
+/** One workflow per migration: its id is derived from the plan's name (PLAN.md). */
+export function migrationWorkflowId(name: string): string {
+  return `migration-${name}`;
+}

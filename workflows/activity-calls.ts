@@ -1,5 +1,6 @@
 import { proxyActivities, type ActivityFunctionWithOptions, type ActivityOptions } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { activityRetry } from './retry-policy';
 
 /**
  * Activities called with a one-line summary each, which the Temporal Web UI shows on the
@@ -12,3 +13,8 @@ export function summarized(options: ActivityOptions) {
       Awaited<ReturnType<Activities[K]>>
     >;
 }
+
+/** Short steps: a connection problem is retried with backoff, then the operator is asked. */
+export const quick = summarized({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '1 minute', retry: activityRetry });
+/** Long steps heartbeat on a timer, so the start-to-close bound only guards against a lost worker. */
+export const long = summarized({ startToCloseTimeout: '30 days', heartbeatTimeout: '2 minutes', retry: activityRetry });

@@ -211,7 +211,16 @@ export async function streamChanges(
 
       let committed: AppliedPosition | undefined;
       const it = s[Symbol.asyncIterator]();
-      let next = it.next();
+      // The next event is asked for before the current one is applied (the stream reads on while
+      // the target works). Should the source fail meanwhile, that promise rejects while nobody
+      // awaits it yet: marked handled here (the loop still gets the error when it awaits), an
+      // unhandled rejection would kill the whole worker.
+      const pull = () => {
+        const p = it.next();
+        p.catch(() => undefined);
+        return p;
+      };
+      let next = pull();
       for (;;) {
         let r: IteratorResult<ChangeEvent> | typeof IDLE;
         if (live.inTarget && committed && current === undefined) {
@@ -228,7 +237,7 @@ export async function streamChanges(
           r = await next;
         }
         if (r.done) throw ApplicationFailure.create({ type: FailureType.Transient, message: `${engine.description}: the change stream ended` });
-        next = it.next();
+        next = pull();
         live.lastMessageAt = Date.now();
         const e = r.value;
         switch (e.kind) {

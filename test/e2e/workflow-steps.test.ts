@@ -9,7 +9,8 @@ import {
 } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundle } from '@temporalio/worker';
 import type { Activities } from '../../activities';
-import { migrationWorkflowId, parsePlan, type Mode, type Plan } from '../../plan';
+import { parsePlan, type Mode, type Plan } from '../../plan';
+import { migrationWorkflowId } from '../../workflows/search-attributes';
 import type {
   Alert,
   CdcResult,
@@ -45,7 +46,7 @@ type Migration = WorkflowHandle<typeof migrationWorkflow>;
 
 const TABLES = ['public.customers', 'public.orders'];
 const LOAD_TASKS = 3;
-const MARKER_LSN = '0/3000000';
+const MARKER_LSN = 'postgres:0/3000000';
 
 /** Every fake activity that runs until the workflow cancels it heartbeats this often. */
 const BEAT_MS = 100;
@@ -185,7 +186,7 @@ const activities: Activities = {
       f.events.push('holdSnapshot:cancelled');
       throw err;
     }
-    return { generation: 1, snapshot: '00000003-00000002-1', lsn: '0/1000000' };
+    return { generation: 1, snapshot: '00000003-00000002-1', position: 'postgres:0/1000000' };
   },
   async loadTask(input) {
     const f = fakeOf(input);
@@ -198,8 +199,8 @@ const activities: Activities = {
     return {
       report: {
         snapshot: '00000003-00000002-1',
-        lsn: '0/1000000',
-        snapshots: [{ generation: 1, snapshot: '00000003-00000002-1', lsn: '0/1000000', at: new Date().toISOString() }],
+        position: 'postgres:0/1000000',
+        snapshots: [{ generation: 1, snapshot: '00000003-00000002-1', position: 'postgres:0/1000000', at: new Date().toISOString() }],
         tables: TABLES.map((table) => ({ table, rows: '10', bytes: 100, chunks: 1, ms: 1 })),
       },
     };
@@ -227,7 +228,7 @@ const activities: Activities = {
   },
   async prepareCdc(input) {
     await fakeOf(input).enter('prepareCdc');
-    return { slot: input.plan.cdc.slot, publication: input.plan.cdc.publication, startLsn: '0/1000000', publicationExisted: false };
+    return { sourceObjects: [`slot ${input.plan.cdc.slot}`, `publication ${input.plan.cdc.publication}`], startPosition: 'postgres:0/1000000' };
   },
   // Like the real applier: runs until cancelled (pause, abort), or returns once the cutover
   // marker was written (beginCutover) and "applied".
@@ -240,7 +241,7 @@ const activities: Activities = {
       const cutover = (async () => {
         while (!f.cutoverBegun && !over) await delay(BEAT_MS);
       })();
-      await untilCancelled(cutover, () => ({ appliedLsn: '0/2000000', caughtUp: true }));
+      await untilCancelled(cutover, () => ({ appliedPosition: 'postgres:0/2000000', caughtUp: true }));
     } catch (err) {
       if (f.stopMs) await delay(f.stopMs);
       f.events.push('streamChanges:cancelled');
@@ -251,8 +252,8 @@ const activities: Activities = {
     }
     return {
       stoppedAt: 'cutover',
-      appliedLsn: MARKER_LSN,
-      markerLsn: MARKER_LSN,
+      appliedPosition: MARKER_LSN,
+      markerPosition: MARKER_LSN,
       transactions: 1,
       changes: 2,
       tables: [{ table: 'public.orders', inserts: 1, updates: 1, deletes: 0, truncates: 0 }],
@@ -262,11 +263,11 @@ const activities: Activities = {
     const f = fakeOf(input);
     await f.enter('beginCutover');
     f.cutoverBegun = true;
-    return { markerLsn: MARKER_LSN, quietSeconds: 3 };
+    return { markerPosition: MARKER_LSN, quietSeconds: 3 };
   },
   async finalizeCutover(input) {
     await fakeOf(input).enter('finalizeCutover');
-    return { sequences: 1, droppedSlot: true, droppedPublication: true };
+    return { sequences: 1, cleanup: { dropped: ['slot', 'publication'], kept: [] } };
   },
   async cleanupSource(input) {
     await fakeOf(input).enter('cleanupSource');
@@ -477,16 +478,16 @@ describe('each mode runs its steps in order', () => {
     expect(f.count('validate')).toBe(0);
 
     const ack = await h.executeUpdate(cutoverUpdate);
-    expect(ack).toEqual({ markerLsn: MARKER_LSN, quietSeconds: 3 });
+    expect(ack).toEqual({ markerPosition: MARKER_LSN, quietSeconds: 3 });
     const report = await completed(h);
 
     expect(steps(report.status)).toEqual([...FULL_LOAD_STEPS.slice(0, -1), 'cdc', 'validate', 'finalize']);
     expect(report.status.steps.every((s) => s.status === 'Succeeded')).toBe(true);
     expect(f.callsWithoutTasks()).toEqual([...FULL_LOAD_CALLS.slice(0, -1), 'prepareCdc', 'streamChanges', 'beginCutover', 'validate', 'finalizeCutover']);
     expect(f.loadedTasks).toHaveLength(LOAD_TASKS);
-    expect(report.cdc).toEqual(expect.objectContaining({ stoppedAt: 'cutover', markerLsn: MARKER_LSN }));
-    expect(report.finalize).toEqual({ sequences: 1, droppedSlot: true, droppedPublication: true });
-    expect(report.status.cdc?.cutover?.markerLsn).toBe(MARKER_LSN);
+    expect(report.cdc).toEqual(expect.objectContaining({ stoppedAt: 'cutover', markerPosition: MARKER_LSN }));
+    expect(report.finalize).toEqual({ sequences: 1, cleanup: { dropped: ['slot', 'publication'], kept: [] } });
+    expect(report.status.cdc?.cutover?.markerPosition).toBe(MARKER_LSN);
     expect(f.count('cleanupSource')).toBe(0);
   });
 
@@ -568,7 +569,7 @@ describe('the operator gate', () => {
     expect(failure.message).toContain('not today');
     const s = await status(h);
     expect(s.phase).toBe('aborted');
-    expect(s.leftBehind?.join('\n')).toContain('nothing (a full load leaves no slot or publication)');
+    expect(s.leftBehind?.join('\n')).toContain('nothing (a full load leaves nothing on the source)');
     expect(f.count('cleanupSource')).toBe(0);
     expect(f.calls).toEqual(['preflight', 'createDatabase', 'createTables']);
   });
@@ -727,7 +728,7 @@ describe('CDC: pause, resume, cutover', () => {
     expect(resumed.cdc?.paused).toBeUndefined();
     expect(f.count('prepareCdc')).toBe(1);
 
-    expect(await h.executeUpdate(cutoverUpdate)).toEqual({ markerLsn: MARKER_LSN, quietSeconds: 3 });
+    expect(await h.executeUpdate(cutoverUpdate)).toEqual({ markerPosition: MARKER_LSN, quietSeconds: 3 });
     const report = await completed(h);
     expect(f.calls.filter((c) => c !== 'sendAlert')).toEqual([
       'preflight',
@@ -739,16 +740,13 @@ describe('CDC: pause, resume, cutover', () => {
       'finalizeCutover',
     ]);
     expect(report.cdc?.stoppedAt).toBe('cutover');
-    expect(report.status.cdc?.cutover?.markerLsn).toBe(MARKER_LSN);
+    expect(report.status.cdc?.cutover?.markerPosition).toBe(MARKER_LSN);
     expect(f.alerts.map((a) => a.kind)).toEqual(expect.arrayContaining(['paused', 'resumed', 'completed']));
   });
 
-  // KNOWN BUG (workflows/migration.ts): the pause handler waits for `cdcHeld || !cdcPauseWanted`;
-  // an abort that arrives while the applier is still stopping for the pause ends the cdc loop
-  // with neither, so the abort path's `condition(allHandlersFinished)` never returns: the
-  // migration shows phase aborted (slot dropped) but stays Running forever, and the pause
-  // caller hangs. When fixed, turn this into a plain it().
-  it.failing('KNOWN BUG: an abort while a pause waits for the applier still ends the migration', async () => {
+  // An abort that arrives while the applier is still stopping for a pause used to leave the
+  // pause handler waiting forever (and with it the workflow, phase aborted but Running).
+  it('an abort while a pause waits for the applier still ends the migration', async () => {
     const f = fake('cdc');
     f.stopMs = 1000;
     const h = await start(f);
@@ -759,7 +757,7 @@ describe('CDC: pause, resume, cutover', () => {
     const ended = await Promise.race([failureOf(h).then((e) => e.type), delay(5_000).then(() => 'still running after 5 s')]);
     expect(ended).toBe('MigrationAborted');
     expect(f.count('cleanupSource')).toBe(1);
-    await pausing;
+    expect(await pausing).toMatch(/aborted/);
   });
 });
 

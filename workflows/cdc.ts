@@ -1,4 +1,4 @@
-import { ActivityCancellationType, CancellationScope, condition } from '@temporalio/workflow';
+import { ActivityCancellationType, CancellationScope, condition, isCancellation } from '@temporalio/workflow';
 import type { ActivityInput, CdcResult } from '../plan/migration-types';
 import { quick, summarized } from './activity-calls';
 import { Aborted, type OperatorGate } from './operator-gate';
@@ -30,7 +30,14 @@ export async function runCdc(input: ActivityInput, gate: OperatorGate): Promise<
   for (;;) {
     const scope = new CancellationScope();
     const applying = scope.run(() => applier('streamChanges', `CDC: apply the source's changes until cutover`, input));
-    const outcome = await Promise.race([applying.then((r) => ({ r })), condition(stopAsked).then(() => undefined)]);
+    let outcome: { r: CdcResult } | undefined;
+    try {
+      outcome = await Promise.race([applying.then((r) => ({ r })), condition(stopAsked).then(() => undefined)]);
+    } catch (err) {
+      // Cancelled from outside: the source is cleaned up next, so wait until the applier has stopped.
+      if (isCancellation(err)) await applying.catch(() => undefined);
+      throw err;
+    }
     if (outcome) return outcome.r;
     scope.cancel();
     await applying.catch(() => undefined);

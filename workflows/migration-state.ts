@@ -215,6 +215,7 @@ export class MigrationState {
       throw new DecisionRefused(`migration ${name} is in phase ${this.#status.phase}: only running CDC can be paused`);
     }
     if (this.#status.cdc?.cutover) throw new DecisionRefused(`cutover of ${name} is under way: CDC must drain, not pause`);
+    if (this.#cutoverChecking) throw new DecisionRefused(`a cutover of ${name} is being checked right now: CDC must drain, not pause`);
     if (this.#pauseWanted) throw new DecisionRefused(`CDC of ${name} is already paused`);
   }
 

@@ -1,4 +1,4 @@
-import { allHandlersFinished, ApplicationFailure, CancellationScope, condition, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, ApplicationFailure, CancellationScope, condition, isCancellation, patched, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { FailureType } from '../plan/failure-types';
 import type { CleanupResult, MigrationReport } from '../plan/migration-types';
 import type { Plan } from '../plan/plan-schema';
@@ -92,13 +92,24 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     await condition(allHandlersFinished);
     return compactReport(report);
   } catch (err) {
+    // What CDC holds on the source keeps its changes until the disk fills: remove it on the way out.
+    const cleanUp = async (): Promise<CleanupResult | undefined> =>
+      steps.includes('cdc')
+        ? CancellationScope.nonCancellable(() => quick('cleanupSource', 'remove what CDC holds on the source', input)).catch(() => undefined)
+        : undefined;
+    // Cancelled from outside (the Web UI's Cancel, `temporal workflow cancel`): an abort by other
+    // means. It ends as cancelled, after the same cleanup (older runs replay without it).
+    if (isCancellation(err) && patched('cancel-cleans-up-v1')) {
+      await CancellationScope.nonCancellable(async () => {
+        state.aborted(now(), leftBehind(state.snapshot(), plan, await cleanUp()));
+        gate.publish();
+        gate.alert({ kind: 'aborted', text: `dbferry migration *${plan.name}* was cancelled in Temporal` });
+        await gate.alertsDelivered();
+      });
+      throw err;
+    }
     if (err instanceof Aborted) {
-      // What CDC holds on the source keeps its changes until the disk fills: remove it on the way out.
-      let cleanup: CleanupResult | undefined;
-      if (steps.includes('cdc')) {
-        cleanup = await CancellationScope.nonCancellable(() => quick('cleanupSource', 'remove what CDC holds on the source', input)).catch(() => undefined);
-      }
-      state.aborted(now(), leftBehind(state.snapshot(), plan, cleanup));
+      state.aborted(now(), leftBehind(state.snapshot(), plan, await cleanUp()));
       gate.publish();
       gate.alert({ kind: 'aborted', text: `dbferry migration *${plan.name}* was aborted by the operator: ${err.message}` });
       await gate.alertsDelivered();

@@ -11,9 +11,9 @@ import type { TableModel } from '../../plan/schema-model';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { ReadPointGone, type SourceEngine, type SourceReader } from '../engine';
 import { withHeartbeat } from '../heartbeat';
-import { workerIdentity } from '../identity';
 import { closeQuietly, connect, type PgEndpoint } from '../pg/connection';
 import { toFailure } from '../pg/errors';
+import { claimTask, readTask, recordUnit } from '../target/ledger';
 import { loadModel, tablesByKey } from '../target/model';
 
 /** How long a loader waits for a live snapshot (a dead holder is restarted by Temporal). */
@@ -50,26 +50,10 @@ export async function loadTask({ plan, migration, task }: LoadTaskInput, engine:
       const units = await readTask(target, migration.runId, task);
       progress.units = units.length;
       await target.query('BEGIN');
-      // Two attempts of one task can overlap: Temporal starts another when a heartbeat is late,
-      // while the first may still be copying. The lock makes the later one wait for the earlier
-      // to commit or die, then read the ledger again: the task is copied once either way.
-      await target.query('SELECT pg_advisory_xact_lock(hashtext($1), $2)', [migration.runId, task]);
-      const loaded = await target
-        .query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM _dbferry.table_loads l, unnest($2::text[], $3::int[]) AS u(t, c)
-            WHERE l.run_id = $1 AND l.table_key = u.t AND l.chunk = u.c`,
-          [migration.runId, units.map((u) => u.table), units.map((u) => u.chunk)],
-        )
-        ;
-      if (loaded.rows[0]!.n === units.length) {
+      if (await claimTask(target, migration.runId, task, units)) {
         await target.query('COMMIT');
         return { task, alreadyLoaded: true, units: units.length, rows: '0', bytes: 0 };
       }
-      // A whole table's ledger row from a partly reset task goes with the TRUNCATE that reloads it.
-      const whole = units.filter((u) => u.chunk === 0).map((u) => u.table);
-      await target
-        .query('DELETE FROM _dbferry.table_loads WHERE run_id = $1 AND chunk = 0 AND table_key = ANY($2)', [migration.runId, whole])
-        ;
       const snap = await joinNewestReadPoint(engine, target, migration.runId, progress, signal);
       source = snap.reader;
       progress.generation = snap.generation;
@@ -101,18 +85,6 @@ export async function loadTask({ plan, migration, task }: LoadTaskInput, engine:
       await Promise.all([source?.close(), closeQuietly(target)]);
     }
   });
-}
-
-async function readTask(target: Client, runId: string, task: number): Promise<LoadUnit[]> {
-  const r = await target.query<{ units: LoadUnit[] }>('SELECT units FROM _dbferry.load_tasks WHERE run_id = $1 AND task = $2', [runId, task]);
-  if (!r.rows[0]) {
-    throw ApplicationFailure.create({
-      type: FailureType.DatabaseError,
-      nonRetryable: true,
-      message: `load task ${task} of this run is not in _dbferry.load_tasks on the target (was _dbferry changed by hand?)`,
-    });
-  }
-  return r.rows[0].units;
 }
 
 /**
@@ -228,13 +200,7 @@ async function copyUnit(lane: { source: SourceReader; target: Client }, t: Table
       });
     }
   }
-  await target
-    .query(
-      `INSERT INTO _dbferry.table_loads (run_id, table_key, chunk, rows, bytes, source_checksum, checksum_method, snapshot, ms, worker)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-      [ctx.migration, unit.table, unit.chunk, rows, bytes, checksum, method, ctx.snapshot, Date.now() - started, workerIdentity()],
-    )
-    ;
+  await recordUnit(target, ctx.migration, unit, { rows, bytes, checksum, method, snapshot: ctx.snapshot, ms: Date.now() - started });
   return rows;
 }
 

@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import {
+  CancelledFailure,
   Client,
   Connection,
   WorkflowFailedError,
@@ -604,6 +605,24 @@ describe('the operator gate', () => {
     expect(f.count('beginCutover')).toBe(0);
   });
 
+  it('a cancel from Temporal (Web UI, temporal workflow cancel) of a CDC migration cleans up the source and ends cancelled', async () => {
+    const f = fake('full-load-and-cdc');
+    const h = await start(f);
+    await cdcRunning(h, f);
+    await h.cancel();
+    const err = await h.result().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect((err as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+    expect(f.count('cleanupSource')).toBe(1);
+    expect(f.streaming).toBe(0);
+    const s = await h.query(statusQuery);
+    expect(s.phase).toBe('aborted');
+    expect(s.leftBehind?.join('\n')).toContain(': dropped');
+  });
+
   it('a decision while nothing is paused is refused by the validator and writes nothing', async () => {
     const f = fake('full-load');
     const release = f.hold('createTables');
@@ -746,6 +765,19 @@ describe('CDC: pause, resume, cutover', () => {
 
   // An abort that arrives while the applier is still stopping for a pause used to leave the
   // pause handler waiting forever (and with it the workflow, phase aborted but Running).
+  it('pause is refused while a cutover is being checked (the marker must not wait behind a pause)', async () => {
+    const f = fake('cdc');
+    const release = f.hold('beginCutover');
+    const h = await start(f);
+    await cdcRunning(h, f);
+    const cutting = h.executeUpdate(cutoverUpdate);
+    await eventually('beginCutover running', () => f.count('beginCutover') > 0);
+    expect(await refused(h.executeUpdate(pauseCdcUpdate, { args: [{}] }))).toContain('cutover');
+    release();
+    await cutting;
+    await completed(h);
+  });
+
   it('an abort while a pause waits for the applier still ends the migration', async () => {
     const f = fake('cdc');
     f.stopMs = 1000;

@@ -14,7 +14,7 @@ module.exports = {
     {
       ...common,
       displayName: 'servers',
-      testMatch: ['<rootDir>/test/{integration,e2e,ui}/**/*.test.ts'],
+      testMatch: ['<rootDir>/test/{integration,e2e,ui,faults}/**/*.test.ts'],
       globalSetup: '<rootDir>/test/support/global-setup.ts',
       globalTeardown: '<rootDir>/test/support/global-teardown.ts',
     },

@@ -1,10 +1,8 @@
-/** Credential scrubbing for any text that leaves an activity (failures, alerts, tool output). */
+import { scrubCredentials } from '../plan/secret-ref';
 
-/** Removes credentials from any text a driver produced. */
+/** Credential scrubbing for any text that leaves an activity (failures, alerts, tool output). */
 export function scrub(text: string, secrets: string[] = []): string {
-  let out = text
-    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:\s/@]+:)[^@\s]+@/gi, '$1***@')
-    .replace(/([?&]password=)[^&\s]+/gi, '$1***');
+  let out = scrubCredentials(text);
   for (const s of secrets) if (s) out = out.split(s).join('***');
   return out;
 }

@@ -209,8 +209,11 @@ program
   .description('run a worker (it resolves the plan secrets from its own environment)')
   .option('--max-activities <n>', 'activities run at once', (v) => positiveInt(v, '--max-activities'), 20)
   .action(async (opts: { maxActivities: number }) => {
+    const o = temporal();
+    // Temporal unreachable: exit 6 naming the address, as every other command (not the SDK's raw transport error).
+    await withClient(o, async () => undefined);
     const { runWorker } = await import('../worker/worker');
-    await runWorker({ ...temporal(), maxConcurrentActivities: opts.maxActivities });
+    await runWorker({ ...o, maxConcurrentActivities: opts.maxActivities });
   });
 
 program

@@ -6,7 +6,7 @@
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { completePlan, MODES, PLAN_FIELDS, planInputSchema, type Plan } from './plan-schema';
-import { redactSecretValue, redactUrl, secretRefProblem, type SecretField } from './secret-ref';
+import { redactSecretValue, redactUrl, scrubCredentials, secretRefProblem, type SecretField } from './secret-ref';
 
 export interface PlanIssue {
   /** Field path such as `source.url`, `tables.include[0]`; `(plan)` or `(file)` for the whole. */
@@ -67,12 +67,22 @@ function redactValue(v: unknown, field: SecretField | undefined): unknown {
   return field ? redactSecretValue(v, field) : redactUrl(v);
 }
 
+/** How much of a wrong value an error shows: enough to recognize it, never a whole file. */
+const SHOWN_CHARS = 60;
+
 function describeValue(v: unknown): string {
   if (v === null) return 'null (an empty value)';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
-  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'string') return describeText(v);
   return String(v);
+}
+
+/** A wrong string as an error shows it: credentials masked, cut short, binary content not at all. */
+export function describeText(v: string): string {
+  if (/[\u0000-\u0008\u000e-\u001f\ufffd]/.test(v)) return `${v.length} characters of binary content (is this the right file?)`;
+  const clean = scrubCredentials(v);
+  return clean.length > SHOWN_CHARS ? `${JSON.stringify(clean.slice(0, SHOWN_CHARS))}… (${clean.length} characters)` : JSON.stringify(clean);
 }
 
 /** "expected …" messages get the given value appended; other messages stand alone. */
@@ -195,7 +205,8 @@ function readMappingsFile(tables: Record<string, unknown>, opts: ParsePlanOption
     try {
       copy.mappings = opts.readMappings(path);
     } catch (e) {
-      issues.push({ path: 'tables.mappings', value: ref, message: `cannot read ${path}: ${e instanceof Error ? e.message : String(e)}` });
+      // The reader's own words only (a JSON parser quotes the file's first characters).
+      issues.push({ path: 'tables.mappings', value: ref, message: `cannot read ${path}: ${e instanceof MappingsUnreadable ? e.message : 'unreadable'}` });
     }
   }
   return copy;
@@ -246,6 +257,9 @@ export function parsePlanYaml(text: string, opts: ParsePlanOptions = {}): ParseP
   }
   return parsePlan(data, opts);
 }
+
+/** What a `readMappings` callback throws: its message says why, without the file's content. */
+export class MappingsUnreadable extends Error {}
 
 /** One line per issue: `plan.yaml: load.parallel: expected an integer from 1 to 64, got 0`. */
 export function formatPlanIssues(issues: readonly PlanIssue[], file?: string): string {

@@ -189,3 +189,11 @@ export function redactSecretValue(value: string, field: SecretField = 'url'): st
   if (field === 'url' && splitUrl(value)) return redactUrl(value);
   return '***';
 }
+
+/**
+ * Masks credentials wherever they stand in a text: `scheme://user:pw@` and `password=` parameters
+ * (a plan value, a driver message, a file given by mistake). The one scrubber of the project.
+ */
+export function scrubCredentials(text: string): string {
+  return text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:\s/@]+:)[^@\s]+@/gi, '$1***@').replace(/([?&\s]password=)[^&\s]+/gi, '$1***');
+}

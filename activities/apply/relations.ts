@@ -64,14 +64,14 @@ export class RelationTracker {
       if (!t) added.push(c);
       else if (t.type !== c.type) differences.push(`column ${c.name} is ${c.type} on the source, ${t.type} on the target`);
     }
+    // Compared with the target and the model, not only with the previous relation event: the
+    // first event after a restart (or for a table that had no change yet) must see a drop too.
     const streamed = new Set(m.columns.map((c) => c.name));
-    if (previous) {
-      for (const name of previous.columns) if (!streamed.has(name)) differences.push(`column ${name} was dropped or renamed on the source`);
-    }
+    const migrated = new Set([...model.columns.map((c) => c.name), ...(previous?.columns ?? [])]);
     for (const t of target) {
-      if (!streamed.has(t.name) && !t.generated && t.notNull && !t.hasDefault && !previous?.columns.includes(t.name)) {
-        differences.push(`column ${t.name} (NOT NULL, no default) on the target is not in the source's changes`);
-      }
+      if (streamed.has(t.name) || t.generated) continue;
+      if (migrated.has(t.name)) differences.push(`column ${t.name} is no longer in the source's changes: it was dropped or renamed on the source`);
+      else if (t.notNull && !t.hasDefault) differences.push(`column ${t.name} (NOT NULL, no default) on the target is not in the source's changes`);
     }
     // Rows are found by the primary key (the target's unique index): with REPLICA IDENTITY FULL
     // the stream flags every column, and the key is still the primary key's. A table without a

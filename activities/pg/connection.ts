@@ -25,15 +25,20 @@ export interface PgEndpoint {
 export async function resolveEndpoint(plan: Plan, side: Side): Promise<PgEndpoint> {
   const ep: EndpointPlan = plan[side];
   const url = await resolveSecret(ep.url, `${side}.url`);
-  let parsed: URL;
+  let parsed: URL | undefined;
   try {
     parsed = new URL(url);
   } catch {
-    // Never echo the value: it is a secret that failed to parse.
+    parsed = undefined;
+  }
+  // Anything else (a token file, /etc/shadow, a .env line) would otherwise reach the server as a
+  // database name, and the server's "database … does not exist" would carry it into history.
+  // Never echo the value: it is a secret that failed to parse.
+  if (!parsed || (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:')) {
     throw ApplicationFailure.create({
       type: FailureType.SecretUnresolved,
       nonRetryable: true,
-      message: `${side}.url: the value ${ep.url} resolves to is not a connection URL (expected postgres://user@host:port/database)`,
+      message: `${side}.url: the value ${ep.url} resolves to is not a PostgreSQL connection URL (expected postgres://user@host:port/database${parsed ? '; it has another scheme' : ''})`,
       details: [{ hint: `fix the value of ${ep.url} on the workers, then run dbferry retry` }],
     });
   }

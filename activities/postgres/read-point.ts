@@ -135,6 +135,16 @@ class PgReader implements SourceReader {
       return { rows: r.rows[0]!.rows, method: 'text-hash' };
     } catch (err) {
       const key = qualifiedKey(t);
+      const code = (err as { code?: string }).code;
+      // A column or the table is gone: a schema change (e.g. a DDL no change followed during CDC).
+      if (code === '42703' || code === '42P01') {
+        throw ApplicationFailure.create({
+          type: FailureType.SchemaChanged,
+          nonRetryable: true,
+          message: `${this.src.description}: source table ${key} no longer matches the columns dbferry migrated (${(err as Error).message}): it changed on the source`,
+          details: [{ table: key, hint: 'make the target table match the source (or undo the change on the source), then run dbferry retry' }],
+        });
+      }
       throw toFailure(err, 'source', { endpoint: this.src.description, secrets: this.src.secrets, table: key, doing: `counting ${key}` });
     }
   }

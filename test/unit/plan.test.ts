@@ -2,6 +2,7 @@ import {
   compileSelection,
   describeEndpoint,
   formatPlanIssues,
+  MappingsUnreadable,
   parsePlan,
   parsePlanYaml,
   parseSecretRef,
@@ -323,13 +324,19 @@ describe('parsePlan: wrong plans name the field and what was expected', () => {
     expectIssue(
       plan({ tables: { mappings: 'file:missing.json' } }),
       'tables.mappings',
-      'cannot read missing.json: ENOENT',
+      'cannot read missing.json: the file cannot be read (ENOENT)',
       {
         readMappings: () => {
-          throw new Error('ENOENT: no such file');
+          throw new MappingsUnreadable('the file cannot be read (ENOENT)');
         },
       },
     );
+    // Any other error's words may quote the file (a JSON parser does): not shown.
+    expectIssue(plan({ tables: { mappings: 'file:token.json' } }), 'tables.mappings', 'cannot read token.json: unreadable', {
+      readMappings: () => {
+        throw new Error('Unexpected token \'s\', "sk_live_Th"... is not valid JSON');
+      },
+    });
     expectIssue(plan({ tables: { mappings: 'mappings.json' } }), 'tables.mappings', 'expected file:PATH');
   });
 

@@ -55,8 +55,12 @@ export interface TableChecksum {
 
 /** A reader inside one read point (or, with `readPoint` undefined, reading the source as it is now). */
 export interface SourceReader {
-  /** Rows of a table or a chunk of it, in the form the PostgreSQL target ingests, with back-pressure. */
-  copyOut(table: TableModel, range: ChunkRange, format: RowFormat): Readable;
+  /**
+   * Rows of a table or a chunk of it, in the form the PostgreSQL target ingests, with
+   * back-pressure. Refuses (a typed failure naming the table) when the read point can no longer
+   * see the table's rows, e.g. the table was rewritten after it.
+   */
+  copyOut(table: TableModel, range: ChunkRange, format: RowFormat): Promise<Readable>;
   /** Row count and checksum over normalized values, in the same read point as copyOut. */
   checksum(table: TableModel, range: ChunkRange, withChecksum: boolean): Promise<TableChecksum>;
   close(): Promise<void>;

@@ -172,8 +172,12 @@ async function copyUnit(lane: { source: SourceReader; target: Client }, t: Table
   if (t.partitioned) {
     // COPY cannot read a partitioned parent, and its rows are loaded with its partitions.
   } else if (cols.length > 0) {
+    // The source first: it may refuse the read (a table rewritten since the read point).
+    const out = await source.copyOut(t, unit.range, format).catch((e: unknown) => {
+      markSide(e, 'source');
+      throw e;
+    });
     const sink = target.query(copyFrom(`COPY ${name} (${colList}) FROM STDIN WITH (FORMAT ${format}${whole ? ', FREEZE' : ''})`));
-    const out = source.copyOut(t, unit.range, format);
     // The pipeline hands the first error to the other stream too: whichever fails first marks it.
     out.once('error', (e) => markSide(e, 'source'));
     sink.once('error', (e) => markSide(e, 'target'));

@@ -115,8 +115,9 @@ class PgReader implements SourceReader {
     private readonly src: PgEndpoint,
   ) {}
 
-  copyOut(t: TableModel, range: ChunkRange, format: RowFormat) {
+  async copyOut(t: TableModel, range: ChunkRange, format: RowFormat) {
     const name = qualifiedTable(t.schema, t.name);
+    if (!t.partitioned) await this.refuseRewritten(t, name);
     const colList = t.columns.filter((c) => !c.generated).map((c) => quoteIdent(c.name)).join(', ');
     const where = chunkFilter(t, range);
     // ONLY: an inheritance parent's own rows; its children are tables of their own.
@@ -146,6 +147,31 @@ class PgReader implements SourceReader {
         });
       }
       throw toFailure(err, 'source', { endpoint: this.src.description, secrets: this.src.secrets, table: key, doing: `counting ${key}` });
+    }
+  }
+
+  /**
+   * A table rewritten after the snapshot (ALTER TABLE … that rewrites it, TRUNCATE) looks empty
+   * from the snapshot: PostgreSQL's documented MVCC caveat, and a load that read it would
+   * report "equal" with 0 rows. Under a lock that keeps a rewrite out for the rest of this
+   * transaction (COPY takes the same lock), the table's file as the snapshot sees it
+   * (pg_class read under the snapshot) must still be the file it has now.
+   */
+  private async refuseRewritten(t: TableModel, name: string): Promise<void> {
+    await this.client.query(`LOCK TABLE ONLY ${name} IN ACCESS SHARE MODE`);
+    const r = await this.client.query<{ seen: string | null; now: string | null }>(
+      `SELECT (SELECT relfilenode FROM pg_class WHERE oid = $1::regclass)::text AS seen, pg_relation_filenode($1::regclass)::text AS now`,
+      [name],
+    );
+    const { seen, now } = r.rows[0]!;
+    if (seen !== now) {
+      const key = qualifiedKey(t);
+      throw ApplicationFailure.create({
+        type: FailureType.SchemaChanged,
+        nonRetryable: true,
+        message: `${this.src.description}: source table ${key} was rewritten after the load snapshot was taken (an ALTER TABLE that rewrites it, or a TRUNCATE): the snapshot no longer sees its rows`,
+        details: [{ table: key, hint: 'run dbferry retry: the load goes on under a new snapshot (tables already loaded stay as loaded)' }],
+      });
     }
   }
 

@@ -109,7 +109,7 @@ describe.each(ENGINES)('source engine contract: $name', (fixture) => {
         await withClient(targetUrl, async (c) => {
           await c.query(`TRUNCATE ${qualifiedTable(items.schema, items.name)}`);
           const sink = c.query(copyFrom(`COPY ${qualifiedTable(items.schema, items.name)} FROM STDIN WITH (FORMAT text)`));
-          await pipeline(reader.copyOut(items, { kind: 'whole' }, 'text'), sink);
+          await pipeline(await reader.copyOut(items, { kind: 'whole' }, 'text'), sink);
           const t = (await c.query(checksumQuery(items, true, '', counted.method))).rows[0];
           expect(t).toEqual({ rows: '2000', checksum: counted.checksum });
           // Validation must be able to say "different": one changed value changes the checksum.
@@ -122,7 +122,7 @@ describe.each(ENGINES)('source engine contract: $name', (fixture) => {
         const chunk = await reader.checksum(items, { kind: 'keys', from: ['101'], to: ['201'] }, false);
         expect(chunk.rows).toBe('100');
         let bytes = 0;
-        await pipeline(reader.copyOut(items, { kind: 'keys', from: ['101'], to: ['201'] }, 'text'), new Writable({ write: (b: Buffer, _e, cb) => ((bytes += b.length), cb()) }));
+        await pipeline(await reader.copyOut(items, { kind: 'keys', from: ['101'], to: ['201'] }, 'text'), new Writable({ write: (b: Buffer, _e, cb) => ((bytes += b.length), cb()) }));
         expect(bytes).toBeGreaterThan(100 * 20);
       } finally {
         await reader.close();
@@ -132,6 +132,24 @@ describe.each(ENGINES)('source engine contract: $name', (fixture) => {
     }
     // Once released, the read point cannot be joined: loaders move to the next generation.
     await expect(engine.joinReadPoint(held.token)).rejects.toThrow(/has ended/);
+  });
+
+  test('a table rewritten after the read point is refused by name, never read as empty', async () => {
+    const held = await engine.holdReadPoint({ forCdc: false, tables: model.tables, migration: { name, runId: 'contract' } });
+    try {
+      await fixture.write(sourceUrl, [['ALTER TABLE public.plain ALTER COLUMN v TYPE bigint']]);
+      const reader = await engine.joinReadPoint(held.token);
+      try {
+        await expect(reader.copyOut(table('public.plain'), { kind: 'whole' }, 'text')).rejects.toMatchObject({
+          type: 'SchemaChanged',
+          message: expect.stringContaining('public.plain was rewritten after the load snapshot'),
+        });
+      } finally {
+        await reader.close();
+      }
+    } finally {
+      await held.release();
+    }
   });
 
   test('the change stream: ordered positions, transaction boundaries, resumable from a position', async () => {

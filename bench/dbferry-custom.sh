@@ -28,16 +28,18 @@
 #   TEMPORAL_ADDRESS, DBFERRY_TASK_QUEUE   Temporal frontend / task queue (run.sh sets both)
 #   DBFERRY_KEEP_BOOKKEEPING=1     keep schema _dbferry on the target (the harness verify then says "no")
 #   DBFERRY_PHASES_CSV             side file with per-run sub-timings (default $LOGDIR/dbferry-phases.csv)
+#   DBFERRY_REPO                   checkout whose bin/dbferry (worker and CLI) runs (default: this one;
+#                                  bench/compare-versions.sh points it at an older checkout)
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/.." && pwd)"
+REPO="${DBFERRY_REPO:-$(cd "$HERE/.." && pwd)}"
 DBFERRY="$REPO/bin/dbferry"
 PSQL="${PGBIN:-/usr/lib/postgresql/15/bin}/psql"
 LOGDIR="${LOGDIR:-$HERE/results/logs}"
 mkdir -p "$LOGDIR"
 PHASES_CSV="${DBFERRY_PHASES_CSV:-$LOGDIR/dbferry-phases.csv}"
-[ -f "$PHASES_CSV" ] || echo "name,checksums,parallel,worker_start_s,start_wait_s,worker_stop_s,drop_bookkeeping_s,script_total_s,status,workdir" >"$PHASES_CSV"
+[ -f "$PHASES_CSV" ] || echo "name,checksums,parallel,worker_start_s,start_wait_s,worker_stop_s,drop_bookkeeping_s,script_total_s,status,workdir,method" >"$PHASES_CSV"
 
 : "${SRC_URL:?SRC_URL not set (run via pg2pg.sh custom)}"
 : "${TGT_URL:?TGT_URL not set (run via pg2pg.sh custom)}"
@@ -134,7 +136,7 @@ if [ "$START_RC" -ne 0 ]; then
   say "migration $NAME did not complete (rc=$START_RC). CLI output:"
   cat "$WORK/start.err" "$REPORT" | tail -40 >&2
   say "worker log: $WLOG ; inspect with: TEMPORAL_ADDRESS=$TEMPORAL_ADDRESS $DBFERRY status $NAME"
-  echo "$NAME,$CHECKSUMS,$PARALLEL,$(el "$T_WSTART" "$T_WREADY"),$(el "$T_WREADY" "$T_DONE"),$(el "$T_DONE" "$T_WSTOP"),,$(el "$T0" "$(now)"),failed rc=$START_RC,$WORK" >>"$PHASES_CSV"
+  echo "$NAME,$CHECKSUMS,$PARALLEL,$(el "$T_WSTART" "$T_WREADY"),$(el "$T_WREADY" "$T_DONE"),$(el "$T_DONE" "$T_WSTOP"),,$(el "$T0" "$(now)"),failed rc=$START_RC,$WORK,${CUSTOM_NAME:-dbferry}" >>"$PHASES_CSV"
   exit 1
 fi
 
@@ -145,6 +147,6 @@ if [ "${DBFERRY_KEEP_BOOKKEEPING:-0}" != 1 ]; then
 fi
 T_END=$(now)
 
-echo "$NAME,$CHECKSUMS,$PARALLEL,$(el "$T_WSTART" "$T_WREADY"),$(el "$T_WREADY" "$T_DONE"),$(el "$T_DONE" "$T_WSTOP"),$(el "$T_DROP" "$T_END"),$(el "$T0" "$T_END"),ok,$WORK" >>"$PHASES_CSV"
+echo "$NAME,$CHECKSUMS,$PARALLEL,$(el "$T_WSTART" "$T_WREADY"),$(el "$T_WREADY" "$T_DONE"),$(el "$T_DONE" "$T_WSTOP"),$(el "$T_DROP" "$T_END"),$(el "$T0" "$T_END"),ok,$WORK,${CUSTOM_NAME:-dbferry}" >>"$PHASES_CSV"
 say "done: worker start $(el "$T_WSTART" "$T_WREADY")s + migration $(el "$T_WREADY" "$T_DONE")s + worker stop $(el "$T_DONE" "$T_WSTOP")s + drop _dbferry $(el "$T_DROP" "$T_END")s = $(el "$T0" "$T_END")s"
 exit 0

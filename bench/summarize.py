@@ -62,7 +62,7 @@ print("|---|---|---|---|---|---|---|---|")
 for name, s in summary.items():
     med = f"**{s['median']:.2f}** [{s['min']:.2f}-{s['max']:.2f}]" if s["median"] is not None else "failed"
     print(f"| {name} | {s['runs']} ({s['ok']}) | {med} | {' / '.join(s['walls'])} | "
-          f"{s['mbps'] or ''} | {s['rss_mb']:.0f} | {ratio(name, 'pgcopydb clone')} | {ratio(name, 'copy-binary')} |")
+          f"{'' if s['mbps'] is None else format(s['mbps'], '.1f')} | {s['rss_mb']:.0f} | {ratio(name, 'pgcopydb clone')} | {ratio(name, 'copy-binary')} |")
 print("\nmax RSS = GNU time's largest single client process (for dbferry: the worker; the Temporal dev server "
       "is outside the timed command and not counted). Server backends are never counted.")
 
@@ -90,12 +90,14 @@ for p in rows:
                 tables[t["table"]] = t["ms"] / 1000
         except (ValueError, KeyError) as e:
             print(f"(could not read {rep}: {e})", file=sys.stderr)
-    by_ck.setdefault(p["checksums"], []).append((p, steps, tables))
+    # method = pg2pg.sh's CUSTOM_NAME (missing in older CSVs): compare-versions.sh runs two dbferry builds
+    key = f"{p['method']}, checksums={p['checksums']}" if p.get("method") else p["checksums"]
+    by_ck.setdefault(key, []).append((p, steps, tables))
 
 print("\n### Where dbferry's time went (medians; seconds)\n")
 cols = ["worker start", "start --wait (CLI)", "workflow total", "preflight", "create-database", "create-tables",
         "full-load", "build-indexes", "validate", "worker stop", "drop _dbferry", "script total"]
-print("| checksums | runs | " + " | ".join(cols) + " |")
+print("| dbferry (checksums) | runs | " + " | ".join(cols) + " |")
 print("|---|---|" + "---|" * len(cols))
 for ck, items in by_ck.items():
     ok = [i for i in items if i[0]["status"] == "ok"]
@@ -122,4 +124,4 @@ for ck, items in by_ck.items():
         for t, v in tables.items():
             per.setdefault(t, []).append(v)
     big = sorted(per.items(), key=lambda kv: -statistics.median(kv[1]))
-    print(f"* checksums={ck}: " + ", ".join(f"{t} {statistics.median(v):.2f}" for t, v in big if statistics.median(v) >= 0.05))
+    print(f"* {ck if 'checksums=' in ck else 'checksums=' + ck}: " + ", ".join(f"{t} {statistics.median(v):.2f}" for t, v in big if statistics.median(v) >= 0.05))

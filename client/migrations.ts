@@ -122,13 +122,20 @@ function heartbeatDetails(d: WorkflowExecutionDescription): unknown[] {
     const p = a.heartbeatDetails?.payloads?.[0];
     if (!p) continue;
     try {
-      out.push({ activity: a.activityType?.name, ...(defaultPayloadConverter.fromPayload(p as never) as object) });
+      const details = defaultPayloadConverter.fromPayload(p as never) as object;
+      // Waiting to retry after a failed attempt: its last heartbeat is old news (it may have said
+      // "caught up" just before the stream failed). What counts is that it is failing, and why.
+      const retrying = a.state === PENDING_ACTIVITY_SCHEDULED && a.lastFailure?.message ? { attempt: a.attempt ?? 0, error: a.lastFailure.message } : undefined;
+      out.push({ activity: a.activityType?.name, ...details, ...(retrying ? { caughtUp: false, retrying } : {}) });
     } catch {
       // Unreadable details are not worth failing a status for.
     }
   }
   return out;
 }
+
+/** temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED: not running, waiting for (a retry of) an attempt. */
+const PENDING_ACTIVITY_SCHEDULED = 1;
 
 export async function requireMigration(client: Client, name: string): Promise<WorkflowExecutionDescription> {
   const d = await describeOrUndefined(client, migrationWorkflowId(name));

@@ -47,6 +47,8 @@ export function formatStatus(s: MigrationStatus, live?: unknown): string {
       `  applied up to ${cdc.appliedPosition} (source at ${cdc.sourcePosition}); lag ${formatBytes(Number(cdc.lagBytes))}, ${cdc.lagSeconds.toFixed(1)} s; ` +
         `${cdc.caughtUp ? 'caught up' : 'catching up'}; ${cdc.transactions} transactions, ${cdc.changes} changes applied`,
     );
+    const retrying = (cdc as { retrying?: { attempt: number; error: string } }).retrying;
+    if (retrying) out.push(`  FAILING: attempt ${retrying.attempt} of the applier failed, retrying: ${retrying.error}`);
   }
   if (s.cdc?.paused) out.push(`  PAUSED by the operator at ${s.cdc.paused.at}${s.cdc.paused.reason ? ` (${s.cdc.paused.reason})` : ''}: dbferry resume ${s.name}`);
   if (s.cdc?.cutover) out.push(`  cutover: marker at ${s.cdc.cutover.markerPosition} (${s.cdc.cutover.at}); draining, then validate and finalize`);

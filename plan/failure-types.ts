@@ -25,6 +25,8 @@ export const FailureType = {
   Unsupported: 'Unsupported',
   /** A source table changed while CDC ran in a way dbferry does not apply by itself. */
   SchemaChanged: 'SchemaChanged',
+  /** The source cannot send a change through its change stream (e.g. a value over 1 GB). */
+  SourceCannotSend: 'SourceCannotSend',
   /** Cutover is not possible now (writes still arriving, CDC behind): nothing was changed. */
   CutoverRefused: 'CutoverRefused',
   /** Anything else the database reported. */
@@ -45,6 +47,7 @@ export const NEEDS_PERSON: readonly FailureType[] = [
   FailureType.ValidationMismatch,
   FailureType.Unsupported,
   FailureType.SchemaChanged,
+  FailureType.SourceCannotSend,
   FailureType.CutoverRefused,
 ];
 

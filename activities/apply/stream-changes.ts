@@ -74,12 +74,15 @@ export async function streamChanges(
     pendingSince: undefined as bigint | undefined,
     lastMessageAt: Date.now(),
     inTarget: false,
+    streaming: false,
   };
   const progress = (): CdcProgress => {
     let source = live.confirmed;
     for (const p of [stream?.sourcePosition(), live.sourcePosition]) if (p && source && later(p, source)) source = p;
     const lagBytes = source && live.confirmed ? cdc.distance(live.confirmed, source) : 0n;
-    const caughtUp = !live.inTarget && (lagBytes <= 0n || Date.now() - live.lastMessageAt > 1_000);
+    // Caught up only once this attempt streams and knows the source's position: before that
+    // (or while the stream keeps failing) nothing says the target has what the source has.
+    const caughtUp = live.streaming && live.sourcePosition !== undefined && !live.inTarget && (lagBytes <= 0n || Date.now() - live.lastMessageAt > 1_000);
     return {
       appliedPosition: live.applied?.endPosition ?? '',
       sourcePosition: source,
@@ -117,6 +120,8 @@ export async function streamChanges(
       };
       stream = await cdc.open(start.position.endPosition, model);
       const s = stream;
+      live.sourcePosition = (await cdc.state()).position;
+      live.streaming = true;
       // Everything before an idle report has been handed over: with nothing pending, the
       // source may forget up to there (it held only changes of other tables).
       s.onIdle((p) => {

@@ -375,8 +375,24 @@ class PgReplicationStream implements ReplicationStream {
   private fail(err: unknown, doing = `streaming from replication slot ${this.opts.slot}`): ApplicationFailure {
     if (!this.failure && !this.closing) {
       const code = (err as { code?: string }).code;
+      const message = (err as Error).message ?? '';
       this.failure =
-        code === '55006'
+        // The walsender cannot decode a change (a value over 1 GB of text form, say): every
+        // attempt would fail the same way, so the operator is asked at once, with the remedy.
+        /invalid memory alloc request size|out of memory/i.test(message)
+          ? ApplicationFailure.create({
+              type: FailureType.SourceCannotSend,
+              nonRetryable: true,
+              message: `${this.ep.description}: the source cannot send a change through logical decoding (${message})`,
+              details: [
+                {
+                  endpoint: this.ep.description,
+                  code,
+                  hint: 'such a value (over 1 GB in text form) cannot travel through logical replication: exclude or reload the table that holds it, then run dbferry retry',
+                },
+              ],
+            })
+          : code === '55006'
           ? // The slot is still held by an earlier walsender of ours that has not noticed we left.
             ApplicationFailure.create({
               type: FailureType.Transient,

@@ -72,19 +72,24 @@ async function summary(c: Client, runId: string): Promise<LoadPlanSummary> {
 /**
  * Closes a load round: a table split into page ranges whose chunks came from different
  * snapshots (the holder died in between) may hold a row twice or miss one, because a row that
- * was updated can move between pages; such a table is emptied with its ledger rows in one
- * transaction and loaded again. Key ranges do not have the problem for an unchanged key.
+ * was updated can move between pages; without CDC, key ranges from two snapshots are a state
+ * that never existed. Such a table is emptied with its ledger rows in one transaction and
+ * loaded again.
  * Otherwise checks that every planned unit has its ledger row and reports what was loaded.
  */
-export async function finishLoad({ migration }: ActivityInput, tgt: PgEndpoint): Promise<FinishLoadResult> {
+export async function finishLoad({ plan, migration }: ActivityInput, tgt: PgEndpoint): Promise<FinishLoadResult> {
+  // Without CDC, a table's chunks from two snapshots hold a state that never existed (a
+  // transaction that changed rows in two chunks is half in it): reloaded under one. With CDC,
+  // key ranges converge as CDC replays from the first snapshot; page ranges never do.
+  const kinds = plan.mode === 'full-load' ? ['pages', 'keys'] : ['pages'];
   return withConnection(tgt, 'finish the load', async (c) => {
     const mixed = await c.query<{ table_key: string }>(
       `SELECT l.table_key FROM _dbferry.table_loads l
         WHERE l.run_id = $1 AND l.table_key IN (
           SELECT u->>'table' FROM _dbferry.load_tasks t, jsonb_array_elements(t.units) u
-           WHERE t.run_id = $1 AND u->'range'->>'kind' = 'pages')
+           WHERE t.run_id = $1 AND u->'range'->>'kind' = ANY($2))
         GROUP BY l.table_key HAVING count(DISTINCT l.snapshot) > 1 ORDER BY 1`,
-      [migration.runId],
+      [migration.runId, kinds],
     );
     if (mixed.rows.length > 0) {
       const byKey = tablesByKey(await loadModel(tgt, migration.runId));

@@ -171,7 +171,7 @@ async function prepareTarget(tgt: PgEndpoint, migration: ActivityInput['migratio
       throw fail(err, 'creating schema _dbferry');
     }
     const again = (await readModel(c, migration.runId)) !== undefined;
-    if (!again) await refuseExistingTables(c, tgt.description, model.tables, 'restore over');
+    if (!again) await refuseExistingTables(c, tgt.description, model.tables, 'restore over', migration.name);
     await c.query('BEGIN');
     try {
       for (const sql of dumpRestorePreDataStatements(model, again)) {

@@ -63,7 +63,7 @@ class PostgresEngine implements SourceEngine {
   }
 
   joinReadPoint(token: string) {
-    return joinPgReadPoint(this.src, token);
+    return joinPgReadPoint(this.src, token, { changesReplayed: this.plan.mode === 'full-load-and-cdc' });
   }
 
   openReader() {

@@ -91,7 +91,7 @@ export async function holdPgReadPoint(
  * A source connection inside an exported snapshot (`token`); ReadPointGone when its exporting
  * transaction has ended (SQLSTATE 22023, "invalid snapshot identifier").
  */
-export async function joinPgReadPoint(src: PgEndpoint, token: string): Promise<SourceReader> {
+export async function joinPgReadPoint(src: PgEndpoint, token: string, opts: { changesReplayed: boolean }): Promise<SourceReader> {
   const client = await connect(src, { purpose: 'load' });
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -101,7 +101,7 @@ export async function joinPgReadPoint(src: PgEndpoint, token: string): Promise<S
     if ((err as { code?: string }).code === '22023') throw new ReadPointGone(`snapshot ${token} has ended`);
     throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing: 'importing the load snapshot' });
   }
-  return new PgReader(client, src);
+  return new PgReader(client, src, opts.changesReplayed);
 }
 
 /** A reader of the source as it is now: each statement sees the latest committed rows. */
@@ -113,6 +113,8 @@ class PgReader implements SourceReader {
   constructor(
     private readonly client: Client,
     private readonly src: PgEndpoint,
+    /** CDC replays every change since the read point (a TRUNCATE included). */
+    private readonly changesReplayed = false,
   ) {}
 
   async copyOut(t: TableModel, range: ChunkRange, format: RowFormat) {
@@ -164,7 +166,9 @@ class PgReader implements SourceReader {
       [name],
     );
     const { seen, now } = r.rows[0]!;
-    if (seen !== now) {
+    // With CDC, a TRUNCATE since the read point is replayed, and a rewrite that keeps every row
+    // (VACUUM FULL, CLUSTER) is harmless: only a rewrite that changed the columns loses rows.
+    if (seen !== now && (!this.changesReplayed || (await this.columnsChanged(name)))) {
       const key = qualifiedKey(t);
       throw ApplicationFailure.create({
         type: FailureType.SchemaChanged,
@@ -173,6 +177,15 @@ class PgReader implements SourceReader {
         details: [{ table: key, hint: 'run dbferry retry: the load goes on under a new snapshot (tables already loaded stay as loaded)' }],
       });
     }
+  }
+
+  /** The table's columns as the read point sees them differ from the columns it has now. */
+  private async columnsChanged(name: string): Promise<boolean> {
+    const columns = `SELECT string_agg(attname || ' ' || atttypid::regtype::text || ' ' || atttypmod, ', ' ORDER BY attnum) AS cols
+                       FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`;
+    const then = (await this.client.query<{ cols: string }>(columns, [name])).rows[0]?.cols;
+    const current = await withConnection(this.src, 'check the columns', async (c) => (await c.query<{ cols: string }>(columns, [name])).rows[0]?.cols);
+    return then !== current;
   }
 
   // No COMMIT: the reader is read-only, and a connection left mid-COPY would never answer it.

@@ -45,7 +45,7 @@ export async function createTables(
       // A retry of a large schema goes on from the model it recorded, where it stopped; only a
       // first attempt reads the source (introspecting 10,000 tables again would be wasted).
       const recorded = record?.model ?? (await introspect());
-      if (!record) await refuseExistingTables(c, tgt.description, recorded.tables, 'load into');
+      if (!record) await refuseExistingTables(c, tgt.description, recorded.tables, 'load into', migration.name);
       const statements = createSchemaStatements(recorded);
       done = record?.statementsDone ?? 0;
       for (;;) {

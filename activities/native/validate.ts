@@ -1,4 +1,6 @@
+import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
+import { FailureType } from '../../plan/failure-types';
 import { inParallel } from '../../plan/in-parallel';
 import type { ActivityInput, TableValidationResult, ValidateResult } from '../../plan/migration-types';
 import { qualifiedKey, type TableModel } from '../../plan/schema-model';
@@ -20,7 +22,51 @@ const WHOLE = { kind: 'whole' } as const;
  */
 export async function validate(input: ActivityInput, engine: SourceEngine, tgt: PgEndpoint): Promise<ValidateResult> {
   const { plan } = input;
+  await refuseColumnDifferences(input, engine, tgt);
   return plan.mode === 'full-load-and-cdc' || plan.mode === 'cdc' ? validateBothSides(input, engine, tgt) : validateAgainstLoad(input, tgt);
+}
+
+/**
+ * "Equal" is about what an application reads: a column added, dropped or renamed on the source
+ * while the migration ran (after the load's snapshot, or during CDC with no change after it)
+ * is not on the target, and rows compared over the migrated columns alone would look equal.
+ * The source's columns now are compared with the target's.
+ */
+async function refuseColumnDifferences({ migration }: ActivityInput, engine: SourceEngine, tgt: PgEndpoint): Promise<void> {
+  const model = await loadModel(tgt, migration.runId);
+  const now = new Map((await engine.introspect()).tables.map((t) => [qualifiedKey(t), t]));
+  const onTarget = await withConnection(tgt, 'validate', async (c) => {
+    const r = await c.query<{ schema: string; name: string; cols: string[] | null }>(
+      `SELECT x.s AS schema, x.t AS name,
+              (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
+                WHERE a.attrelid = to_regclass(format('%I.%I', x.s, x.t)) AND a.attnum > 0 AND NOT a.attisdropped) AS cols
+         FROM unnest($1::text[], $2::text[]) AS x(s, t)`,
+      [model.tables.map((t) => t.schema), model.tables.map((t) => t.name)],
+    );
+    return new Map(r.rows.map((row) => [qualifiedKey(row), new Set(row.cols ?? [])]));
+  });
+  const differences: string[] = [];
+  for (const t of model.tables) {
+    const key = qualifiedKey(t);
+    const source = now.get(key);
+    if (!source) {
+      differences.push(`${key} is no longer on the source (dropped or renamed)`);
+      continue;
+    }
+    const target = onTarget.get(key) ?? new Set<string>();
+    const sourceCols = source.columns.map((c) => c.name);
+    const missing = sourceCols.filter((c) => !target.has(c));
+    const extra = [...target].filter((c) => !sourceCols.includes(c));
+    if (missing.length > 0) differences.push(`${key} has column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} on the source, not on the target`);
+    if (extra.length > 0) differences.push(`${key} has column${extra.length > 1 ? 's' : ''} ${extra.join(', ')} on the target, not on the source`);
+  }
+  if (differences.length === 0) return;
+  throw ApplicationFailure.create({
+    type: FailureType.SchemaChanged,
+    nonRetryable: true,
+    message: `the source's tables changed while the migration ran: ${differences.slice(0, 10).join('; ')}${differences.length > 10 ? `; and ${differences.length - 10} more` : ''}`,
+    details: [{ table: differences[0]!.split(' ')[0], hint: 'make the target tables match the source (add or drop the columns and fill them), then run dbferry retry to validate again' }],
+  });
 }
 
 async function validateAgainstLoad({ plan, migration }: ActivityInput, tgt: PgEndpoint): Promise<ValidateResult> {

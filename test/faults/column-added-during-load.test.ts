@@ -1,5 +1,6 @@
 import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
 import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
+import { createBigAndSmall, untilLoadSnapshot } from '../support/load-faults';
 
 /**
  * Also seen in issue 18: `ADD COLUMN … DEFAULT 'x'` on the source during the load (no rewrite:
@@ -18,14 +19,7 @@ describe('fault: a column added on the source during the load', () => {
 
   beforeAll(async () => {
     await createDatabase('source', sourceDb);
-    await withClient(src(), (c) =>
-      c.query(`
-        CREATE TABLE big (id bigint PRIMARY KEY, pad text);
-        INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 1000000) g;
-        CREATE TABLE small (id int PRIMARY KEY, v text);
-        INSERT INTO small SELECT g, 'v' || g FROM generate_series(1, 5000) g;
-        ANALYZE;`),
-    );
+    await createBigAndSmall(src(), 1000000);
     worker = await startWorker(cliEnv(queue, { SRC_URL: src(), TGT_URL: tgt() }));
   });
 
@@ -42,13 +36,7 @@ target: { engine: postgres, url: env:TGT_URL }
 load: { parallel: 1 }
 `);
     const run = dbferry(['start', plan, '--wait', '--json'], cliEnv(queue));
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const r = await withClient(tgt(), (c) => c.query('SELECT count(*)::int AS n FROM _dbferry.snapshots')).catch(() => undefined);
-      if ((r?.rows[0]?.n ?? 0) > 0) break;
-      if (Date.now() > deadline) throw new Error('the load never started');
-      await new Promise((res) => setTimeout(res, 100));
-    }
+    await untilLoadSnapshot(tgt());
     await withClient(src(), (c) => c.query(`ALTER TABLE small ADD COLUMN extra text DEFAULT 'x'`));
 
     const paused = await run;

@@ -1,5 +1,6 @@
 import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
 import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
+import { createBigAndSmall, untilLoadSnapshot } from '../support/load-faults';
 
 /**
  * Fault of issue 18 (1): a table-rewriting ALTER TABLE committed on the source while the full
@@ -21,14 +22,7 @@ describe('fault: a table rewritten on the source during the load', () => {
     await createDatabase('source', sourceDb);
     // `big` is copied first (largest first, one lane), long enough for the ALTER to land while
     // `small` waits for its turn.
-    await withClient(src(), (c) =>
-      c.query(`
-        CREATE TABLE big (id bigint PRIMARY KEY, pad text);
-        INSERT INTO big SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 1500000) g;
-        CREATE TABLE small (id int PRIMARY KEY, v text);
-        INSERT INTO small SELECT g, 'v' || g FROM generate_series(1, 5000) g;
-        ANALYZE;`),
-    );
+    await createBigAndSmall(src(), 1500000);
     worker = await startWorker(cliEnv(queue, { SRC_URL: src(), TGT_URL: tgt() }));
   });
 
@@ -46,10 +40,7 @@ load: { parallel: 1 }
 `);
     const run = dbferry(['start', plan, '--wait', '--json'], cliEnv(queue));
     // Once the load's snapshot exists (recorded on the target), rewrite `small` on the source.
-    await waitFor('the load snapshot', async () => {
-      const r = await withClient(tgt(), (c) => c.query("SELECT count(*)::int AS n FROM _dbferry.snapshots")).catch(() => undefined);
-      return (r?.rows[0]?.n ?? 0) > 0;
-    });
+    await untilLoadSnapshot(tgt());
     await withClient(src(), (c) => c.query('ALTER TABLE small ALTER COLUMN v TYPE varchar(100)'));
 
     const paused = await run;
@@ -70,11 +61,3 @@ load: { parallel: 1 }
     expect(b.n).toBe(5000);
   });
 });
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

@@ -79,7 +79,7 @@ function describeValue(v: unknown): string {
 }
 
 /** A wrong string as an error shows it: credentials masked, cut short, binary content not at all. */
-export function describeText(v: string): string {
+function describeText(v: string): string {
   if (/[\u0000-\u0008\u000e-\u001f\ufffd]/.test(v)) return `${v.length} characters of binary content (is this the right file?)`;
   const clean = scrubCredentials(v);
   return clean.length > SHOWN_CHARS ? `${JSON.stringify(clean.slice(0, SHOWN_CHARS))}… (${clean.length} characters)` : JSON.stringify(clean);

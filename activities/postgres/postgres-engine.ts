@@ -107,7 +107,7 @@ class PostgresChanges implements ChangeSource {
     const { src, slot } = this;
     const state = await withConnection(src, 'prepare CDC', async (c) => {
       await refuseKeylessTables(c, opts.model, src);
-      const pub = await ensurePublication(c, this.publication, opts.model.tables, opts.migration, src.description);
+      const pub = await ensurePublication(c, this.publication, opts.model.tables, opts.migration, src.description, { afterSlot: opts.afterLoad });
       const r = await c.query<{ confirmed: string | null; plugin: string; database: string }>(
         'SELECT confirmed_flush_lsn::text AS confirmed, plugin, database FROM pg_replication_slots WHERE slot_name = $1',
         [slot],

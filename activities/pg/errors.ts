@@ -60,6 +60,9 @@ export function classifyToolError(text: string, side: 'source' | 'target'): Fail
   return FailureType.DatabaseError;
 }
 
+const SOURCE_CONFLICT_HINT =
+  'the conflicting object is on the source (see the message): remove or change it there, or name another one in the plan (cdc.slot, cdc.publication), then run dbferry retry';
+
 export const HINTS: Partial<Record<FailureType, string>> = {
   [FailureType.AuthenticationFailed]: 'check the user and password the URL reference resolves to, then run dbferry retry',
   [FailureType.PermissionDenied]: 'grant the missing privilege, then run dbferry retry',
@@ -82,6 +85,9 @@ export function toFailure(err: unknown, side: 'source' | 'target', ctx: ErrorCon
   const doing = ctx.doing ? ` while ${ctx.doing}` : '';
   const detail = e?.detail ? ` (${e.detail})` : '';
   const message = scrub(`${where}: ${raw}${detail}${doing}`, ctx.secrets);
-  const details: FailureDetails = { endpoint: ctx.endpoint, table: ctx.table, code: e?.code, hint: HINTS[type] };
+  // An object in the way on the source (e.g. a publication already holding a table) is not the
+  // target's to fix: the hint names the side that holds it.
+  const hint = side === 'source' && type === FailureType.TargetObjectConflict ? SOURCE_CONFLICT_HINT : HINTS[type];
+  const details: FailureDetails = { endpoint: ctx.endpoint, table: ctx.table, code: e?.code, hint };
   return ApplicationFailure.create({ type, message, nonRetryable: NEEDS_PERSON.includes(type), details: [details] });
 }

@@ -152,6 +152,18 @@ describe('toFailure', () => {
   });
 });
 
+describe('toFailure names the side that holds a conflicting object', () => {
+  it('a conflict on the source hints at the source, one on the target at the target', () => {
+    const err = pgError('42710', 'relation "payment" is already member of publication "other"');
+    const onSource = toFailure(err, 'source', { endpoint: 'source postgres/db:5432/shop' });
+    expect(onSource.message).toMatch(/^source postgres/);
+    expect((onSource.details?.[0] as FailureDetails).hint).toMatch(/on the source/);
+    expect((onSource.details?.[0] as FailureDetails).hint).not.toMatch(/on the target/);
+    const onTarget = toFailure(pgError('42P07', 'relation "orders" already exists'), 'target', { endpoint: 'target postgres/db2:5432/shop' });
+    expect((onTarget.details?.[0] as FailureDetails).hint).toMatch(/on the target/);
+  });
+});
+
 describe('classifyToolError: pg_dump / pg_restore output', () => {
   it.each([
     ['pg_dump: error: connection to server at "10.0.0.7", port 5432 failed: FATAL:  password authentication failed for user "app"', 'source', FailureType.AuthenticationFailed],

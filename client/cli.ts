@@ -124,7 +124,7 @@ program
     await withClient(temporal(), async (client) => {
       const list = await listMigrations(client);
       print(opts.json, list, () =>
-        list.length === 0 ? 'no migrations' : list.map((m) => `${m.name.padEnd(24)} ${m.phase.padEnd(18)} ${m.status.padEnd(10)} ${m.startTime}`).join('\n'),
+        list.length === 0 ? 'no migrations' : list.map((m) => `${m.name.padEnd(24)} ${m.phase.padEnd(18)} ${listedState(m).padEnd(10)} ${m.startTime}`).join('\n'),
       );
     });
   });
@@ -244,6 +244,15 @@ program
     const { runDemo } = await import('../local/demo');
     process.exitCode = await runDemo(opts);
   });
+
+/**
+ * The workflow's state where it adds to the phase: an aborted migration's workflow ends FAILED
+ * by design (MigrationAborted), which `aborted FAILED` made look like a second failure.
+ */
+function listedState(m: { phase: string; status: string }): string {
+  if (m.phase === 'aborted') return 'ended';
+  return m.status.toLowerCase();
+}
 
 function positiveInt(v: string, flag: string): number {
   const n = Number(v);

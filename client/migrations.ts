@@ -117,14 +117,31 @@ export function withLiveCdc(s: MigrationStatus, cdc: CdcProgress | undefined): M
 }
 
 function heartbeatDetails(d: WorkflowExecutionDescription): unknown[] {
+  return liveDetails(d.raw.pendingActivities ?? []);
+}
+
+/** A pending activity as describe() reports it (the fields dbferry reads). */
+export interface PendingActivity {
+  activityType?: { name?: string | null } | null;
+  state?: number | null;
+  attempt?: number | null;
+  lastFailure?: { message?: string | null } | null;
+  heartbeatDetails?: { payloads?: unknown[] | null } | null;
+}
+
+/**
+ * What running activities report: their last heartbeat. One that was asked to stop (the load's
+ * snapshot holder once the load is done) is no longer live; one waiting to retry after a failed
+ * attempt is failing, whatever its last heartbeat said ("caught up" just before the stream failed).
+ */
+export function liveDetails(activities: readonly PendingActivity[]): unknown[] {
   const out: unknown[] = [];
-  for (const a of d.raw.pendingActivities ?? []) {
+  for (const a of activities) {
+    if (a.state === PENDING_ACTIVITY_CANCEL_REQUESTED) continue;
     const p = a.heartbeatDetails?.payloads?.[0];
     if (!p) continue;
     try {
       const details = defaultPayloadConverter.fromPayload(p as never) as object;
-      // Waiting to retry after a failed attempt: its last heartbeat is old news (it may have said
-      // "caught up" just before the stream failed). What counts is that it is failing, and why.
       const retrying = a.state === PENDING_ACTIVITY_SCHEDULED && a.lastFailure?.message ? { attempt: a.attempt ?? 0, error: a.lastFailure.message } : undefined;
       out.push({ activity: a.activityType?.name, ...details, ...(retrying ? { caughtUp: false, retrying } : {}) });
     } catch {
@@ -134,8 +151,9 @@ function heartbeatDetails(d: WorkflowExecutionDescription): unknown[] {
   return out;
 }
 
-/** temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED: not running, waiting for (a retry of) an attempt. */
+/** temporal.api.enums.v1.PendingActivityState: SCHEDULED (waiting for an attempt, a retry included), CANCEL_REQUESTED. */
 const PENDING_ACTIVITY_SCHEDULED = 1;
+const PENDING_ACTIVITY_CANCEL_REQUESTED = 3;
 
 export async function requireMigration(client: Client, name: string): Promise<WorkflowExecutionDescription> {
   const d = await describeOrUndefined(client, migrationWorkflowId(name));

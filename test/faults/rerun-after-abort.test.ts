@@ -38,6 +38,12 @@ target: { engine: postgres, url: env:TGT_URL, createDatabase: false }
     expect((await dbferry(['start', plan, '--wait'], cliEnv(queue))).code).toBe(3);
     expect((await dbferry(['abort', name], cliEnv(queue))).code).toBe(0);
     await waitFor('the abort', 30_000, async () => ((await status()).phase === 'aborted' ? true : undefined));
+    // `list` says aborted, not "aborted FAILED" (the workflow fails by design when aborted).
+    const listed = await waitFor('the aborted migration in list', 30_000, async () =>
+      (await dbferry(['list'], cliEnv(queue))).stdout.split('\n').find((l) => l.startsWith(name) && l.includes('aborted')),
+    );
+    expect(listed).toMatch(/aborted\s+ended/);
+    expect(listed).not.toContain('FAILED');
 
     const again = await dbferry(['start', plan, '--wait'], cliEnv(queue));
     expect(again.code).toBe(3);

@@ -117,6 +117,8 @@ export interface ChangeStream extends AsyncIterable<ChangeEvent> {
   onIdle(listener: (position: EnginePosition) => void): void;
   /** The source's newest position this stream has heard of. */
   sourcePosition(): EnginePosition | undefined;
+  /** Asks the source where it stands and what it retains for this stream (read on a timer). */
+  state(): Promise<SourceCdcState>;
   close(): Promise<void>;
 }
 
@@ -174,8 +176,6 @@ export interface ChangeSource {
    */
   prepare(opts: { model: SchemaModel; migration: MigrationRef; afterLoad: boolean; startPosition?: string }): Promise<PreparedCdc>;
   open(from: EnginePosition, model: SchemaModel): Promise<ChangeStream>;
-  /** The source's position and what it retains for this migration, read on a timer. */
-  state(): Promise<SourceCdcState>;
   compare(a: EnginePosition, b: EnginePosition): number;
   /** Bytes from `from` to `to`, where the engine can tell. */
   distance(from: EnginePosition, to: EnginePosition): bigint;

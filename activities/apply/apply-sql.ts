@@ -3,7 +3,7 @@
  * goes through quoteIdent, values never appear in the text (COPY data or $n parameters).
  */
 import { createHash } from 'node:crypto';
-import { qualifiedTable, quoteIdent } from '../target/ddl';
+import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import type { ApplyTable } from './change';
 
 /** The smallest and largest key of a batch whose key is one integer column. */

@@ -31,7 +31,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Client, QueryResult } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { FailureType, NEEDS_PERSON, type FailureDetails } from '../../plan/failure-types';
-import { quoteIdent } from '../target/ddl';
+import { quoteIdent } from '../../plan/sql-names';
 import { classifyPostgresError, HINTS } from '../pg/errors';
 import { TableSql, type KeyRange, type TempKind } from './apply-sql';
 import { describeKey, rowKey, sameShape, updateKeys, type ApplyTable, type Change, type KeyValues, type RowChange, type TruncateChange, type UpdateChange } from './change';

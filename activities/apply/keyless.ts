@@ -2,7 +2,7 @@ import type { Client } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
-import { qualifiedTable, quoteIdent } from '../target/ddl';
+import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import type { ApplyTable } from './apply';
 import { CopyTextEncoder } from './copy-text';
 import { UNCHANGED, type Tuple } from './tuple';

@@ -120,7 +120,7 @@ export async function streamChanges(
       };
       stream = await cdc.open(start.position.endPosition, model);
       const s = stream;
-      live.sourcePosition = (await cdc.state()).position;
+      live.sourcePosition = (await s.state()).position;
       live.streaming = true;
       // Everything before an idle report has been handed over: with nothing pending, the
       // source may forget up to there (it held only changes of other tables).
@@ -133,7 +133,7 @@ export async function streamChanges(
       // The stream says how far the source is only when it is idle: ask the source as well.
       const poll = setInterval(() => {
         void (async () => {
-          const state = await cdc.state();
+          const state = await s.state();
           if (!live.sourcePosition || later(state.position, live.sourcePosition)) live.sourcePosition = state.position;
           await alarms.check(progress().lagSeconds, state.retainedBytes, state.retainedBy);
         })().catch(() => undefined);

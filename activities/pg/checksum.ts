@@ -1,7 +1,7 @@
 import type { ChecksumMethod } from '../engine';
 import type { Client } from 'pg';
 import type { ColumnModel, TableModel } from '../../plan/schema-model';
-import { qualifiedTable, quoteIdent } from '../target/ddl';
+import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 
 /**
  * How a table's rows are summed into a checksum (engine.ts's ChecksumMethod); the ledger records

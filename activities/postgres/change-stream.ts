@@ -30,14 +30,21 @@ export async function openPgChangeStream(src: PgEndpoint, opts: { slot: string; 
       for (const l of idle) l(p);
     },
   });
-  const describe = async (m: RelationMessage): Promise<SourceRelation> => {
+  // One connection to the source's catalog, for relation types and the source's position.
+  const onCatalog = async <T>(doing: string, fn: (c: Client) => Promise<T>): Promise<T> => {
     try {
       catalog ??= await connect(src, { purpose: 'cdc catalog' });
-      return await describeRelation(catalog, m);
+      return await fn(catalog);
     } catch (err) {
-      throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing: `reading the columns of ${m.schema}.${m.name}` });
+      // A dead connection is opened again next time.
+      if (catalog && !(err as { code?: string }).code) {
+        await closeQuietly(catalog);
+        catalog = undefined;
+      }
+      throw toFailure(err, 'source', { endpoint: src.description, secrets: src.secrets, doing });
     }
   };
+  const describe = (m: RelationMessage) => onCatalog(`reading the columns of ${m.schema}.${m.name}`, (c) => describeRelation(c, m));
 
   async function* events(): AsyncGenerator<ChangeEvent, void, undefined> {
     for await (const w of stream) {
@@ -82,6 +89,15 @@ export async function openPgChangeStream(src: PgEndpoint, opts: { slot: string; 
     confirm: (p) => stream.confirm(lsnOf(p)),
     onIdle: (l) => void idle.push(l),
     sourcePosition: () => (stream.lastServerWalEnd > 0n ? pgPosition(stream.lastServerWalEnd) : undefined),
+    state: () =>
+      onCatalog('reading the source position', async (c) => {
+        const r = await c.query<{ lsn: string; retained: string | null }>(
+          `SELECT pg_current_wal_lsn()::text AS lsn,
+                  (SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint::text FROM pg_replication_slots WHERE slot_name = $1) AS retained`,
+          [opts.slot],
+        );
+        return { position: pgPosition(r.rows[0]!.lsn), retainedBytes: Number(r.rows[0]!.retained ?? 0), retainedBy: `replication slot ${opts.slot}` };
+      }),
     close: async () => {
       await stream.close();
       await closeQuietly(catalog);

@@ -12,7 +12,8 @@ import { ensureBookkeeping, readModel } from '../target/bookkeeping';
 import { refuseExistingTables } from '../pg/catalog';
 import { checksumQuery, sourceChecksum, type ChecksumMethod } from '../pg/checksum';
 import { closeQuietly, connect, resolveEndpoint, withConnection, type PgEndpoint } from '../pg/connection';
-import { dumpRestorePreDataStatements, freeStandingSequences, qualifiedTable, sequenceSetvalStatement } from '../target/ddl';
+import { dumpRestorePreDataStatements, freeStandingSequences, sequenceSetvalStatement } from '../target/ddl';
+import { qualifiedTable } from '../../plan/sql-names';
 import { classifyToolError, HINTS, scrub, toFailure } from '../pg/errors';
 import { introspectPostgres } from './introspect';
 import {

@@ -18,7 +18,7 @@ import type {
   TableModel,
   TypeModel,
 } from '../../plan/schema-model';
-import { qualifiedTable, quoteIdent, quoteLiteral } from '../target/ddl';
+import { qualifiedTable, quoteIdent, quoteLiteral } from '../../plan/sql-names';
 
 /** The model plus what introspection left out or could not represent, for the operator. */
 export interface IntrospectedSchema extends SchemaModel {

@@ -14,7 +14,7 @@ import { FailureType } from '../../plan/failure-types';
 import type { Plan } from '../../plan/plan-schema';
 import { qualifiedKey, type QualifiedName } from '../../plan/schema-model';
 import type { PgEndpoint } from '../pg/connection';
-import { qualifiedTable, quoteIdent } from '../target/ddl';
+import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 
 export interface PgTools {
   pgDump: string;

@@ -154,17 +154,6 @@ class PostgresChanges implements ChangeSource {
     return openPgChangeStream(this.src, { slot: this.slot, publication: this.publication, from });
   }
 
-  async state() {
-    return withConnection(this.src, 'cdc position', async (c) => {
-      const r = await c.query<{ lsn: string; retained: string | null }>(
-        `SELECT pg_current_wal_lsn()::text AS lsn,
-                (SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint::text FROM pg_replication_slots WHERE slot_name = $1) AS retained`,
-        [this.slot],
-      );
-      return { position: pgPosition(r.rows[0]!.lsn), retainedBytes: Number(r.rows[0]!.retained ?? 0), retainedBy: `replication slot ${this.slot}` };
-    });
-  }
-
   compare(a: EnginePosition, b: EnginePosition): number {
     const x = lsnOf(a);
     const y = lsnOf(b);

@@ -4,7 +4,8 @@ import { qualifiedKey, type SequenceModel, type TableModel } from '../../plan/sc
 import { inParallel } from '../../plan/in-parallel';
 import { withHeartbeat } from '../heartbeat';
 import { closeQuietly, connect, type PgEndpoint } from '../pg/connection';
-import { postLoadStatements, qualifiedTable, quoteIdent, sequenceSetvalStatement } from './ddl';
+import { postLoadStatements, sequenceSetvalStatement } from './ddl';
+import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { toFailure } from '../pg/errors';
 import { loadModel } from './model';
 

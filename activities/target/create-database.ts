@@ -3,7 +3,7 @@ import { FailureType } from '../../plan/failure-types';
 import type { ActivityInput, CreateDatabaseResult } from '../../plan/migration-types';
 import { withHeartbeat } from '../heartbeat';
 import { resolveEndpoint, withConnection } from '../pg/connection';
-import { quoteIdent } from './ddl';
+import { quoteIdent } from '../../plan/sql-names';
 import { toFailure } from '../pg/errors';
 
 /** CREATE DATABASE on the target server when it is missing and the plan allows it. */

@@ -11,7 +11,6 @@ import {
 } from '../../plan/schema-model';
 import { qualifiedColumn, qualifiedTable, quoteIdent, quoteLiteral } from '../../plan/sql-names';
 
-export { qualifiedColumn, qualifiedTable, quoteIdent, quoteLiteral };
 
 /** One post-load statement; `table` is the raw `schema.table` key (see `qualifiedKey`). */
 export interface Stmt {

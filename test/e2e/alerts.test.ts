@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
 import { expectSameTables } from '../support/compare';
 import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
-import { quoteIdent } from '../../activities/target/ddl';
+import { quoteIdent } from '../../plan/sql-names';
 
 jest.setTimeout(5 * 60_000);
 

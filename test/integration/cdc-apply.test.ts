@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { ChangeApplier, type ApplierOptions, type ApplyTable, type Change } from '../../activities/apply/apply';
-import { qualifiedTable, quoteIdent } from '../../activities/target/ddl';
+import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { UNCHANGED, type Tuple } from '../../activities/apply/tuple';
 import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';
 import { pgPosition as pos } from '../../activities/postgres/position';

@@ -8,17 +8,8 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Client } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import {
-  copyColumns,
-  createSchemaStatements,
-  indexIfNotExists,
-  postLoadInOrder,
-  postLoadStatements,
-  qualifiedTable,
-  quoteIdent,
-  quoteLiteral,
-  sequenceSetvalStatement,
-} from '../../activities/target/ddl';
+import { copyColumns, createSchemaStatements, indexIfNotExists, postLoadInOrder, postLoadStatements, sequenceSetvalStatement } from '../../activities/target/ddl';
+import { qualifiedTable, quoteIdent, quoteLiteral } from '../../plan/sql-names';
 import { introspectPostgres, type IntrospectedSchema } from '../../activities/postgres/introspect';
 import type { SchemaModel, SequenceModel, TableModel } from '../../plan/schema-model';
 import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';

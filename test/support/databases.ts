@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { quoteIdent, quoteLiteral } from '../../activities/target/ddl';
+import { quoteIdent, quoteLiteral } from '../../plan/sql-names';
 
 export type Side = 'source' | 'target';
 

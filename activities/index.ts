@@ -11,7 +11,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../plan/failure-types';
-import type { ActivityInput, Alert, LoadTaskInput } from '../plan/migration-types';
+import type { ActivityInput, Alert, LeaveOutInput, LoadTaskInput } from '../plan/migration-types';
 import type { Plan } from '../plan/plan-schema';
 import { postAlert } from './alerts/webhook';
 import { streamChanges } from './apply/stream-changes';
@@ -29,6 +29,7 @@ import { postgresEngine } from './postgres/postgres-engine';
 import { buildIndexes } from './target/build-indexes';
 import { createDatabasePostgres } from './target/create-database';
 import { createTables } from './target/create-tables';
+import { leaveOutTable } from './target/leave-out';
 
 /** What activities need from the outside: injected, so tests can use fakes. */
 export interface ActivityDeps {
@@ -78,6 +79,7 @@ export function createActivities(deps: ActivityDeps = defaultDeps) {
     holdSnapshot: async (input: ActivityInput) => holdSnapshot(input, ...(await sides(input.plan))),
     loadTask: async (input: LoadTaskInput) => loadTask(input, ...(await sides(input.plan))),
     finishLoad: async (input: ActivityInput) => finishLoad(input, await deps.target(input.plan)),
+    leaveOutTable: async (input: LeaveOutInput) => leaveOutTable(input, await deps.target(input.plan)),
     buildIndexes: async (input: ActivityInput) => {
       const [engine, tgt] = await sides(input.plan);
       return buildIndexes(input, tgt, (s) => engine.sequenceStates(s));

@@ -72,6 +72,7 @@ export function formatStatus(s: MigrationStatus, live?: unknown): string {
     out.push('', `ALERTS NOT DELIVERED (${s.alerts.missed.length}; ${s.alerts.sent} delivered):`, ...s.alerts.missed.map((m) => `  - ${m.at} ${m.kind}: ${m.error}`));
   }
   if (s.leftBehind?.length) out.push('', 'left behind:', ...s.leftBehind.map((l) => `  - ${l}`));
+  if (s.leftOut?.length) out.push('', 'taken out of the migration (dropped on the source):', ...s.leftOut.map((l) => `  - ${l.table} at ${l.at}${l.reason ? ` (${l.reason})` : ''}`));
   return out.join('\n');
 }
 

@@ -90,6 +90,8 @@ export interface OperatorDecision {
 export interface DecisionRecord extends OperatorDecision {
   at: string;
   pausedStep: StepName;
+  /** A skip that took this table out of the migration (it was dropped on the source). */
+  leftOut?: string;
 }
 
 export interface MigrationStatus {
@@ -106,6 +108,8 @@ export interface MigrationStatus {
   decisions: DecisionRecord[];
   /** What is left where, when the migration was aborted. */
   leftBehind?: string[];
+  /** Tables the operator took out of the migration after they were dropped on the source. */
+  leftOut?: { table: string; at: string; reason?: string }[];
   /**
    * Set when `tables` lists only some tables (memo and final report of a large schema, which
    * must stay small in history): how many are left out, and totals over all of them.
@@ -208,6 +212,17 @@ export interface LoadPlanSummary {
 /** A loader activity's input: one task of the stored load plan. */
 export interface LoadTaskInput extends ActivityInput {
   task: number;
+}
+
+/** A table the operator takes out of the migration (`schema.table`, as in the model). */
+export interface LeaveOutInput extends ActivityInput {
+  table: string;
+}
+
+export interface LeaveOutResult {
+  table: string;
+  /** Whether the target had dbferry's (partial) copy of it, now dropped. */
+  droppedOnTarget: boolean;
 }
 
 export interface LoadTaskResult {

@@ -40,6 +40,8 @@ export interface ConstraintModel {
   definition: string;
   /** The key's columns in order (primary keys only): large tables are loaded in ranges of it. */
   columns?: string[];
+  /** Foreign keys: the table referenced (absent in models recorded by versions before 0.3). */
+  references?: QualifiedName;
 }
 
 export interface IndexModel {
@@ -111,4 +113,19 @@ export interface SchemaModel {
 
 export function qualifiedKey(t: QualifiedName | { schema: string; name: string }): string {
   return `${t.schema}.${t.name}`;
+}
+
+/**
+ * The model without one table (the operator took it out of the migration after it was dropped
+ * on the source): its foreign keys' referrers lose those keys and its owned sequences go with
+ * it, as `DROP TABLE … CASCADE` does on the source.
+ */
+export function withoutTable(model: SchemaModel, key: string): SchemaModel {
+  return {
+    ...model,
+    sequences: model.sequences.filter((s) => !s.ownedBy || qualifiedKey(s.ownedBy.table) !== key),
+    tables: model.tables
+      .filter((t) => qualifiedKey(t) !== key)
+      .map((t) => ({ ...t, foreignKeys: t.foreignKeys.filter((f) => !f.references || qualifiedKey(f.references) !== key) })),
+  };
 }

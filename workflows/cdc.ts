@@ -51,7 +51,7 @@ export async function runCdc(input: ActivityInput, gate: OperatorGate): Promise<
         continue;
       }
     }
-    const decision = state.takeDecision()!;
+    const decision = state.takeDecision(gate.now())!;
     gate.publish();
     throw new Aborted(decision.reason ?? 'no reason given');
   }

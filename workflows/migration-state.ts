@@ -40,6 +40,12 @@ const NOT_SKIPPABLE: Partial<Record<StepName, string>> = {
   cdc: 'skipping CDC would lose every change since the load; abort instead',
 };
 
+/**
+ * Steps after the model is recorded, where a table dropped on the source can be taken out of
+ * the migration: `skip` then means "leave the table out" and the step runs again without it.
+ */
+const LEAVE_OUT_STEPS: readonly StepName[] = ['full-load', 'build-indexes', 'validate'];
+
 export class DecisionRefused extends Error {
   override name = 'DecisionRefused';
 }
@@ -95,8 +101,23 @@ export class MigrationState {
     if (note) rec.note = note;
   }
 
+  /** The table the paused step found dropped on the source, which `skip` would leave out. */
+  get leaveOutCandidate(): string | undefined {
+    const f = this.pausedStep ? this.#status.failure : undefined;
+    return f && f.type === 'SourceObjectMissing' && f.table && LEAVE_OUT_STEPS.includes(f.step) ? f.table : undefined;
+  }
+
   /** The step failed after its retries: the migration waits for a person. */
   stepFailed(failure: FailureInfo): void {
+    if (failure.type === 'SourceObjectMissing' && failure.table && LEAVE_OUT_STEPS.includes(failure.step)) {
+      const name = this.#status.name;
+      failure = {
+        ...failure,
+        hint:
+          `if ${failure.table} was dropped on purpose, \`dbferry skip ${name}\` takes it out of this migration (its copy on the target is dropped) ` +
+          `and ${failure.step} goes on with the other tables; if not, restore it and \`dbferry retry ${name}\``,
+      };
+    }
     const rec = this.#step(failure.step);
     rec.status = 'Failed';
     rec.error = failure;
@@ -134,24 +155,37 @@ export class MigrationState {
       throw new DecisionRefused(`a decision (${this.#pending.action}) was already taken for ${paused}`);
     }
     const why = NOT_SKIPPABLE[paused];
-    if (d.action === 'skip' && why) throw new DecisionRefused(`${paused} cannot be skipped: ${why}`);
+    if (d.action === 'skip' && why && !this.leaveOutCandidate) throw new DecisionRefused(`${paused} cannot be skipped: ${why}`);
   }
 
   decide(d: OperatorDecision, now: string): string {
     this.validateDecision(d);
     const paused = (this.pausedStep ?? this.abortableRunningStep) as StepName;
+    const leftOut = d.action === 'skip' ? this.leaveOutCandidate : undefined;
     this.#pending = d;
-    const rec: DecisionRecord = { ...d, at: now, pausedStep: paused };
+    const rec: DecisionRecord = { ...d, at: now, pausedStep: paused, ...(leftOut ? { leftOut } : {}) };
     this.#status.decisions.push(rec);
+    if (leftOut) return `skip accepted: ${leftOut} is taken out of the migration (its copy on the target is dropped) and ${paused} runs again without it`;
     return `${d.action} accepted for ${paused}`;
   }
 
-  /** The decision the workflow is waiting for; consumed once. */
-  takeDecision(): OperatorDecision | undefined {
+  /**
+   * The decision the workflow is waiting for; consumed once. A skip that leaves a table out
+   * comes back with `leaveOut`: the workflow removes the table, then runs the step again.
+   */
+  takeDecision(now?: string): (OperatorDecision & { leaveOut?: string }) | undefined {
     const d = this.#pending;
     if (!d) return undefined;
+    const leaveOut = d.action === 'skip' ? this.leaveOutCandidate : undefined;
     this.#pending = undefined;
     const rec = this.#step(this.#status.failure?.step ?? 'cdc');
+    if (leaveOut) {
+      (this.#status.leftOut ??= []).push({ table: leaveOut, at: now ?? this.#status.failure?.at ?? '', ...(d.reason ? { reason: d.reason } : {}) });
+      this.#status.tables = this.#status.tables.filter((t) => t.name !== leaveOut);
+      this.#byName = undefined;
+      rec.note = `${leaveOut} taken out of the migration by the operator${d.reason ? `: ${d.reason}` : ''}`;
+      return { ...d, leaveOut };
+    }
     if (d.action === 'retry') rec.operatorRetries++;
     if (d.action === 'skip') {
       rec.status = 'Skipped';

@@ -24,7 +24,9 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
   const input = { plan, migration };
   const steps = stepsOf(plan);
   const state = new MigrationState({ name: plan.name, mode: plan.mode, steps, now: now() });
-  const gate = new OperatorGate(plan, state, now);
+  const gate = new OperatorGate(plan, state, now, (table) =>
+    quick('leaveOutTable', `take ${table} out of the migration (dropped on the source)`, { ...input, table }),
+  );
   const step = <T>(name: Parameters<typeof gate.step>[0], run: () => Promise<T>) => gate.step(name, steps, run);
   const report: MigrationReport = { status: state.snapshot() };
   gate.installHandlers(() => quick('beginCutover', 'cutover: check that writes have stopped, write the marker', input));

@@ -42,6 +42,8 @@ export class OperatorGate {
     private readonly plan: Plan,
     readonly state: MigrationState,
     readonly now: () => string,
+    /** Takes a table dropped on the source out of the migration (the operator's `skip` of such a pause). */
+    private readonly leaveOut?: (table: string) => Promise<unknown>,
   ) {}
 
   /** Publishes the state: search attributes on a phase change, the memo and the UI's current details. */
@@ -158,10 +160,14 @@ export class OperatorGate {
   async step<T>(name: StepName, steps: readonly StepName[], run: () => Promise<T>): Promise<T | undefined> {
     if (!steps.includes(name)) return undefined;
     const { state, plan } = this;
+    let leaveOut: string | undefined;
     for (;;) {
       state.stepStarted(name, this.now());
       this.publish();
       try {
+        // Inside the step: should removing the table fail, the step pauses again with the cause.
+        if (leaveOut && this.leaveOut) await this.leaveOut(leaveOut);
+        leaveOut = undefined;
         const result = await run();
         state.stepSucceeded(name, this.now());
         this.publish();
@@ -184,13 +190,14 @@ export class OperatorGate {
             `${failure.hint ? `\nhint: ${failure.hint}` : ''}\nthen: \`dbferry retry ${plan.name}\` (or \`dbferry skip ${plan.name}\` / \`dbferry abort ${plan.name}\`)`,
         });
         await condition(() => state.hasDecision());
-        const decision = state.takeDecision()!;
+        const decision = state.takeDecision(this.now())!;
+        leaveOut = decision.leaveOut;
         this.publish();
         if (decision.action !== 'abort') {
           this.alert({ kind: 'resumed', step: name, text: `dbferry migration *${plan.name}*: ${decision.action} of step *${name}* by the operator${decision.reason ? ` (${decision.reason})` : ''}` });
         }
         if (decision.action === 'abort') throw new Aborted(decision.reason ?? 'no reason given');
-        if (decision.action === 'skip') return undefined;
+        if (decision.action === 'skip' && !leaveOut) return undefined;
       }
     }
   }

@@ -603,7 +603,7 @@ class Introspection {
           break;
         case 'f':
           if (tables.has(r.confrelid)) {
-            e.foreignKeys.push(c);
+            e.foreignKeys.push({ ...c, references: { schema: r.ref_schema!, name: r.ref_name! } });
           } else {
             const t = tables.get(r.conrelid)!;
             const ref = r.ref_schema !== null && r.ref_name !== null ? qualifiedTable(r.ref_schema, r.ref_name) : String(r.confrelid);

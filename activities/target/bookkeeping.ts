@@ -14,7 +14,11 @@ CREATE TABLE IF NOT EXISTS _dbferry.migrations (
   created_at  timestamptz NOT NULL DEFAULT now(),
   -- A large schema is created in several transactions: how many DDL statements have
   -- committed so far; NULL once all of them have.
-  statements_done int
+  statements_done int,
+  -- Bumped when the operator takes a table out of the migration (the model loses it): workers
+  -- holding the model in memory read it again.
+  revision    int NOT NULL DEFAULT 0,
+  left_out    text[] NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS _dbferry.table_loads (
   run_id           text NOT NULL,
@@ -106,12 +110,14 @@ BEGIN
       ADD COLUMN IF NOT EXISTS source_objects text;
     UPDATE _dbferry.cdc_progress SET source_objects = format('replication slot %s, publication %s', slot, publication);
   END IF;
-END $$;`;
+END $$;
+ALTER TABLE _dbferry.migrations ADD COLUMN IF NOT EXISTS revision int NOT NULL DEFAULT 0,
+  ADD COLUMN IF NOT EXISTS left_out text[] NOT NULL DEFAULT '{}';`;
 
 export async function ensureBookkeeping(target: Client): Promise<void> {
-  // The newest change (engine positions): a target prepared by an earlier version gets what it lacks.
+  // The newest change (tables left out): a target prepared by an earlier version gets what it lacks.
   const { rows } = await target.query(
-    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('_dbferry.cdc_progress') AND attname = 'end_position' AND NOT attisdropped)
+    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('_dbferry.migrations') AND attname = 'left_out' AND NOT attisdropped)
         AND to_regclass('_dbferry.cdc_stats') IS NOT NULL AS present`,
   );
   if (!rows[0]?.present) await target.query(BOOKKEEPING_DDL);
@@ -123,15 +129,25 @@ export async function readModel(target: Client, runId: string): Promise<SchemaMo
 }
 
 /** The model and, while a large schema is still being created, how many statements are done. */
-export async function readModelRecord(target: Client, runId: string): Promise<{ model: SchemaModel; statementsDone: number | null } | undefined> {
+export async function readModelRecord(
+  target: Client,
+  runId: string,
+): Promise<{ model: SchemaModel; statementsDone: number | null; revision: number } | undefined> {
   const { rows } = await target.query("SELECT to_regclass('_dbferry.migrations') IS NOT NULL AS present");
   if (!rows[0]?.present) return undefined;
-  const r = await target.query<{ model: SchemaModel; statements_done: number | null }>(
-    'SELECT model, statements_done FROM _dbferry.migrations WHERE run_id = $1',
+  await ensureBookkeeping(target);
+  const r = await target.query<{ model: SchemaModel; statements_done: number | null; revision: number }>(
+    'SELECT model, statements_done, revision FROM _dbferry.migrations WHERE run_id = $1',
     [runId],
   );
   const row = r.rows[0];
-  return row ? { model: row.model, statementsDone: row.statements_done } : undefined;
+  return row ? { model: row.model, statementsDone: row.statements_done, revision: row.revision } : undefined;
+}
+
+/** The revision of a run's model (see `_dbferry.migrations.revision`); -1 when there is none. */
+export async function modelRevision(target: Client, runId: string): Promise<number> {
+  const r = await target.query<{ revision: number }>('SELECT revision FROM _dbferry.migrations WHERE run_id = $1', [runId]);
+  return r.rows[0]?.revision ?? -1;
 }
 
 export interface TableLoadRow {

@@ -206,6 +206,10 @@ const activities: Activities = {
       },
     };
   },
+  async leaveOutTable(input) {
+    await fakeOf(input).enter('leaveOutTable');
+    return { table: input.table, droppedOnTarget: true };
+  },
   async buildIndexes(input) {
     await fakeOf(input).enter('buildIndexes');
     return { primaryKeys: 2, uniques: 0, indexes: 1, foreignKeys: 1, sequences: 1, ms: 1 };
@@ -543,6 +547,40 @@ describe('the operator gate', () => {
     expect(f.count('buildIndexes')).toBe(1);
     expect(f.callsWithoutTasks().slice(-2)).toEqual(['buildIndexes', 'validate']);
     expect(report.build).toBeUndefined();
+  });
+
+  it('a table dropped on the source during the load: skip takes it out of the migration and the load runs again without it', async () => {
+    const f = fake('full-load').failNext('finishLoad', 'SourceObjectMissing', 'public.orders');
+    const h = await start(f);
+    const paused = await awaitingOperator(h);
+    expect(paused.failure).toEqual(expect.objectContaining({ step: 'full-load', type: 'SourceObjectMissing', table: 'public.orders' }));
+    expect(paused.failure?.hint).toContain(`dbferry skip ${f.plan.name}`);
+
+    expect(await decide(h, { action: 'skip', reason: 'retired' })).toContain('public.orders is taken out of the migration');
+    const report = await completed(h);
+    // The table is removed first, inside the step, then the load runs again.
+    expect(f.callsWithoutTasks().slice(f.callsWithoutTasks().indexOf('leaveOutTable') - 1)).toEqual([
+      'finishLoad',
+      'leaveOutTable',
+      'planLoad',
+      'holdSnapshot',
+      'finishLoad',
+      'buildIndexes',
+      'validate',
+    ]);
+    expect(stepStatus(report.status, 'full-load')).toBe('Succeeded');
+    expect(report.status.leftOut).toEqual([expect.objectContaining({ table: 'public.orders', reason: 'retired' })]);
+    expect(report.status.decisions).toEqual([expect.objectContaining({ action: 'skip', leftOut: 'public.orders', pausedStep: 'full-load' })]);
+  });
+
+  it('a missing table in a step before the model exists (create-tables) is not offered as a skip', async () => {
+    const f = fake('full-load').failNext('createTables', 'SourceObjectMissing', 'public.orders');
+    const h = await start(f);
+    await awaitingOperator(h);
+    expect(await refused(decide(h, { action: 'skip' }))).toContain('create-tables cannot be skipped');
+    await decide(h, { action: 'retry' });
+    await completed(h);
+    expect(f.count('leaveOutTable')).toBe(0);
   });
 
   it('skip is refused where it would lose data (create-tables): nothing is recorded and the step still waits', async () => {

@@ -173,7 +173,7 @@ describe('PostgreSQL schema round trip', () => {
     const unicode = model.tables.find((t) => t.name === 'ünïcødé_täble')!;
     expect(col(unicode, '値').binaryCopySafe).toBe(false);
     expect(unicode.foreignKeys).toEqual([
-      { name: 'fk→select', definition: 'FOREIGN KEY (sel) REFERENCES "Weird ""Schema"""."select"(id) NOT VALID' },
+      { name: 'fk→select', definition: 'FOREIGN KEY (sel) REFERENCES "Weird ""Schema"""."select"(id) NOT VALID', references: { schema: 'Weird "Schema"', name: 'select' } },
     ]);
     expect(model.sequences.map((s) => `${s.schema}.${s.name} ${s.identity} ${s.lastValue} ${s.isCalled}`)).toEqual([
       // START 1000 INCREMENT 3, five rows.

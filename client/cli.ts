@@ -146,7 +146,7 @@ program
 for (const action of ['retry', 'skip', 'abort'] as DecisionAction[]) {
   const help = {
     retry: 'run the failed step again from its last durable checkpoint',
-    skip: 'skip the failed step (refused where it would lose data)',
+    skip: 'skip the failed step (refused where it would lose data); on a table dropped from the source, take that table out of the migration',
     abort: 'end the migration (also while CDC runs: its slot and publication are dropped) and report what is left where',
   }[action];
   program

@@ -16,5 +16,8 @@ export function summarized(options: ActivityOptions) {
 
 /** Short steps: a connection problem is retried with backoff, then the operator is asked. */
 export const quick = summarized({ startToCloseTimeout: '10 minutes', heartbeatTimeout: '1 minute', retry: activityRetry });
-/** Long steps heartbeat on a timer, so the start-to-close bound only guards against a lost worker. */
-export const long = summarized({ startToCloseTimeout: '30 days', heartbeatTimeout: '2 minutes', retry: activityRetry });
+/**
+ * Long steps heartbeat on a timer (every 5 s, sent at most every 24 s): a worker lost mid-step
+ * is noticed within 30 s and the step retried elsewhere; start-to-close only bounds the rest.
+ */
+export const long = summarized({ startToCloseTimeout: '30 days', heartbeatTimeout: '30 seconds', retry: activityRetry });

@@ -51,10 +51,13 @@ export async function beginCutover({ plan, migration }: ActivityInput, engine: S
  * source is dropped (a forgotten slot keeps WAL until the disk fills).
  */
 export async function finalizeCutover({ migration }: ActivityInput, engine: SourceEngine, tgt: PgEndpoint): Promise<FinalizeResult> {
-  const model = await loadModel(tgt, migration.runId);
-  const fresh = await engine.sequenceStates(model.sequences);
-  const sequences = await withConnection(tgt, 'carry sequences', (c) => carrySequences(fresh, tgt, c));
-  return { sequences, cleanup: await engine.cdc.cleanup(migration) };
+  // Heartbeats: reading a table's maximum key can wait behind an application's lock on the target.
+  return withHeartbeat(() => ({ step: 'carrying sequences, removing what CDC held on the source' }), async () => {
+    const model = await loadModel(tgt, migration.runId);
+    const fresh = await engine.sequenceStates(model.sequences);
+    const sequences = await withConnection(tgt, 'carry sequences', (c) => carrySequences(fresh, tgt, c));
+    return { sequences, cleanup: await engine.cdc.cleanup(migration) };
+  });
 }
 
 /** Abort and `dbferry cleanup`: removes what CDC held on the source. */

@@ -17,7 +17,7 @@ const BASE = join(__dirname, '..', '..', '.tmp', 'test-servers');
 /**
  * The held scenarios of issue 18, as one unlucky day: the Temporal server restarts during the
  * load and during CDC, the target restarts during the load and during CDC, the source hangs
- * (SIGSTOP) for 20 s and comes back, while an application writes throughout. The migration
+ * (SIGSTOP) for 60 s and comes back, while an application writes throughout. The migration
  * must ride all of it out by itself and end with every table equal, by the test's own
  * fingerprint of every row. Its own Temporal server (with a history file, so a restart keeps
  * the migrations), source and target: this test restarts them.
@@ -106,9 +106,10 @@ load: { parallel: 2, chunkRows: 20000 }
 
     // CDC runs and catches up.
     await waitFor('CDC caught up', async () => (await status()).lag?.caughtUp === true);
-    // During CDC: the source hangs for 20 s, Temporal restarts, the target restarts.
+    // During CDC: the source hangs for 60 s (longer than any heartbeat timeout), Temporal
+    // restarts, the target restarts.
     signalCluster(source, 'STOP');
-    await new Promise((r) => setTimeout(r, 20_000));
+    await new Promise((r) => setTimeout(r, 60_000));
     signalCluster(source, 'CONT');
     await restartTemporal();
     await target.restart();

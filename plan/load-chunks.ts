@@ -10,7 +10,9 @@ import { quoteIdent, quoteLiteral } from './sql-names';
 export type ChunkRange =
   | { kind: 'whole' }
   | { kind: 'keys'; from?: string[]; to?: string[] }
-  | { kind: 'pages'; from: number; to?: number };
+  | { kind: 'pages'; from: number; to?: number }
+  /** Validation only: the table as a query reads it, with its partitions' or children's rows. */
+  | { kind: 'tree' };
 
 /** One piece of one table, loaded and recorded in the ledger in one target transaction. */
 export interface LoadUnit {
@@ -123,6 +125,7 @@ export function groupTasks(units: LoadUnit[], opts: { maxBytes: number; maxUnits
 export function chunkFilter(table: TableModel, range: ChunkRange): string {
   switch (range.kind) {
     case 'whole':
+    case 'tree':
       return '';
     case 'pages': {
       const lo = `ctid >= '(${range.from},0)'::tid`;

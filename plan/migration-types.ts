@@ -289,6 +289,11 @@ export interface TableValidationResult {
   targetRows: string;
   checksum: 'equal' | 'different' | 'not-checked';
   equal: boolean;
+  /**
+   * A parent (partitioned, or with inheritance children): the table as a query reads it, with
+   * every descendant's rows. `equal` is false when this differs, even if its own rows match.
+   */
+  withDescendants?: { sourceRows: string; targetRows: string; checksum: 'equal' | 'different' | 'not-checked' };
 }
 
 export interface ValidateResult {

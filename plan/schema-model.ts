@@ -27,6 +27,8 @@ export interface ColumnModel {
   generated?: string;
   /** Collation, rendered (e.g. `"C"` or `pg_catalog."de-x-icu"`), absent for the type's default. */
   collation?: string;
+  /** An inheritance child's column that comes from its parents (not declared in its CREATE TABLE). */
+  inherited?: boolean;
   /**
    * False when the binary COPY format is unsafe for this column across servers: arrays,
    * composites or records whose binary form embeds type OIDs that differ on the target.
@@ -42,12 +44,16 @@ export interface ConstraintModel {
   columns?: string[];
   /** Foreign keys: the table referenced (absent in models recorded by versions before 0.3). */
   references?: QualifiedName;
+  /** A partition's key: the index of its parent's key it is attached to (`ALTER INDEX … ATTACH PARTITION`). */
+  parentIndex?: QualifiedName;
 }
 
 export interface IndexModel {
   name: string;
   /** The full statement as `pg_get_indexdef` renders it: `CREATE [UNIQUE] INDEX name ON schema.table USING …`. */
   definition: string;
+  /** A partition's index: the partitioned index of its parent it is attached to. */
+  parentIndex?: QualifiedName;
 }
 
 export interface TableModel {
@@ -66,6 +72,15 @@ export interface TableModel {
   estimatedBytes: string;
   /** A partitioned parent: it has no rows of its own (its partitions are tables of their own). */
   partitioned?: boolean;
+  /** A partitioned table's key as `pg_get_partkeydef` renders it, e.g. `RANGE (paid_at)`. */
+  partitionBy?: string;
+  /** A partition: its parent and its bound (`FOR VALUES FROM (…) TO (…)`, `DEFAULT`). */
+  partitionOf?: { parent: QualifiedName; bound: string };
+  /**
+   * An inheritance child: its parents in order. Its inherited columns are marked `inherited` and
+   * its `checks` are only its own: the rest comes from the parents, as with `CREATE TABLE … INHERITS`.
+   */
+  inherits?: QualifiedName[];
   comment?: string;
 }
 
@@ -128,4 +143,27 @@ export function withoutTable(model: SchemaModel, key: string): SchemaModel {
       .filter((t) => qualifiedKey(t) !== key)
       .map((t) => ({ ...t, foreignKeys: t.foreignKeys.filter((f) => !f.references || qualifiedKey(f.references) !== key) })),
   };
+}
+
+/**
+ * Each table's descendants (partitions, sub-partitions, inheritance children, transitively), by
+ * qualifiedKey: what `SELECT … FROM parent` reads besides the parent's own rows.
+ */
+export function descendantsOf(model: SchemaModel): Map<string, string[]> {
+  const children = new Map<string, string[]>();
+  for (const t of model.tables) {
+    const parents = [...(t.partitionOf ? [t.partitionOf.parent] : []), ...(t.inherits ?? [])];
+    for (const p of parents) children.set(qualifiedKey(p), [...(children.get(qualifiedKey(p)) ?? []), qualifiedKey(t)]);
+  }
+  const out = new Map<string, string[]>();
+  const walk = (key: string, seen: Set<string>): string[] => {
+    for (const c of children.get(key) ?? []) {
+      if (seen.has(c)) continue;
+      seen.add(c);
+      walk(c, seen);
+    }
+    return [...seen];
+  };
+  for (const key of children.keys()) out.set(key, walk(key, new Set()).sort());
+  return out;
 }

@@ -77,7 +77,13 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
         throw ApplicationFailure.create({
           type: FailureType.ValidationMismatch,
           nonRetryable: true,
-          message: `rows differ between source and target in ${different.map((t) => `${t.table} (source ${t.sourceRows} rows, target ${t.targetRows}, checksum ${t.checksum})`).join(', ')}`,
+          message: `rows differ between source and target in ${different
+            .map(
+              (t) =>
+                `${t.table} (source ${t.sourceRows} rows, target ${t.targetRows}, checksum ${t.checksum}` +
+                `${t.withDescendants ? `; as queried, with its partitions or children: source ${t.withDescendants.sourceRows} rows, target ${t.withDescendants.targetRows}, checksum ${t.withDescendants.checksum}` : ''})`,
+            )
+            .join(', ')}`,
           details: [{ table: different[0]?.table, hint: 'inspect the table, then run dbferry retry to validate again' }],
         });
       }

@@ -96,7 +96,7 @@ export async function finishLoad({ plan, migration }: ActivityInput, tgt: PgEndp
       const keys = mixed.rows.map((r) => r.table_key);
       const tables = keys.map((k) => byKey.get(k)!);
       await c.query('BEGIN');
-      await c.query(`TRUNCATE ${tables.map((t) => qualifiedTable(t.schema, t.name)).join(', ')}`);
+      await c.query(`TRUNCATE ${tables.map((t) => `ONLY ${qualifiedTable(t.schema, t.name)}`).join(', ')}`);
       await c.query('DELETE FROM _dbferry.table_loads WHERE run_id = $1 AND table_key = ANY($2)', [migration.runId, keys]);
       await c.query('COMMIT');
       return { reloadTables: keys };

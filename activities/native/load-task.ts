@@ -167,7 +167,8 @@ async function copyUnit(lane: { source: SourceReader; target: Client }, t: Table
   // A whole table: TRUNCATE in the same transaction makes its load all-or-nothing and lets COPY
   // FREEZE skip later vacuum work. A chunk adds to the rows of the table's other chunks.
   const whole = unit.chunk === 0;
-  if (whole) await target.query(`TRUNCATE ${name}`);
+  // ONLY: an inheritance parent's or a partitioned table's descendants are units of their own.
+  if (whole && !t.partitioned) await target.query(`TRUNCATE ONLY ${name}`);
   let rows = '0';
   if (t.partitioned) {
     // COPY cannot read a partitioned parent, and its rows are loaded with its partitions.

@@ -37,10 +37,11 @@ function hashedColumn(c: ColumnModel): string {
  * Row count and an order-independent checksum of every column: the sum of a 64-bit hash of
  * each row, so equal rows give equal sums whatever their physical order. Both sides run the
  * text form with the same session settings (connection.ts).
- * ONLY: like COPY, an inheritance parent's own rows, not its children's.
+ * ONLY: like COPY, an inheritance parent's own rows, not its children's; `only` false reads it
+ * as an application does, with its partitions' or children's rows (over the parent's columns).
  */
-export function checksumQuery(t: TableModel, withChecksum: boolean, where = '', method: ChecksumMethod = 'text-hash'): string {
-  const from = `FROM ONLY ${qualifiedTable(t.schema, t.name)}${where}`;
+export function checksumQuery(t: TableModel, withChecksum: boolean, where = '', method: ChecksumMethod = 'text-hash', only = true): string {
+  const from = `FROM ${only ? 'ONLY ' : ''}${qualifiedTable(t.schema, t.name)}${where}`;
   if (!withChecksum) return `SELECT count(*)::text AS rows, NULL::text AS checksum ${from}`;
   const hash =
     method === 'record-hash'
@@ -55,13 +56,13 @@ const versions = new WeakMap<Client, number>();
  * The source side's count and checksum, inside the caller's transaction (its snapshot): the
  * record hash where the server has it (14+), else the text form.
  */
-export async function sourceChecksum(c: Client, t: TableModel, where = ''): Promise<{ rows: string; checksum: string; method: ChecksumMethod }> {
+export async function sourceChecksum(c: Client, t: TableModel, where = '', only = true): Promise<{ rows: string; checksum: string; method: ChecksumMethod }> {
   let version = versions.get(c);
   if (version === undefined) {
     version = Number((await c.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]!.v);
     versions.set(c, version);
   }
   const method: ChecksumMethod = version >= 140000 ? 'record-hash' : 'text-hash';
-  const r = await c.query<{ rows: string; checksum: string }>(checksumQuery(t, true, where, method));
+  const r = await c.query<{ rows: string; checksum: string }>(checksumQuery(t, true, where, method, only));
   return { ...r.rows[0]!, method };
 }

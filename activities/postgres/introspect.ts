@@ -82,6 +82,14 @@ interface TableRow {
   name: string;
   relkind: string;
   relispartition: boolean;
+  /** Partitioned tables: the key as pg_get_partkeydef renders it. */
+  partkey: string | null;
+  /** Partitions: the parent and the bound as pg_get_expr renders it. */
+  parent_schema: string | null;
+  parent_name: string | null;
+  bound: string | null;
+  /** Inheritance children (not partitions): their parents in order. */
+  inherits: { schema: string; name: string }[];
   est_rows: string;
   est_bytes: string;
   comment: string | null;
@@ -159,9 +167,19 @@ class Introspection {
     const tableRows = (await this.tables()).filter((t) => this.select(t.schema, t.name));
     const oids = tableRows.map((t) => t.oid);
     const byOid = new Map(tableRows.map((t) => [t.oid, t]));
+    const selected = new Set(tableRows.map((t) => `${t.schema}.${t.name}`));
+    // A child whose parent is not migrated becomes a table of its own, with every column.
+    const parentOf = (t: TableRow) =>
+      t.parent_schema !== null && t.parent_name !== null && selected.has(`${t.parent_schema}.${t.parent_name}`)
+        ? { schema: t.parent_schema, name: t.parent_name }
+        : undefined;
+    const inheritsAll = (t: TableRow) => t.inherits.length > 0 && t.inherits.every((p) => selected.has(`${p.schema}.${p.name}`));
     for (const t of tableRows) {
-      if (t.relkind === 'p') {
-        this.warnings.push(`${display(t)} is partitioned: it is created as a plain table (its partitions hold its rows)`);
+      if (t.relispartition && !parentOf(t)) {
+        this.warnings.push(`${display(t)} is a partition of ${t.parent_schema}.${t.parent_name}, which is not migrated: it is created as a table of its own`);
+      }
+      if (t.inherits.length > 0 && !inheritsAll(t)) {
+        this.warnings.push(`${display(t)} inherits from a table that is not migrated: it is created as a table of its own, with every column`);
       }
     }
 
@@ -206,16 +224,19 @@ class Introspection {
         name: t.name,
         columns: columns
           .filter((c) => c.attrelid === t.oid)
-          .map((c) => this.columnModel(c, types, identitySeqByColumn, seqByOid)),
+          .map((c) => ({ ...this.columnModel(c, types, identitySeqByColumn, seqByOid), ...(!c.local && inheritsAll(t) ? { inherited: true } : {}) })),
         ...(k?.primaryKey ? { primaryKey: k.primaryKey } : {}),
         uniques: k?.uniques ?? [],
-        checks: k?.checks ?? [],
+        // An inheritance child gets its parents' checks from them.
+        checks: (k?.checks ?? []).filter((c) => !inheritsAll(t) || !k?.inheritedChecks.has(c.name)),
         exclusions: k?.exclusions ?? [],
         foreignKeys: k?.foreignKeys ?? [],
         indexes: indexes.get(t.oid) ?? [],
         estimatedRows: t.est_rows,
         estimatedBytes: t.est_bytes,
-        ...(t.relkind === 'p' ? { partitioned: true } : {}),
+        ...(t.relkind === 'p' ? { partitioned: true, partitionBy: t.partkey! } : {}),
+        ...(parentOf(t) ? { partitionOf: { parent: parentOf(t)!, bound: t.bound! } } : {}),
+        ...(inheritsAll(t) ? { inherits: t.inherits } : {}),
         ...(t.comment !== null ? { comment: t.comment } : {}),
       };
     });
@@ -241,10 +262,19 @@ class Introspection {
     const rows = await this.query<TableRow>(
       `SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind,
               c.relispartition,
+              CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey,
+              CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS bound,
+              pn.nspname AS parent_schema, pc.relname AS parent_name,
+              coalesce((SELECT json_agg(json_build_object('schema', hn.nspname, 'name', hc.relname) ORDER BY h.inhseqno)
+                          FROM pg_inherits h JOIN pg_class hc ON hc.oid = h.inhparent JOIN pg_namespace hn ON hn.oid = hc.relnamespace
+                         WHERE h.inhrelid = c.oid AND NOT c.relispartition), '[]') AS inherits,
               greatest(c.reltuples, 0)::bigint::text AS est_rows,
               pg_table_size(c.oid)::text AS est_bytes,
               obj_description(c.oid, 'pg_class') AS comment
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         LEFT JOIN pg_inherits pi ON c.relispartition AND pi.inhrelid = c.oid
+         LEFT JOIN pg_class pc ON pc.oid = pi.inhparent
+         LEFT JOIN pg_namespace pn ON pn.oid = pc.relnamespace
         WHERE c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
           AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_dbferry')
           AND n.nspname !~ '^pg_(toast|temp_)'
@@ -268,8 +298,9 @@ class Introspection {
       generated: string;
       expr: string | null;
       collation: string | null;
+      local: boolean;
     }>(
-      `SELECT a.attrelid, a.attnum, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.atttypid,
+      `SELECT a.attrelid, a.attnum, a.attname AS name, a.attislocal AS local, format_type(a.atttypid, a.atttypmod) AS type, a.atttypid,
               a.attnotnull AS notnull, a.attidentity::text AS identity, ${generated} AS generated,
               pg_get_expr(ad.adbin, ad.adrelid) AS expr,
               CASE WHEN a.attcollation <> t.typcollation
@@ -559,8 +590,15 @@ class Introspection {
       ref_schema: string | null;
       ref_name: string | null;
       columns: string[] | null;
+      local: boolean;
+      parent_index: { schema: string; name: string; table: number } | null;
     }>(
       `SELECT k.conrelid, k.conname AS name, k.contype::text AS contype, pg_get_constraintdef(k.oid) AS def, k.confrelid,
+              k.conislocal AS local,
+              (SELECT json_build_object('schema', pin.nspname, 'name', pic.relname, 'table', pix.indrelid::int8)
+                 FROM pg_inherits ih JOIN pg_class pic ON pic.oid = ih.inhparent JOIN pg_namespace pin ON pin.oid = pic.relnamespace
+                 JOIN pg_index pix ON pix.indexrelid = pic.oid
+                WHERE k.contype IN ('p', 'u', 'x') AND ih.inhrelid = k.conindid) AS parent_index,
               CASE WHEN k.contype = 'p' THEN ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY AS u(n, o)
                      JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o) END AS columns,
               rn.nspname AS ref_schema, rc.relname AS ref_name
@@ -568,9 +606,9 @@ class Introspection {
          LEFT JOIN pg_class rc ON rc.oid = k.confrelid
          LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
         WHERE k.conrelid = ANY($1::oid[]) AND k.contype IN ('p', 'u', 'c', 'x', 'f')
-          -- A foreign key to a partitioned table is repeated, under the same name, for each
-          -- of its partitions; the copies come back with the original.
-          ${conparent ? `AND NOT (k.contype = 'f' AND EXISTS (SELECT 1 FROM pg_constraint pk WHERE pk.oid = k.conparentid AND pk.conrelid = k.conrelid))` : ''}`,
+          -- A foreign key to or from a partitioned table is repeated, under the same name, for
+          -- each of its partitions; the copies come back with the original when it is migrated.
+          ${conparent ? `AND NOT (k.contype = 'f' AND EXISTS (SELECT 1 FROM pg_constraint pk WHERE pk.oid = k.conparentid AND pk.conrelid = ANY($1::oid[])))` : ''}`,
       [oids],
     );
     const out = new Map<
@@ -581,13 +619,17 @@ class Introspection {
         checks: ConstraintModel[];
         exclusions: ConstraintModel[];
         foreignKeys: ConstraintModel[];
+        /** Checks a child has from its parents (not its own). */
+        inheritedChecks: Set<string>;
       }
     >();
     rows.sort((a, b) => cmp(a.name, b.name));
     for (const r of rows) {
-      if (!out.has(r.conrelid)) out.set(r.conrelid, { uniques: [], checks: [], exclusions: [], foreignKeys: [] });
+      if (!out.has(r.conrelid)) out.set(r.conrelid, { uniques: [], checks: [], exclusions: [], foreignKeys: [], inheritedChecks: new Set() });
       const e = out.get(r.conrelid)!;
       const c: ConstraintModel = { name: r.name, definition: r.def };
+      // A partition's key attached to its (migrated) parent's: built alone, then attached.
+      if (r.parent_index && tables.has(r.parent_index.table)) c.parentIndex = { schema: r.parent_index.schema, name: r.parent_index.name };
       switch (r.contype) {
         case 'p':
           e.primaryKey = { ...c, columns: r.columns ?? [] };
@@ -597,6 +639,7 @@ class Introspection {
           break;
         case 'c':
           e.checks.push(c);
+          if (!r.local) e.inheritedChecks.add(r.name);
           break;
         case 'x':
           e.exclusions.push(c);
@@ -616,8 +659,12 @@ class Introspection {
   }
 
   private async indexes(oids: number[], tables: Map<number, TableRow>): Promise<Map<number, IndexModel[]>> {
-    const rows = await this.query<{ indrelid: number; name: string; def: string; usable: boolean }>(
-      `SELECT i.indrelid, ic.relname AS name, pg_get_indexdef(i.indexrelid) AS def, i.indisvalid AND i.indislive AS usable
+    const rows = await this.query<{ indrelid: number; name: string; def: string; usable: boolean; parent_index: { schema: string; name: string; table: number } | null }>(
+      `SELECT i.indrelid, ic.relname AS name, pg_get_indexdef(i.indexrelid) AS def, i.indisvalid AND i.indislive AS usable,
+              (SELECT json_build_object('schema', pin.nspname, 'name', pic.relname, 'table', pix.indrelid::int8)
+                 FROM pg_inherits ih JOIN pg_class pic ON pic.oid = ih.inhparent JOIN pg_namespace pin ON pin.oid = pic.relnamespace
+                 JOIN pg_index pix ON pix.indexrelid = pic.oid
+                WHERE ih.inhrelid = i.indexrelid) AS parent_index
          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
         WHERE i.indrelid = ANY($1::oid[])
           AND NOT EXISTS (SELECT 1 FROM pg_constraint k
@@ -633,7 +680,8 @@ class Introspection {
         continue;
       }
       if (!out.has(r.indrelid)) out.set(r.indrelid, []);
-      out.get(r.indrelid)!.push({ name: r.name, definition: r.def });
+      const parentIndex = r.parent_index && tables.has(r.parent_index.table) ? { parentIndex: { schema: r.parent_index.schema, name: r.parent_index.name } } : {};
+      out.get(r.indrelid)!.push({ name: r.name, definition: r.def, ...parentIndex });
     }
     return out;
   }

@@ -129,12 +129,13 @@ class PgReader implements SourceReader {
 
   async checksum(t: TableModel, range: ChunkRange, withChecksum: boolean): Promise<TableChecksum> {
     const where = chunkFilter(t, range);
+    const only = range.kind !== 'tree';
     try {
       if (withChecksum) {
-        const r = await sourceChecksum(this.client, t, where);
+        const r = await sourceChecksum(this.client, t, where, only);
         return { rows: r.rows, checksum: r.checksum, method: r.method };
       }
-      const r = await this.client.query<{ rows: string }>(checksumQuery(t, false, where));
+      const r = await this.client.query<{ rows: string }>(checksumQuery(t, false, where, 'text-hash', only));
       return { rows: r.rows[0]!.rows, method: 'text-hash' };
     } catch (err) {
       const key = qualifiedKey(t);

@@ -26,14 +26,6 @@ export async function preflightPgSource(src: PgEndpoint, plan: Plan): Promise<{ 
       findings.push({ severity: 'blocking', code: 'source-privilege', table: t, message: `${src.description}: no SELECT privilege on ${t}` });
     }
     for (const t of model.tables) {
-      if (t.partitioned) {
-        findings.push({
-          severity: 'blocking',
-          code: 'partitioned-table',
-          table: qualifiedKey(t),
-          message: `${qualifiedKey(t)} is partitioned: this version creates it as a plain, empty table and its partitions as tables of their own (skip this finding to accept that, or exclude the table)`,
-        });
-      }
       // With CDC, cdcSourceFindings decides (replica identity FULL makes a keyless table usable).
       if (!t.primaryKey && !withCdc) {
         findings.push({ severity: 'warning', code: 'no-primary-key', table: qualifiedKey(t), message: `${qualifiedKey(t)} has no primary key` });
@@ -46,7 +38,7 @@ export async function preflightPgSource(src: PgEndpoint, plan: Plan): Promise<{ 
     if (Number(idle.rows[0]?.n) > 0) {
       findings.push({ severity: 'warning', code: 'idle-in-transaction', message: `${src.description}: ${idle.rows[0]!.n} session(s) idle in transaction for over 5 minutes` });
     }
-    for (const w of model.warnings) if (!/is partitioned/.test(w)) findings.push({ severity: 'warning', code: 'schema', message: w });
+    for (const w of model.warnings) findings.push({ severity: 'warning', code: 'schema', message: w });
     if (withCdc) findings.push(...(await cdcSourceFindings(c, src, plan, model.tables)));
     return { info, model };
   });

@@ -60,6 +60,8 @@ export async function buildIndexes(
       const parallel = plan.load.parallel;
       await run([...post.primaryKeys, ...post.uniques, ...post.exclusions], parallel, 'constraint');
       await run(post.indexes, parallel, 'index');
+      // Attaching is quick and order matters (a sub-partitioned partition's index first).
+      await run(post.attachIndexes, 1, 'index');
       // Adding foreign keys locks both tables: one at a time avoids lock-order deadlocks.
       await run(post.foreignKeys, 1, 'constraint');
       await run(post.validateForeignKeys, parallel, 'validate');

@@ -26,6 +26,8 @@ export interface PostLoadStatements {
   indexes: Stmt[];
   foreignKeys: Stmt[];
   validateForeignKeys: Stmt[];
+  /** `ALTER INDEX parent ATTACH PARTITION child`, deepest partitions first. */
+  attachIndexes: Stmt[];
 }
 
 /** Schemas that exist on every PostgreSQL server and must never be created. */
@@ -40,9 +42,10 @@ export function createSchemaStatements(model: SchemaModel): string[] {
   }
 
   const deferredChecks: string[] = [];
-  for (const t of model.tables) {
+  const attachPartitions: string[] = [];
+  for (const t of parentsFirst(model.tables)) {
     const table = qualifiedTable(t.schema, t.name);
-    const parts = t.columns.map((c) => columnDefinition(c, sequences));
+    const parts = t.columns.filter((c) => !c.inherited).map((c) => columnDefinition(c, sequences));
     for (const k of t.checks) {
       // CREATE TABLE silently validates a NOT VALID check; the source's rows may violate it,
       // so it is added afterwards, still unvalidated.
@@ -52,9 +55,17 @@ export function createSchemaStatements(model: SchemaModel): string[] {
         parts.push(`CONSTRAINT ${quoteIdent(k.name)} ${k.definition}`);
       }
     }
-    out.push(`CREATE TABLE ${table} (\n  ${parts.join(',\n  ')}\n)`);
+    const inherits = t.inherits?.length ? `\nINHERITS (${t.inherits.map((p) => qualifiedTable(p.schema, p.name)).join(', ')})` : '';
+    const partitionBy = t.partitionBy ? `\nPARTITION BY ${t.partitionBy}` : '';
+    out.push(`CREATE TABLE ${table} (\n  ${parts.join(',\n  ')}\n)${inherits}${partitionBy}`);
+    // As pg_dump does: a partition is created with all its columns, then attached, so its
+    // own column order survives.
+    if (t.partitionOf) {
+      const parent = qualifiedTable(t.partitionOf.parent.schema, t.partitionOf.parent.name);
+      attachPartitions.push(`ALTER TABLE ONLY ${parent} ATTACH PARTITION ${table} ${t.partitionOf.bound}`);
+    }
   }
-  out.push(...deferredChecks);
+  out.push(...attachPartitions, ...deferredChecks);
 
   for (const t of model.tables) {
     for (const c of t.columns) {
@@ -130,6 +141,32 @@ function schemasAndTypes(model: SchemaModel): string[] {
   return out;
 }
 
+/** Inheritance parents before their children (CREATE TABLE … INHERITS needs them); otherwise in model order. */
+function parentsFirst(tables: TableModel[]): TableModel[] {
+  const byKey = new Map(tables.map((t) => [qualifiedKey(t), t]));
+  const out: TableModel[] = [];
+  const done = new Set<string>();
+  const visit = (t: TableModel) => {
+    const key = qualifiedKey(t);
+    if (done.has(key)) return;
+    done.add(key);
+    for (const p of t.inherits ?? []) {
+      const parent = byKey.get(qualifiedKey(p));
+      if (parent) visit(parent);
+    }
+    out.push(t);
+  };
+  tables.forEach(visit);
+  return out;
+}
+
+/** How many partition levels lie above a table (0 for a table that is no partition). */
+function partitionDepth(t: TableModel, byKey: Map<string, TableModel>): number {
+  let depth = 0;
+  for (let p = t.partitionOf; p && depth < 100; p = byKey.get(qualifiedKey(p.parent))?.partitionOf) depth++;
+  return depth;
+}
+
 /** Sequences no migrated table owns (a default may still use them). */
 export function freeStandingSequences(model: SchemaModel): SequenceModel[] {
   return model.sequences.filter((s) => !s.identity && !s.ownedBy);
@@ -170,22 +207,49 @@ export function postLoadStatements(model: SchemaModel): PostLoadStatements {
     indexes: [],
     foreignKeys: [],
     validateForeignKeys: [],
+    attachIndexes: [],
   };
+  const byKey = new Map(model.tables.map((t) => [qualifiedKey(t), t]));
+  const attach: { depth: number; stmt: Stmt }[] = [];
   for (const t of model.tables) {
     const key = qualifiedKey(t);
     const table = qualifiedTable(t.schema, t.name);
-    const add = (name: string, body: string): Stmt => ({
+    // ONLY: a partitioned table's key is built on it alone, each partition's is built on the
+    // partition and attached (as pg_dump does), so every index keeps the source's name.
+    const add = (name: string, body: string, only = true): Stmt => ({
       table: key,
       name,
-      sql: `ALTER TABLE ${table} ADD CONSTRAINT ${quoteIdent(name)} ${body}`,
+      sql: `ALTER TABLE ${only ? 'ONLY ' : ''}${table} ADD CONSTRAINT ${quoteIdent(name)} ${body}`,
     });
-    if (t.primaryKey) r.primaryKeys.push(add(t.primaryKey.name, t.primaryKey.definition));
-    for (const u of t.uniques) r.uniques.push(add(u.name, u.definition));
-    for (const x of t.exclusions) r.exclusions.push(add(x.name, x.definition));
-    for (const i of t.indexes) r.indexes.push({ table: key, name: i.name, sql: indexIfNotExists(i.definition) });
+    const attachTo = (parent: { schema: string; name: string } | undefined, index: string) => {
+      if (!parent) return;
+      const sql = `ALTER INDEX ${qualifiedTable(parent.schema, parent.name)} ATTACH PARTITION ${qualifiedTable(t.schema, index)}`;
+      attach.push({ depth: partitionDepth(t, byKey), stmt: { table: key, name: index, sql } });
+    };
+    if (t.primaryKey) {
+      r.primaryKeys.push(add(t.primaryKey.name, t.primaryKey.definition));
+      attachTo(t.primaryKey.parentIndex, t.primaryKey.name);
+    }
+    for (const u of t.uniques) {
+      r.uniques.push(add(u.name, u.definition));
+      attachTo(u.parentIndex, u.name);
+    }
+    for (const x of t.exclusions) {
+      r.exclusions.push(add(x.name, x.definition));
+      attachTo(x.parentIndex, x.name);
+    }
+    for (const i of t.indexes) {
+      r.indexes.push({ table: key, name: i.name, sql: indexIfNotExists(i.definition) });
+      attachTo(i.parentIndex, i.name);
+    }
     for (const f of t.foreignKeys) {
+      // PostgreSQL refuses NOT VALID on a partitioned table: added valid, after the load.
+      if (t.partitioned) {
+        r.foreignKeys.push(add(f.name, f.definition.replace(TRAILING_NOT_VALID, ''), false));
+        continue;
+      }
       // Added unvalidated so the load order and CDC catch-up do not matter; validated later.
-      r.foreignKeys.push(add(f.name, `${f.definition.replace(TRAILING_NOT_VALID, '')} NOT VALID`));
+      r.foreignKeys.push(add(f.name, `${f.definition.replace(TRAILING_NOT_VALID, '')} NOT VALID`, false));
       // One the source never validated may hold rows that violate it there too: it stays as it was.
       if (isNotValid(f.definition)) continue;
       r.validateForeignKeys.push({
@@ -195,12 +259,14 @@ export function postLoadStatements(model: SchemaModel): PostLoadStatements {
       });
     }
   }
+  // A partitioned index becomes valid once each partition's is attached: the deepest first.
+  r.attachIndexes = attach.sort((a, b) => b.depth - a.depth).map((a) => a.stmt);
   return r;
 }
 
 /** Every post-load statement, in the order the phases must run. */
 export function postLoadInOrder(p: PostLoadStatements): Stmt[] {
-  return [...p.primaryKeys, ...p.uniques, ...p.exclusions, ...p.indexes, ...p.foreignKeys, ...p.validateForeignKeys];
+  return [...p.primaryKeys, ...p.uniques, ...p.exclusions, ...p.indexes, ...p.attachIndexes, ...p.foreignKeys, ...p.validateForeignKeys];
 }
 
 /**

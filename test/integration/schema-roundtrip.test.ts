@@ -220,7 +220,7 @@ describe('PostgreSQL schema round trip', () => {
     });
   });
 
-  test('partitioned tables come out plain, with a warning, and their DDL applies', async () => {
+  test('partitioned tables come out partitioned, their partitions attached with their bounds and their indexes', async () => {
     const db = uniqueName('rt_part');
     const targetPart = uniqueName('rt_part_t');
     try {
@@ -236,14 +236,30 @@ describe('PostgreSQL schema round trip', () => {
         return introspectPostgres(c, () => true);
       });
       expect(model.tables.map((t) => t.name)).toEqual(['P 2024', 'P a r t', 'P rest', 'child']);
-      expect(model.warnings).toEqual([
-        '"public"."P a r t" is partitioned: it is created as a plain table (its partitions hold its rows)',
-      ]);
+      expect(model.warnings).toEqual([]);
+      expect(model.tables.find((t) => t.name === 'P 2024')!.partitionOf).toEqual({
+        parent: { schema: 'public', name: 'P a r t' },
+        bound: "FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+      });
       // The foreign key is repeated in the catalog for each partition it references; once is enough.
       expect(model.tables.find((t) => t.name === 'child')!.foreignKeys).toHaveLength(1);
       await withClient(targetUrl, async (c) => {
         for (const sql of createSchemaStatements(model)) await c.query(sql);
         for (const s of postLoadInOrder(postLoadStatements(model))) await c.query(s.sql);
+        const parts = await c.query(
+          `SELECT c.relname AS name, c.relkind::text AS kind, pg_get_expr(c.relpartbound, c.oid) AS bound,
+                  (SELECT count(*)::int FROM pg_inherits i WHERE i.inhparent = c.oid) AS children
+             FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'I') ORDER BY c.relname COLLATE "C"`,
+        );
+        expect(parts.rows).toEqual([
+          { name: 'P 2024', kind: 'r', bound: "FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')", children: 0 },
+          { name: 'P a r t', kind: 'p', bound: null, children: 2 },
+          // The partitioned key and index, each with its partitions' attached.
+          { name: 'P a r t_pkey', kind: 'I', bound: null, children: 2 },
+          { name: 'P rest', kind: 'r', bound: 'DEFAULT', children: 0 },
+          { name: 'by at', kind: 'I', bound: null, children: 2 },
+          { name: 'child', kind: 'r', bound: null, children: 0 },
+        ]);
       });
     } finally {
       await dropDatabase('source', db).catch(() => undefined);

@@ -60,3 +60,20 @@ export async function expectSameTables(source: string, target: string, tables?: 
   }
   return expected;
 }
+
+/**
+ * `pg_dump --schema-only` of some schemas as the test's own oracle of "the same schema": the
+ * statements only (comments, SET lines and pg_dump's \restrict guards removed).
+ */
+export async function schemaDump(url: string, schemas: string[], opts: { privileges?: boolean } = {}): Promise<string> {
+  const { findPgTools } = await import('../../activities/postgres/pg-tools');
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const tools = await findPgTools();
+  const args = ['--schema-only', '--no-owner', ...(opts.privileges ? [] : ['--no-privileges']), ...schemas.flatMap((s) => ['-n', s]), `--dbname=${url}`];
+  const { stdout } = await promisify(execFile)(tools.pgDump, args, { maxBuffer: 64 * 1024 * 1024 });
+  return stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !l.startsWith('--') && !/^(SET |SELECT pg_catalog\.set_config|\\(un)?restrict )/.test(l))
+    .join('\n');
+}

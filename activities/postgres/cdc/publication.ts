@@ -45,6 +45,10 @@ export async function ensurePublication(
     [name],
   );
   const row = existing.rows[0];
+  // A partitioned parent is published through its partitions (its changes are theirs): listed
+  // itself it would also publish partitions without a replica identity, and pg_publication_tables
+  // never names it (with publish_via_partition_root off), so it would always look missing.
+  tables = await withoutPartitionedParents(c, tables);
   const unsafe = new Set((await withoutReplicaIdentity(c, tables)).map(qualifiedKey));
   const publishable = tables.filter((t) => !unsafe.has(qualifiedKey(t)));
   const list = (ts: QualifiedName[]) => ts.map((t) => `ONLY ${qualifiedTable(t.schema, t.name)}`).join(', ');
@@ -104,6 +108,16 @@ async function withoutReplicaIdentity(c: Client, tables: QualifiedName[]): Promi
     [tables.map((t) => t.schema), tables.map((t) => t.name)],
   );
   return r.rows;
+}
+
+async function withoutPartitionedParents(c: Client, tables: QualifiedName[]): Promise<QualifiedName[]> {
+  const r = await c.query<{ schema: string; name: string }>(
+    `SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND c.relkind = 'p'`,
+    [tables.map((t) => t.schema), tables.map((t) => t.name)],
+  );
+  const parents = new Set(r.rows.map(qualifiedKey));
+  return tables.filter((t) => !parents.has(qualifiedKey(t)));
 }
 
 async function unpublishedTables(c: Client, publication: string, tables: QualifiedName[]): Promise<QualifiedName[]> {

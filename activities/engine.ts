@@ -138,8 +138,11 @@ export interface SourceEngine {
 
   /** Version, the selected tables and what stands in the way, checked before anything is written. */
   preflight(opts: { cdc: boolean }): Promise<{ info: EndpointInfo; model: SchemaModel; findings: Finding[] }>;
-  /** The selected tables as the neutral schema model. */
-  introspect(): Promise<SchemaModel>;
+  /**
+   * The selected tables as the neutral schema model; with `objects`, also the other schema
+   * objects the engine carries (PostgreSQL: functions, views, triggers… as the source's DDL).
+   */
+  introspect(opts?: { objects?: boolean }): Promise<SchemaModel>;
   /** Sizes used to cut tables into chunks, and sorted key samples for the cut points. */
   extents(tables: TableModel[]): Promise<Map<TableModel, TableExtent>>;
   sampleKeys(table: TableModel, extent: TableExtent, chunks: number): Promise<string[][]>;

@@ -73,7 +73,7 @@ export function createActivities(deps: ActivityDeps = defaultDeps) {
     createDatabase: (input: ActivityInput) => createDatabasePostgres(input),
     createTables: async (input: ActivityInput) => {
       const [engine, tgt] = await sides(input.plan);
-      return createTables(input, tgt, () => engine.introspect());
+      return createTables(input, tgt, () => engine.introspect({ objects: true }));
     },
     planLoad: async (input: ActivityInput) => planLoad(input, ...(await sides(input.plan))),
     holdSnapshot: async (input: ActivityInput) => holdSnapshot(input, ...(await sides(input.plan))),

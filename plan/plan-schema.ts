@@ -116,6 +116,11 @@ const keySpec = strict(
   error: 'needs surrogateKey or references (an entry with neither changes nothing)',
 });
 
+const objects = strict(
+  { grants: z.boolean(expected('true or false')).default(false) },
+  'a mapping with grants',
+).prefault({});
+
 const load = strict(
   {
     parallel: z
@@ -152,7 +157,7 @@ const alerts = strict(
   'a mapping with webhook, lagSeconds and slotWalGb',
 ).optional();
 
-export const PLAN_FIELDS = ['name', 'mode', 'runner', 'source', 'target', 'tables', 'keys', 'load', 'cdc', 'validate', 'alerts', 'aws'] as const;
+export const PLAN_FIELDS = ['name', 'mode', 'runner', 'source', 'target', 'tables', 'keys', 'objects', 'load', 'cdc', 'validate', 'alerts', 'aws'] as const;
 
 const NAME_WHAT = `a name of lowercase letters, digits and - (starting with a letter or digit, at most ${PLAN_NAME_MAX} characters)`;
 
@@ -172,6 +177,7 @@ export const planInputSchema = strict(
     target,
     tables,
     keys: z.array(keySpec, expected('a list of key redesigns')).default([]),
+    objects,
     load,
     cdc,
     validate,
@@ -224,6 +230,7 @@ export function completePlan(p: ParsedPlanInput): Plan {
       ? { include: [], exclude: [], mappings }
       : { include: p.tables.include ?? ['%.%'], exclude: p.tables.exclude ?? [] },
     keys: p.keys,
+    objects: p.objects,
     load: p.load,
     cdc: {
       slot: p.cdc.slot ?? cdcName,

@@ -116,6 +116,24 @@ export interface ExtensionModel {
   schema: string;
 }
 
+/** A schema object carried as the source's DDL (pg_dump's), e.g. a function, a view, a trigger. */
+export interface SqlObject {
+  /** pg_dump's word for it: FUNCTION, VIEW, TRIGGER, COMMENT… */
+  kind: string;
+  /** For messages: e.g. `function sales last_updated()`. */
+  name: string;
+  sql: string;
+}
+
+export interface SchemaObjects {
+  /** Before the tables are loaded, in dependency order (functions, views…); some need the tables first. */
+  pre: SqlObject[];
+  /** After the load and the keys (triggers, rules, policies, row security, materialized views' indexes). */
+  post: SqlObject[];
+  /** Materialized views populated on the source: refreshed once their tables are loaded. */
+  refresh: QualifiedName[];
+}
+
 export interface SchemaModel {
   /** Schemas that hold selected tables, types or sequences (never pg_catalog/information_schema). */
   schemas: string[];
@@ -124,6 +142,8 @@ export interface SchemaModel {
   types: TypeModel[];
   sequences: SequenceModel[];
   tables: TableModel[];
+  /** Other schema objects of the migrated schemas (PostgreSQL sources), absent when none are carried. */
+  objects?: SchemaObjects;
 }
 
 export function qualifiedKey(t: QualifiedName | { schema: string; name: string }): string {

@@ -8,6 +8,7 @@ import { withHeartbeat } from '../heartbeat';
 import { withConnection, type PgEndpoint } from '../pg/connection';
 import { carrySequences } from '../target/build-indexes';
 import { loadModel } from '../target/model';
+import { refreshMaterializedViews } from '../target/schema-objects';
 
 /** How long no change may arrive before cutover goes ahead. */
 const QUIET_SECONDS = 3;
@@ -55,7 +56,11 @@ export async function finalizeCutover({ migration }: ActivityInput, engine: Sour
   return withHeartbeat(() => ({ step: 'carrying sequences, removing what CDC held on the source' }), async () => {
     const model = await loadModel(tgt, migration.runId);
     const fresh = await engine.sequenceStates(model.sequences);
-    const sequences = await withConnection(tgt, 'carry sequences', (c) => carrySequences(fresh, tgt, c));
+    const sequences = await withConnection(tgt, 'carry sequences', async (c) => {
+      // CDC changed their tables since the index build filled them.
+      await refreshMaterializedViews(c, tgt, model.objects?.refresh ?? []);
+      return carrySequences(fresh, tgt, c);
+    });
     return { sequences, cleanup: await engine.cdc.cleanup(migration) };
   });
 }

@@ -207,7 +207,15 @@ class Introspection {
       ownerBySeq.set(o.seq_oid, { tableOid: o.table_oid, attnum: o.attnum, identity: o.deptype === 'i' });
       if (o.deptype === 'i') identitySeqByColumn.set(`${o.table_oid}/${o.attnum}`, o.seq_oid);
     }
-    const seqOids = [...new Set([...ownership.map((o) => o.seq_oid), ...usedByDefaults.map((u) => u.seq_oid)])];
+    // Sequences of the migrated schemas that no table owns: a function may use them (nextval in
+    // its body), and their state must travel like the others'.
+    const freeStanding = await this.query<{ seq_oid: number }>(
+      `SELECT c.oid AS seq_oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'S' AND n.nspname = ANY($1::text[])
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i', 'e'))`,
+      [[...new Set(tableRows.map((t) => t.schema))]],
+    );
+    const seqOids = [...new Set([...ownership.map((o) => o.seq_oid), ...usedByDefaults.map((u) => u.seq_oid), ...freeStanding.map((f) => f.seq_oid)])];
     const sequences = await this.sequences(seqOids, ownerBySeq, byOid, columns);
     const seqByOid = new Map(sequences.map((s) => [s.oid, s.model]));
 

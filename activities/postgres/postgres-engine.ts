@@ -13,6 +13,7 @@ import { createSlot, dropSlot } from './cdc/replication';
 import { MARKER_PREFIX, openPgChangeStream } from './change-stream';
 import { sampleKeys, tableExtents } from './extents';
 import { introspectPostgres } from './introspect';
+import { dumpSchemaObjects } from './schema-objects';
 import { formatLsn } from './lsn';
 import { lsnOf, pgPosition } from './position';
 import { holdPgReadPoint, joinPgReadPoint, openPgReader } from './read-point';
@@ -46,8 +47,11 @@ class PostgresEngine implements SourceEngine {
     return toFailure(err, 'source', { endpoint: this.src.description, secrets: this.src.secrets, ...ctx });
   }
 
-  introspect(): Promise<SchemaModel> {
-    return withConnection(this.src, 'introspect', (c) => introspectPostgres(c, tableSelector(this.plan)));
+  async introspect(opts: { objects?: boolean } = {}): Promise<SchemaModel> {
+    const model = await withConnection(this.src, 'introspect', (c) => introspectPostgres(c, tableSelector(this.plan)));
+    if (!opts.objects) return model;
+    const { objects } = await dumpSchemaObjects(this.src, this.plan.source.tls, model.schemas, tableSelector(this.plan), { grants: this.plan.objects?.grants ?? false });
+    return { ...model, objects };
   }
 
   extents(tables: TableModel[]) {

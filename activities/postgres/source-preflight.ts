@@ -7,6 +7,7 @@ import { endpointInfo } from '../pg/endpoint-info';
 import { withConnection, type PgEndpoint } from '../pg/connection';
 import { introspectPostgres } from './introspect';
 import { checkToolVersion, findPgTools } from './pg-tools';
+import { dumpSchemaObjects } from './schema-objects';
 import { tableSelector } from './selection';
 
 /**
@@ -50,7 +51,40 @@ export async function preflightPgSource(src: PgEndpoint, plan: Plan): Promise<{ 
       findings.push({ severity: 'blocking', code: 'pg-dump', message: (err as Error).message });
     }
   }
+  if (plan.mode !== 'cdc') findings.push(...(await schemaObjectFindings(src, plan, side.model)));
   return { info: side.info, model: side.model, findings };
+}
+
+/**
+ * The schema objects that will not be carried, each named (never a silent drop): those that
+ * need a table the plan does not migrate, and what acts on the whole database (event triggers,
+ * publications, subscriptions), which is never copied.
+ */
+async function schemaObjectFindings(src: PgEndpoint, plan: Plan, model: SchemaModel): Promise<Finding[]> {
+  const out: Finding[] = [];
+  try {
+    const dumped = await dumpSchemaObjects(src, plan.source.tls, model.schemas, tableSelector(plan), { grants: plan.objects.grants });
+    for (const message of dumped.leftOut) out.push({ severity: 'warning', code: 'schema-object', message: `${src.description}: ${message}` });
+  } catch (err) {
+    out.push({ severity: 'blocking', code: 'schema-objects', message: (err as Error).message });
+  }
+  // Each read alone: a user that may not read pg_subscription still learns of the rest.
+  const whole = await withConnection(src, 'preflight', async (c) => {
+    const names: string[] = [];
+    for (const sql of [
+      `SELECT format('event trigger %I', evtname) AS what FROM pg_event_trigger ORDER BY 1`,
+      `SELECT format('publication %I', pubname) AS what FROM pg_publication WHERE pubname <> $1 ORDER BY 1`,
+      `SELECT format('subscription %I', subname) AS what FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 1`,
+    ]) {
+      const r = await c.query<{ what: string }>(sql, sql.includes('$1') ? [plan.cdc.publication] : []).catch(() => undefined);
+      names.push(...(r?.rows.map((x) => x.what) ?? []));
+    }
+    return names;
+  }).catch(() => [] as string[]);
+  for (const what of whole) {
+    out.push({ severity: 'warning', code: 'schema-object', message: `${src.description}: ${what} is not copied (it acts on the whole database): create it on the target if the application needs it` });
+  }
+  return out;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { applySchemaObjects, refreshMaterializedViews } from './schema-objects';
 import type { Client } from 'pg';
 import type { ActivityInput, BuildResult } from '../../plan/migration-types';
 import { qualifiedKey, type SequenceModel, type TableModel } from '../../plan/schema-model';
@@ -65,6 +66,10 @@ export async function buildIndexes(
       // Adding foreign keys locks both tables: one at a time avoids lock-order deadlocks.
       await run(post.foreignKeys, 1, 'constraint');
       await run(post.validateForeignKeys, parallel, 'validate');
+      // Triggers, rules and row security only now: they would have fired on or filtered the load.
+      progress.step = 'triggers, rules, policies, materialized views';
+      await applySchemaObjects(await lane(0), tgt, model.objects?.post ?? [], { deferMissing: false });
+      await refreshMaterializedViews(await lane(0), tgt, model.objects?.refresh ?? []);
       progress.step = 'sequences';
       const sequences = await carrySequences(await sequenceStates(model.sequences), tgt, await lane(0));
       progress.step = 'analyze';

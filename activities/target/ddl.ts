@@ -127,6 +127,13 @@ export function dumpRestorePreDataStatements(model: SchemaModel, again: boolean)
 
 /** Schemas, extensions and types: what tables and sequences need first. */
 function schemasAndTypes(model: SchemaModel): string[] {
+  const out = schemasAndExtensions(model);
+  for (const t of model.types) out.push(t.definition);
+  return out;
+}
+
+/** Schemas and extensions, each re-runnable (IF NOT EXISTS). */
+export function schemasAndExtensions(model: SchemaModel): string[] {
   const out: string[] = [];
   // An extension's schema has to exist before CREATE EXTENSION … WITH SCHEMA, and the model only
   // lists schemas of selected objects.
@@ -137,7 +144,6 @@ function schemasAndTypes(model: SchemaModel): string[] {
   for (const e of model.extensions) {
     out.push(`CREATE EXTENSION IF NOT EXISTS ${quoteIdent(e.name)} WITH SCHEMA ${quoteIdent(e.schema)}`);
   }
-  for (const t of model.types) out.push(t.definition);
   return out;
 }
 

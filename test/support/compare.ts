@@ -62,18 +62,26 @@ export async function expectSameTables(source: string, target: string, tables?: 
 }
 
 /**
- * `pg_dump --schema-only` of some schemas as the test's own oracle of "the same schema": the
- * statements only (comments, SET lines and pg_dump's \restrict guards removed).
+ * `pg_dump --schema-only` of some schemas as the test's own oracle of "the same schema": each
+ * object's entry (its `-- Name:` header and its statements; SET lines and pg_dump's \restrict
+ * guards removed), sorted, since pg_dump orders objects of one kind partly by creation order.
  */
 export async function schemaDump(url: string, schemas: string[], opts: { privileges?: boolean } = {}): Promise<string> {
   const { findPgTools } = await import('../../activities/postgres/pg-tools');
   const { execFile } = await import('node:child_process');
   const { promisify } = await import('node:util');
   const tools = await findPgTools();
-  const args = ['--schema-only', '--no-owner', ...(opts.privileges ? [] : ['--no-privileges']), ...schemas.flatMap((s) => ['-n', s]), `--dbname=${url}`];
+  const args = ['--schema-only', '--no-owner', ...(opts.privileges ? [] : ['--no-privileges']), ...schemas.flatMap((s) => ['-n', `"${s.replace(/"/g, '""')}"`]), `--dbname=${url}`];
   const { stdout } = await promisify(execFile)(tools.pgDump, args, { maxBuffer: 64 * 1024 * 1024 });
   return stdout
-    .split('\n')
-    .filter((l) => l.trim() !== '' && !l.startsWith('--') && !/^(SET |SELECT pg_catalog\.set_config|\\(un)?restrict )/.test(l))
-    .join('\n');
+    .split(/^(?=-- Name: )/m)
+    .map((entry) =>
+      entry
+        .split('\n')
+        .filter((l) => l.trim() !== '' && (l.startsWith('-- Name: ') || !l.startsWith('--')) && !/^(SET |SELECT pg_catalog\.set_config|\\(un)?restrict )/.test(l))
+        .join('\n'),
+    )
+    .filter((entry) => entry !== '')
+    .sort()
+    .join('\n\n');
 }

@@ -58,6 +58,7 @@ describe('parsePlan: a valid plan', () => {
       target: { engine: 'postgres', url: 'env:TARGET_URL', createDatabase: true },
       tables: { include: ['%.%'], exclude: [] },
       keys: [],
+      objects: { grants: false },
       load: { parallel: 4 },
       cdc: { slot: 'dbferry_shop', publication: 'dbferry_shop' },
       validate: { checksums: true },
@@ -151,6 +152,12 @@ describe('parsePlan: wrong plans name the field and what was expected', () => {
     expect(issues[0]!.value).toBe(0);
   });
 
+  test('objects.grants must be true or false; an unknown objects field is named', () => {
+    expectIssue(plan({ objects: { grants: 'yes' } }), 'objects.grants', 'expected true or false, got "yes"');
+    expectIssue(plan({ objects: { grant: true } }), 'objects.grant', 'unknown field');
+    expect(ok(plan({ objects: { grants: true } })).objects).toEqual({ grants: true });
+  });
+
   test('load.parallel 65 and 2.5', () => {
     expectIssue(plan({ load: { parallel: 65 } }), 'load.parallel', '1 to 64, got 65');
     expectIssue(plan({ load: { parallel: 2.5 } }), 'load.parallel', 'expected an integer from 1 to 64, got 2.5');
@@ -165,10 +172,10 @@ describe('parsePlan: wrong plans name the field and what was expected', () => {
     const issues = expectIssue(
       { ...minimal, tabels: { include: ['shop.%'] } },
       'tabels',
-      'unknown field (expected one of: name, mode, runner, source, target, tables, keys, load, cdc, validate, alerts, aws)',
+      'unknown field (expected one of: name, mode, runner, source, target, tables, keys, objects, load, cdc, validate, alerts, aws)',
     );
     expect(formatPlanIssues(issues, 'plan.yaml')).toBe(
-      'plan.yaml: tabels: unknown field (expected one of: name, mode, runner, source, target, tables, keys, load, cdc, validate, alerts, aws)',
+      'plan.yaml: tabels: unknown field (expected one of: name, mode, runner, source, target, tables, keys, objects, load, cdc, validate, alerts, aws)',
     );
   });
 

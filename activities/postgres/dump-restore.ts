@@ -5,7 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { FailureType, NEEDS_PERSON, type FailureDetails } from '../../plan/failure-types';
 import type { ActivityInput, DumpRestoreResult } from '../../plan/migration-types';
-import { qualifiedKey, type SchemaModel, type TableModel } from '../../plan/schema-model';
+import { qualifiedKey, type SchemaModel, type SqlObject, type TableModel } from '../../plan/schema-model';
 import { inParallel } from '../../plan/in-parallel';
 import { withHeartbeat } from '../heartbeat';
 import { ensureBookkeeping, readModel } from '../target/bookkeeping';
@@ -16,6 +16,8 @@ import { dumpRestorePreDataStatements, freeStandingSequences, sequenceSetvalStat
 import { qualifiedTable } from '../../plan/sql-names';
 import { classifyToolError, HINTS, scrub, toFailure } from '../pg/errors';
 import { introspectPostgres } from './introspect';
+import { dumpSchemaObjects } from './schema-objects';
+import { applySchemaObjects, refreshMaterializedViews } from '../target/schema-objects';
 import {
   checkToolVersion,
   conninfoDbname,
@@ -49,8 +51,8 @@ interface Progress {
  * load, each table's row count and checksum read inside the very snapshot pg_dump reads, so the
  * validate step compares against exactly what was dumped.
  *
- * A retry of the same run (its _dbferry.migrations row exists) restores with --clean --if-exists:
- * what a failed attempt left is replaced, never doubled. Passwords reach pg_dump and pg_restore
+ * A retry of the same run (its _dbferry.migrations row exists) first drops the tables the failed
+ * attempt restored (with what it made on them): what it left is replaced, never doubled. Passwords reach pg_dump and pg_restore
  * in their environment, never on their command line.
  */
 export async function dumpRestorePostgres({ plan, migration }: ActivityInput): Promise<DumpRestoreResult> {
@@ -69,6 +71,7 @@ export async function dumpRestorePostgres({ plan, migration }: ActivityInput): P
       let snapshot: string;
       let model: SchemaModel;
       let again: boolean;
+      let later: SqlObject[];
       let counts: Map<string, SourceCount>;
       let dumpMs: number;
       try {
@@ -93,8 +96,12 @@ export async function dumpRestorePostgres({ plan, migration }: ActivityInput): P
         } catch (err) {
           throw srcFail(err, 'reading the source schema');
         }
+        // pg_dump -t brings the tables with their triggers, rules and policies, not the
+        // functions, views and other objects of their schemas: those come from the schema dump.
+        const { objects } = await dumpSchemaObjects(src, plan.source.tls, model.schemas, tableSelector(plan), { grants: plan.objects?.grants ?? false });
+        model = { ...model, objects };
         progress.tablesTotal = model.tables.length;
-        again = await prepareTarget(tgt, migration, model);
+        ({ again, later } = await prepareTarget(tgt, migration, model));
         if (model.tables.length === 0) {
           // pg_dump without -t would dump everything: nothing is selected, nothing is copied.
           counts = new Map();
@@ -118,8 +125,14 @@ export async function dumpRestorePostgres({ plan, migration }: ActivityInput): P
         progress.tablesDone = 0;
         progress.bytes = 0;
         progress.bytesTotal = bytes;
-        await restore({ tools, tgt, plan, model, dumpDir, jobs, again, progress, files, signal, work });
+        await restore({ tools, tgt, plan, model, dumpDir, jobs, progress, files, signal, work });
       }
+      // The objects that needed the tables, then those that come after the rows.
+      await withConnection(tgt, 'create schema objects', async (c) => {
+        await applySchemaObjects(c, tgt, later, { deferMissing: false });
+        await applySchemaObjects(c, tgt, model.objects?.post ?? [], { deferMissing: false });
+        await refreshMaterializedViews(c, tgt, model.objects?.refresh ?? []);
+      });
       const restoreMs = Date.now() - t1;
 
       // ---- sequences, statistics and bookkeeping ---------------------------------------------
@@ -163,7 +176,7 @@ async function dumpFolder(): Promise<string> {
  * row. A first attempt refuses tables that are already there (dbferry will not restore over a
  * table it did not make); returns whether this run had made them already (a retry).
  */
-async function prepareTarget(tgt: PgEndpoint, migration: ActivityInput['migration'], model: SchemaModel): Promise<boolean> {
+async function prepareTarget(tgt: PgEndpoint, migration: ActivityInput['migration'], model: SchemaModel): Promise<{ again: boolean; later: SqlObject[] }> {
   return withConnection(tgt, 'prepare restore', async (c) => {
     const fail = (err: unknown, doing: string) => toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, doing });
     try {
@@ -173,6 +186,7 @@ async function prepareTarget(tgt: PgEndpoint, migration: ActivityInput['migratio
     }
     const again = (await readModel(c, migration.runId)) !== undefined;
     if (!again) await refuseExistingTables(c, tgt.description, model.tables, 'restore over', migration.name);
+    if (again) await dropRestoredTables(c, tgt, model);
     await c.query('BEGIN');
     try {
       for (const sql of dumpRestorePreDataStatements(model, again)) {
@@ -200,8 +214,26 @@ async function prepareTarget(tgt: PgEndpoint, migration: ActivityInput['migratio
       await c.query('ROLLBACK').catch(() => undefined);
       throw fail(err, 'preparing the target for the restore');
     }
-    return again;
+    // Functions, collations… the tables' DDL may need; those that need the tables wait.
+    const later = await applySchemaObjects(c, tgt, model.objects?.pre ?? [], { deferMissing: true });
+    return { again, later };
   });
+}
+
+/**
+ * A retry starts from no migrated table: those an earlier attempt restored are dropped, with
+ * what it made on top of them (views, functions of their row types). pg_restore --clean cannot
+ * do it for partitioned tables (their partitions' keys are inherited) nor past such objects.
+ * This run made them: a first attempt refuses tables it did not make.
+ */
+async function dropRestoredTables(c: Client, tgt: PgEndpoint, model: SchemaModel): Promise<void> {
+  // In batches: each dropped table holds locks until its statement ends.
+  for (let i = 0; i < model.tables.length; i += 500) {
+    const sql = `DROP TABLE IF EXISTS ${model.tables.slice(i, i + 500).map((t) => qualifiedTable(t.schema, t.name)).join(', ')} CASCADE`;
+    await c.query(sql).catch((err: unknown) => {
+      throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, doing: 'dropping the tables an earlier attempt restored' });
+    });
+  }
 }
 
 interface DumpContext {
@@ -323,7 +355,6 @@ interface RestoreContext {
   dumpDir: string;
   work: string;
   jobs: number;
-  again: boolean;
   progress: Progress;
   files: Map<string, number>;
   signal?: AbortSignal;
@@ -342,7 +373,6 @@ async function restore(ctx: RestoreContext): Promise<void> {
     '--no-security-labels',
     '--exit-on-error',
     '--verbose',
-    ...(ctx.again ? ['--clean', '--if-exists'] : []),
     ctx.dumpDir,
   ];
   let started = 0;

@@ -158,14 +158,21 @@ function untrusted(endpoint: string, id: number): ApplicationFailure {
 async function classify(src: PgEndpoint, entries: TocEntry[], select: (schema: string, table: string) => boolean): Promise<DumpedObjects> {
   const byId = new Map(entries.map((e) => [e.id, e]));
   const relOids = entries.filter((e) => e.kind === 'TABLE' || e.kind === 'MATERIALIZED VIEW').map((e) => e.oid);
-  const rels = await withConnection(src, 'read the schema objects', async (c) => {
+  const { rels, identities } = await withConnection(src, 'read the schema objects', async (c) => {
     const r = await c.query<{ oid: number; schema: string; name: string; populated: boolean }>(
       `SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name, c.relispopulated AS populated
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1::oid[])`,
       [relOids],
     );
-    return new Map(r.rows.map((x) => [Number(x.oid), x]));
+    // Names for messages as PostgreSQL spells them (quoted where needed), not as the list shows them.
+    const named = entries.filter((e) => e.classOid !== 0 && e.oid !== 0);
+    const ids = await c.query<{ id: number; identity: string | null }>(
+      `SELECT x.id, (pg_identify_object(x.cls, x.obj, 0)).identity FROM unnest($1::int[], $2::oid[], $3::oid[]) AS x(id, cls, obj)`,
+      [named.map((e) => e.id), named.map((e) => e.classOid), named.map((e) => e.oid)],
+    );
+    return { rels: new Map(r.rows.map((x) => [Number(x.oid), x])), identities: new Map(ids.rows.map((x) => [x.id, x.identity])) };
   });
+  const nameOf = (e: TocEntry) => `${e.kind.toLowerCase()} ${identities.get(e.id) ?? e.label.replace(/ \S+$/, '')}`.trim();
   // What is not migrated: tables the plan leaves out, and (transitively) what needs them.
   const excluded = new Set(entries.filter((e) => e.kind === 'TABLE' && !(rels.get(e.oid) && select(rels.get(e.oid)!.schema, rels.get(e.oid)!.name))).map((e) => e.id));
   const why = new Map<number, number>();
@@ -180,7 +187,7 @@ async function classify(src: PgEndpoint, entries: TocEntry[], select: (schema: s
   const out: DumpedObjects = { objects: { pre: [], post: [], refresh: [] }, leftOut: [] };
   const section = new Map<number, 'pre' | 'post' | 'own'>();
   for (const e of entries) {
-    const name = `${e.kind.toLowerCase()} ${e.label.replace(/ \S+$/, '')}`.trim();
+    const name = nameOf(e);
     if (NOT_COPIED.has(e.kind)) {
       out.leftOut.push(`${name} is not copied (it belongs to the whole database or another server): create it on the target if the application needs it`);
       continue;
@@ -188,7 +195,7 @@ async function classify(src: PgEndpoint, entries: TocEntry[], select: (schema: s
     if (excluded.has(e.id)) {
       const cause = byId.get(why.get(e.id) ?? -1);
       if (NAMED_WHEN_LEFT_OUT.has(e.kind) && cause) {
-        out.leftOut.push(`${name} is not copied: it needs ${cause.kind.toLowerCase()} ${cause.label.replace(/ \S+$/, '')}, which the plan does not migrate`);
+        out.leftOut.push(`${name} is not copied: it needs ${nameOf(cause)}, which the plan does not migrate`);
       }
       continue;
     }

@@ -5,8 +5,8 @@ import { qualifiedTable } from '../../plan/sql-names';
 import type { PgEndpoint } from '../pg/connection';
 import { toFailure } from '../pg/errors';
 
-/** The object exists already: made by an earlier attempt of this step. */
-const EXISTS = new Set(['42723', '42710', '42P07', '42P06', '42P16']);
+/** The object exists already, made by an earlier attempt of this step (some kinds, e.g. a text search configuration, say so as a unique violation of the catalog). */
+const EXISTS = new Set(['42723', '42710', '42P07', '42P06', '42P16', '23505']);
 /** It needs something not created yet (a table, a type, a function): tried again later. */
 const NEEDS_LATER = new Set(['42P01', '42704', '42883', '3F000', '42703']);
 

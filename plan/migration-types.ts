@@ -49,6 +49,8 @@ export interface FailureInfo {
   message: string;
   table?: string;
   hint?: string;
+  /** The database's error code (SQLSTATE), when it gave one. */
+  code?: string;
   at: string;
   attempts?: number;
 }

@@ -9,7 +9,7 @@ export function describeFailure(step: StepName, err: unknown, at: string): Failu
   while ((cause instanceof ActivityFailure || cause instanceof ChildWorkflowFailure) && cause.cause) cause = cause.cause;
   if (cause instanceof ApplicationFailure) {
     const d = (cause.details?.[0] ?? {}) as FailureDetails;
-    return { step, type: cause.type ?? 'Error', message: cause.message, table: d.table, hint: d.hint, at };
+    return { step, type: cause.type ?? 'Error', message: cause.message, table: d.table, hint: d.hint, ...(d.code ? { code: d.code } : {}), at };
   }
   if (cause instanceof TimeoutFailure) {
     return { step, type: 'Timeout', message: `${step} timed out (${cause.timeoutType})`, at, hint: 'check the workers are running, then run dbferry retry' };

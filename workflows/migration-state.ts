@@ -46,6 +46,11 @@ const NOT_SKIPPABLE: Partial<Record<StepName, string>> = {
  */
 const LEAVE_OUT_STEPS: readonly StepName[] = ['full-load', 'build-indexes', 'validate'];
 
+/** The step found its table gone from the source ("relation does not exist" while reading it). */
+function tableGone(f: FailureInfo): f is FailureInfo & { table: string } {
+  return f.type === 'SourceObjectMissing' && f.code === '42P01' && !!f.table && LEAVE_OUT_STEPS.includes(f.step);
+}
+
 export class DecisionRefused extends Error {
   override name = 'DecisionRefused';
 }
@@ -104,12 +109,12 @@ export class MigrationState {
   /** The table the paused step found dropped on the source, which `skip` would leave out. */
   get leaveOutCandidate(): string | undefined {
     const f = this.pausedStep ? this.#status.failure : undefined;
-    return f && f.type === 'SourceObjectMissing' && f.table && LEAVE_OUT_STEPS.includes(f.step) ? f.table : undefined;
+    return f && tableGone(f) ? f.table : undefined;
   }
 
   /** The step failed after its retries: the migration waits for a person. */
   stepFailed(failure: FailureInfo): void {
-    if (failure.type === 'SourceObjectMissing' && failure.table && LEAVE_OUT_STEPS.includes(failure.step)) {
+    if (tableGone(failure)) {
       const name = this.#status.name;
       failure = {
         ...failure,

@@ -84,7 +84,9 @@ export async function findPgTools(env: NodeJS.ProcessEnv = process.env): Promise
   const [dumpV, restoreV] = versions.map((v) => (v === undefined ? undefined : parseToolVersion(v)));
   if (!dumpV || !restoreV) {
     const missing = [!dumpV ? 'pg_dump' : undefined, !restoreV ? 'pg_restore' : undefined].filter(Boolean).join(' and ');
-    throw toolMissing(`mode dump-restore: ${missing} not found or not runnable on worker ${hostname()} (looked in ${where}; DBFERRY_PG_BIN overrides)`);
+    throw toolMissing(
+      `${missing} not found or not runnable on worker ${hostname()} (looked in ${where}; DBFERRY_PG_BIN overrides): dbferry runs them to carry the schema objects and for mode dump-restore`,
+    );
   }
   return { pgDump, pgRestore, major: dumpV.major, version: dumpV.version, where };
 }
@@ -93,7 +95,7 @@ export async function findPgTools(env: NodeJS.ProcessEnv = process.env): Promise
 export function checkToolVersion(tools: PgTools, serverMajor: number, endpoint: string): void {
   if (tools.major < serverMajor) {
     throw toolMissing(
-      `mode dump-restore: pg_dump ${tools.version} (${tools.where}) on worker ${hostname()} is older than ${endpoint} (PostgreSQL ${serverMajor}); pg_dump must be at least the server's major version`,
+      `pg_dump ${tools.version} (${tools.where}) on worker ${hostname()} is older than ${endpoint} (PostgreSQL ${serverMajor}); pg_dump must be at least the server's major version`,
     );
   }
 }

@@ -80,12 +80,12 @@ class Fake {
   }
 
   /** The next call of `name` throws (non-retryable, with a table and a hint, like the real activities). */
-  failNext(name: Name, type = 'PermissionDenied', table = 'public.x'): this {
+  failNext(name: Name, type = 'PermissionDenied', table = 'public.x', code?: string): this {
     const failure = ApplicationFailure.create({
       type,
       nonRetryable: true,
       message: `${name} failed on purpose (${type})`,
-      details: [{ table, hint: `grant the privilege on ${table}, then retry` }],
+      details: [{ table, hint: `grant the privilege on ${table}, then retry`, ...(code ? { code } : {}) }],
     });
     this.#failures.set(name, [...(this.#failures.get(name) ?? []), failure]);
     return this;
@@ -550,7 +550,7 @@ describe('the operator gate', () => {
   });
 
   it('a table dropped on the source during the load: skip takes it out of the migration and the load runs again without it', async () => {
-    const f = fake('full-load').failNext('finishLoad', 'SourceObjectMissing', 'public.orders');
+    const f = fake('full-load').failNext('finishLoad', 'SourceObjectMissing', 'public.orders', '42P01');
     const h = await start(f);
     const paused = await awaitingOperator(h);
     expect(paused.failure).toEqual(expect.objectContaining({ step: 'full-load', type: 'SourceObjectMissing', table: 'public.orders' }));
@@ -573,8 +573,19 @@ describe('the operator gate', () => {
     expect(report.status.decisions).toEqual([expect.objectContaining({ action: 'skip', leftOut: 'public.orders', pausedStep: 'full-load' })]);
   });
 
+  it('a missing object that is not the table itself (a publication lacking it) is not offered as a skip', async () => {
+    const f = fake('full-load').failNext('finishLoad', 'SourceObjectMissing', 'public.orders');
+    const h = await start(f);
+    const paused = await awaitingOperator(h);
+    expect(paused.failure?.hint).not.toContain('dbferry skip');
+    expect(await refused(decide(h, { action: 'skip' }))).toContain('full-load cannot be skipped');
+    await decide(h, { action: 'retry' });
+    await completed(h);
+    expect(f.count('leaveOutTable')).toBe(0);
+  });
+
   it('a missing table in a step before the model exists (create-tables) is not offered as a skip', async () => {
-    const f = fake('full-load').failNext('createTables', 'SourceObjectMissing', 'public.orders');
+    const f = fake('full-load').failNext('createTables', 'SourceObjectMissing', 'public.orders', '42P01');
     const h = await start(f);
     await awaitingOperator(h);
     expect(await refused(decide(h, { action: 'skip' }))).toContain('create-tables cannot be skipped');

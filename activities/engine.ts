@@ -129,6 +129,12 @@ export interface SourceCdcState {
   retainedBytes: number;
   /** Words for an alert about the retained bytes (`replication slot x holds …`). */
   retainedBy: string;
+  /**
+   * Tables attached to or detached from a migrated parent since the model was recorded
+   * (PostgreSQL partitions and inheritance children), in words: DDL the applier does not follow,
+   * which pauses CDC like any other schema change.
+   */
+  structureChanged?: string[];
 }
 
 export interface SourceEngine {

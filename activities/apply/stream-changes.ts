@@ -130,10 +130,24 @@ export async function streamChanges(
           s.confirm(p);
         }
       });
+      // A failure found on the timer (not in the stream) ends the loop through this.
+      let failStream!: (err: unknown) => void;
+      const fatal = new Promise<never>((_, reject) => (failStream = reject));
+      fatal.catch(() => undefined);
       // The stream says how far the source is only when it is idle: ask the source as well.
       const poll = setInterval(() => {
         void (async () => {
           const state = await s.state();
+          if (state.structureChanged?.length) {
+            failStream(
+              ApplicationFailure.create({
+                type: FailureType.SchemaChanged,
+                nonRetryable: true,
+                message: `${engine.description}: ${state.structureChanged.join('; ')}: CDC does not follow a partition or child table attached or detached while it runs (its rows would go missing from, or stay in, the parent on the target)`,
+                details: [{ hint: 'abort this migration and start it again, so the load takes the source as it is now (the target tables must be dropped first)' }],
+              }),
+            );
+          }
           if (!live.sourcePosition || later(state.position, live.sourcePosition)) live.sourcePosition = state.position;
           await alarms.check(progress().lagSeconds, state.retainedBytes, state.retainedBy);
         })().catch(() => undefined);
@@ -232,14 +246,14 @@ export async function streamChanges(
           // Between source transactions with some applied but not committed: commit when the
           // stream pauses or the batch is old enough.
           const wait = Math.min(IDLE_MS, Math.max(0, batch.startedAt + BATCH_MS - Date.now()));
-          r = await Promise.race([next, sleep(wait).then((): typeof IDLE => IDLE)]);
+          r = await Promise.race([next, fatal, sleep(wait).then((): typeof IDLE => IDLE)]);
           if (r === IDLE) {
             await commitBatch(committed);
             committed = undefined;
             continue;
           }
         } else {
-          r = await next;
+          r = await Promise.race([next, fatal]);
         }
         if (r.done) throw ApplicationFailure.create({ type: FailureType.Transient, message: `${engine.description}: the change stream ended` });
         next = pull();

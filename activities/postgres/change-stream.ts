@@ -1,4 +1,5 @@
 import type { Client } from 'pg';
+import { qualifiedKey, type QualifiedName, type SchemaModel } from '../../plan/schema-model';
 import type { ChangeEvent, ChangeStream, EnginePosition, SourceRelation } from '../engine';
 import { closeQuietly, connect, type PgEndpoint } from '../pg/connection';
 import { toFailure } from '../pg/errors';
@@ -17,7 +18,11 @@ type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
  * names and the source's column defaults). The consumer pulls; the stream reads ahead a few
  * frames at most (back-pressure).
  */
-export async function openPgChangeStream(src: PgEndpoint, opts: { slot: string; publication: string; from: EnginePosition }): Promise<ChangeStream> {
+export async function openPgChangeStream(
+  src: PgEndpoint,
+  opts: { slot: string; publication: string; from: EnginePosition; model?: SchemaModel },
+): Promise<ChangeStream> {
+  const family = opts.model ? childrenOf(opts.model) : new Map<string, Family>();
   const idle: Array<(p: EnginePosition) => void> = [];
   let catalog: Client | undefined;
   const stream = await openReplicationStream(src, {
@@ -96,7 +101,13 @@ export async function openPgChangeStream(src: PgEndpoint, opts: { slot: string; 
                   (SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint::text FROM pg_replication_slots WHERE slot_name = $1) AS retained`,
           [opts.slot],
         );
-        return { position: pgPosition(r.rows[0]!.lsn), retainedBytes: Number(r.rows[0]!.retained ?? 0), retainedBy: `replication slot ${opts.slot}` };
+        const structureChanged = family.size > 0 ? await familyChanges(c, family) : [];
+        return {
+          position: pgPosition(r.rows[0]!.lsn),
+          retainedBytes: Number(r.rows[0]!.retained ?? 0),
+          retainedBy: `replication slot ${opts.slot}`,
+          ...(structureChanged.length > 0 ? { structureChanged } : {}),
+        };
       }),
     close: async () => {
       await stream.close();
@@ -136,4 +147,50 @@ async function describeRelation(c: Client, m: RelationMessage): Promise<SourceRe
       };
     }),
   };
+}
+
+interface Family {
+  parent: QualifiedName;
+  /** The children's qualifiedKeys. */
+  children: Set<string>;
+}
+
+/** Each migrated parent (partitioned, or with inheritance children) and its children in the model. */
+function childrenOf(model: SchemaModel): Map<string, Family> {
+  const out = new Map<string, Family>();
+  const add = (p: QualifiedName) => {
+    if (!out.has(qualifiedKey(p))) out.set(qualifiedKey(p), { parent: { schema: p.schema, name: p.name }, children: new Set() });
+    return out.get(qualifiedKey(p))!;
+  };
+  for (const t of model.tables) if (t.partitioned) add(t);
+  for (const t of model.tables) {
+    for (const p of [...(t.partitionOf ? [t.partitionOf.parent] : []), ...(t.inherits ?? [])]) add(p).children.add(qualifiedKey(t));
+  }
+  return out;
+}
+
+/**
+ * A partition attached or detached (or a child made or unmade) on the source since the model:
+ * its rows would silently go missing from, or stay in, the parent on the target.
+ */
+async function familyChanges(c: Client, family: Map<string, Family>): Promise<string[]> {
+  const parents = [...family.keys()];
+  const r = await c.query<{ parent: string; child: string }>(
+    `SELECT x.k AS parent, cn.nspname || '.' || ch.relname AS child
+       FROM unnest($1::text[], $2::text[], $3::text[]) AS x(k, s, n)
+       JOIN pg_namespace pn ON pn.nspname = x.s JOIN pg_class p ON p.relnamespace = pn.oid AND p.relname = x.n
+       JOIN pg_inherits i ON i.inhparent = p.oid
+       JOIN pg_class ch ON ch.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = ch.relnamespace
+      WHERE ch.relkind IN ('r', 'p')`,
+    [parents, parents.map((k) => family.get(k)!.parent.schema), parents.map((k) => family.get(k)!.parent.name)],
+  );
+  const now = new Map<string, Set<string>>(parents.map((p) => [p, new Set()]));
+  for (const row of r.rows) now.get(row.parent)!.add(row.child);
+  const out: string[] = [];
+  for (const [parent, { children: expected }] of family) {
+    const seen = now.get(parent)!;
+    for (const c of seen) if (!expected.has(c)) out.push(`${c} was attached to ${parent} on the source`);
+    for (const c of expected) if (!seen.has(c)) out.push(`${c} was detached from ${parent} on the source`);
+  }
+  return out;
 }

@@ -154,8 +154,8 @@ class PostgresChanges implements ChangeSource {
     return { start: pgPosition(start), appliedThrough: pgPosition(start > 0n ? start - 1n : 0n), resources };
   }
 
-  open(from: EnginePosition) {
-    return openPgChangeStream(this.src, { slot: this.slot, publication: this.publication, from });
+  open(from: EnginePosition, model: SchemaModel) {
+    return openPgChangeStream(this.src, { slot: this.slot, publication: this.publication, from, model });
   }
 
   compare(a: EnginePosition, b: EnginePosition): number {

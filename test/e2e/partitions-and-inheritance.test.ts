@@ -74,7 +74,7 @@ describe('partitioned tables and inheritance', () => {
     await createDatabase('source', sourceDb);
     await withClient(src(), (c) => c.query(FIXTURE));
     const env: Record<string, string> = { SRC_URL: src() };
-    for (const suffix of ['fl', 'cdc', 'diff']) env[`TGT_${suffix.toUpperCase()}`] = serverUrl('target', `${sourceDb}_${suffix}`);
+    for (const suffix of ['fl', 'cdc', 'diff', 'root', 'attach']) env[`TGT_${suffix.toUpperCase()}`] = serverUrl('target', `${sourceDb}_${suffix}`);
     worker = await startWorker(cliEnv(queue, env));
   });
 
@@ -83,14 +83,22 @@ describe('partitioned tables and inheritance', () => {
     await Promise.all([dropDatabase('source', sourceDb), ...targets.map((t) => dropDatabase('target', t))]);
   });
 
-  const plan = (suffix: string, mode: string) =>
+  const plan = (suffix: string, mode: string, extra = '') =>
     writePlan(`
 name: ${name}-${suffix}
 mode: ${mode}
 source: { engine: postgres, url: env:SRC_URL }
 target: { engine: postgres, url: env:TGT_${suffix.toUpperCase()} }
 load: { parallel: 3, chunkRows: 4000 }
+${extra}
 `);
+  const untilCaughtUp = async (migration: string) => {
+    const deadline = Date.now() + 180_000;
+    while (JSON.parse((await dbferry(['status', migration, '--json'], cliEnv(queue))).stdout || '{}').lag?.caughtUp !== true) {
+      if (Date.now() > deadline) throw new Error(`CDC did not catch up: ${worker?.output().slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  };
 
   it('full-load: the same schema by pg_dump, every parent and leaf equal; validation compares each parent as queried', async () => {
     const t = target('fl');
@@ -170,5 +178,46 @@ load: { parallel: 3, chunkRows: 4000 }
     await expectSameTables(src(), t.url, TABLES);
     // The writes really landed where an application reads them.
     expect((await tableFingerprint(t.url, 'sales.payment')).rows).toBe((await tableFingerprint(src(), 'sales.payment')).rows);
+  });
+
+  it("an application's publication with publish_via_partition_root: changes arrive as the root's and land in the right partitions", async () => {
+    const t = target('root');
+    await withClient(src(), (c) => c.query('CREATE PUBLICATION parts_root_pub FOR ALL TABLES WITH (publish_via_partition_root = true)'));
+    try {
+      expect((await dbferry(['start', plan('root', 'full-load-and-cdc', 'cdc: { publication: parts_root_pub }')], cliEnv(queue))).code).toBe(0);
+      await untilCaughtUp(`${name}-root`);
+      await withClient(src(), (c) =>
+        c.query(`
+          INSERT INTO sales.payment VALUES (200001, 5, date '2024-02-02', 'us', 1.50), (200002, 6, date '2025-02-02', 'eu', 2.50), (200003, 7, date '2020-02-02', 'us', 3.50);
+          UPDATE sales.payment SET paid_at = date '2025-07-07' WHERE id = 200001;
+          DELETE FROM sales.payment WHERE id = 200003;
+          INSERT INTO sales.ticket VALUES (90001, 'new', 'via root');`),
+      );
+      await new Promise((r) => setTimeout(r, 1500));
+      const cut = await dbferry(['cutover', `${name}-root`, '--wait', '--json'], cliEnv(queue));
+      expect({ code: cut.code, err: cut.stderr.slice(-2000) }).toEqual({ code: 0, err: expect.any(String) });
+      await expectSameTables(src(), t.url, TABLES);
+    } finally {
+      await withClient(src(), (c) => c.query('DROP PUBLICATION IF EXISTS parts_root_pub'));
+    }
+  });
+
+  it('a partition attached on the source during CDC pauses CDC naming it (its rows would be missing from the parent on the target)', async () => {
+    target('attach');
+    expect((await dbferry(['start', plan('attach', 'full-load-and-cdc')], cliEnv(queue))).code).toBe(0);
+    await untilCaughtUp(`${name}-attach`);
+    await withClient(src(), (c) =>
+      c.query(`CREATE TABLE sales.payment_2026 PARTITION OF sales.payment FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+               INSERT INTO sales.payment VALUES (300001, 5, date '2026-03-03', 'us', 9.00);`),
+    );
+    const deadline = Date.now() + 60_000;
+    let status: { phase?: string; failure?: { type: string; message: string } } = {};
+    while (status.phase !== 'awaiting-operator') {
+      if (Date.now() > deadline) throw new Error(`no pause: ${JSON.stringify(status)}\n${worker?.output().slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 1000));
+      status = JSON.parse((await dbferry(['status', `${name}-attach`, '--json'], cliEnv(queue))).stdout || '{}');
+    }
+    expect(status.failure).toMatchObject({ type: 'SchemaChanged', message: expect.stringContaining('sales.payment_2026 was attached to sales.payment on the source') });
+    expect((await dbferry(['abort', `${name}-attach`], cliEnv(queue))).code).toBe(0);
   });
 });

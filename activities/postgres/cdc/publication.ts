@@ -121,9 +121,19 @@ async function withoutPartitionedParents(c: Client, tables: QualifiedName[]): Pr
 }
 
 async function unpublishedTables(c: Client, publication: string, tables: QualifiedName[]): Promise<QualifiedName[]> {
+  // A publication with publish_via_partition_root (PostgreSQL 13+) names the root, not its
+  // partitions: a partition is published when one of its ancestors is.
+  const viaRoot = (await c.query<{ v: number }>(`SELECT current_setting('server_version_num')::int AS v`)).rows[0]!.v >= 130000;
   const r = await c.query<{ schema: string; name: string }>(
-    `SELECT s AS schema, t AS name FROM unnest($2::text[], $3::text[]) AS x(s, t)
-      WHERE NOT EXISTS (SELECT 1 FROM pg_publication_tables p WHERE p.pubname = $1 AND p.schemaname = x.s AND p.tablename = x.t)`,
+    viaRoot
+      ? `SELECT s AS schema, t AS name FROM unnest($2::text[], $3::text[]) AS x(s, t)
+          WHERE NOT EXISTS (SELECT 1 FROM pg_publication_tables p
+                             JOIN pg_namespace n ON n.nspname = p.schemaname JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = p.tablename
+                            WHERE p.pubname = $1
+                              AND ((p.schemaname = x.s AND p.tablename = x.t)
+                                   OR c.oid IN (SELECT relid FROM pg_partition_ancestors(format('%I.%I', x.s, x.t)::regclass))))`
+      : `SELECT s AS schema, t AS name FROM unnest($2::text[], $3::text[]) AS x(s, t)
+          WHERE NOT EXISTS (SELECT 1 FROM pg_publication_tables p WHERE p.pubname = $1 AND p.schemaname = x.s AND p.tablename = x.t)`,
     [publication, tables.map((t) => t.schema), tables.map((t) => t.name)],
   );
   return r.rows;

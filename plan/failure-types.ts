@@ -51,6 +51,13 @@ export const NEEDS_PERSON: readonly FailureType[] = [
   FailureType.CutoverRefused,
 ];
 
+/**
+ * `code` of a CDC failure about tables whose changes the source cannot capture (PostgreSQL: no
+ * replica identity):
+ * the operator may take such a table out of the migration instead (`dbferry skip`).
+ */
+export const CHANGES_NOT_CAPTURED = 'dbferry:changes-not-captured';
+
 /** Structured details attached to a failure (the first element of ApplicationFailure.details). */
 export interface FailureDetails {
   /** `source` or `target`, or the endpoint description (engine/host:port/db), never credentials. */

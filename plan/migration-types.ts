@@ -49,7 +49,7 @@ export interface FailureInfo {
   message: string;
   table?: string;
   hint?: string;
-  /** The database's error code (SQLSTATE), when it gave one. */
+  /** The database's error code (SQLSTATE) when it gave one, or dbferry's own (`dbferry:…`). */
   code?: string;
   at: string;
   attempts?: number;

@@ -18,6 +18,7 @@ import type {
   TableLoadResult,
   CdcPrepareResult,
 } from '../plan/migration-types';
+import { CHANGES_NOT_CAPTURED } from '../plan/failure-types';
 
 export const STEP_PHASE: Record<StepName, Phase> = {
   preflight: 'preflight',
@@ -46,9 +47,16 @@ const NOT_SKIPPABLE: Partial<Record<StepName, string>> = {
  */
 const LEAVE_OUT_STEPS: readonly StepName[] = ['full-load', 'build-indexes', 'validate'];
 
-/** The step found its table gone from the source ("relation does not exist" while reading it). */
-function tableGone(f: FailureInfo): f is FailureInfo & { table: string } {
-  return f.type === 'SourceObjectMissing' && f.code === '42P01' && !!f.table && LEAVE_OUT_STEPS.includes(f.step);
+/**
+ * Why a paused step's table could be taken out of the migration: gone from the source ("relation
+ * does not exist" while reading it), or, for CDC, without a replica identity (its changes
+ * cannot be captured).
+ */
+function leaveOutReason(f: FailureInfo): 'gone' | 'uncapturable' | undefined {
+  if (!f.table) return undefined;
+  if (f.type === 'SourceObjectMissing' && f.code === '42P01' && LEAVE_OUT_STEPS.includes(f.step)) return 'gone';
+  if (f.step === 'cdc' && f.code === CHANGES_NOT_CAPTURED) return 'uncapturable';
+  return undefined;
 }
 
 export class DecisionRefused extends Error {
@@ -109,19 +117,21 @@ export class MigrationState {
   /** The table the paused step found dropped on the source, which `skip` would leave out. */
   get leaveOutCandidate(): string | undefined {
     const f = this.pausedStep ? this.#status.failure : undefined;
-    return f && tableGone(f) ? f.table : undefined;
+    return f && leaveOutReason(f) ? f.table : undefined;
   }
 
   /** The step failed after its retries: the migration waits for a person. */
   stepFailed(failure: FailureInfo): void {
-    if (tableGone(failure)) {
+    const reason = leaveOutReason(failure);
+    if (reason) {
       const name = this.#status.name;
-      failure = {
-        ...failure,
-        hint:
-          `if ${failure.table} was dropped on purpose, \`dbferry skip ${name}\` takes it out of this migration (its copy on the target is dropped) ` +
-          `and ${failure.step} goes on with the other tables; if not, restore it and \`dbferry retry ${name}\``,
-      };
+      const hint =
+        reason === 'gone'
+          ? `if ${failure.table} was dropped on purpose, \`dbferry skip ${name}\` takes it out of this migration (its copy on the target is dropped) ` +
+            `and ${failure.step} goes on with the other tables; if not, restore it and \`dbferry retry ${name}\``
+          : `${failure.hint ?? ''}; or \`dbferry skip ${name}\` takes ${failure.table} out of this migration (its changes cannot be captured; ` +
+            `its copy on the target is dropped) and CDC goes on with the other tables`;
+      failure = { ...failure, hint };
     }
     const rec = this.#step(failure.step);
     rec.status = 'Failed';

@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import { FailureType } from '../../plan/failure-types';
+import { FailureType, CHANGES_NOT_CAPTURED } from '../../plan/failure-types';
 import { qualifiedKey, type SchemaModel } from '../../plan/schema-model';
 import type { PgEndpoint } from '../pg/connection';
 
@@ -22,6 +22,6 @@ export async function refuseKeylessTables(c: Client, model: SchemaModel, src: Pg
     type: FailureType.PreflightBlocked,
     nonRetryable: true,
     message: `${src.description}: CDC needs a primary key (or REPLICA IDENTITY FULL) on every table; ${keyless.map(qualifiedKey).join(', ')} ${keyless.length === 1 ? 'has' : 'have'} neither`,
-    details: [{ table: qualifiedKey(keyless[0]!), hint: 'add a primary key on the source (or ALTER TABLE … REPLICA IDENTITY FULL), or exclude the table, then run dbferry retry' }],
+    details: [{ table: qualifiedKey(keyless[0]!), code: CHANGES_NOT_CAPTURED, hint: 'add a primary key on the source (or ALTER TABLE … REPLICA IDENTITY FULL), or exclude the table, then run dbferry retry' }],
   });
 }

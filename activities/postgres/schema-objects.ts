@@ -32,14 +32,17 @@ const OWN = new Set([
 const PRE = new Set([
   'FUNCTION', 'PROCEDURE', 'AGGREGATE', 'OPERATOR', 'OPERATOR CLASS', 'OPERATOR FAMILY', 'CAST', 'COLLATION', 'CONVERSION',
   'TEXT SEARCH CONFIGURATION', 'TEXT SEARCH DICTIONARY', 'TEXT SEARCH PARSER', 'TEXT SEARCH TEMPLATE', 'VIEW', 'MATERIALIZED VIEW',
-  'DEFAULT ACL', 'ACL', 'COMMENT',
+  'ACL', 'COMMENT',
 ]);
-/** Created after the load: they would fire on, slow down or filter the loaded rows. */
-const POST = new Set(['TRIGGER', 'RULE', 'POLICY', 'ROW SECURITY']);
+/**
+ * Created after the load: they would fire on, slow down or filter the loaded rows. Default
+ * privileges last: set earlier, they would grant on every table dbferry creates after them.
+ */
+const POST = new Set(['TRIGGER', 'RULE', 'POLICY', 'ROW SECURITY', 'DEFAULT ACL']);
 /** Never copied: they act on the whole database or another server; `check` names them. */
 const NOT_COPIED = new Set(['EVENT TRIGGER', 'PUBLICATION', 'PUBLICATION TABLE', 'PUBLICATION TABLES IN SCHEMA', 'SUBSCRIPTION', 'FOREIGN DATA WRAPPER', 'SERVER', 'USER MAPPING', 'FOREIGN TABLE', 'LARGE OBJECT']);
 /** Kinds worth a finding when left out (a trigger or comment of an unselected table is not). */
-const NAMED_WHEN_LEFT_OUT = new Set([...PRE].filter((k) => k !== 'COMMENT' && k !== 'ACL' && k !== 'DEFAULT ACL'));
+const NAMED_WHEN_LEFT_OUT = new Set([...PRE].filter((k) => k !== 'COMMENT' && k !== 'ACL'));
 
 const KNOWN = [...OWN, ...PRE, ...POST, ...NOT_COPIED, 'INDEX'].sort((a, b) => b.length - a.length);
 
@@ -192,6 +195,9 @@ async function classify(src: PgEndpoint, entries: TocEntry[], select: (schema: s
       out.leftOut.push(`${name} is not copied (it belongs to the whole database or another server): create it on the target if the application needs it`);
       continue;
     }
+    // The built-in public schema is the target's own: its comment and grants stay the target's
+    // (only its owner may change them).
+    if ((e.kind === 'COMMENT' || e.kind === 'ACL') && e.deps.some((d) => byId.get(d)?.kind === 'SCHEMA' && identities.get(d) === 'public')) continue;
     if (excluded.has(e.id)) {
       const cause = byId.get(why.get(e.id) ?? -1);
       if (NAMED_WHEN_LEFT_OUT.has(e.kind) && cause) {

@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
+import { cliEnv, dbferry, startWorker, untilCaughtUp, writePlan, type WorkerProcess } from '../support/cli';
 import { expectSameTables, schemaDump, tableFingerprint } from '../support/compare';
 import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
 
@@ -92,13 +92,7 @@ target: { engine: postgres, url: env:TGT_${suffix.toUpperCase()} }
 load: { parallel: 3, chunkRows: 4000 }
 ${extra}
 `);
-  const untilCaughtUp = async (migration: string) => {
-    const deadline = Date.now() + 180_000;
-    while (JSON.parse((await dbferry(['status', migration, '--json'], cliEnv(queue))).stdout || '{}').lag?.caughtUp !== true) {
-      if (Date.now() > deadline) throw new Error(`CDC did not catch up: ${worker?.output().slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  };
+  const caughtUp = (migration: string) => untilCaughtUp(migration, cliEnv(queue), worker);
 
   it('full-load: the same schema by pg_dump, every parent and leaf equal; validation compares each parent as queried', async () => {
     const t = target('fl');
@@ -144,12 +138,7 @@ ${extra}
     const t = target('cdc');
     const run = await dbferry(['start', plan('cdc', 'full-load-and-cdc')], cliEnv(queue));
     expect(run.code).toBe(0);
-    const status = async () => JSON.parse((await dbferry(['status', `${name}-cdc`, '--json'], cliEnv(queue))).stdout || '{}');
-    const deadline = Date.now() + 180_000;
-    while ((await status()).lag?.caughtUp !== true) {
-      if (Date.now() > deadline) throw new Error(`CDC did not catch up: ${worker?.output().slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, 1000));
-    }
+    await caughtUp(`${name}-cdc`);
     // The application: inserts routed by the parents, rows moved between partitions, deletes,
     // inheritance children written through and beside their parent.
     const c = new Client({ connectionString: src() });
@@ -185,7 +174,7 @@ ${extra}
     await withClient(src(), (c) => c.query('CREATE PUBLICATION parts_root_pub FOR ALL TABLES WITH (publish_via_partition_root = true)'));
     try {
       expect((await dbferry(['start', plan('root', 'full-load-and-cdc', 'cdc: { publication: parts_root_pub }')], cliEnv(queue))).code).toBe(0);
-      await untilCaughtUp(`${name}-root`);
+      await caughtUp(`${name}-root`);
       await withClient(src(), (c) =>
         c.query(`
           INSERT INTO sales.payment VALUES (200001, 5, date '2024-02-02', 'us', 1.50), (200002, 6, date '2025-02-02', 'eu', 2.50), (200003, 7, date '2020-02-02', 'us', 3.50);
@@ -205,7 +194,7 @@ ${extra}
   it('a partition attached on the source during CDC pauses CDC naming it (its rows would be missing from the parent on the target)', async () => {
     target('attach');
     expect((await dbferry(['start', plan('attach', 'full-load-and-cdc')], cliEnv(queue))).code).toBe(0);
-    await untilCaughtUp(`${name}-attach`);
+    await caughtUp(`${name}-attach`);
     await withClient(src(), (c) =>
       c.query(`CREATE TABLE sales.payment_2026 PARTITION OF sales.payment FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
                INSERT INTO sales.payment VALUES (300001, 5, date '2026-03-03', 'us', 9.00);`),

@@ -1,4 +1,4 @@
-import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
+import { cliEnv, dbferry, startWorker, untilCaughtUp, writePlan, type WorkerProcess } from '../support/cli';
 import { expectSameTables } from '../support/compare';
 import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';
 
@@ -56,11 +56,7 @@ cdc: { publication: app_pub }
 
     await withClient(src, (c) => c.query('ALTER PUBLICATION app_pub ADD TABLE b'));
     expect((await dbferry(['retry', name], cliEnv(queue))).code).toBe(0);
-    const deadline = Date.now() + 120_000;
-    while (JSON.parse((await dbferry(['status', name, '--json'], cliEnv(queue))).stdout || '{}').lag?.caughtUp !== true) {
-      if (Date.now() > deadline) throw new Error(`CDC did not catch up: ${worker?.output().slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, 1000));
-    }
+    await untilCaughtUp(name, cliEnv(queue), worker);
     await withClient(src, (c) => c.query(`UPDATE b SET v = 'changed' WHERE id <= 10; DELETE FROM a WHERE id > 490`));
     await new Promise((r) => setTimeout(r, 1500));
     const cut = await dbferry(['cutover', name, '--wait', '--json'], cliEnv(queue));

@@ -77,3 +77,14 @@ export async function temporalClient(): Promise<{ client: Client; close: () => P
   const connection = await Connection.connect({ address: requiredEnv('DBFERRY_TEST_TEMPORAL_ADDRESS') });
   return { client: new Client({ connection }), close: () => connection.close() };
 }
+
+/** Waits until `dbferry status` says the migration's CDC has caught up; fails with the worker's last words. */
+export async function untilCaughtUp(name: string, env: NodeJS.ProcessEnv, worker?: WorkerProcess, ms = 180_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const status = JSON.parse((await dbferry(['status', name, '--json'], env)).stdout || '{}');
+    if (status.lag?.caughtUp === true) return;
+    if (Date.now() > deadline) throw new Error(`CDC of ${name} did not catch up (phase ${status.phase}): ${worker?.output().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}

@@ -405,3 +405,41 @@ describe('MigrationState: mode dump-restore', () => {
     expect(t.loadMs).toBeUndefined();
   });
 });
+
+describe('MigrationState: taking a table out of the migration', () => {
+  const cdcState = () => {
+    const steps: StepName[] = ['preflight', 'create-tables', 'full-load', 'build-indexes', 'cdc', 'validate', 'finalize'];
+    const s = new MigrationState({ name: 'shop', mode: 'full-load-and-cdc', steps, now: T0 });
+    s.setTables(['public.keyed', 'public.log']);
+    s.stepStarted('cdc', T0);
+    return s;
+  };
+
+  it('a table gone from the source (42P01) in the load: skip takes it out, the step runs again without it', () => {
+    const s = fresh();
+    s.setTables(['public.big', 'public.small']);
+    s.stepStarted('full-load', T0);
+    s.stepFailed(failure('full-load', { type: 'SourceObjectMissing', code: '42P01', table: 'public.small' }));
+    expect(s.snapshot().failure?.hint).toContain('`dbferry skip shop` takes it out of this migration');
+    expect(s.decide({ action: 'skip', reason: 'retired' }, T2)).toContain('public.small is taken out of the migration');
+    expect(s.takeDecision(T2)).toEqual({ action: 'skip', reason: 'retired', leaveOut: 'public.small' });
+    const snap = s.snapshot();
+    expect(snap.leftOut).toEqual([{ table: 'public.small', at: T2, reason: 'retired' }]);
+    expect(snap.tables.map((t) => t.name)).toEqual(['public.big']);
+    expect(stepRec(s, 'full-load').status).not.toBe('Skipped');
+  });
+
+  it('CDC on a table whose changes cannot be captured: the hint keeps the remedy and offers the skip', () => {
+    const s = cdcState();
+    s.stepFailed(failure('cdc', { type: 'PreflightBlocked', code: 'dbferry:changes-not-captured', table: 'public.log', hint: 'add a primary key' }));
+    expect(s.snapshot().failure?.hint).toMatch(/^add a primary key; or `dbferry skip shop` takes public\.log out of this migration/);
+    expect(s.leaveOutCandidate).toBe('public.log');
+  });
+
+  it('any other missing object naming a table is no reason: skip stays refused where it would lose data', () => {
+    const s = cdcState();
+    s.stepFailed(failure('cdc', { type: 'SourceObjectMissing', table: 'public.log' }));
+    expect(s.leaveOutCandidate).toBeUndefined();
+    expect(refusal(() => s.decide({ action: 'skip' }, T2)).message).toContain('cdc cannot be skipped');
+  });
+});

@@ -1,6 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import { FailureType } from '../../../plan/failure-types';
+import { FailureType, CHANGES_NOT_CAPTURED } from '../../../plan/failure-types';
 import type { MigrationRef } from '../../../plan/migration-types';
 import { qualifiedKey, type QualifiedName } from '../../../plan/schema-model';
 import { qualifiedTable, quoteIdent, quoteLiteral } from '../../../plan/sql-names';
@@ -75,7 +75,7 @@ export async function ensurePublication(
         type: FailureType.PreflightBlocked,
         nonRetryable: true,
         message: `${endpoint}: ${names} ${missing.length === 1 ? 'was' : 'were'} not published while the load ran (no replica identity then: publishing would have made the application's updates and deletes fail), so ${missing.length === 1 ? 'its' : 'their'} changes since the load were not captured`,
-        details: [{ table: qualifiedKey(missing[0]!), hint: 'abort this migration and start it again now that the table has a primary key or REPLICA IDENTITY FULL (or exclude it in tables.exclude)' }],
+        details: [{ table: qualifiedKey(missing[0]!), code: CHANGES_NOT_CAPTURED, hint: 'abort this migration and start it again now that the table has a primary key or REPLICA IDENTITY FULL (or exclude it in tables.exclude)' }],
       });
     }
     await c.query(`ALTER PUBLICATION ${quoteIdent(name)} ADD TABLE ${list(missing)}`);

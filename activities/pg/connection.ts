@@ -103,9 +103,12 @@ export async function connect(ep: PgEndpoint, opts: { database?: string; purpose
   try {
     // Stable text forms so checksums agree across servers whatever their defaults. A lock held
     // by someone else fails the statement (retried, then the operator is asked) instead of
-    // waiting silently forever behind a heartbeat that says all is well.
+    // waiting silently forever behind a heartbeat that says all is well. Row security off, as
+    // pg_dump does: a user whose reads or writes a policy would filter gets an error naming the
+    // table, never a silent subset of the rows (a load, a checksum and an apply that all miss
+    // the same rows would say "equal").
     await client.query(
-      "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET lock_timeout = '5min'",
+      "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET lock_timeout = '5min'; SET row_security = off",
     );
   } catch (err) {
     await closeQuietly(client);

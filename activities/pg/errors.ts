@@ -87,7 +87,12 @@ export function toFailure(err: unknown, side: 'source' | 'target', ctx: ErrorCon
   const message = scrub(`${where}: ${raw}${detail}${doing}`, ctx.secrets);
   // An object in the way on the source (e.g. a publication already holding a table) is not the
   // target's to fix: the hint names the side that holds it.
-  const hint = side === 'source' && type === FailureType.TargetObjectConflict ? SOURCE_CONFLICT_HINT : HINTS[type];
+  const hint =
+    side === 'source' && type === FailureType.TargetObjectConflict
+      ? SOURCE_CONFLICT_HINT
+      : /row-level security/i.test(raw)
+        ? `the ${side} user is subject to row-level security on this table (dbferry reads and writes every row or none): give it BYPASSRLS (ALTER ROLE … BYPASSRLS), then run dbferry retry`
+        : HINTS[type];
   const details: FailureDetails = { endpoint: ctx.endpoint, table: ctx.table, code: e?.code, hint };
   return ApplicationFailure.create({ type, message, nonRetryable: NEEDS_PERSON.includes(type), details: [details] });
 }

@@ -243,3 +243,8 @@ export function completePlan(p: ParsedPlanInput): Plan {
   if (p.aws) plan.aws = p.aws;
   return plan;
 }
+
+/** `objects.grants`; a plan recorded by a version before `objects` existed (a running migration's) asks for none. */
+export function grantsAsked(plan: Plan): boolean {
+  return (plan as { objects?: { grants?: boolean } }).objects?.grants === true;
+}

@@ -7,6 +7,7 @@ import { FailureType, NEEDS_PERSON, type FailureDetails } from '../../plan/failu
 import type { ActivityInput, DumpRestoreResult } from '../../plan/migration-types';
 import { qualifiedKey, type SchemaModel, type SqlObject, type TableModel } from '../../plan/schema-model';
 import { inParallel } from '../../plan/in-parallel';
+import { grantsAsked } from '../../plan/plan-schema';
 import { withHeartbeat } from '../heartbeat';
 import { ensureBookkeeping, readModel } from '../target/bookkeeping';
 import { refuseExistingTables } from '../pg/catalog';
@@ -98,7 +99,7 @@ export async function dumpRestorePostgres({ plan, migration }: ActivityInput): P
         }
         // pg_dump -t brings the tables with their triggers, rules and policies, not the
         // functions, views and other objects of their schemas: those come from the schema dump.
-        const { objects } = await dumpSchemaObjects(src, plan.source.tls, model.schemas, tableSelector(plan), { grants: plan.objects?.grants ?? false });
+        const { objects } = await dumpSchemaObjects(src, plan.source.tls, model.schemas, tableSelector(plan), { grants: grantsAsked(plan) });
         model = { ...model, objects };
         progress.tablesTotal = model.tables.length;
         ({ again, later } = await prepareTarget(tgt, migration, model));

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../../plan/failure-types';
 import type { CleanupResult, MigrationRef } from '../../plan/migration-types';
-import type { Plan } from '../../plan/plan-schema';
+import { grantsAsked, type Plan } from '../../plan/plan-schema';
 import type { SchemaModel, SequenceModel, TableModel } from '../../plan/schema-model';
 import { qualifiedTable } from '../../plan/sql-names';
 import type { ChangeSource, EnginePosition, SourceEngine } from '../engine';
@@ -50,7 +50,7 @@ class PostgresEngine implements SourceEngine {
   async introspect(opts: { objects?: boolean } = {}): Promise<SchemaModel> {
     const model = await withConnection(this.src, 'introspect', (c) => introspectPostgres(c, tableSelector(this.plan)));
     if (!opts.objects) return model;
-    const { objects } = await dumpSchemaObjects(this.src, this.plan.source.tls, model.schemas, tableSelector(this.plan), { grants: this.plan.objects?.grants ?? false });
+    const { objects } = await dumpSchemaObjects(this.src, this.plan.source.tls, model.schemas, tableSelector(this.plan), { grants: grantsAsked(this.plan) });
     return { ...model, objects };
   }
 

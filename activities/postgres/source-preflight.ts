@@ -1,6 +1,6 @@
 import type { Client } from 'pg';
 import type { EndpointInfo, Finding } from '../../plan/migration-types';
-import type { Plan } from '../../plan/plan-schema';
+import { grantsAsked, type Plan } from '../../plan/plan-schema';
 import { qualifiedKey, type SchemaModel, type TableModel } from '../../plan/schema-model';
 import { existingTables } from '../pg/catalog';
 import { endpointInfo } from '../pg/endpoint-info';
@@ -63,7 +63,7 @@ export async function preflightPgSource(src: PgEndpoint, plan: Plan): Promise<{ 
 async function schemaObjectFindings(src: PgEndpoint, plan: Plan, model: SchemaModel): Promise<Finding[]> {
   const out: Finding[] = [];
   try {
-    const dumped = await dumpSchemaObjects(src, plan.source.tls, model.schemas, tableSelector(plan), { grants: plan.objects.grants });
+    const dumped = await dumpSchemaObjects(src, plan.source.tls, model.schemas, tableSelector(plan), { grants: grantsAsked(plan) });
     for (const message of dumped.leftOut) out.push({ severity: 'warning', code: 'schema-object', message: `${src.description}: ${message}` });
   } catch (err) {
     out.push({ severity: 'blocking', code: 'schema-objects', message: (err as Error).message });

@@ -2,6 +2,7 @@ import {
   compileSelection,
   describeEndpoint,
   formatPlanIssues,
+  grantsAsked,
   MappingsUnreadable,
   parsePlan,
   parsePlanYaml,
@@ -156,6 +157,10 @@ describe('parsePlan: wrong plans name the field and what was expected', () => {
     expectIssue(plan({ objects: { grants: 'yes' } }), 'objects.grants', 'expected true or false, got "yes"');
     expectIssue(plan({ objects: { grant: true } }), 'objects.grant', 'unknown field');
     expect(ok(plan({ objects: { grants: true } })).objects).toEqual({ grants: true });
+    expect(grantsAsked(ok(plan({ objects: { grants: true } })))).toBe(true);
+    // A running migration's plan, recorded before `objects` existed, asks for no grants.
+    const { objects: _objects, ...older } = ok(plan({}));
+    expect(grantsAsked(older as ReturnType<typeof ok>)).toBe(false);
   });
 
   test('load.parallel 65 and 2.5', () => {

@@ -44,13 +44,20 @@ export interface HeldReadPoint extends ReadPoint {
 export type RowFormat = 'text' | 'binary';
 
 /** How a row count and checksum were computed; the target computes the same over its rows. */
-export type ChecksumMethod = 'record-hash' | 'text-hash';
+/** `canonical-md5`: values of another engine in one canonical text form (cross-engine/canonical.ts). */
+export type ChecksumMethod = 'record-hash' | 'text-hash' | 'canonical-md5';
 
 export interface TableChecksum {
   rows: string;
   /** Order-independent; undefined when only counted. */
   checksum?: string;
   method: ChecksumMethod;
+}
+
+/** Rows for COPY; once they have all been read, what was converted on the way, if anything. */
+export interface CopyOut extends Readable {
+  /** Values the engine had to change, in words (`2 zero dates in dt written as NULL`); undefined when none. */
+  conversions?(): string | undefined;
 }
 
 /** A reader inside one read point (or, with `readPoint` undefined, reading the source as it is now). */
@@ -60,7 +67,7 @@ export interface SourceReader {
    * back-pressure. Refuses (a typed failure naming the table) when the read point can no longer
    * see the table's rows, e.g. the table was rewritten after it.
    */
-  copyOut(table: TableModel, range: ChunkRange, format: RowFormat): Promise<Readable>;
+  copyOut(table: TableModel, range: ChunkRange, format: RowFormat): Promise<CopyOut>;
   /** Row count and checksum over normalized values, in the same read point as copyOut. */
   checksum(table: TableModel, range: ChunkRange, withChecksum: boolean): Promise<TableChecksum>;
   close(): Promise<void>;

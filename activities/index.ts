@@ -25,6 +25,7 @@ import { holdSnapshot } from './native/snapshot-holder';
 import { validate } from './native/validate';
 import { resolveEndpoint, type PgEndpoint } from './pg/connection';
 import { dumpRestorePostgres } from './postgres/dump-restore';
+import { mysqlEngine } from './mysql/mysql-engine';
 import { postgresEngine } from './postgres/postgres-engine';
 import { buildIndexes } from './target/build-indexes';
 import { createDatabasePostgres } from './target/create-database';
@@ -42,7 +43,7 @@ export interface ActivityDeps {
 }
 
 export const defaultDeps: ActivityDeps = {
-  engines: { postgres: postgresEngine },
+  engines: { postgres: postgresEngine, mysql: mysqlEngine },
   target: (plan) => resolveEndpoint(plan, 'target'),
   alert: postAlert,
 };

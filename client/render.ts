@@ -61,6 +61,7 @@ export function formatStatus(s: MigrationStatus, live?: unknown): string {
     const more = s.tables.length - shown.length + (s.tablesOmitted ?? 0);
     if (more > 0) out.push(`… and ${more} more tables${s.tablesOmitted ? '' : ' (--json lists all)'}`);
     if (s.totals) out.push(totalsLine(s.totals));
+    out.push(...conversionLines(s.tables));
   }
   if (s.failure && (s.phase === 'awaiting-operator' || s.phase === 'failed')) {
     out.push('', `FAILED STEP: ${s.failure.step} (${s.failure.type})${s.failure.table ? ` on table ${s.failure.table}` : ''}`);
@@ -74,6 +75,12 @@ export function formatStatus(s: MigrationStatus, live?: unknown): string {
   if (s.leftBehind?.length) out.push('', 'left behind:', ...s.leftBehind.map((l) => `  - ${l}`));
   if (s.leftOut?.length) out.push('', 'taken out of the migration (dropped on the source):', ...s.leftOut.map((l) => `  - ${l.table} at ${l.at}${l.reason ? ` (${l.reason})` : ''}`));
   return out.join('\n');
+}
+
+/** Values the load had to change (never silent): one line per table. */
+function conversionLines(tables: MigrationStatus['tables']): string[] {
+  const changed = tables.filter((t) => t.converted);
+  return changed.length ? ['', 'converted on the way:', ...changed.map((t) => `  - ${t.name}: ${t.converted}`)] : [];
 }
 
 function totalsLine(t: TableTotals): string {
@@ -95,6 +102,7 @@ export function formatReport(r: MigrationReport): string {
   });
   out.push(table([['table', 'rows', 'validation'], ...rows]));
   if (s.tablesOmitted) out.push(`… and ${s.tablesOmitted} more tables`);
+  out.push(...conversionLines(s.tables));
   const totalRows = s.totals?.fullLoadRows ?? s.tables.reduce((a, t) => a + BigInt(t.fullLoadRows ?? '0'), 0n).toString();
   out.push('', `${s.totals?.tables ?? s.tables.length} tables, ${totalRows} rows` + (r.build ? `; ${r.build.primaryKeys} primary keys, ${r.build.uniques} unique constraints, ${r.build.indexes} indexes, ${r.build.foreignKeys} foreign keys, ${r.build.sequences} sequences carried` : ''));
   // A compacted report lists every differing table first, so none hides among the omitted.

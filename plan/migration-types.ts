@@ -71,6 +71,8 @@ export type TableValidation = 'pending' | 'equal' | 'different' | 'skipped';
 export interface TableStats {
   name: string;
   fullLoadRows?: string;
+  /** See TableLoadResult.converted. */
+  converted?: string;
   inserts: number;
   updates: number;
   deletes: number;
@@ -183,6 +185,8 @@ export interface TableLoadResult {
   chunks: number;
   /** Copy time, summed over its chunks. */
   ms: number;
+  /** Values the source engine had to change on the way, in words (MySQL zero dates written as NULL). */
+  converted?: string;
 }
 
 /** One read point (snapshot) the load ran under; a new generation starts when its holder died. */

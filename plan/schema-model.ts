@@ -34,6 +34,14 @@ export interface ColumnModel {
    * composites or records whose binary form embeds type OIDs that differ on the target.
    */
   binaryCopySafe: boolean;
+  /**
+   * A column of another engine (MySQL/MariaDB): how its values were converted (the value kind
+   * of activities/mysql/types.ts, e.g. `boolean`, `time`). The cross-engine checksum reads the
+   * converted value in the form the source reads the original.
+   */
+  conversion?: string;
+  /** That column's type on the source, as the source names it (`int(10) unsigned`). */
+  sourceType?: string;
 }
 
 export interface ConstraintModel {

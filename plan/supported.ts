@@ -22,8 +22,8 @@ export function unsupportedFeatures(plan: Plan): PlanIssue[] {
   if (plan.runner !== 'native') {
     issues.push({ path: 'runner', value: plan.runner, message: 'not supported yet: this version runs with runner native' });
   }
-  if (plan.source.engine !== 'postgres') {
-    issues.push({ path: 'source.engine', value: plan.source.engine, message: 'not supported yet: this version migrates from postgres' });
+  if (plan.source.engine === 'mysql' && (plan.mode === 'full-load-and-cdc' || plan.mode === 'cdc')) {
+    issues.push({ path: 'mode', value: plan.mode, message: 'not supported yet from a mysql source: this version loads MySQL/MariaDB with mode full-load (binlog CDC comes next)' });
   }
   if (plan.keys.length > 0) {
     issues.push({ path: 'keys', message: 'not supported yet: key redesign (remove keys to migrate the keys as they are)' });

@@ -30,8 +30,9 @@ export async function createWorker(s: WorkerSettings, connection: NativeConnecti
     activities: createActivities(),
     maxConcurrentActivityTaskExecutions: s.maxConcurrentActivities ?? 20,
     // The SDK would send heartbeats only every 80% of the heartbeat timeout: one slow send on a
-    // busy machine and a live loader looks lost. Every few seconds costs little and leaves slack.
-    maxHeartbeatThrottleInterval: '5s',
+    // busy machine and a live loader looks lost. Activities heartbeat on their own timers (every
+    // 5 s; the CDC applier every second, so `status` says "caught up" only while it is true).
+    maxHeartbeatThrottleInterval: '1s',
     // Running activities get this long to finish on SIGTERM; after it they are cancelled and retried elsewhere.
     shutdownGraceTime: '10s',
     shutdownForceTime: '1m',

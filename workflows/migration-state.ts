@@ -321,6 +321,7 @@ export class MigrationState {
       const t = this.#table(r.table);
       t.fullLoadRows = r.rows;
       if (r.ms !== undefined) t.loadMs = r.ms;
+      if (r.converted) t.converted = r.converted;
       t.validation = 'pending';
     }
   }

@@ -13,6 +13,7 @@ import { ChangeApplier, type ApplyTable } from './apply';
 import { KeylessApplier } from './keyless';
 import { readProgress, type AppliedPosition } from './progress';
 import { RelationTracker } from './relations';
+import { SourcePositions } from './caught-up';
 
 /** Source transactions grouped into one target transaction: at most this many changes… */
 const BATCH_CHANGES = 50_000;
@@ -22,6 +23,10 @@ const BATCH_MS = 10;
 const IDLE_MS = 5;
 /** Heartbeat details list the busiest tables only: details must stay small. */
 const TABLES_IN_HEARTBEAT = 200;
+/** How often the source's position (and retained data) is read while streaming. */
+const POLL_MS = 1_000;
+/** Heartbeats (with the lag and "caught up" that `status` shows) this often. */
+const HEARTBEAT_MS = 1_000;
 
 const IDLE = Symbol('idle');
 
@@ -56,6 +61,7 @@ export async function streamChanges(
   const model = await loadModel(tgt, migration.runId);
   const marker = cutoverMarker(migration);
   const later = (a: EnginePosition, b: EnginePosition) => cdc.compare(a, b) > 0;
+  const seen = new SourcePositions((a, b) => cdc.compare(a, b));
 
   let target: Client | undefined;
   let stream: ChangeStream | undefined;
@@ -72,7 +78,6 @@ export async function streamChanges(
     transactions: 0,
     changes: 0,
     pendingSince: undefined as bigint | undefined,
-    lastMessageAt: Date.now(),
     inTarget: false,
     streaming: false,
   };
@@ -80,9 +85,10 @@ export async function streamChanges(
     let source = live.confirmed;
     for (const p of [stream?.sourcePosition(), live.sourcePosition]) if (p && source && later(p, source)) source = p;
     const lagBytes = source && live.confirmed ? cdc.distance(live.confirmed, source) : 0n;
-    // Caught up only once this attempt streams and knows the source's position: before that
-    // (or while the stream keeps failing) nothing says the target has what the source has.
-    const caughtUp = live.streaming && live.sourcePosition !== undefined && !live.inTarget && (lagBytes <= 0n || Date.now() - live.lastMessageAt > 1_000);
+    // Caught up only once this attempt streams and has passed a position it read from the
+    // source lately: before that (or while the stream keeps failing) nothing says the target
+    // has what the source has.
+    const caughtUp = live.streaming && seen.caughtUp(live.confirmed, Date.now());
     return {
       appliedPosition: live.applied?.endPosition ?? '',
       sourcePosition: source,
@@ -120,11 +126,14 @@ export async function streamChanges(
       };
       stream = await cdc.open(start.position.endPosition, model);
       const s = stream;
+      const openedAt = Date.now();
       live.sourcePosition = (await s.state()).position;
+      seen.add(live.sourcePosition, openedAt);
       live.streaming = true;
       // Everything before an idle report has been handed over: with nothing pending, the
       // source may forget up to there (it held only changes of other tables).
       s.onIdle((p) => {
+        seen.event(Date.now());
         if (!live.inTarget && current === undefined && later(p, live.confirmed)) {
           live.confirmed = p;
           s.confirm(p);
@@ -137,7 +146,9 @@ export async function streamChanges(
       // The stream says how far the source is only when it is idle: ask the source as well.
       const poll = setInterval(() => {
         void (async () => {
+          const readAt = Date.now();
           const state = await s.state();
+          seen.add(state.position, readAt);
           if (state.structureChanged?.length) {
             failStream(
               ApplicationFailure.create({
@@ -151,7 +162,7 @@ export async function streamChanges(
           if (!live.sourcePosition || later(state.position, live.sourcePosition)) live.sourcePosition = state.position;
           await alarms.check(progress().lagSeconds, state.retainedBytes, state.retainedBy);
         })().catch(() => undefined);
-      }, 5_000);
+      }, POLL_MS);
       signal?.addEventListener('abort', () => clearInterval(poll));
       stopPolling = () => clearInterval(poll);
       signal?.addEventListener('abort', () => void s.close());
@@ -257,7 +268,7 @@ export async function streamChanges(
         }
         if (r.done) throw ApplicationFailure.create({ type: FailureType.Transient, message: `${engine.description}: the change stream ended` });
         next = pull();
-        live.lastMessageAt = Date.now();
+        seen.event(Date.now());
         const e = r.value;
         switch (e.kind) {
           case 'begin':
@@ -350,7 +361,7 @@ export async function streamChanges(
       await stream?.close();
       await closeQuietly(target);
     }
-  });
+  }, HEARTBEAT_MS);
 
   function result(markerPosition: EnginePosition): CdcResult {
     return {

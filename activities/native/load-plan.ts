@@ -128,7 +128,7 @@ export async function finishLoad({ plan, migration }: ActivityInput, tgt: PgEndp
         position: first?.position ?? '',
         snapshots: snaps.rows.map((s) => ({ generation: s.generation, snapshot: s.snapshot, position: s.position, at: new Date(s.created_at).toISOString() })),
         tables: [...loads.values()]
-          .map((l) => ({ table: l.table_key, rows: l.rows, bytes: Number(l.bytes), chunks: Number(l.chunks), ms: Number(l.ms) }))
+          .map((l) => ({ table: l.table_key, rows: l.rows, bytes: Number(l.bytes), chunks: Number(l.chunks), ms: Number(l.ms), ...(l.converted ? { converted: l.converted } : {}) }))
           .sort((a, b) => a.table.localeCompare(b.table)),
       },
     };

@@ -170,6 +170,7 @@ async function copyUnit(lane: { source: SourceReader; target: Client }, t: Table
   // ONLY: an inheritance parent's or a partitioned table's descendants are units of their own.
   if (whole && !t.partitioned) await target.query(`TRUNCATE ONLY ${name}`);
   let rows = '0';
+  let converted: string | undefined;
   if (t.partitioned) {
     // COPY cannot read a partitioned parent, and its rows are loaded with its partitions.
   } else if (cols.length > 0) {
@@ -184,6 +185,7 @@ async function copyUnit(lane: { source: SourceReader; target: Client }, t: Table
     sink.once('error', (e) => markSide(e, 'target'));
     await pipeline(out, meter, sink, ctx.signal ? { signal: ctx.signal } : {});
     rows = String(sink.rowCount ?? 0);
+    converted = out.conversions?.();
   } else {
     // A table without columns: only its row count travels.
     const n = (await source.checksum(t, unit.range, false)).rows;
@@ -205,7 +207,7 @@ async function copyUnit(lane: { source: SourceReader; target: Client }, t: Table
       });
     }
   }
-  await recordUnit(target, ctx.migration, unit, { rows, bytes, checksum, method, snapshot: ctx.snapshot, ms: Date.now() - started });
+  await recordUnit(target, ctx.migration, unit, { rows, bytes, checksum, method, snapshot: ctx.snapshot, ms: Date.now() - started, converted });
   return rows;
 }
 

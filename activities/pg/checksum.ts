@@ -2,6 +2,7 @@ import type { ChecksumMethod } from '../engine';
 import type { Client } from 'pg';
 import type { ColumnModel, TableModel } from '../../plan/schema-model';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
+import { pgCanonicalChecksumSql } from '../cross-engine/canonical';
 
 /**
  * How a table's rows are summed into a checksum (engine.ts's ChecksumMethod); the ledger records
@@ -42,6 +43,7 @@ function hashedColumn(c: ColumnModel): string {
  */
 export function checksumQuery(t: TableModel, withChecksum: boolean, where = '', method: ChecksumMethod = 'text-hash', only = true): string {
   const from = `FROM ${only ? 'ONLY ' : ''}${qualifiedTable(t.schema, t.name)}${where}`;
+  if (method === 'canonical-md5') return pgCanonicalChecksumSql(t.columns.filter((c) => !c.generated), from, withChecksum);
   if (!withChecksum) return `SELECT count(*)::text AS rows, NULL::text AS checksum ${from}`;
   const hash =
     method === 'record-hash'

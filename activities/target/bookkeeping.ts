@@ -112,12 +112,15 @@ BEGIN
   END IF;
 END $$;
 ALTER TABLE _dbferry.migrations ADD COLUMN IF NOT EXISTS revision int NOT NULL DEFAULT 0,
-  ADD COLUMN IF NOT EXISTS left_out text[] NOT NULL DEFAULT '{}';`;
+  ADD COLUMN IF NOT EXISTS left_out text[] NOT NULL DEFAULT '{}';
+-- Values another engine's rows could not carry as they were (MySQL zero dates written as NULL).
+ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS converted text;`;
 
 export async function ensureBookkeeping(target: Client): Promise<void> {
-  // The newest change (tables left out): a target prepared by an earlier version gets what it lacks.
+  // The newest change (conversions in the ledger): a target prepared by an earlier version gets what it lacks.
   const { rows } = await target.query(
-    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('_dbferry.migrations') AND attname = 'left_out' AND NOT attisdropped)
+    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('_dbferry.table_loads') AND attname = 'converted' AND NOT attisdropped)
+        AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('_dbferry.migrations') AND attname = 'left_out' AND NOT attisdropped)
         AND to_regclass('_dbferry.cdc_stats') IS NOT NULL AS present`,
   );
   if (!rows[0]?.present) await target.query(BOOKKEEPING_DDL);
@@ -159,6 +162,7 @@ export interface TableLoadRow {
   snapshot: string;
   chunks: string;
   ms: string;
+  converted: string | null;
 }
 
 export async function readTableLoads(target: Client, runId: string): Promise<Map<string, TableLoadRow>> {
@@ -168,7 +172,8 @@ export async function readTableLoads(target: Client, runId: string): Promise<Map
             CASE WHEN bool_and(source_checksum IS NOT NULL) THEN sum(source_checksum)::text END AS source_checksum,
             -- One method per table (it follows from the column types); two would not add up.
             CASE WHEN count(DISTINCT checksum_method) <= 1 THEN min(checksum_method) ELSE 'mixed' END AS checksum_method,
-            min(snapshot) AS snapshot, count(*)::text AS chunks, sum(ms)::text AS ms
+            min(snapshot) AS snapshot, count(*)::text AS chunks, sum(ms)::text AS ms,
+            string_agg(converted, '; ' ORDER BY chunk) AS converted
        FROM _dbferry.table_loads WHERE run_id = $1 GROUP BY table_key`,
     [runId],
   );

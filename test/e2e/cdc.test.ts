@@ -95,6 +95,7 @@ load: { parallel: 2, chunkRows: 20000 }
       };
       await waitFor('CDC applying changes', async () => (await applied()) > 200);
       const startOutcome = await run;
+      console.log(`cdc test: start --wait returned after ${((Date.now() - testStarted) / 1000).toFixed(0)} s into the file`);
       expect(startOutcome.code).toBe(0); // start --wait returns once CDC has caught up
       expect(JSON.parse(startOutcome.stdout)).toMatchObject({ phase: 'cdc', lag: { caughtUp: true } });
       await restartWorker();
@@ -122,7 +123,9 @@ load: { parallel: 2, chunkRows: 20000 }
 
       await writer.stop();
       expect(writer.committed()).toBeGreaterThan(500);
+      const cutStarted = Date.now();
       const cut = await dbferry(['cutover', name, '--wait', '--json'], cliEnv(queue));
+      console.log(`cdc test: cutover took ${((Date.now() - cutStarted) / 1000).toFixed(1)} s`);
       expect({ code: cut.code, stderr: cut.stderr.slice(-2000) }).toEqual({ code: 0, stderr: expect.any(String) });
       const report = JSON.parse(cut.stdout);
       expect(report.status.phase).toBe('completed');
@@ -149,11 +152,15 @@ load: { parallel: 2, chunkRows: 20000 }
   });
 });
 
+const testStarted = Date.now();
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 240_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  const since = Date.now();
   while (!(await check())) {
     // The worker's own words say why (it may have died).
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; the worker said:\n${workerOutput()}`);
     await new Promise((r) => setTimeout(r, 250));
   }
+  // Where the time goes, in the test's output (this test is the slowest of the suite).
+  console.log(`cdc test: ${what} after ${((Date.now() - since) / 1000).toFixed(1)} s (${((Date.now() - testStarted) / 1000).toFixed(0)} s into the file)`);
 }

@@ -1,0 +1,162 @@
+/**
+ * The cross-engine checksum (`ChecksumMethod` `canonical-md5`): each value in a canonical text
+ * form that MySQL/MariaDB computes in SQL over the source's column and PostgreSQL computes in
+ * SQL over the converted column, so that a row equal after the documented conversions sums
+ * equal and one changed value anywhere (a microsecond, a trailing space, one byte) does not.
+ *
+ * A row is `len:value` per column (`-` for NULL) joined by commas, hashed with MD5 (both
+ * engines have it), of which the first 15 hex digits (60 bits, so the sum stays positive in a
+ * signed 64-bit value) are summed exactly (DECIMAL in MySQL, numeric in PostgreSQL).
+ *
+ * The forms, by the value kind the MySQL column converts to (mysql/types.ts):
+ * - integers, decimal, year: the number's text (decimal keeps its scale on both sides);
+ *   boolean: 1 or 0 (a tinyint(1) holding 2 on the source stays 2 and compares different).
+ * - float and double: the shortest round-trip digits (both engines print them) rewritten as
+ *   `[-]0.<digits>e<exponent>`, since MySQL writes 1e15 and 0.00001 where PostgreSQL writes
+ *   1e+15 and 1e-05. A float is widened to double on both sides (exactly).
+ * - text, enum, set: the characters (MySQL's converted to utf8mb4 first, so MD5 sees the same bytes).
+ * - bytes, geometry: lowercase hex. bit(n): n binary digits.
+ * - date, datetime, timestamp: `YYYY-MM-DD[ HH:MM:SS.ffffff]` (timestamp in UTC); a zero or
+ *   invalid date is NULL on both sides (the load writes NULL for it).
+ * - time → interval: total microseconds.
+ * - json → jsonb: only the size of the document (members of an object, items of an array, 1
+ *   for a scalar): jsonb normalizes key order, spacing and duplicate keys, and the engines write
+ *   numbers differently, so no text form is computed alike on both yet (a known limit).
+ */
+import type { ColumnModel } from '../../plan/schema-model';
+import { quoteIdent } from '../../plan/sql-names';
+
+/** MySQL's identifier quoting. */
+export function quoteMysql(name: string): string {
+  return '`' + name.replace(/`/g, '``') + '`';
+}
+
+const ZERO_DATE = (v: string) => `(YEAR(${v}) = 0 OR MONTH(${v}) = 0 OR DAYOFMONTH(${v}) = 0)`;
+
+/** `[-]0.<digits>e<exp>` from a float's text in any notation; MySQL SQL (no regular expressions: MySQL 5.7 has none). */
+function mysqlFloatText(t: string): string {
+  const abs = `TRIM(LEADING '-' FROM ${t})`;
+  const mant = `SUBSTRING_INDEX(${abs}, 'e', 1)`;
+  const exp = `IF(LOCATE('e', ${abs}) > 0, CAST(SUBSTRING_INDEX(${abs}, 'e', -1) AS SIGNED), 0)`;
+  const ip = `SUBSTRING_INDEX(${mant}, '.', 1)`;
+  const digits = `REPLACE(${mant}, '.', '')`;
+  const lead = `(CHAR_LENGTH(${digits}) - CHAR_LENGTH(TRIM(LEADING '0' FROM ${digits})))`;
+  const sig = `TRIM(TRAILING '0' FROM TRIM(LEADING '0' FROM ${digits}))`;
+  return `IF(${sig} = '', '0', CONCAT(IF(LEFT(${t}, 1) = '-', '-', ''), '0.', ${sig}, 'e', ${exp} + CHAR_LENGTH(${ip}) - ${lead}))`;
+}
+
+/** The same rewriting in PostgreSQL SQL. */
+function pgFloatText(t: string): string {
+  const abs = `ltrim(${t}, '-')`;
+  const mant = `split_part(${abs}, 'e', 1)`;
+  const exp = `coalesce(nullif(split_part(${abs}, 'e', 2), '')::int, 0)`;
+  const ip = `split_part(${mant}, '.', 1)`;
+  const digits = `replace(${mant}, '.', '')`;
+  const lead = `(length(${digits}) - length(ltrim(${digits}, '0')))`;
+  const sig = `rtrim(ltrim(${digits}, '0'), '0')`;
+  return `CASE WHEN ${sig} = '' THEN '0' ELSE (CASE WHEN left(${t}, 1) = '-' THEN '-' ELSE '' END) || '0.' || ${sig} || 'e' || (${exp} + length(${ip}) - ${lead})::text END`;
+}
+
+/** A column's canonical text on the MySQL source (`col` as stored there), NULL for NULL. */
+export function mysqlCanonical(c: ColumnModel): string {
+  const v = quoteMysql(c.name);
+  switch (c.conversion) {
+    case 'boolean':
+    case 'integer':
+    case 'decimal':
+      return `CAST(${v} AS CHAR)`;
+    case 'year':
+      return `CAST(${v} + 0 AS CHAR)`;
+    case 'float':
+    case 'double':
+      return `IF(${v} IS NULL, NULL, ${mysqlFloatText(`CAST(CAST(${v} AS DOUBLE) AS CHAR)`)})`;
+    case 'bit':
+      return `LPAD(BIN(${v} + 0), ${bitLength(c.type)}, '0')`;
+    case 'bytes':
+    case 'geometry':
+      return `LOWER(HEX(${v}))`;
+    case 'date':
+      return `IF(${ZERO_DATE(v)}, NULL, DATE_FORMAT(${v}, '%Y-%m-%d'))`;
+    case 'datetime':
+    case 'timestamp':
+      return `IF(${ZERO_DATE(v)}, NULL, DATE_FORMAT(${v}, '%Y-%m-%d %H:%i:%s.%f'))`;
+    case 'time':
+      return `CAST(TIME_TO_SEC(${v}) * 1000000 AS DECIMAL(30,0))`;
+    case 'json':
+      return `CAST(JSON_LENGTH(${v}) AS CHAR)`;
+    default:
+      return `CONVERT(${v} USING utf8mb4)`;
+  }
+}
+
+/** The same canonical text of the converted column on the PostgreSQL target. */
+export function pgCanonical(c: ColumnModel): string {
+  const v = quoteIdent(c.name);
+  switch (c.conversion) {
+    case 'boolean':
+      return `CASE WHEN ${v} THEN '1' WHEN NOT ${v} THEN '0' END`;
+    case 'integer':
+    case 'decimal':
+    case 'year':
+      return `${v}::text`;
+    case 'float':
+    case 'double':
+      return `CASE WHEN ${v} IS NOT NULL THEN ${pgFloatText(`${v}::float8::text`)} END`;
+    case 'bit':
+      return `${v}::text`;
+    case 'bytes':
+    case 'geometry':
+      return `encode(${v}, 'hex')`;
+    case 'date':
+      return `to_char(${v}, 'YYYY-MM-DD')`;
+    case 'datetime':
+      return `to_char(${v}, 'YYYY-MM-DD HH24:MI:SS.US')`;
+    case 'timestamp':
+      return `to_char(${v} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')`;
+    case 'time':
+      return `(extract(epoch FROM ${v}) * 1000000)::numeric(30,0)::text`;
+    case 'json':
+      return `(CASE WHEN ${v} IS NULL THEN NULL WHEN jsonb_typeof(${v}) = 'object' THEN (SELECT count(*) FROM jsonb_object_keys(${v})) WHEN jsonb_typeof(${v}) = 'array' THEN jsonb_array_length(${v}) ELSE 1 END)::text`;
+    default:
+      // character(n) reads without its padding, as MySQL's CHAR does.
+      return `${v}::text`;
+  }
+}
+
+function bitLength(type: string): number {
+  return Number(/\((\d+)\)/.exec(type)?.[1] ?? 1);
+}
+
+/** `len:value` per column (`-` for NULL; a NULL value makes the concatenation NULL on both engines), comma-joined. */
+function rowText(values: string[], length: string, concat: (parts: string[]) => string, coalesce: string): string {
+  const pieces = values.map((v) => `${coalesce}(${concat([`${length}(${v})`, "':'", v])}, '-')`);
+  return concat(pieces.flatMap((p, i) => (i === 0 ? [p] : ["','", p])));
+}
+
+/** MySQL: `SELECT rows, checksum` of a table (or the rows `where` selects), every value canonical. */
+export function mysqlChecksumSql(columns: ColumnModel[], from: string, withChecksum: boolean): string {
+  if (!withChecksum || columns.length === 0) return `SELECT CAST(COUNT(*) AS CHAR) AS \`rows\`, NULL AS checksum FROM ${from}`;
+  const row = rowText(
+    columns.map(mysqlCanonical),
+    'CHAR_LENGTH',
+    (parts) => `CONCAT(${parts.join(', ')})`,
+    'COALESCE',
+  );
+  return `SELECT CAST(COUNT(*) AS CHAR) AS \`rows\`,
+                 CAST(COALESCE(SUM(CAST(CONV(SUBSTRING(MD5(CONVERT(${row} USING utf8mb4)), 1, 15), 16, 10) AS UNSIGNED)), 0) AS CHAR) AS checksum
+            FROM ${from}`;
+}
+
+/** PostgreSQL: the same over the converted table. */
+export function pgCanonicalChecksumSql(columns: ColumnModel[], from: string, withChecksum: boolean): string {
+  if (!withChecksum || columns.length === 0) return `SELECT count(*)::text AS rows, NULL::text AS checksum ${from}`;
+  const row = rowText(
+    columns.map(pgCanonical),
+    'char_length',
+    (parts) => `(${parts.join(' || ')})`,
+    'coalesce',
+  );
+  return `SELECT count(*)::text AS rows,
+                 coalesce(sum(('x' || lpad(substr(md5(${row}), 1, 15), 16, '0'))::bit(64)::bigint), 0)::text AS checksum
+            ${from}`;
+}

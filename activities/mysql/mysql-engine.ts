@@ -1,0 +1,180 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ApplicationFailure } from '@temporalio/common';
+import { FailureType } from '../../plan/failure-types';
+import type { EndpointInfo, Finding, MigrationRef } from '../../plan/migration-types';
+import type { Plan } from '../../plan/plan-schema';
+import type { SchemaModel, SequenceModel, TableModel } from '../../plan/schema-model';
+import type { TableExtent } from '../../plan/load-chunks';
+import { compileSelection } from '../../plan/table-selection';
+import type { ChangeSource, HeldReadPoint, SourceEngine } from '../engine';
+import { closeMysql, connectMysql, mysqlFailure, resolveMysqlEndpoint, withMysql, type MysqlEndpoint } from './connection';
+import { quoteMysql } from '../cross-engine/canonical';
+import { introspectMysql, type MysqlSchema } from './introspect';
+import { compareMysqlPositions } from './position';
+import { openMysqlReader } from './reader';
+
+/** The MySQL/MariaDB source engine: consistent snapshots, rows converted into COPY text, canonical checksums. */
+export async function mysqlEngine(plan: Plan): Promise<SourceEngine> {
+  return new MysqlEngine(plan, await resolveMysqlEndpoint(plan));
+}
+
+class MysqlEngine implements SourceEngine {
+  readonly name = 'mysql' as const;
+  readonly description: string;
+  readonly cdc: ChangeSource;
+
+  constructor(
+    private readonly plan: Plan,
+    private readonly ep: MysqlEndpoint,
+  ) {
+    this.description = ep.description;
+    this.cdc = noCdc(ep);
+  }
+
+  failure(err: unknown, ctx: { table?: string; doing: string }) {
+    return mysqlFailure(err, this.ep, ctx);
+  }
+
+  /**
+   * The plan's selection over `database.table` names. Without include patterns (or mappings),
+   * only the database the URL names is migrated: a server's other databases are not the
+   * migration's unless the plan says so.
+   */
+  private selector(): (schema: string, table: string) => boolean {
+    const sel = compileSelection(this.plan.tables);
+    const explicit = (this.plan.tables.include?.length ?? 0) > 0 || this.plan.tables.mappings !== undefined;
+    return (schema, table) => (explicit || schema === this.ep.database) && sel.matches(schema, table);
+  }
+
+  private schema(): Promise<MysqlSchema> {
+    return withMysql(this.ep, 'introspect', (c) => introspectMysql(c, this.selector()));
+  }
+
+  async preflight(opts: { cdc: boolean }): Promise<{ info: EndpointInfo; model: SchemaModel; findings: Finding[] }> {
+    const { ep } = this;
+    return withMysql(ep, 'preflight', async (c) => {
+      const [v] = await c.query('SELECT VERSION() AS version, @@log_bin AS log_bin');
+      const row = (v as Array<{ version: string; log_bin: string }>)[0]!;
+      const { model, findings } = await introspectMysql(c, this.selector());
+      if (model.tables.length === 0) {
+        findings.push({
+          severity: 'blocking',
+          code: 'no-tables',
+          message: `no source table matches the plan's table selection (database ${ep.database}, or tables.include as database.table patterns)`,
+        });
+      }
+      for (const t of model.tables) {
+        try {
+          await c.query(`SELECT 1 FROM ${quoteMysql(t.schema)}.${quoteMysql(t.name)} LIMIT 0`);
+        } catch (err) {
+          findings.push({ severity: 'blocking', code: 'source-privilege', table: `${t.schema}.${t.name}`, message: mysqlFailure(err, ep, { doing: `reading ${t.schema}.${t.name}` }).message });
+        }
+      }
+      if (opts.cdc) {
+        findings.push({ severity: 'blocking', code: 'cdc-unsupported', message: `${ep.description}: change data capture from MySQL/MariaDB is not supported by this version (use mode full-load)` });
+      }
+      return { info: { description: ep.description, version: row.version }, model, findings };
+    });
+  }
+
+  async introspect(): Promise<SchemaModel> {
+    return (await this.schema()).model;
+  }
+
+  /** No page ranges in InnoDB: every MySQL table is loaded whole (tables in parallel). */
+  async extents(): Promise<Map<TableModel, TableExtent>> {
+    return new Map();
+  }
+
+  async sampleKeys(): Promise<string[][]> {
+    return [];
+  }
+
+  /**
+   * The load's read point: a consistent snapshot and its binlog position. MySQL cannot hand a
+   * snapshot to another session (PostgreSQL exports one), so each loader opens its own and the
+   * ledger records the position each unit was read at: a table is always read whole in one
+   * snapshot, consistent in itself.
+   */
+  async holdReadPoint(): Promise<HeldReadPoint> {
+    const reader = await openMysqlReader(this.ep, 'read point');
+    const position = reader.position;
+    await reader.close();
+    const c = await connectMysql(this.ep, 'read point');
+    let closed = false;
+    return {
+      token: position,
+      position,
+      forCdc: false,
+      watch: async (signal?: AbortSignal) => {
+        // Nothing to keep alive; a lost source shows in the loaders' own connections.
+        while (!signal?.aborted && !closed) {
+          await sleep(5_000, undefined, { signal }).catch(() => undefined);
+          await c.query('SELECT 1').catch(() => undefined);
+        }
+      },
+      release: async () => {
+        closed = true;
+        await closeMysql(c);
+      },
+    };
+  }
+
+  joinReadPoint() {
+    return openMysqlReader(this.ep, 'load');
+  }
+
+  openReader() {
+    return openMysqlReader(this.ep, 'validate');
+  }
+
+  /** AUTO_INCREMENT counters: the identity hands out the next value the source would (never below the column's maximum). */
+  async sequenceStates(sequences: SequenceModel[]): Promise<SequenceModel[]> {
+    if (sequences.length === 0) return [];
+    return withMysql(this.ep, 'sequences', async (c) => {
+      // MySQL 8 caches information_schema statistics (AUTO_INCREMENT among them) for a day.
+      await c.query('SET SESSION information_schema_stats_expiry = 0').catch(() => undefined);
+      const out: SequenceModel[] = [];
+      for (const s of sequences) {
+        if (!s.ownedBy) {
+          out.push(s);
+          continue;
+        }
+        const { table, column } = s.ownedBy;
+        const [r] = await c.query({
+          sql: `SELECT CAST(AUTO_INCREMENT AS CHAR) AS next_value FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`,
+          values: [table.schema, table.name],
+        });
+        const [m] = await c.query(`SELECT CAST(MAX(${quoteMysql(column)}) AS CHAR) AS max FROM ${quoteMysql(table.schema)}.${quoteMysql(table.name)}`);
+        const next = BigInt((r as Array<{ next_value: string | null }>)[0]?.next_value ?? '1');
+        const max = BigInt((m as Array<{ max: string | null }>)[0]?.max ?? '0');
+        const last = next - 1n > max ? next - 1n : max;
+        out.push({ ...s, lastValue: last > 0n ? last.toString() : null, isCalled: last > 0n });
+      }
+      return out;
+    });
+  }
+}
+
+/** CDC from MySQL is the binlog reader (not in this version): every entry point refuses clearly. */
+function noCdc(ep: MysqlEndpoint): ChangeSource {
+  const refuse = (): never => {
+    throw ApplicationFailure.create({
+      type: FailureType.Unsupported,
+      nonRetryable: true,
+      message: `${ep.description}: change data capture from MySQL/MariaDB is not supported by this version`,
+      details: [{ hint: 'use mode full-load for a MySQL source' }],
+    });
+  };
+  return {
+    prepare: async () => refuse(),
+    open: async () => refuse(),
+    compare: compareMysqlPositions,
+    distance: () => 0n,
+    now: async () => refuse(),
+    waitConfirmed: async () => refuse(),
+    writeMarker: async () => refuse(),
+    // Nothing is held on a MySQL source.
+    cleanup: async (_m: MigrationRef) => ({ dropped: [], kept: [] }),
+  };
+}

@@ -1,0 +1,183 @@
+import { Readable, Transform } from 'node:stream';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Connection } from 'mysql2/promise';
+import { FailureType } from '../../plan/failure-types';
+import type { ChunkRange } from '../../plan/load-chunks';
+import { qualifiedKey, type ColumnModel, type TableModel } from '../../plan/schema-model';
+import { mysqlChecksumSql, quoteMysql } from '../cross-engine/canonical';
+import type { CopyOut, RowFormat, SourceReader, TableChecksum } from '../engine';
+import { closeMysql, connectMysql, mysqlFailure, type MysqlEndpoint } from './connection';
+import { mysqlPosition } from './position';
+
+/** A reader inside one consistent snapshot, with the binlog position the snapshot is at. */
+export interface MysqlReader extends SourceReader {
+  /** `mysql:<file>:<offset>`: every transaction committed before it is in the snapshot, none after. */
+  readonly position: string;
+}
+
+/**
+ * Opens a consistent snapshot (InnoDB) and reads where it stands in the binlog. MariaDB reports
+ * the position of the snapshot itself (binlog_snapshot_file/position, taken atomically with it);
+ * where the server does not, SHOW MASTER STATUS right after is the best known (see the caller).
+ */
+export async function openMysqlReader(ep: MysqlEndpoint, purpose: string): Promise<MysqlReader> {
+  const c = await connectMysql(ep, purpose);
+  try {
+    await c.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+    await c.query('START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY');
+    const position = await snapshotPosition(c);
+    return new Reader(c, ep, position);
+  } catch (err) {
+    await closeMysql(c);
+    throw mysqlFailure(err, ep, { doing: `opening a consistent snapshot (${purpose})` });
+  }
+}
+
+async function snapshotPosition(c: Connection): Promise<string> {
+  const [status] = await c.query("SHOW STATUS WHERE Variable_name IN ('binlog_snapshot_file', 'binlog_snapshot_position')");
+  const v = new Map((status as Array<{ Variable_name: string; Value: string }>).map((r) => [r.Variable_name, r.Value]));
+  if (v.get('binlog_snapshot_file')) return mysqlPosition(v.get('binlog_snapshot_file')!, v.get('binlog_snapshot_position') ?? '0');
+  const [master] = await c.query('SHOW MASTER STATUS');
+  const m = (master as Array<{ File: string; Position: string }>)[0];
+  // Binary log off: there is no position (only full-load is possible, as preflight says).
+  return m ? mysqlPosition(m.File, String(m.Position)) : mysqlPosition('', '0');
+}
+
+class Reader implements MysqlReader {
+  constructor(
+    private readonly c: Connection,
+    private readonly ep: MysqlEndpoint,
+    readonly position: string,
+  ) {}
+
+  async copyOut(t: TableModel, range: ChunkRange, format: RowFormat): Promise<CopyOut> {
+    if (format !== 'text') throw new Error('a MySQL source writes COPY text only');
+    wholeOnly(t, range);
+    const cols = t.columns.filter((c) => !c.generated);
+    const sql = `SELECT ${cols.map(selectExpr).join(', ')} FROM ${quoteMysql(t.schema)}.${quoteMysql(t.name)}`;
+    const key = qualifiedKey(t);
+    const nulled = new Map<string, number>();
+    const encoders = cols.map((c) => encoder(c, key, () => nulled.set(c.name, (nulled.get(c.name) ?? 0) + 1)));
+    const ep = this.ep;
+    // The core connection streams rows with back-pressure (the promise wrapper would buffer them).
+    const core = (this.c as unknown as { connection: { query(o: { sql: string; rowsAsArray: boolean }): { stream(o: { highWaterMark: number }): Readable } } }).connection;
+    const rows = core.query({ sql, rowsAsArray: true }).stream({ highWaterMark: 256 });
+    const toCopy = new Transform({
+      writableObjectMode: true,
+      readableHighWaterMark: 1 << 20,
+      transform(row: unknown[], _enc, cb) {
+        try {
+          let line = '';
+          for (let i = 0; i < encoders.length; i++) line += (i === 0 ? '' : '\t') + encoders[i]!(row[i]);
+          cb(null, line + '\n');
+        } catch (err) {
+          cb(err as Error);
+        }
+      },
+    });
+    rows.once('error', (err) => toCopy.destroy(mysqlFailure(err, ep, { table: key, doing: `reading ${key}` })));
+    const out: CopyOut = rows.pipe(toCopy);
+    // Never silent: the zero dates PostgreSQL cannot hold are counted, per column, into the ledger and the report.
+    out.conversions = () => (nulled.size === 0 ? undefined : [...nulled].map(([col, n]) => `${n} zero or invalid date${n > 1 ? 's' : ''} in ${col} written as NULL`).join('; '));
+    return out;
+  }
+
+  async checksum(t: TableModel, range: ChunkRange, withChecksum: boolean): Promise<TableChecksum> {
+    wholeOnly(t, range);
+    const cols = t.columns.filter((c) => !c.generated);
+    const [r] = await this.c.query(mysqlChecksumSql(cols, `${quoteMysql(t.schema)}.${quoteMysql(t.name)}`, withChecksum));
+    const row = (r as Array<{ rows: string; checksum: string | null }>)[0]!;
+    return { rows: row.rows, ...(row.checksum !== null ? { checksum: row.checksum } : {}), method: 'canonical-md5' };
+  }
+
+  async close(): Promise<void> {
+    await this.c.query('ROLLBACK').catch(() => undefined);
+    await closeMysql(this.c);
+  }
+}
+
+function wholeOnly(t: TableModel, range: ChunkRange): void {
+  if (range.kind !== 'whole') throw new Error(`${qualifiedKey(t)}: a MySQL source is read whole (asked for a ${range.kind} range)`);
+}
+
+/** What the SELECT reads for a column: exact text for floats (the driver would parse them into numbers). */
+function selectExpr(c: ColumnModel): string {
+  const v = quoteMysql(c.name);
+  switch (c.conversion) {
+    case 'float':
+    case 'double':
+      return `CAST(CAST(${v} AS DOUBLE) AS CHAR)`;
+    case 'year':
+      return `${v} + 0`;
+    default:
+      return v;
+  }
+}
+
+/** COPY text escapes: backslash, and the characters that end a field or a row. */
+function escapeCopy(s: string): string {
+  return s.replace(/[\\\n\r\t]/g, (ch) => (ch === '\\' ? '\\\\' : ch === '\n' ? '\\n' : ch === '\r' ? '\\r' : '\\t'));
+}
+
+const ZERO_DATE = /^0000-|^\d{4}-00-|^\d{4}-\d{2}-00/;
+
+/** One column's value (as the driver gives it) → its COPY text field. */
+function encoder(c: ColumnModel, table: string, nulled: () => void): (v: unknown) => string {
+  const refuse = (value: string, why: string) =>
+    ApplicationFailure.create({
+      type: FailureType.DataError,
+      nonRetryable: true,
+      message: `${table}.${c.name} holds ${value}: ${why}`,
+      details: [{ table, hint: 'change the value on the source (or exclude the table), then run dbferry retry' }],
+    });
+  const text = (v: unknown) => (Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
+  switch (c.conversion) {
+    case 'boolean':
+      return (v) => {
+        if (v === null) return '\\N';
+        const s = String(v);
+        if (s === '0') return 'f';
+        if (s === '1') return 't';
+        throw refuse(s, `tinyint(1) converts to boolean, which holds only 0 and 1 (declare the column wider on the source, e.g. tinyint(2))`);
+      };
+    case 'bytes':
+    case 'geometry':
+      return (v) => (v === null ? '\\N' : '\\\\x' + (v as Buffer).toString('hex'));
+    case 'bit': {
+      const n = Number(/\((\d+)\)/.exec(c.type)?.[1] ?? 1);
+      return (v) => {
+        if (v === null) return '\\N';
+        let bits = '';
+        for (const byte of v as Buffer) bits += byte.toString(2).padStart(8, '0');
+        return bits.slice(-n).padStart(n, '0');
+      };
+    }
+    case 'date':
+    case 'datetime':
+    case 'timestamp':
+      return (v) => {
+        if (v === null) return '\\N';
+        const s = String(v);
+        if (ZERO_DATE.test(s)) {
+          nulled();
+          return '\\N';
+        }
+        // A timestamp is read in UTC (the session's zone): said so, whatever the target session's zone.
+        return c.conversion === 'timestamp' ? `${s}+00` : s;
+      };
+    case 'text':
+    case 'enum':
+    case 'set':
+    case 'json':
+    case undefined:
+      return (v) => {
+        if (v === null) return '\\N';
+        const s = text(v);
+        if (s.includes('\0')) throw refuse('a NUL character', 'PostgreSQL text cannot hold it (store such values in a binary column)');
+        return escapeCopy(s);
+      };
+    default:
+      // Numbers, time (an interval's text), year: the server's text as it is.
+      return (v) => (v === null ? '\\N' : escapeCopy(text(v)));
+  }
+}

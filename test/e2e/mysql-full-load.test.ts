@@ -1,0 +1,152 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createConnection, type Connection } from 'mysql2/promise';
+import { startMariaDb, type MariaDbServer } from '../../local/mariadb-server';
+import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
+import { mysqlRowsAsApplicationReads, pgRowsAsApplicationReads } from '../support/mysql-compare';
+import { dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
+
+jest.setTimeout(10 * 60_000);
+
+const BLOB_BYTES = 16 * 1024 * 1024;
+
+/**
+ * MySQL/MariaDB → PostgreSQL through the CLI, on a real MariaDB whose time zone is +05:30: every
+ * converted type with its edge values (test/fixtures/mysql-edge.sql), composite keys, cascading
+ * foreign keys, a table without a primary key, hostile names and a 16 MB blob. The test compares
+ * every table with its own fingerprint (each value read by an application on each side and
+ * normalized by the test's own rules), checks single edge values on the target, dbferry's
+ * validation, the identities' next values and the findings of `check`.
+ */
+describe('MySQL (MariaDB) → PostgreSQL full load', () => {
+  let maria: MariaDbServer;
+  let my: Connection;
+  const targetDb = uniqueName('mysql_target');
+  const name = uniqueName('my').replace(/_/g, '-');
+  const queue = `q-${name}`;
+  let worker: WorkerProcess | undefined;
+  let env: NodeJS.ProcessEnv;
+  const tgt = () => serverUrl('target', targetDb);
+
+  beforeAll(async () => {
+    maria = await startMariaDb({ baseDir: join(__dirname, '..', '..', '.tmp', 'test-servers'), timeZone: '+05:30' });
+    // JSON as the text stored (MariaDB 10.5+ marks it, and mysql2 would parse it into numbers).
+    my = await createConnection({ uri: maria.url(), multipleStatements: true, jsonStrings: true });
+    await my.query("SET sql_mode = ''; CREATE DATABASE shop CHARACTER SET utf8mb4; USE shop;");
+    await my.query(readFileSync(join(__dirname, '..', 'fixtures', 'mysql-edge.sql'), 'utf8'));
+    await my.query(`
+      INSERT INTO customers SELECT CASE WHEN seq % 2 = 0 THEN 'EU' ELSE 'US' END, seq, CONCAT('customer ', seq) FROM seq_1_to_500;
+      INSERT INTO orders (region, customer_no, placed_at, status, total)
+        SELECT CASE WHEN seq % 500 % 2 = 0 THEN 'EU' ELSE 'US' END, seq % 500, '2024-01-01' + INTERVAL seq MINUTE, ELT(1 + seq % 3, 'new', 'paid', 'shipped'), seq / 7
+          FROM seq_1_to_3000 WHERE seq % 500 > 0;
+      INSERT INTO \`order items\` SELECT o.id, s.seq, CONCAT('sku-', s.seq), o.id % 5 + 1 FROM orders o JOIN seq_1_to_3 s;
+      INSERT INTO shipments SELECT id, IF(id % 2, 'ups', NULL) FROM orders WHERE id % 3 = 0;
+      INSERT INTO \`log\` SELECT '2024-01-01 00:00:00' + INTERVAL seq SECOND, IF(seq % 10 = 0, NULL, CONCAT('event ', seq)) FROM seq_1_to_2000;
+      INSERT INTO \`log\` SELECT at, msg FROM \`log\` LIMIT 5;
+      INSERT INTO articles VALUES (1, 'a title', 'a body');
+      INSERT INTO \`we\`\`ird\` VALUES (1, REPEAT(UNHEX('00FF10'), ${BLOB_BYTES / 3 + 1}), REPEAT('ä€', 1000000)), (2, NULL, NULL), (3, '', '');
+      DELETE FROM orders WHERE id = 1500;`);
+    env = cliEnv(queue, { SRC_URL: maria.url('shop'), TGT_URL: tgt() });
+    worker = await startWorker(env);
+  });
+
+  afterAll(async () => {
+    await worker?.stop('SIGKILL');
+    await my?.end();
+    await maria?.stop();
+    await dropDatabase('target', targetDb);
+  });
+
+  const plan = () =>
+    writePlan(`
+name: ${name}
+mode: full-load
+source: { engine: mysql, url: env:SRC_URL }
+target: { engine: postgres, url: env:TGT_URL }
+load: { parallel: 3 }
+`);
+
+  it('check names what does not convert and prints the converted schema', async () => {
+    const r = await dbferry(['check', plan()], env);
+    expect(r.stdout + r.stderr).toMatch(/FULLTEXT index ft/);
+    expect(r.stdout + r.stderr).toMatch(/prefix index title_prefix/);
+    expect(r.stdout + r.stderr).toMatch(/view shop\.paid_orders is not converted/);
+    expect(r.stdout + r.stderr).toMatch(/CREATE TABLE "shop"\."edge values"/);
+    expect(r.stdout + r.stderr).toMatch(/"biu" numeric\(20,0\)/);
+    expect(r.code).toBe(0);
+  });
+
+  it('loads every table equal by the test\'s fingerprint, with the edge values exact', async () => {
+    const started = await dbferry(['start', plan(), '--wait', '--json'], env);
+    expect({ code: started.code, out: started.code === 0 ? '' : started.stdout.slice(0, 3000) + started.stderr.slice(-2000) }).toEqual({ code: 0, out: '' });
+    const report = JSON.parse(started.stdout);
+    expect(report.status.phase).toBe('completed');
+    const validation = report.validation.tables as Array<{ table: string; equal: boolean; checksum: string }>;
+    expect(validation.map((t) => t.table).sort()).toEqual(
+      ['shop.articles', 'shop.customers', 'shop.edge values', 'shop.log', 'shop.order items', 'shop.orders', 'shop.shipments', 'shop.we`ird'].sort(),
+    );
+    expect(validation.filter((t) => !t.equal || t.checksum !== 'equal')).toEqual([]);
+    // Zero and invalid dates become NULL, and the report says how many, where.
+    const edgeStats = report.status.tables.find((t: { name: string }) => t.name === 'shop.edge values');
+    expect(edgeStats.converted).toBe(
+      '2 zero or invalid dates in dt written as NULL; 2 zero or invalid dates in dtm written as NULL; 1 zero or invalid date in ts written as NULL',
+    );
+    const shown = await dbferry(['status', name], env);
+    expect(shown.stdout).toContain('shop.edge values: 2 zero or invalid dates in dt written as NULL');
+
+    for (const table of ['edge values', 'customers', 'orders', 'order items', 'shipments', 'log', 'we`ird', 'articles']) {
+      const source = await mysqlRowsAsApplicationReads(my, 'shop', table);
+      const target = await pgRowsAsApplicationReads(tgt(), 'shop', table);
+      expect({ table, rows: target.length }).toEqual({ table, rows: source.length });
+      expect({ table, same: target.join('\n') === source.join('\n') }).toEqual({ table, same: true });
+    }
+
+    await withClient(tgt(), async (c) => {
+      await c.query("SET TimeZone = 'UTC'; SET IntervalStyle = 'postgres'");
+      const edge = (
+        await c.query(
+          `SELECT id, flag, ti, tiu, siu, iu, bi, biu, d65::text AS d65, c, vc, txt, lat, vb, e, st, j, yr, "naïve Ü",
+                  dt::text AS dt, dtm::text AS dtm, ts::text AS ts, tm::text AS tm, b1::text AS b1, b64::text AS b64, "select", "Mixed Case"
+             FROM shop."edge values" ORDER BY id`,
+        )
+      ).rows;
+      expect(edge[0]).toMatchObject({
+        flag: true, tiu: 255, siu: 65535, iu: '4294967295', bi: '9223372036854775807', biu: '18446744073709551615',
+        d65: '12345678901234567890123456789012345.123456789012345678901234567890',
+        c: 'char      ', vc: 'trailing space ', lat: 'caf€ ÿ', e: 'b,c', st: 'x,z', yr: 2155, 'naïve Ü': 'emoji 🙂 and 漢字',
+        dt: '2024-02-29', dtm: '2024-02-29 23:59:59.999999', ts: '2024-02-29 18:29:59.999999+00', tm: '-838:59:59',
+      });
+      expect(edge[0].b64).toBe('1'.repeat(64));
+      expect(edge[0].j).toEqual(expect.objectContaining({ s: 'é"q', n: null }));
+      const big = await c.query(`SELECT j->'big' AS big, j->'pi' AS pi FROM shop."edge values" WHERE id = 1`);
+      expect(big.rows[0]).toEqual({ big: expect.anything(), pi: expect.anything() });
+      const bigText = await c.query(`SELECT (j->'big')::text AS big FROM shop."edge values" WHERE id = 1`);
+      expect(bigText.rows[0].big).toBe('12345678901234567890123');
+      // Zero and invalid dates are NULL (counted), a negative and a 838-hour time survive.
+      expect(edge[1]).toMatchObject({ dt: null, dtm: null, ts: null, tm: '838:59:59.999999', ti: -128, bi: '-9223372036854775808', b1: '0', vb: Buffer.alloc(0) });
+      expect(edge[3]).toMatchObject({ dt: null, dtm: null, ts: '1970-01-01 00:00:01.000001+00', tm: '-00:00:00.5', vc: 'NULL', txt: '\\N' });
+      expect(Object.values(edge[2]).filter((v) => v !== null)).toEqual(['3', 'sel', 7]);
+      const blob = await c.query(`SELECT length(payload) AS n, md5(payload) AS m, length(note) AS chars FROM shop."we\`ird" WHERE id = 1`);
+      const [[srcBlob]] = (await my.query('SELECT LENGTH(payload) AS n, MD5(payload) AS m, CHAR_LENGTH(note) AS chars FROM shop.`we``ird` WHERE id = 1')) as unknown as [Array<{ n: number; m: string; chars: number }>];
+      expect(blob.rows[0]).toEqual({ n: srcBlob!.n, m: srcBlob!.m, chars: srcBlob!.chars });
+      expect(Number(blob.rows[0].n)).toBeGreaterThanOrEqual(BLOB_BYTES);
+
+      // Identities hand out the value the source's AUTO_INCREMENT would.
+      const [[ai]] = (await my.query("SELECT AUTO_INCREMENT AS next FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop' AND TABLE_NAME = 'orders'")) as unknown as [Array<{ next: number }>];
+      const next = await c.query(`INSERT INTO shop.orders (region, customer_no, total) VALUES ('EU', 2, 1) RETURNING id`);
+      expect(next.rows[0].id).toBe(String(ai!.next));
+      const edgeNext = await c.query(`INSERT INTO shop."edge values" DEFAULT VALUES RETURNING id, "select", "Mixed Case"`);
+      expect(edgeNext.rows[0]).toEqual({ id: '5', select: 'sel', 'Mixed Case': 7 });
+      // The ranges of the source stay enforced, and ON UPDATE CURRENT_TIMESTAMP is a trigger.
+      await expect(c.query(`UPDATE shop."edge values" SET tiu = 256 WHERE id = 1`)).rejects.toThrow(/check constraint/);
+      await expect(c.query(`INSERT INTO shop.orders (region, customer_no, status) VALUES ('EU', 2, 'lost')`)).rejects.toThrow(/check constraint/);
+      await expect(c.query(`INSERT INTO shop.orders (region, customer_no, total) VALUES ('EU', 2, -1)`)).rejects.toThrow(/total_positive/);
+      const before = await c.query(`SELECT updated_at FROM shop.orders WHERE id = 1000`);
+      const after = await c.query(`UPDATE shop.orders SET total = total + 1 WHERE id = 1000 RETURNING updated_at`);
+      expect(new Date(after.rows[0].updated_at).getTime()).toBeGreaterThan(new Date(before.rows[0].updated_at).getTime());
+      // Cascades act on the target as on the source.
+      await c.query(`DELETE FROM shop.customers WHERE region = 'EU' AND no = 2`);
+      expect((await c.query(`SELECT count(*)::int AS n FROM shop.orders WHERE region = 'EU' AND customer_no = 2`)).rows[0].n).toBe(0);
+    });
+  });
+});

@@ -29,6 +29,30 @@ export async function resolveSecret(ref: string, field: string): Promise<string>
   }
 }
 
+/**
+ * A connection URL from its reference, parsed. Anything else (a token file, /etc/shadow, a .env
+ * line) would otherwise reach the server as a database name, and the server's "database … does
+ * not exist" would carry it into history: the value is never echoed, only the reference.
+ */
+export async function resolveUrl(ref: string, field: string, kind: { schemes: string[]; engine: string; example: string }): Promise<{ url: string; parsed: URL }> {
+  const url = await resolveSecret(ref, field);
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || !kind.schemes.includes(parsed.protocol)) {
+    throw ApplicationFailure.create({
+      type: FailureType.SecretUnresolved,
+      nonRetryable: true,
+      message: `${field}: the value ${ref} resolves to is not a ${kind.engine} connection URL (expected ${kind.example}${parsed ? '; it has another scheme' : ''})`,
+      details: [{ hint: `fix the value of ${ref} on the workers, then run dbferry retry` }],
+    });
+  }
+  return { url, parsed };
+}
+
 function unresolved(field: string, why: string) {
   return ApplicationFailure.create({
     type: FailureType.SecretUnresolved,

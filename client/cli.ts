@@ -237,10 +237,11 @@ program
 
 program
   .command('demo')
-  .description('the local demo migration: Temporal dev server, two PostgreSQL servers, a sample shop database')
+  .description('the local demo migration: Temporal dev server, a source and a target server, a sample shop database')
   .option('--rows <n>', 'orders in the sample database', (v) => positiveInt(v, '--rows'), 150000)
+  .option('--source <engine>', 'the source: postgres, or mysql (a throwaway MariaDB server)', (v) => sourceEngine(v), 'postgres')
   .option('--keep', 'keep the servers and the Web UI running until Ctrl-C')
-  .action(async (opts: { rows: number; keep?: boolean }) => {
+  .action(async (opts: { rows: number; keep?: boolean; source: 'postgres' | 'mysql' }) => {
     const { runDemo } = await import('../local/demo');
     process.exitCode = await runDemo(opts);
   });
@@ -258,6 +259,11 @@ function positiveInt(v: string, flag: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new CliError(Exit.BadInput, `${flag}: expected a positive integer, got ${JSON.stringify(v)}`);
   return n;
+}
+
+function sourceEngine(v: string): 'postgres' | 'mysql' {
+  if (v !== 'postgres' && v !== 'mysql') throw new CliError(Exit.BadInput, `--source: expected postgres or mysql, got ${JSON.stringify(v)}`);
+  return v;
 }
 
 async function main() {

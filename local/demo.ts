@@ -4,6 +4,8 @@ import { NativeConnection } from '@temporalio/worker';
 import { migrationWorkflowId } from '../workflows/search-attributes';
 import { createWorker } from '../worker/worker';
 import { Exit } from '../client/exit-codes';
+import { startMariaDb } from './mariadb-server';
+import { createMysqlSampleDatabase } from './mysql-sample-data';
 import { startPostgresCluster } from './postgres-cluster';
 import { startDevServer } from './temporal-dev-server';
 import { startMigration, WAIT_EXIT, waitForOutcome } from '../client/migrations';
@@ -15,16 +17,18 @@ import { createSampleDatabase } from './sample-data';
 const say = (m: string) => console.error(`[demo] ${m}`);
 
 /**
- * The whole product on one machine: a Temporal dev server with its Web UI, a source and a target
- * PostgreSQL server, a sample shop database, a worker, and the migration of examples/demo-plan.yaml.
+ * The whole product on one machine: a Temporal dev server with its Web UI, a source (PostgreSQL,
+ * or MariaDB with `source: mysql`) and a target PostgreSQL server, a sample shop database, a
+ * worker, and the migration of examples/demo-plan.yaml (demo-plan-mysql.yaml).
  */
-export async function runDemo(opts: { rows: number; keep?: boolean }): Promise<number> {
+export async function runDemo(opts: { rows: number; keep?: boolean; source?: 'postgres' | 'mysql' }): Promise<number> {
   const base = resolve('.dbferry-demo');
   mkdirSync(base, { recursive: true });
-  say('starting a Temporal dev server and two PostgreSQL servers (source and target)…');
+  const mysql = opts.source === 'mysql';
+  say(`starting a Temporal dev server, a ${mysql ? 'MariaDB' : 'PostgreSQL'} source server and a PostgreSQL target server…`);
   const started = await Promise.allSettled([
     startDevServer({ dbFile: join(base, `temporal-${Date.now()}.db`) }),
-    startPostgresCluster({ baseDir: base }),
+    mysql ? startMariaDb({ baseDir: base }) : startPostgresCluster({ baseDir: base }),
     startPostgresCluster({ baseDir: base }),
   ] as const);
   const servers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
@@ -37,14 +41,15 @@ export async function runDemo(opts: { rows: number; keep?: boolean }): Promise<n
   }
   const [temporal, source, target] = started.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
     Awaited<ReturnType<typeof startDevServer>>,
-    Awaited<ReturnType<typeof startPostgresCluster>>,
+    { url(database?: string): string },
     Awaited<ReturnType<typeof startPostgresCluster>>,
   ];
   let connection: NativeConnection | undefined;
   try {
     say(`Temporal ${temporal.address}, Web UI ${temporal.uiUrl}`);
     say(`creating the sample database "shop" on the source (${opts.rows} orders)…`);
-    await createSampleDatabase(source.url(), 'shop', opts.rows);
+    if (mysql) await createMysqlSampleDatabase(source.url(), 'shop', opts.rows);
+    else await createSampleDatabase(source.url(), 'shop', opts.rows);
 
     // The plan names these variables; the worker resolves them, so no password enters Temporal.
     process.env.DBFERRY_DEMO_SOURCE_URL = source.url('shop');
@@ -52,7 +57,7 @@ export async function runDemo(opts: { rows: number; keep?: boolean }): Promise<n
     const o = { address: temporal.address, namespace: 'default', taskQueue: 'dbferry-demo' };
     connection = await NativeConnection.connect({ address: o.address });
     const worker = await createWorker(o, connection);
-    const plan = loadPlanFile(join(__dirname, '..', '..', 'examples', 'demo-plan.yaml'));
+    const plan = loadPlanFile(join(__dirname, '..', '..', 'examples', mysql ? 'demo-plan-mysql.yaml' : 'demo-plan.yaml'));
 
     const code = await worker.runUntil(
       withClient(o, async (client) => {

@@ -4,7 +4,7 @@ import { createConnection, type Connection, type ConnectionOptions, type TypeCas
 import { FailureType, NEEDS_PERSON } from '../../plan/failure-types';
 import type { Plan } from '../../plan/plan-schema';
 import { describeEndpoint } from '../../plan/secret-ref';
-import { resolveSecret } from '../secrets';
+import { resolveSecret, resolveUrl } from '../secrets';
 import { scrub } from '../scrub';
 
 /** A resolved MySQL/MariaDB source: the URL with its secret, kept inside the activity. */
@@ -20,22 +20,7 @@ export interface MysqlEndpoint {
 
 export async function resolveMysqlEndpoint(plan: Plan): Promise<MysqlEndpoint> {
   const ep = plan.source;
-  const url = await resolveSecret(ep.url, 'source.url');
-  let parsed: URL | undefined;
-  try {
-    parsed = new URL(url);
-  } catch {
-    parsed = undefined;
-  }
-  // Never echo the value: it is a secret that failed to parse (see pg/connection.ts).
-  if (!parsed || (parsed.protocol !== 'mysql:' && parsed.protocol !== 'mariadb:')) {
-    throw ApplicationFailure.create({
-      type: FailureType.SecretUnresolved,
-      nonRetryable: true,
-      message: `source.url: the value ${ep.url} resolves to is not a MySQL connection URL (expected mysql://user@host:port/database${parsed ? '; it has another scheme' : ''})`,
-      details: [{ hint: `fix the value of ${ep.url} on the workers, then run dbferry retry` }],
-    });
-  }
+  const { url, parsed } = await resolveUrl(ep.url, 'source.url', { schemes: ['mysql:', 'mariadb:'], engine: 'MySQL', example: 'mysql://user@host:port/database' });
   const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
   if (!database) {
     throw ApplicationFailure.create({

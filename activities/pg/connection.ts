@@ -1,11 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import type { ConnectionOptions } from 'node:tls';
-import { ApplicationFailure } from '@temporalio/common';
 import { Client, type ClientConfig } from 'pg';
-import { FailureType } from '../../plan/failure-types';
 import type { Plan } from '../../plan/plan-schema';
 import { describeEndpoint } from '../../plan/secret-ref';
-import { resolveSecret } from '../secrets';
+import { resolveSecret, resolveUrl } from '../secrets';
 import { toFailure } from './errors';
 
 type Side = 'source' | 'target';
@@ -24,24 +22,7 @@ export interface PgEndpoint {
 
 export async function resolveEndpoint(plan: Plan, side: Side): Promise<PgEndpoint> {
   const ep: EndpointPlan = plan[side];
-  const url = await resolveSecret(ep.url, `${side}.url`);
-  let parsed: URL | undefined;
-  try {
-    parsed = new URL(url);
-  } catch {
-    parsed = undefined;
-  }
-  // Anything else (a token file, /etc/shadow, a .env line) would otherwise reach the server as a
-  // database name, and the server's "database … does not exist" would carry it into history.
-  // Never echo the value: it is a secret that failed to parse.
-  if (!parsed || (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:')) {
-    throw ApplicationFailure.create({
-      type: FailureType.SecretUnresolved,
-      nonRetryable: true,
-      message: `${side}.url: the value ${ep.url} resolves to is not a PostgreSQL connection URL (expected postgres://user@host:port/database${parsed ? '; it has another scheme' : ''})`,
-      details: [{ hint: `fix the value of ${ep.url} on the workers, then run dbferry retry` }],
-    });
-  }
+  const { url, parsed } = await resolveUrl(ep.url, `${side}.url`, { schemes: ['postgres:', 'postgresql:'], engine: 'PostgreSQL', example: 'postgres://user@host:port/database' });
   const database = decodeURIComponent(parsed.pathname.replace(/^\//, '')) || 'postgres';
   const queryPassword = parsed.searchParams.get('password') ?? '';
   const secrets = [parsed.password ? decodeURIComponent(parsed.password) : '', parsed.password, queryPassword].filter(Boolean);

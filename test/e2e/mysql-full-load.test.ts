@@ -149,4 +149,55 @@ load: { parallel: 3 }
       expect((await c.query(`SELECT count(*)::int AS n FROM shop.orders WHERE region = 'EU' AND customer_no = 2`)).rows[0].n).toBe(0);
     });
   });
+
+  it('completes after the worker is killed in the middle of a table: nothing missing, nothing twice', async () => {
+    await my.query(`CREATE DATABASE big CHARACTER SET utf8mb4;
+      CREATE TABLE big.events (id bigint unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY, at datetime(6) NOT NULL, kind varchar(20) NOT NULL, payload text);
+      INSERT INTO big.events (at, kind, payload) SELECT '2024-01-01' + INTERVAL seq SECOND, ELT(1 + seq % 3, 'a', 'b', 'c'), REPEAT(MD5(seq), 4) FROM seq_1_to_200000;
+      CREATE TABLE big.small (k int PRIMARY KEY, v varchar(10));
+      INSERT INTO big.small SELECT seq, 'v' FROM seq_1_to_100;`);
+    const killName = `${name}-kill`;
+    const killDb = uniqueName('mysql_kill');
+    const killEnv = cliEnv(queue, { SRC_URL: maria.url('big'), TGT_URL: serverUrl('target', killDb) });
+    await worker!.stop('SIGKILL');
+    worker = await startWorker(killEnv);
+    try {
+      const planFile = writePlan(`
+name: ${killName}
+mode: full-load
+source: { engine: mysql, url: env:SRC_URL }
+target: { engine: postgres, url: env:TGT_URL }
+load: { parallel: 1 }
+`);
+      const run = dbferry(['start', planFile, '--wait', '--json'], killEnv);
+      // The worker dies while it copies big.events (a COPY into it runs on the target).
+      const copying = async () =>
+        withClient(serverUrl('target'), async (c) =>
+          ((await c.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY "big"."events"%'`, [killDb])).rows[0] as { n: number }).n > 0,
+        ).catch(() => false);
+      const deadline = Date.now() + 120_000;
+      while (!(await copying())) {
+        if (Date.now() > deadline) throw new Error(`the load of big.events never started; the worker said:\n${worker!.output().slice(-2000)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const killedPid = worker!.child.pid;
+      await worker!.stop('SIGKILL');
+      worker = await startWorker(killEnv);
+      const done = await run;
+      expect({ code: done.code, out: done.code === 0 ? '' : done.stdout.slice(0, 2000) + done.stderr.slice(-2000) }).toEqual({ code: 0, out: '' });
+      const report = JSON.parse(done.stdout);
+      expect(report.validation.tables.every((t: { equal: boolean }) => t.equal)).toBe(true);
+      for (const table of ['events', 'small']) {
+        const source = await mysqlRowsAsApplicationReads(my, 'big', table);
+        const target = await pgRowsAsApplicationReads(serverUrl('target', killDb), 'big', table);
+        expect({ table, rows: target.length, same: target.join('\n') === source.join('\n') }).toEqual({ table, rows: source.length, same: true });
+      }
+      // big.events was loaded by the worker that took over, once (one ledger row), after the kill.
+      const ledger = await withClient(serverUrl('target', killDb), (c) => c.query(`SELECT worker FROM _dbferry.table_loads WHERE table_key = 'big.events'`));
+      expect(ledger.rows).toHaveLength(1);
+      expect(ledger.rows[0].worker).not.toMatch(new RegExp(`^${killedPid}@`));
+    } finally {
+      await dropDatabase('target', killDb);
+    }
+  });
 });

@@ -81,6 +81,34 @@ describe('cross-engine checksum (MariaDB → PostgreSQL)', () => {
     }
   });
 
+  it('refuses, naming table, column and value, what the target type cannot hold (never converts it silently)', async () => {
+    await my.query("CREATE TABLE shop.odd (id int PRIMARY KEY, flag tinyint(1), t varchar(10)); INSERT INTO shop.odd VALUES (1, 1, 'a'), (2, 2, 'b')");
+    try {
+      const odd = (await engine.introspect()).tables.find((t) => t.name === 'odd')!;
+      const reader = await engine.openReader();
+      try {
+        const drain = async () => {
+          for await (const chunk of await reader.copyOut(odd, { kind: 'whole' }, 'text')) void chunk;
+        };
+        await expect(drain()).rejects.toThrow('shop.odd.flag holds 2: tinyint(1) converts to boolean, which holds only 0 and 1');
+        await my.query("UPDATE shop.odd SET flag = 0 WHERE id = 2; UPDATE shop.odd SET t = CONCAT('x', CHAR(0), 'y') WHERE id = 1");
+      } finally {
+        await reader.close();
+      }
+      const again = await engine.openReader();
+      try {
+        const drain = async () => {
+          for await (const chunk of await again.copyOut(odd, { kind: 'whole' }, 'text')) void chunk;
+        };
+        await expect(drain()).rejects.toThrow('shop.odd.t holds a NUL character: PostgreSQL text cannot hold it');
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await my.query('DROP TABLE shop.odd');
+    }
+  });
+
   // One change on the target, of each kind a conversion could hide; each undone afterwards.
   const changes: Array<[string, string, string]> = [
     ['a microsecond', `UPDATE shop."edge values" SET dtm = dtm + interval '1 microsecond' WHERE id = 1`, `UPDATE shop."edge values" SET dtm = dtm - interval '1 microsecond' WHERE id = 1`],

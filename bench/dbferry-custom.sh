@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# dbferry-custom.sh -- the `custom` method command for ../shared/bench/pg2pg.sh:
-# one real dbferry full-load migration of $SRC_URL into $TGT_URL.
+# dbferry-custom.sh -- the `custom` method command for ../shared/bench/pg2pg.sh (and mysql2pg.sh):
+# one real dbferry full-load migration of $SRC_URL (or $MY_URL, a MariaDB source) into $TGT_URL.
 #
 # Contract (pg2pg.sh run_custom): pg2pg.sh drops and re-creates the target database $TGT_DB,
 # then runs  /usr/bin/time -v bash -c "$CUSTOM_CMD"  with SRC_URL, TGT_URL, TGT_DB, JOBS (and
@@ -41,7 +41,10 @@ mkdir -p "$LOGDIR"
 PHASES_CSV="${DBFERRY_PHASES_CSV:-$LOGDIR/dbferry-phases.csv}"
 [ -f "$PHASES_CSV" ] || echo "name,checksums,parallel,worker_start_s,start_wait_s,worker_stop_s,drop_bookkeeping_s,script_total_s,status,workdir,method" >"$PHASES_CSV"
 
-: "${SRC_URL:?SRC_URL not set (run via pg2pg.sh custom)}"
+# pg2pg.sh sets SRC_URL; ../shared/bench/mysql2pg.sh sets MY_URL (a MariaDB source).
+SRC_URL="${SRC_URL:-${MY_URL:-}}"
+: "${SRC_URL:?SRC_URL not set (run via pg2pg.sh custom, or MY_URL via mysql2pg.sh custom)}"
+case "$SRC_URL" in mysql://*|mariadb://*) SOURCE_ENGINE=mysql ;; *) SOURCE_ENGINE=postgres ;; esac
 : "${TGT_URL:?TGT_URL not set (run via pg2pg.sh custom)}"
 CHECKSUMS="${DBFERRY_CHECKSUMS:-true}"
 case "$CHECKSUMS" in true|false) ;; *) echo "DBFERRY_CHECKSUMS must be true or false" >&2; exit 2 ;; esac
@@ -84,7 +87,7 @@ cat >"$PLAN" <<EOF
 name: $NAME
 mode: full-load
 source:
-  engine: postgres
+  engine: $SOURCE_ENGINE
   url: env:DBFERRY_BENCH_SOURCE_URL
 target:
   engine: postgres

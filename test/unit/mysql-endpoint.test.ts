@@ -1,0 +1,45 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { mysqlFailure, resolveMysqlEndpoint } from '../../activities/mysql/connection';
+import { parsePlan } from '../../plan';
+
+const plan = (url: string) => {
+  const p = parsePlan({ name: 'm', mode: 'full-load', source: { engine: 'mysql', url }, target: { engine: 'postgres', url: 'env:T' } });
+  if (!p.ok) throw new Error(JSON.stringify(p.issues));
+  return p.plan;
+};
+
+describe('a MySQL source URL, resolved on the worker', () => {
+  afterEach(() => delete process.env.DBFERRY_UNIT_MY);
+
+  it('is described without its password, and the database becomes the schema', async () => {
+    process.env.DBFERRY_UNIT_MY = 'mysql://app:s3cr%40t@db.example:3307/shop';
+    const ep = await resolveMysqlEndpoint(plan('env:DBFERRY_UNIT_MY'));
+    expect(ep).toMatchObject({ description: 'source mysql/db.example:3307/shop', database: 'shop', secrets: ['s3cr@t', 's3cr%40t'] });
+  });
+
+  it('names the reference, never the value, when it is not a MySQL URL', async () => {
+    process.env.DBFERRY_UNIT_MY = 'postgres://app:topsecret@db/shop';
+    const err = await resolveMysqlEndpoint(plan('env:DBFERRY_UNIT_MY')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect((err as ApplicationFailure).message).toBe(
+      'source.url: the value env:DBFERRY_UNIT_MY resolves to is not a MySQL connection URL (expected mysql://user@host:port/database; it has another scheme)',
+    );
+    process.env.DBFERRY_UNIT_MY = 'mysql://app:topsecret@db:3306/';
+    const noDb = (await resolveMysqlEndpoint(plan('env:DBFERRY_UNIT_MY')).catch((e: unknown) => e)) as ApplicationFailure;
+    expect(noDb.message).toMatch(/names no database/);
+    expect(noDb.message).not.toContain('topsecret');
+  });
+
+  it('turns driver errors into typed failures naming the source, scrubbed', async () => {
+    process.env.DBFERRY_UNIT_MY = 'mysql://app:topsecret@db:3306/shop';
+    const ep = await resolveMysqlEndpoint(plan('env:DBFERRY_UNIT_MY'));
+    const denied = mysqlFailure(Object.assign(new Error("Access denied for user 'app'@'10.0.0.1' (using password: YES) topsecret"), { code: 'ER_ACCESS_DENIED_ERROR' }), ep, { doing: 'connecting' });
+    expect(denied).toMatchObject({ type: 'AuthenticationFailed', nonRetryable: true });
+    expect(denied.message).toBe("source mysql/db:3306/shop: Access denied for user 'app'@'10.0.0.1' (using password: YES) *** while connecting");
+    expect(mysqlFailure(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), ep, { doing: 'x' })).toMatchObject({ type: 'Transient', nonRetryable: false });
+    expect(mysqlFailure(Object.assign(new Error("SELECT command denied to user 'app' for table 'orders'"), { code: 'ER_TABLEACCESS_DENIED_ERROR' }), ep, { table: 'shop.orders', doing: 'x' })).toMatchObject({
+      type: 'PermissionDenied',
+      message: expect.stringContaining('source mysql/db:3306/shop, table shop.orders:'),
+    });
+  });
+});

@@ -114,22 +114,17 @@ function bits(b: Buffer, n: number): string {
   return s.slice(-n).padStart(n, '0');
 }
 
-/** Every row of a MySQL table, each value normalized, sorted. */
+/**
+ * Every row of a MySQL table, each value normalized, sorted. `my` must read values as text
+ * (dateStrings, supportBigNumbers and bigNumberStrings, jsonStrings, decimalNumbers false).
+ */
 export async function mysqlRowsAsApplicationReads(my: Connection, db: string, table: string): Promise<string[]> {
   const cols = await columnsOf(my, db, table);
   const [[tz]] = (await my.query("SELECT TIME_TO_SEC(TIMEDIFF(NOW(), UTC_TIMESTAMP())) / 60 AS m")) as unknown as [Array<{ m: string }>];
   const offset = Math.round(Number(tz!.m));
-  // FLOAT is read widened to DOUBLE: its own text has 6 digits (an application reading it as text gets less than the value).
-  const select = cols.map((c) => (c.dataType === 'float' ? `CAST(${q(c.name)} AS DOUBLE) AS ${q(c.name)}` : q(c.name))).join(', ');
-  const [rows] = await my.query({
-    sql: `SELECT ${select} FROM ${q(db)}.${q(table)}`,
-    rowsAsArray: true,
-    dateStrings: true,
-    supportBigNumbers: true,
-    bigNumberStrings: true,
-    decimalNumbers: false,
-    jsonStrings: true,
-  } as never);
+  // The binary protocol (a prepared statement), as most drivers read: FLOAT and DOUBLE arrive as
+  // their exact bits, independent of the server's text for them (which dbferry reads).
+  const [rows] = await my.execute({ sql: `SELECT ${cols.map((c) => q(c.name)).join(', ')} FROM ${q(db)}.${q(table)}`, rowsAsArray: true } as never);
   return (rows as unknown[][])
     .map((row) =>
       row
@@ -141,9 +136,9 @@ export async function mysqlRowsAsApplicationReads(my: Connection, db: string, ta
             case 'tinyint':
               return /^tinyint\(1\)$/.test(c.columnType) ? (s === '1' ? 'true' : s === '0' ? 'false' : `bad ${s}`) : String(s);
             case 'float':
-              return String(Math.fround(Number(s)));
+              return String(Math.fround(v as number));
             case 'double':
-              return String(Number(s));
+              return String(v as number);
             case 'bit':
               return bits(v as Buffer, Number(/\((\d+)\)/.exec(c.columnType)![1]));
             case 'binary':

@@ -53,9 +53,10 @@ class MysqlEngine implements SourceEngine {
   async preflight(opts: { cdc: boolean }): Promise<{ info: EndpointInfo; model: SchemaModel; findings: Finding[] }> {
     const { ep } = this;
     return withMysql(ep, 'preflight', async (c) => {
-      const [v] = await c.query('SELECT VERSION() AS version, @@log_bin AS log_bin');
-      const row = (v as Array<{ version: string; log_bin: string }>)[0]!;
+      const [v] = await c.query('SELECT VERSION() AS version, @@GLOBAL.sql_mode AS sql_mode');
+      const row = (v as Array<{ version: string; sql_mode: string }>)[0]!;
       const { model, findings } = await introspectMysql(c, this.selector());
+      findings.push(...serverFindings(ep, row.version, row.sql_mode));
       if (model.tables.length === 0) {
         findings.push({
           severity: 'blocking',
@@ -154,6 +155,28 @@ class MysqlEngine implements SourceEngine {
       return out;
     });
   }
+}
+
+/** What the server's version and settings mean for the migration (findings, never blocking). */
+export function serverFindings(ep: MysqlEndpoint, version: string, sqlMode: string): Finding[] {
+  const out: Finding[] = [];
+  const [major = 0, minor = 0] = version.split(/[.-]/).map(Number);
+  const mariadb = /mariadb/i.test(version);
+  if (mariadb ? major < 10 || (major === 10 && minor < 2) : major < 5 || (major === 5 && minor < 7)) {
+    out.push({ severity: 'warning', code: 'old-server', message: `${ep.description}: ${version} is older than dbferry supports (MariaDB 10.2, MySQL 5.7): check constraints and JSON may not be read` });
+  }
+  if (!mariadb) {
+    out.push({ severity: 'info', code: 'untested-server', message: `${ep.description}: dbferry's tests run on MariaDB 10.11; MySQL ${version} is not among them` });
+  }
+  const modes = new Set(sqlMode.toUpperCase().split(','));
+  if (!modes.has('NO_ZERO_DATE') || !modes.has('NO_ZERO_IN_DATE')) {
+    out.push({
+      severity: 'info',
+      code: 'zero-dates',
+      message: `${ep.description}: sql_mode (${sqlMode || 'empty'}) lets the server store zero and invalid dates; PostgreSQL has none, so the load writes NULL for them and counts them per table in status and the report`,
+    });
+  }
+  return out;
 }
 
 /** CDC from MySQL is the binlog reader (not in this version): every entry point refuses clearly. */

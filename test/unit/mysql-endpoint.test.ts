@@ -43,3 +43,15 @@ describe('a MySQL source URL, resolved on the worker', () => {
     });
   });
 });
+
+describe('what the MySQL server says about the migration', () => {
+  const ep = { url: '', description: 'source mysql/db:3306/shop', database: 'shop', secrets: [] };
+  it('names zero dates the server accepts, old servers and untested MySQL', async () => {
+    const { serverFindings } = await import('../../activities/mysql/mysql-engine');
+    expect(serverFindings(ep, '10.11.19-MariaDB-0+deb12u1-log', 'STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE')).toEqual([]);
+    expect(serverFindings(ep, '10.11.19-MariaDB', 'STRICT_TRANS_TABLES').map((f) => f.code)).toEqual(['zero-dates']);
+    expect(serverFindings(ep, '10.1.48-MariaDB', 'NO_ZERO_IN_DATE,NO_ZERO_DATE').map((f) => f.code)).toEqual(['old-server']);
+    expect(serverFindings(ep, '8.0.36', 'NO_ZERO_IN_DATE,NO_ZERO_DATE').map((f) => f.code)).toEqual(['untested-server']);
+    expect(serverFindings(ep, '5.6.51-log', '').map((f) => f.code)).toEqual(['old-server', 'untested-server', 'zero-dates']);
+  });
+});

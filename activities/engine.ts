@@ -31,6 +31,10 @@ export interface ReadPoint {
   position: EnginePosition;
   /** The engine holds CDC's starting point together with this read point (no gap between load and CDC). */
   forCdc: boolean;
+  /** How it was taken, in words for the report, where the engine has more to say than its position. */
+  describe?: string;
+  /** Only loaders in the holder's process can join it (MySQL keeps the snapshots it opened there). */
+  holderProcessOnly?: boolean;
 }
 
 /** A read point kept alive by one activity; it ends with `release()` or with the connection. */
@@ -62,6 +66,11 @@ export interface CopyOut extends Readable {
 
 /** A reader inside one read point (or, with `readPoint` undefined, reading the source as it is now). */
 export interface SourceReader {
+  /**
+   * Where this reader reads when it is not the joined read point itself: an engine that cannot
+   * share a snapshot with every loader (MySQL) opens one of its own, and the ledger records it.
+   */
+  readonly readPoint?: { token: string; position: EnginePosition };
   /**
    * Rows of a table or a chunk of it, in the form the PostgreSQL target ingests, with
    * back-pressure. Refuses (a typed failure naming the table) when the read point can no longer

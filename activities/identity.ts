@@ -7,3 +7,23 @@ import { hostname } from 'node:os';
 export function workerIdentity(): string {
   return `${process.pid}@${hostname()}`;
 }
+
+let ownQueue: string | undefined;
+
+/**
+ * The task queue only this worker process polls, beside the shared one: activities that must
+ * run beside one another (a MySQL read point's loaders, beside the snapshots its holder keeps
+ * in this process) are scheduled on it.
+ */
+export function ownTaskQueueName(sharedQueue: string): string {
+  return `${sharedQueue}@${workerIdentity()}`;
+}
+
+export function setOwnTaskQueue(queue: string | undefined): void {
+  ownQueue = queue;
+}
+
+/** Undefined when this process polls no queue of its own (a worker created in a test or the demo). */
+export function ownTaskQueue(): string | undefined {
+  return ownQueue;
+}

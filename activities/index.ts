@@ -18,7 +18,7 @@ import { streamChanges } from './apply/stream-changes';
 import type { SourceEngine, SourceEngineFactory, SourceEngineName } from './engine';
 import { beginCutover, cleanupSource, finalizeCutover } from './native/cutover';
 import { finishLoad, planLoad } from './native/load-plan';
-import { loadTask } from './native/load-task';
+import { loadTask, readPointQueue } from './native/load-task';
 import { preflight } from './native/preflight';
 import { prepareCdc } from './native/prepare-cdc';
 import { holdSnapshot } from './native/snapshot-holder';
@@ -79,6 +79,7 @@ export function createActivities(deps: ActivityDeps = defaultDeps) {
     planLoad: async (input: ActivityInput) => planLoad(input, ...(await sides(input.plan))),
     holdSnapshot: async (input: ActivityInput) => holdSnapshot(input, ...(await sides(input.plan))),
     loadTask: async (input: LoadTaskInput) => loadTask(input, ...(await sides(input.plan))),
+    readPointQueue: async (input: ActivityInput) => readPointQueue(input, await deps.target(input.plan)),
     finishLoad: async (input: ActivityInput) => finishLoad(input, await deps.target(input.plan)),
     leaveOutTable: async (input: LeaveOutInput) => leaveOutTable(input, await deps.target(input.plan)),
     buildIndexes: async (input: ActivityInput) => {

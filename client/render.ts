@@ -107,6 +107,7 @@ export function formatReport(r: MigrationReport): string {
   out.push('', `${s.totals?.tables ?? s.tables.length} tables, ${totalRows} rows` + (r.build ? `; ${r.build.primaryKeys} primary keys, ${r.build.uniques} unique constraints, ${r.build.indexes} indexes, ${r.build.foreignKeys} foreign keys, ${r.build.sequences} sequences carried` : ''));
   // A compacted report lists every differing table first, so none hides among the omitted.
   const allEqual = (r.validation?.tables ?? []).every((t) => t.equal) && !s.totals?.different;
+  if (r.load?.readPoint) out.push(`read point: ${r.load.readPoint}`);
   out.push(r.validation ? `validation: ${allEqual ? 'every table equal' : 'DIFFERENCES FOUND'}` : 'validation: skipped');
   if (r.cdc) out.push(`CDC: ${r.cdc.transactions} transactions, ${r.cdc.changes} changes applied; stopped at the cutover marker ${r.cdc.markerPosition}`);
   if (r.finalize) {

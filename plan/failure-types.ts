@@ -31,6 +31,11 @@ export const FailureType = {
   CutoverRefused: 'CutoverRefused',
   /** Anything else the database reported. */
   DatabaseError: 'DatabaseError',
+  /**
+   * A loader ran on another worker than its read point's holder, whose snapshots only loaders
+   * in its process can join (MySQL): the workflow schedules it again on the holder's queue.
+   */
+  ReadPointElsewhere: 'ReadPointElsewhere',
 } as const;
 
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];

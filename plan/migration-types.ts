@@ -202,6 +202,8 @@ export interface FullLoadResult {
   /** The first snapshot and its position: where CDC would start. */
   snapshot: string;
   position: string;
+  /** How the tables' read points were taken, in words, where the engine says more than the snapshot (MySQL). */
+  readPoint?: string;
   snapshots: LoadSnapshot[];
   tables: TableLoadResult[];
   ms?: number;

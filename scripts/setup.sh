@@ -56,6 +56,19 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${PG_BIN:-}" ]
 fi
 say "PostgreSQL: $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | tail -1 || echo "$PG_BIN")"
 
+# PostGIS for that PostgreSQL (the one test clusters run: $PG_BIN, else the newest major): a
+# MySQL spatial column becomes a PostGIS geometry where the target has it, and the tests check that.
+pg_bin="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}"
+pg_major="$("$pg_bin/postgres" --version 2>/dev/null | sed -E 's/^[^0-9]*([0-9]+).*/\1/')"
+if [ -z "$pg_major" ]; then
+  say "PostGIS: cannot tell the PostgreSQL major of $pg_bin: install PostGIS by hand"; exit 1
+fi
+postgis_control="/usr/share/postgresql/$pg_major/extension/postgis.control"
+if [ ! -f "$postgis_control" ]; then
+  apt_install "postgresql-$pg_major-postgis-3"
+fi
+say "PostGIS: $(sed -nE "s/^default_version *= *'([^']*)'.*/\1/p" "$postgis_control")"
+
 # MariaDB server (MySQL sources)
 if ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; then
   apt_install mariadb-server

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
-import { workerIdentity } from '../activities/identity';
+import { ownTaskQueueName, setOwnTaskQueue, workerIdentity } from '../activities/identity';
 import type { TemporalOptions } from '../plan/temporal-options';
 
 export interface WorkerSettings extends TemporalOptions {
@@ -20,13 +20,14 @@ export function workflowSource(): Pick<WorkerOptions, 'workflowBundle' | 'workfl
   return { workflowsPath: require.resolve('../workflows') };
 }
 
-export async function createWorker(s: WorkerSettings, connection: NativeConnection): Promise<Worker> {
+export async function createWorker(s: WorkerSettings, connection: NativeConnection, opts: { ownQueue?: string } = {}): Promise<Worker> {
   return Worker.create({
     connection,
     namespace: s.namespace,
-    taskQueue: s.taskQueue,
+    taskQueue: opts.ownQueue ?? s.taskQueue,
     identity: workerIdentity(),
-    ...workflowSource(),
+    // This process's own queue carries activities only (loaders beside a read point held here).
+    ...(opts.ownQueue ? {} : workflowSource()),
     activities: createActivities(),
     maxConcurrentActivityTaskExecutions: s.maxConcurrentActivities ?? 20,
     // The SDK would send heartbeats only every 80% of the heartbeat timeout: one slow send on a
@@ -39,14 +40,25 @@ export async function createWorker(s: WorkerSettings, connection: NativeConnecti
   });
 }
 
-/** Runs a worker until SIGINT/SIGTERM (handled by the SDK's runtime: graceful shutdown). */
+/**
+ * Runs a worker until SIGINT/SIGTERM (handled by the SDK's runtime: graceful shutdown): one
+ * polling the shared task queue, and one polling this process's own queue, where the workflow
+ * schedules activities that must run beside one another (activities/identity.ts).
+ */
 export async function runWorker(s: WorkerSettings): Promise<void> {
   const connection = await NativeConnection.connect({ address: s.address });
   try {
-    const worker = await createWorker(s, connection);
-    console.error(`dbferry worker: polling task queue ${s.taskQueue} on ${s.address} (namespace ${s.namespace})`);
-    await worker.run();
+    const ownQueue = ownTaskQueueName(s.taskQueue);
+    const [shared, own] = await Promise.all([createWorker(s, connection), createWorker(s, connection, { ownQueue })]);
+    setOwnTaskQueue(ownQueue);
+    console.error(`dbferry worker: polling task queue ${s.taskQueue} (and its own, ${ownQueue}) on ${s.address} (namespace ${s.namespace})`);
+    // Both stop together: whichever ends first (a signal, a fatal error) shuts the other down.
+    const stopOther = (w: Worker) => () => {
+      if (w.getState() === 'RUNNING') w.shutdown();
+    };
+    await Promise.all([shared.run().finally(stopOther(own)), own.run().finally(stopOther(shared))]);
   } finally {
+    setOwnTaskQueue(undefined);
     await connection.close();
   }
 }

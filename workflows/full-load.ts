@@ -1,7 +1,8 @@
-import { ApplicationFailure, CancellationScope, condition, executeChild, isCancellation, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancellationScope, condition, executeChild, isCancellation, TimeoutFailure, workflowInfo } from '@temporalio/workflow';
+import { FailureType } from '../plan/failure-types';
 import { summarized } from './activity-calls';
 import { inParallel } from '../plan/in-parallel';
-import type { ActivityInput, FullLoadResult, LoadBatchInput, LoadBatchResult } from '../plan/migration-types';
+import type { ActivityInput, FullLoadResult, LoadBatchInput, LoadBatchResult, LoadTaskResult } from '../plan/migration-types';
 import { activityRetry } from './retry-policy';
 
 /**
@@ -22,7 +23,8 @@ const holder = summarized({
   heartbeatTimeout: '20 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '10 seconds' },
 });
-const loader = summarized({ startToCloseTimeout: '30 days', heartbeatTimeout: '30 seconds', retry: activityRetry });
+const loaderOptions = { startToCloseTimeout: '30 days', heartbeatTimeout: '30 seconds', retry: activityRetry } as const;
+const loader = summarized(loaderOptions);
 
 /**
  * The full-load step: plan once (stored on the target), hold one snapshot for the whole load,
@@ -85,12 +87,47 @@ async function loadAllTasks(input: ActivityInput, tasks: number, tag: string): P
 export async function loadBatchWorkflow({ fromTask, toTask, ...input }: LoadBatchInput): Promise<LoadBatchResult> {
   const result: LoadBatchResult = { tasks: 0, alreadyLoaded: 0, rows: '0', bytes: 0 };
   const tasks = Array.from({ length: toTask - fromTask }, (_, i) => fromTask + i);
+  const load = loaderFor(input);
   await inParallel(tasks, input.plan.load.parallel, async (task) => {
-    const r = await loader('loadTask', `full load: task ${task} (COPY into the target with its ledger row)`, { ...input, task });
+    const r = await load(task);
     result.tasks++;
     if (r.alreadyLoaded) result.alreadyLoaded++;
     result.rows = (BigInt(result.rows) + BigInt(r.rows)).toString();
     result.bytes += r.bytes;
   });
   return result;
+}
+
+/** How long a loader waits to be picked up on the holder's queue before the queue is asked again. */
+const BESIDE_HOLDER_WAIT = '1 minute';
+
+/**
+ * Runs one load task. A PostgreSQL read point is joined from any worker. A MySQL one lives in
+ * its holder's process, so its loaders are scheduled on that worker's own task queue; when the
+ * holder moved (its worker died and it started again elsewhere), the task is not picked up
+ * there or finds the read point gone, and is scheduled again where the holder is now.
+ */
+function loaderFor(input: ActivityInput): (task: number) => Promise<LoadTaskResult> {
+  const summary = (task: number) => `full load: task ${task} (COPY into the target with its ledger row)`;
+  if (input.plan.source.engine === 'postgres') return (task) => loader('loadTask', summary(task), { ...input, task });
+  let queue: Promise<string | undefined> | undefined;
+  const holderQueue = () => (queue ??= control('readPointQueue', 'full load: find the worker that holds the read point', input).then((r) => r.taskQueue));
+  return async (task) => {
+    for (;;) {
+      const taskQueue = await holderQueue();
+      if (taskQueue === undefined) return loader('loadTask', summary(task), { ...input, task });
+      try {
+        return await summarized({ ...loaderOptions, taskQueue, scheduleToStartTimeout: BESIDE_HOLDER_WAIT })('loadTask', summary(task), { ...input, task });
+      } catch (err) {
+        if (!holderMoved(err)) throw err;
+        if ((await queue) === taskQueue) queue = undefined;
+      }
+    }
+  };
+}
+
+function holderMoved(err: unknown): boolean {
+  if (!(err instanceof ActivityFailure)) return false;
+  const cause = err.cause;
+  return (cause instanceof TimeoutFailure && cause.timeoutType === 'SCHEDULE_TO_START') || (cause instanceof ApplicationFailure && cause.type === FailureType.ReadPointElsewhere);
 }

@@ -14,7 +14,11 @@
  * - float and double: the shortest round-trip digits (both engines print them) and the decimal
  *   magnitude (`mysqlFloatText`). A float is widened to double on both sides (exactly).
  * - text, enum, set: the characters (MySQL's converted to utf8mb4 first, so MD5 sees the same bytes).
- * - bytes, geometry: lowercase hex. bit(n): n binary digits.
+ * - bytes: lowercase hex. bit(n): n binary digits.
+ * - geometry into bytea (no PostGIS on the target): lowercase hex of MySQL's form. Into a
+ *   PostGIS geometry: `<srid>:<hex of the WKB, little-endian>`, MySQL's from its stored bytes
+ *   (the SRID's 4 bytes, then the WKB, which MySQL writes little-endian), PostgreSQL's from
+ *   ST_SRID and ST_AsBinary(..., 'NDR').
  * - date, datetime, timestamp: `YYYY-MM-DD[ HH:MM:SS.ffffff]` (timestamp in UTC); a zero or
  *   invalid date is NULL on both sides (the load writes NULL for it).
  * - time → interval: total microseconds.
@@ -24,6 +28,7 @@
  */
 import type { ColumnModel } from '../../plan/schema-model';
 import { quoteIdent } from '../../plan/sql-names';
+import { postgisSchemaOf } from './spatial';
 
 /** MySQL's identifier quoting. */
 export function quoteMysql(name: string): string {
@@ -67,8 +72,12 @@ export function mysqlCanonical(c: ColumnModel): string {
     case 'bit':
       return `LPAD(BIN(${v} + 0), ${bitLength(c.type)}, '0')`;
     case 'bytes':
-    case 'geometry':
       return `LOWER(HEX(${v}))`;
+    case 'geometry':
+      // From the stored bytes, not ST_AsBinary: MySQL 8 writes a geographic SRS's WKB in
+      // latitude-longitude order, while it stores (and the load carries) longitude first.
+      if (c.type === 'bytea') return `LOWER(HEX(${v}))`;
+      return `CONCAT(CONV(HEX(REVERSE(SUBSTRING(${v}, 1, 4))), 16, 10), ':', LOWER(HEX(SUBSTRING(${v}, 5))))`;
     case 'date':
       return `IF(${ZERO_DATE(v)}, NULL, DATE_FORMAT(${v}, '%Y-%m-%d'))`;
     case 'datetime':
@@ -99,8 +108,12 @@ export function pgCanonical(c: ColumnModel): string {
     case 'bit':
       return `${v}::text`;
     case 'bytes':
-    case 'geometry':
       return `encode(${v}, 'hex')`;
+    case 'geometry': {
+      if (c.type === 'bytea') return `encode(${v}, 'hex')`;
+      const postgis = postgisSchemaOf(c.type);
+      return `${postgis}.${quoteIdent('st_srid')}(${v})::text || ':' || encode(${postgis}.${quoteIdent('st_asbinary')}(${v}, 'NDR'), 'hex')`;
+    }
     case 'date':
       return `to_char(${v}, 'YYYY-MM-DD')`;
     case 'datetime':

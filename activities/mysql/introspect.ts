@@ -86,7 +86,7 @@ export async function introspectMysql(c: Connection, select: (schema: string, ta
   const schemas = [...new Set(tableRows.map((r) => r.s!))];
   if (schemas.length === 0) return { model: { schemas: [], extensions: [], types: [], sequences: [], tables: [] }, findings };
 
-  const [columns, stats, fks, checks, others] = await Promise.all([
+  const [columns, stats, fks, checks, others, srids] = await Promise.all([
     rows(
       c,
       `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, COLUMN_NAME AS name, DATA_TYPE AS data_type, COLUMN_TYPE AS column_type,
@@ -133,7 +133,14 @@ export async function introspectMysql(c: Connection, select: (schema: string, ta
        UNION ALL SELECT 'event', EVENT_SCHEMA, EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA IN (?)`,
       [schemas, schemas, schemas, schemas],
     ),
+    // MySQL 8's declared SRID of a spatial column; MariaDB has no such column (and no declared SRIDs).
+    rows(
+      c,
+      'SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, COLUMN_NAME AS name, CAST(SRS_ID AS CHAR) AS srs_id FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN (?) AND SRS_ID IS NOT NULL',
+      [schemas],
+    ).catch(() => [] as Row[]),
   ]);
+  const sridOf = new Map(srids.map((r) => [`${key(r.s!, r.t!)}.${r.name}`, r.srs_id]));
   // A check MySQL's JSON alias adds (MariaDB: JSON is LONGTEXT CHECK (json_valid(col))).
   const jsonColumns = new Set<string>();
   for (const ck of checks) {
@@ -191,6 +198,7 @@ export async function introspectMysql(c: Connection, select: (schema: string, ta
         charset: col.charset,
         generationExpression: col.gen || null,
         isJson: jsonColumns.has(`${k}.${col.name}`),
+        srsId: sridOf.get(`${k}.${col.name}`) ?? null,
       };
       let conv;
       try {
@@ -206,7 +214,7 @@ export async function introspectMysql(c: Connection, select: (schema: string, ta
         notNull: !mc.nullable,
         binaryCopySafe: false,
         conversion: conv.kind,
-        sourceType: mc.columnType,
+        sourceType: conv.sourceType,
         ...(conv.default !== undefined ? { default: conv.default } : {}),
       };
       if (conv.autoIncrement) {

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../../plan/failure-types';
 import type { EndpointInfo, Finding, MigrationRef } from '../../plan/migration-types';
@@ -7,11 +6,12 @@ import type { SchemaModel, SequenceModel, TableModel } from '../../plan/schema-m
 import type { TableExtent } from '../../plan/load-chunks';
 import { compileSelection } from '../../plan/table-selection';
 import type { ChangeSource, HeldReadPoint, SourceEngine } from '../engine';
-import { closeMysql, connectMysql, mysqlFailure, resolveMysqlEndpoint, withMysql, type MysqlEndpoint } from './connection';
+import { mysqlFailure, resolveMysqlEndpoint, withMysql, type MysqlEndpoint } from './connection';
 import { quoteMysql } from '../cross-engine/canonical';
 import { introspectMysql, type MysqlSchema } from './introspect';
 import { compareMysqlPositions } from './position';
 import { openMysqlReader } from './reader';
+import { holdMysqlReadPoint, joinMysqlReadPoint } from './read-point';
 
 /** The MySQL/MariaDB source engine: consistent snapshots, rows converted into COPY text, canonical checksums. */
 export async function mysqlEngine(plan: Plan): Promise<SourceEngine> {
@@ -57,6 +57,8 @@ class MysqlEngine implements SourceEngine {
       const row = (v as Array<{ version: string; sql_mode: string }>)[0]!;
       const { model, findings } = await introspectMysql(c, this.selector());
       findings.push(...serverFindings(ep, row.version, row.sql_mode));
+      const [grants] = await c.query('SHOW GRANTS');
+      findings.push(...grantFindings(ep, (grants as Array<Record<string, string>>).map((g) => Object.values(g)[0] ?? '')));
       if (model.tables.length === 0) {
         findings.push({
           severity: 'blocking',
@@ -91,38 +93,13 @@ class MysqlEngine implements SourceEngine {
     return [];
   }
 
-  /**
-   * The load's read point: a consistent snapshot and its binlog position. MySQL cannot hand a
-   * snapshot to another session (PostgreSQL exports one), so each loader opens its own and the
-   * ledger records the position each unit was read at: a table is always read whole in one
-   * snapshot, consistent in itself.
-   */
-  async holdReadPoint(): Promise<HeldReadPoint> {
-    const reader = await openMysqlReader(this.ep, 'read point');
-    const position = reader.position;
-    await reader.close();
-    const c = await connectMysql(this.ep, 'read point');
-    let closed = false;
-    return {
-      token: position,
-      position,
-      forCdc: false,
-      watch: async (signal?: AbortSignal) => {
-        // Nothing to keep alive; a lost source shows in the loaders' own connections.
-        while (!signal?.aborted && !closed) {
-          await sleep(5_000, undefined, { signal }).catch(() => undefined);
-          await c.query('SELECT 1').catch(() => undefined);
-        }
-      },
-      release: async () => {
-        closed = true;
-        await closeMysql(c);
-      },
-    };
+  /** The load's read point: snapshots for every loader at one binlog position (read-point.ts). */
+  holdReadPoint(): Promise<HeldReadPoint> {
+    return holdMysqlReadPoint(this.ep, this.plan.load.parallel);
   }
 
-  joinReadPoint() {
-    return openMysqlReader(this.ep, 'load');
+  joinReadPoint(token: string) {
+    return joinMysqlReadPoint(this.ep, token);
   }
 
   openReader() {
@@ -177,6 +154,21 @@ export function serverFindings(ep: MysqlEndpoint, version: string, sqlMode: stri
     });
   }
   return out;
+}
+
+/**
+ * One read point for every table needs FLUSH TABLES WITH READ LOCK, which needs RELOAD (read
+ * from SHOW GRANTS; privileges through roles are not followed, so this only warns).
+ */
+export function grantFindings(ep: MysqlEndpoint, grants: string[]): Finding[] {
+  if (grants.some((g) => /\bRELOAD\b|ALL PRIVILEGES ON \*\.\*/i.test(g))) return [];
+  return [
+    {
+      severity: 'warning',
+      code: 'no-reload',
+      message: `${ep.description}: the user seems to lack the RELOAD privilege, which the load needs for one read point for every table (FLUSH TABLES WITH READ LOCK, held for milliseconds): without it each table is read in its own snapshot, consistent in itself but not with the others while the source is written`,
+    },
+  ];
 }
 
 /** CDC from MySQL is the binlog reader (not in this version): every entry point refuses clearly. */

@@ -5,6 +5,7 @@ import { FailureType } from '../../plan/failure-types';
 import type { ChunkRange } from '../../plan/load-chunks';
 import { qualifiedKey, type ColumnModel, type TableModel } from '../../plan/schema-model';
 import { mysqlChecksumSql, quoteMysql } from '../cross-engine/canonical';
+import { mysqlGeometryToEwkb, POSTGIS_MAX_SRID } from '../cross-engine/spatial';
 import type { CopyOut, RowFormat, SourceReader, TableChecksum } from '../engine';
 import { closeMysql, connectMysql, mysqlFailure, type MysqlEndpoint } from './connection';
 import { mysqlPosition } from './position';
@@ -13,6 +14,10 @@ import { mysqlPosition } from './position';
 export interface MysqlReader extends SourceReader {
   /** `mysql:<file>:<offset>`: every transaction committed before it is in the snapshot, none after. */
   readonly position: string;
+  /** Whether the session is still in its snapshot and idle (no read cut off mid-stream, no error). */
+  healthy(): boolean;
+  /** A round trip that keeps an idle session open; false when it is gone. */
+  ping(): Promise<boolean>;
 }
 
 /**
@@ -35,15 +40,20 @@ export async function openMysqlReader(ep: MysqlEndpoint, purpose: string): Promi
 
 async function snapshotPosition(c: Connection): Promise<string> {
   const [status] = await c.query("SHOW STATUS WHERE Variable_name IN ('binlog_snapshot_file', 'binlog_snapshot_position')");
-  const v = new Map((status as Array<{ Variable_name: string; Value: string }>).map((r) => [r.Variable_name, r.Value]));
+  // MariaDB names them Binlog_snapshot_file and Binlog_snapshot_position.
+  const v = new Map((status as Array<{ Variable_name: string; Value: string }>).map((r) => [r.Variable_name.toLowerCase(), r.Value]));
   if (v.get('binlog_snapshot_file')) return mysqlPosition(v.get('binlog_snapshot_file')!, v.get('binlog_snapshot_position') ?? '0');
-  const [master] = await c.query('SHOW MASTER STATUS');
-  const m = (master as Array<{ File: string; Position: string }>)[0];
-  // Binary log off: there is no position (only full-load is possible, as preflight says).
+  // Binary log off, or a user who may not read it (SHOW MASTER STATUS needs BINLOG MONITOR or
+  // REPLICATION CLIENT): no position, which only CDC needs (and its preflight asks for).
+  const master = await c.query('SHOW MASTER STATUS').catch(() => [[]]);
+  const m = (master[0] as Array<{ File: string; Position: string }>)[0];
   return m ? mysqlPosition(m.File, String(m.Position)) : mysqlPosition('', '0');
 }
 
 class Reader implements MysqlReader {
+  private reading = false;
+  private failed = false;
+
   constructor(
     private readonly c: Connection,
     private readonly ep: MysqlEndpoint,
@@ -62,6 +72,8 @@ class Reader implements MysqlReader {
     // The core connection streams rows with back-pressure (the promise wrapper would buffer them).
     const core = (this.c as unknown as { connection: { query(o: { sql: string; rowsAsArray: boolean }): { stream(o: { highWaterMark: number }): Readable } } }).connection;
     const rows = core.query({ sql, rowsAsArray: true }).stream({ highWaterMark: 256 });
+    this.reading = true;
+    rows.once('end', () => (this.reading = false));
     // Rows are gathered into chunks of about 64 kB: COPY takes them with far less overhead than a write per row.
     let pending = '';
     const toCopy = new Transform({
@@ -84,7 +96,10 @@ class Reader implements MysqlReader {
         cb(null, pending || undefined);
       },
     });
-    rows.once('error', (err) => toCopy.destroy(mysqlFailure(err, ep, { table: key, doing: `reading ${key}` })));
+    rows.once('error', (err) => {
+      this.failed = true;
+      toCopy.destroy(mysqlFailure(err, ep, { table: key, doing: `reading ${key}` }));
+    });
     const out: CopyOut = rows.pipe(toCopy);
     // Never silent: the zero dates PostgreSQL cannot hold are counted, per column, into the ledger and the report.
     out.conversions = () => (nulled.size === 0 ? undefined : [...nulled].map(([col, n]) => `${n} zero or invalid date${n > 1 ? 's' : ''} in ${col} written as NULL`).join('; '));
@@ -94,9 +109,26 @@ class Reader implements MysqlReader {
   async checksum(t: TableModel, range: ChunkRange, withChecksum: boolean): Promise<TableChecksum> {
     wholeOnly(t, range);
     const cols = t.columns.filter((c) => !c.generated);
-    const [r] = await this.c.query(mysqlChecksumSql(cols, `${quoteMysql(t.schema)}.${quoteMysql(t.name)}`, withChecksum));
+    const [r] = await this.c.query(mysqlChecksumSql(cols, `${quoteMysql(t.schema)}.${quoteMysql(t.name)}`, withChecksum)).catch((err: unknown) => {
+      this.failed = true;
+      throw err;
+    });
     const row = (r as Array<{ rows: string; checksum: string | null }>)[0]!;
     return { rows: row.rows, ...(row.checksum !== null ? { checksum: row.checksum } : {}), method: 'canonical-md5' };
+  }
+
+  healthy(): boolean {
+    return !this.reading && !this.failed;
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      await this.c.query('SELECT 1');
+      return true;
+    } catch {
+      this.failed = true;
+      return false;
+    }
   }
 
   async close(): Promise<void> {
@@ -150,8 +182,21 @@ function encoder(c: ColumnModel, table: string, nulled: () => void): (v: unknown
         throw refuse(s, `tinyint(1) converts to boolean, which holds only 0 and 1 (declare the column wider on the source, e.g. tinyint(2))`);
       };
     case 'bytes':
-    case 'geometry':
       return (v) => (v === null ? '\\N' : '\\\\x' + (v as Buffer).toString('hex'));
+    case 'geometry':
+      // Without PostGIS on the target the column is bytea: MySQL's own form, byte for byte.
+      if (c.type === 'bytea') return (v) => (v === null ? '\\N' : '\\\\x' + (v as Buffer).toString('hex'));
+      return (v) => {
+        if (v === null) return '\\N';
+        const ewkb = mysqlGeometryToEwkb(v as Buffer);
+        if (!ewkb) throw refuse(`${(v as Buffer).length} bytes that are not a geometry`, 'MySQL stores a geometry as a 4-byte SRID followed by WKB');
+        const srid = (v as Buffer).readUInt32LE(0);
+        if (srid > POSTGIS_MAX_SRID) {
+          throw refuse(`a geometry with SRID ${srid}`, `PostGIS keeps SRIDs up to ${POSTGIS_MAX_SRID} and would change it (ST_SetSRID it on the source to one PostGIS knows)`);
+        }
+        // PostGIS reads hex EWKB as a geometry's text input.
+        return ewkb.toString('hex');
+      };
     case 'bit': {
       const n = Number(/\((\d+)\)/.exec(c.type)?.[1] ?? 1);
       return (v) => {

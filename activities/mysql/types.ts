@@ -47,10 +47,17 @@ export interface MysqlColumn {
   generationExpression: string | null;
   /** MariaDB's JSON is LONGTEXT with CHECK (json_valid(col)): the caller knows it from the checks. */
   isJson: boolean;
+  /**
+   * MySQL 8's COLUMNS.SRS_ID: the one SRID a spatial column accepts (its `SRID` attribute).
+   * MariaDB has no such restriction (its REF_SYSTEM_ID is not enforced), so none is given there.
+   */
+  srsId?: string | null;
 }
 
 export interface ConvertedColumn {
   type: string;
+  /** The source's type for the model (ColumnModel.sourceType): COLUMN_TYPE, with MySQL 8's `SRID n` on a spatial column. */
+  sourceType: string;
   kind: ValueKind;
   /** CHECK bodies (without the CHECK keyword's name) keeping the source's domain on the target. */
   checks: string[];
@@ -93,7 +100,7 @@ export function enumMembers(columnType: string): string[] {
 export function convertColumn(c: MysqlColumn): ConvertedColumn {
   const col = quoteIdent(c.name);
   const unsigned = /\bunsigned\b/i.test(c.columnType);
-  const out: ConvertedColumn = { type: '', kind: 'text', checks: [], autoIncrement: /auto_increment/i.test(c.extra), onUpdateCurrentTimestamp: /on update current_timestamp/i.test(c.extra), notes: [] };
+  const out: ConvertedColumn = { type: '', sourceType: c.columnType, kind: 'text', checks: [], autoIncrement: /auto_increment/i.test(c.extra), onUpdateCurrentTimestamp: /on update current_timestamp/i.test(c.extra), notes: [] };
   const fsp = (p: string | null) => (p !== null && p !== '' ? `(${Number(p)})` : '');
   const t = c.dataType.toLowerCase();
   const range = INT_RANGES[t];
@@ -164,9 +171,12 @@ export function convertColumn(c: MysqlColumn): ConvertedColumn {
     out.type = 'smallint';
     out.kind = 'year';
   } else if (GEOMETRY.has(t)) {
-    // MySQL's own form: the SRID (4 bytes, little-endian) followed by the WKB.
+    // The portable form (MySQL's own: the SRID, 4 bytes little-endian, then the WKB). The target
+    // decides: where it has PostGIS, create-tables makes the column a geometry (cross-engine/spatial.ts).
     out.type = 'bytea';
     out.kind = 'geometry';
+    // As MySQL's SHOW CREATE TABLE writes it: the target's column keeps the restriction.
+    if (c.srsId !== undefined && c.srsId !== null && c.srsId !== '') out.sourceType = `${c.columnType} SRID ${Number(c.srsId)}`;
   } else {
     throw new UnsupportedType(c.name, c.columnType);
   }

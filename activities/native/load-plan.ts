@@ -117,15 +117,17 @@ export async function finishLoad({ plan, migration }: ActivityInput, tgt: PgEndp
       });
     }
     const loads = await readTableLoads(c, migration.runId);
-    const snaps = await c.query<{ generation: number; snapshot: string; position: string; created_at: Date }>(
-      'SELECT generation, snapshot, position, created_at FROM _dbferry.snapshots WHERE run_id = $1 ORDER BY generation',
+    const snaps = await c.query<{ generation: number; snapshot: string; position: string; created_at: Date; detail: string | null }>(
+      'SELECT generation, snapshot, position, created_at, detail FROM _dbferry.snapshots WHERE run_id = $1 ORDER BY generation',
       [migration.runId],
     );
     const first = snaps.rows[0];
+    const readPoint = await describeReadPoints(c, migration.runId, snaps.rows);
     return {
       report: {
         snapshot: first?.snapshot ?? '',
         position: first?.position ?? '',
+        ...(readPoint ? { readPoint } : {}),
         snapshots: snaps.rows.map((s) => ({ generation: s.generation, snapshot: s.snapshot, position: s.position, at: new Date(s.created_at).toISOString() })),
         tables: [...loads.values()]
           .map((l) => ({ table: l.table_key, rows: l.rows, bytes: Number(l.bytes), chunks: Number(l.chunks), ms: Number(l.ms), ...(l.converted ? { converted: l.converted } : {}) }))
@@ -135,4 +137,26 @@ export async function finishLoad({ plan, migration }: ActivityInput, tgt: PgEndp
   }).catch((err) => {
     throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, doing: 'finishing the load' });
   });
+}
+
+/**
+ * The read points the tables were loaded in, in words, where the engine said how it took them
+ * (MySQL): one shared read point, or tables read in snapshots of their own (their loaders ran
+ * outside the holder's worker, or the source refused the lock), which are each consistent in
+ * themselves but not with one another. Undefined when there is nothing more to say than the
+ * snapshot (PostgreSQL: every loader imports the exported snapshot).
+ */
+async function describeReadPoints(c: Client, runId: string, snaps: Array<{ snapshot: string; detail: string | null }>): Promise<string | undefined> {
+  const details = snaps.map((s) => s.detail).filter((d): d is string => d !== null);
+  if (details.length === 0) return undefined;
+  const r = await c.query<{ own: number; positions: number }>(
+    `SELECT count(DISTINCT table_key) FILTER (WHERE NOT snapshot = ANY($2))::int AS own, count(DISTINCT position)::int AS positions
+       FROM _dbferry.table_loads WHERE run_id = $1`,
+    [runId, snaps.map((s) => s.snapshot)],
+  );
+  const { own, positions } = r.rows[0]!;
+  const words = [...new Set(details)].join('; then ');
+  return own > 0 && !/own snapshot/.test(words)
+    ? `${words}; but ${own} table${own > 1 ? 's were' : ' was'} read in snapshots of their own (loaders on another worker than the read point's holder), at ${positions} binlog positions: each consistent in itself, not with the others`
+    : words;
 }

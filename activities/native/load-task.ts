@@ -6,12 +6,14 @@ import type { Client } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { FailureType } from '../../plan/failure-types';
 import { unitLabel, type LoadUnit } from '../../plan/load-chunks';
-import type { LoadTaskInput, LoadTaskResult } from '../../plan/migration-types';
+import type { ActivityInput, LoadTaskInput, LoadTaskResult } from '../../plan/migration-types';
 import type { TableModel } from '../../plan/schema-model';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { ReadPointGone, type SourceEngine, type SourceReader } from '../engine';
 import { withHeartbeat } from '../heartbeat';
-import { closeQuietly, connect, type PgEndpoint } from '../pg/connection';
+import { ownTaskQueue } from '../identity';
+import { closeQuietly, connect, withConnection, type PgEndpoint } from '../pg/connection';
+import { ensureBookkeeping } from '../target/bookkeeping';
 import { toFailure } from '../pg/errors';
 import { claimTask, readTask, recordUnit } from '../target/ledger';
 import { loadModel, tablesByKey } from '../target/model';
@@ -62,7 +64,8 @@ export async function loadTask({ plan, migration, task }: LoadTaskInput, engine:
         const table = tables.get(unit.table);
         if (!table) throw missingTable(tgt, unit.table);
         const n = await copyUnit({ source, target }, table, unit, {
-          snapshot: snap.snapshot,
+          snapshot: source.readPoint?.token ?? snap.snapshot,
+          position: source.readPoint?.position ?? snap.position,
           migration: migration.runId,
           checksums: plan.validate.checksums,
           source: engine.description,
@@ -98,20 +101,27 @@ async function joinNewestReadPoint(
   runId: string,
   progress: Progress,
   signal?: AbortSignal,
-): Promise<{ reader: SourceReader; snapshot: string; generation: number }> {
+): Promise<{ reader: SourceReader; snapshot: string; position: string; generation: number }> {
   const deadline = Date.now() + SNAPSHOT_WAIT_MS;
   let deadGeneration = 0;
   for (;;) {
-    const r = await target.query<{ generation: number; snapshot: string }>(
-      'SELECT generation, snapshot FROM _dbferry.snapshots WHERE run_id = $1 ORDER BY generation DESC LIMIT 1',
+    const r = await target.query<{ generation: number; snapshot: string; position: string; worker_queue: string | null }>(
+      'SELECT generation, snapshot, position, worker_queue FROM _dbferry.snapshots WHERE run_id = $1 ORDER BY generation DESC LIMIT 1',
       [runId],
     );
     const latest = r.rows[0];
+    if (latest?.worker_queue && latest.worker_queue !== ownTaskQueue()) {
+      throw ApplicationFailure.create({
+        type: FailureType.ReadPointElsewhere,
+        nonRetryable: true,
+        message: `the read point of generation ${latest.generation} is held on another worker (task queue ${latest.worker_queue})`,
+      });
+    }
     if (latest && latest.generation > deadGeneration) {
       try {
         const reader = await engine.joinReadPoint(latest.snapshot);
         progress.waitingForSnapshot = false;
-        return { reader, snapshot: latest.snapshot, generation: latest.generation };
+        return { reader, snapshot: latest.snapshot, position: latest.position, generation: latest.generation };
       } catch (err) {
         if (!(err instanceof ReadPointGone)) throw err;
         deadGeneration = latest.generation;
@@ -130,7 +140,9 @@ async function joinNewestReadPoint(
 }
 
 interface CopyContext {
+  /** The snapshot and position the unit is read in (the ledger's). */
   snapshot: string;
+  position: string;
   migration: string;
   checksums: boolean;
   /** The source's description, for messages. */
@@ -207,7 +219,7 @@ async function copyUnit(lane: { source: SourceReader; target: Client }, t: Table
       });
     }
   }
-  await recordUnit(target, ctx.migration, unit, { rows, bytes, checksum, method, snapshot: ctx.snapshot, ms: Date.now() - started, converted });
+  await recordUnit(target, ctx.migration, unit, { rows, bytes, checksum, method, snapshot: ctx.snapshot, position: ctx.position, ms: Date.now() - started, converted });
   return rows;
 }
 
@@ -225,3 +237,26 @@ function markSide(err: unknown, side: 'source' | 'target'): void {
   if (err && typeof err === 'object' && !('dbferrySide' in err)) (err as { dbferrySide?: string }).dbferrySide = side;
 }
 
+
+/**
+ * The task queue loaders must run on: the worker of the newest read point's holder when only
+ * loaders there can join it (MySQL), else none (any worker). Waits for the holder to record
+ * its read point.
+ */
+export async function readPointQueue({ migration }: ActivityInput, tgt: PgEndpoint): Promise<{ taskQueue?: string }> {
+  return withHeartbeat(() => ({ waitingForSnapshot: true }), async (signal) => {
+    const deadline = Date.now() + SNAPSHOT_WAIT_MS;
+    for (;;) {
+      const r = await withConnection(tgt, 'read the load snapshot', async (c) => {
+        await ensureBookkeeping(c);
+        return c.query<{ worker_queue: string | null }>('SELECT worker_queue FROM _dbferry.snapshots WHERE run_id = $1 ORDER BY generation DESC LIMIT 1', [migration.runId]);
+      });
+      const row = r.rows[0];
+      if (row) return row.worker_queue ? { taskQueue: row.worker_queue } : {};
+      if (Date.now() > deadline || signal?.aborted) {
+        throw ApplicationFailure.create({ type: FailureType.Transient, message: `no load snapshot recorded for ${SNAPSHOT_WAIT_MS / 60_000} minutes (is the snapshot holder activity running?)` });
+      }
+      await sleep(500, undefined, { signal }).catch(() => undefined);
+    }
+  });
+}

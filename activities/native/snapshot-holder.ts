@@ -1,6 +1,7 @@
 import type { ActivityInput, HeldSnapshot } from '../../plan/migration-types';
 import type { SourceEngine } from '../engine';
 import { withHeartbeat } from '../heartbeat';
+import { ownTaskQueue } from '../identity';
 import { withConnection, type PgEndpoint } from '../pg/connection';
 import { ensureBookkeeping } from '../target/bookkeeping';
 import { loadModel } from '../target/model';
@@ -22,11 +23,11 @@ export async function holdSnapshot({ plan, migration }: ActivityInput, engine: S
     const generation = await withConnection(tgt, 'record the load snapshot', async (c) => {
       await ensureBookkeeping(c);
       const r = await c.query<{ generation: number }>(
-        `INSERT INTO _dbferry.snapshots (run_id, generation, snapshot, position, slot)
-         SELECT $1, coalesce(max(generation), 0) + 1, $2, $3, $4 FROM _dbferry.snapshots WHERE run_id = $1
+        `INSERT INTO _dbferry.snapshots (run_id, generation, snapshot, position, slot, detail, worker_queue)
+         SELECT $1, coalesce(max(generation), 0) + 1, $2, $3, $4, $5, $6 FROM _dbferry.snapshots WHERE run_id = $1
          RETURNING generation`,
         // `slot` marks the generation CDC starts from.
-        [migration.runId, held.token, held.position, held.forCdc ? 'cdc-start' : null],
+        [migration.runId, held.token, held.position, held.forCdc ? 'cdc-start' : null, held.describe ?? null, held.holderProcessOnly ? (ownTaskQueue() ?? null) : null],
       );
       return r.rows[0]!.generation;
     });

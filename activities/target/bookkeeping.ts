@@ -114,12 +114,18 @@ END $$;
 ALTER TABLE _dbferry.migrations ADD COLUMN IF NOT EXISTS revision int NOT NULL DEFAULT 0,
   ADD COLUMN IF NOT EXISTS left_out text[] NOT NULL DEFAULT '{}';
 -- Values another engine's rows could not carry as they were (MySQL zero dates written as NULL).
-ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS converted text;`;
+ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS converted text;
+-- Where each unit was read on the source (a MySQL loader outside the shared read point reads
+-- in a snapshot of its own), and how each read point was taken, in words.
+ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS position text;
+ALTER TABLE _dbferry.snapshots ADD COLUMN IF NOT EXISTS detail text;
+-- The task queue of the holder's worker, when only loaders there can join its read point.
+ALTER TABLE _dbferry.snapshots ADD COLUMN IF NOT EXISTS worker_queue text;`;
 
 export async function ensureBookkeeping(target: Client): Promise<void> {
-  // The newest change (conversions in the ledger): a target prepared by an earlier version gets what it lacks.
+  // The newest change (read positions in the ledger): a target prepared by an earlier version gets what it lacks.
   const { rows } = await target.query(
-    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('_dbferry.table_loads') AND attname = 'converted' AND NOT attisdropped)
+    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('_dbferry.snapshots') AND attname = 'worker_queue' AND NOT attisdropped)
         AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('_dbferry.migrations') AND attname = 'left_out' AND NOT attisdropped)
         AND to_regclass('_dbferry.cdc_stats') IS NOT NULL AS present`,
   );

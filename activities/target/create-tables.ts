@@ -6,6 +6,7 @@ import { ensureBookkeeping, readModelRecord } from './bookkeeping';
 import { refuseExistingTables } from '../pg/catalog';
 import { withConnection, type PgEndpoint } from '../pg/connection';
 import { createSchemaStatements, schemasAndExtensions } from './ddl';
+import { withPostgisTypes } from './postgis';
 import { applySchemaObjects } from './schema-objects';
 import type { Client } from 'pg';
 import { toFailure } from '../pg/errors';
@@ -19,7 +20,8 @@ const STATEMENTS_PER_TRANSACTION = 1000;
 
 /**
  * Introspects the source (through its engine) and creates the target's schemas, types, sequences and tables (no
- * keys, indexes or foreign keys: those come after the load). A schema of up to
+ * keys, indexes or foreign keys: those come after the load). MySQL's spatial columns become
+ * PostGIS geometry where the target has PostGIS or it can be created here (postgis.ts). A schema of up to
  * STATEMENTS_PER_TRANSACTION statements is created in one transaction together with the
  * migration's bookkeeping row, so a failure leaves nothing half-made and a retry knows whether
  * this migration already created them. A larger one commits in batches, each with the count of
@@ -50,8 +52,16 @@ export async function createTables(
 
       // A retry of a large schema goes on from the model it recorded, where it stopped; only a
       // first attempt reads the source (introspecting 10,000 tables again would be wasted).
-      const recorded = record?.model ?? (await introspect());
-      if (!record) await refuseExistingTables(c, tgt.description, recorded.tables, 'load into', migration.name);
+      let recorded = record?.model ?? (await introspect());
+      if (!record) {
+        await refuseExistingTables(c, tgt.description, recorded.tables, 'load into', migration.name);
+        // Decided once, before the model is recorded: every later step reads the column types from it.
+        try {
+          recorded = (await withPostgisTypes(c, recorded)).model;
+        } catch (err) {
+          throw fail(err, 'looking for PostGIS on the target');
+        }
+      }
       const statements = createSchemaStatements(recorded);
       done = record?.statementsDone ?? 0;
       await createSchemaObjects(c, tgt, recorded, () => createOwn());

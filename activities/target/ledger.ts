@@ -48,11 +48,11 @@ export async function recordUnit(
   target: Client,
   runId: string,
   unit: LoadUnit,
-  r: { rows: string; bytes: number; checksum: string | null; method: string | null; snapshot: string; ms: number; converted?: string | undefined },
+  r: { rows: string; bytes: number; checksum: string | null; method: string | null; snapshot: string; position: string; ms: number; converted?: string | undefined },
 ): Promise<void> {
   await target.query(
-    `INSERT INTO _dbferry.table_loads (run_id, table_key, chunk, rows, bytes, source_checksum, checksum_method, snapshot, ms, worker, converted)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-    [runId, unit.table, unit.chunk, r.rows, r.bytes, r.checksum, r.method, r.snapshot, r.ms, workerIdentity(), r.converted ?? null],
+    `INSERT INTO _dbferry.table_loads (run_id, table_key, chunk, rows, bytes, source_checksum, checksum_method, snapshot, position, ms, worker, converted)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+    [runId, unit.table, unit.chunk, r.rows, r.bytes, r.checksum, r.method, r.snapshot, r.position, r.ms, workerIdentity(), r.converted ?? null],
   );
 }

@@ -1,21 +1,24 @@
 import type { Finding } from '../../plan/migration-types';
-import { qualifiedKey } from '../../plan/schema-model';
+import { qualifiedKey, type TableModel } from '../../plan/schema-model';
 import { existingTables } from '../pg/catalog';
 import { withConnection, type PgEndpoint } from '../pg/connection';
 import { endpointInfo } from '../pg/endpoint-info';
+import { postgisFindings, postgisOnTarget, spatialColumns, type PostgisOnTarget } from './postgis';
 
 /**
  * The target side of preflight: the server's version, whether the database exists or may be
- * created, and which of the migrated tables are already there. Findings only.
+ * created, which of the migrated tables are already there, and whether MySQL's spatial columns
+ * will be PostGIS geometry there. Findings only.
  */
 export async function targetChecks(
   tgt: PgEndpoint,
   createDatabase: boolean,
-  tables: { schema: string; name: string }[],
+  tables: TableModel[],
   findings: Finding[],
   /** The step an existing table stops; undefined in mode cdc, where the tables must exist. */
   stoppingStep: string | undefined,
 ) {
+  const spatial = spatialColumns(tables).length > 0;
   // The target database may not exist yet: look from the maintenance database first.
   const server = await withConnection(
     tgt,
@@ -27,17 +30,25 @@ export async function targetChecks(
                 (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) AS can_create`,
         [tgt.database],
       );
-      return { info, ...rows[0]! };
+      // A database create-database will make has no extension yet: what the server offers.
+      const postgis = spatial && !rows[0]!.exists ? await postgisOnTarget(admin) : undefined;
+      return { info, postgis, ...rows[0]! };
     },
     'postgres',
   );
+  const spatialFindings = (postgis: PostgisOnTarget) =>
+    findings.push(...postgisFindings(tables, postgis, { description: tgt.description, database: tgt.database, version: server.info.version, exists: server.exists }));
   if (!server.exists && !createDatabase) {
     findings.push({ severity: 'blocking', code: 'target-database-missing', message: `${tgt.description}: database ${tgt.database} does not exist and target.createDatabase is false` });
   } else if (!server.exists && !server.can_create) {
     findings.push({ severity: 'blocking', code: 'target-privilege', message: `${tgt.description}: database ${tgt.database} does not exist and the target user may not create databases (CREATEDB)` });
   }
-  if (!server.exists) return server.info;
+  if (!server.exists) {
+    if (server.postgis) spatialFindings(server.postgis);
+    return server.info;
+  }
   await withConnection(tgt, 'preflight', async (c) => {
+    if (spatial) spatialFindings(await postgisOnTarget(c));
     const existing = await existingTables(c, tables);
     if (stoppingStep === undefined) {
       const present = new Set(existing);

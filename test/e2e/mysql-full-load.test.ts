@@ -13,7 +13,8 @@ const BLOB_BYTES = 16 * 1024 * 1024;
 /**
  * MySQL/MariaDB → PostgreSQL through the CLI, on a real MariaDB whose time zone is +05:30: every
  * converted type with its edge values (test/fixtures/mysql-edge.sql), composite keys, cascading
- * foreign keys, a table without a primary key, hostile names and a 16 MB blob. The test compares
+ * foreign keys, a table without a primary key, hostile names, a 16 MB blob and spatial columns
+ * (PostGIS geometry on this target, which has PostGIS available). The test compares
  * every table with its own fingerprint (each value read by an application on each side and
  * normalized by the test's own rules), checks single edge values on the target, dbferry's
  * validation, the identities' next values and the findings of `check`.
@@ -82,6 +83,8 @@ load: { parallel: 3 }
     expect(r.stdout + r.stderr).toMatch(/lets the server store zero and invalid dates; PostgreSQL has none, so the load writes NULL for them/);
     expect(r.stdout + r.stderr).toMatch(/CREATE TABLE "shop"\."edge values"/);
     expect(r.stdout + r.stderr).toMatch(/"biu" numeric\(20,0\)/);
+    // The target has PostGIS available (not yet in the database, which create-database makes).
+    expect(r.stdout + r.stderr).toMatch(/INFO: .*create-tables runs CREATE EXTENSION IF NOT EXISTS postgis in database mysql_target_\w+ \(PostGIS [\d.]+ is available there\), and shop\.places\.pt \(point\), shop\.places\.route \(linestring\)/);
     expect(r.code).toBe(0);
   });
 
@@ -92,7 +95,7 @@ load: { parallel: 3 }
     expect(report.status.phase).toBe('completed');
     const validation = report.validation.tables as Array<{ table: string; equal: boolean; checksum: string }>;
     expect(validation.map((t) => t.table).sort()).toEqual(
-      ['shop.articles', 'shop.customers', 'shop.edge values', 'shop.log', 'shop.order items', 'shop.orders', 'shop.shipments', 'shop.we`ird'].sort(),
+      ['shop.articles', 'shop.customers', 'shop.edge values', 'shop.log', 'shop.order items', 'shop.orders', 'shop.places', 'shop.shipments', 'shop.we`ird'].sort(),
     );
     expect(validation.filter((t) => !t.equal || t.checksum !== 'equal')).toEqual([]);
     // Zero and invalid dates become NULL, and the report says how many, where.
@@ -139,6 +142,26 @@ load: { parallel: 3 }
       const [[srcBlob]] = (await my.query('SELECT LENGTH(payload) AS n, MD5(payload) AS m, CHAR_LENGTH(note) AS chars FROM shop.`we``ird` WHERE id = 1')) as unknown as [Array<{ n: number; m: string; chars: number }>];
       expect(blob.rows[0]).toEqual({ n: Number(srcBlob!.n), m: srcBlob!.m, chars: Number(srcBlob!.chars) });
       expect(Number(blob.rows[0].n)).toBeGreaterThanOrEqual(BLOB_BYTES);
+
+      // Spatial columns are PostGIS geometry of their kind (no SRID in the type: MariaDB's columns
+      // hold any), each value the same geometry with the same SRID as on the source.
+      const spatial = ['pt', 'route', 'area', 'spots', 'roads', 'regions', 'things', 'shape'];
+      const types = await c.query(`SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = 'shop.places'::regclass AND attnum > 1 ORDER BY attnum`);
+      expect(types.rows.map((r) => r.type)).toEqual([
+        'geometry(Point)', 'geometry(LineString)', 'geometry(Polygon)', 'geometry(MultiPoint)', 'geometry(MultiLineString)', 'geometry(MultiPolygon)', 'geometry(GeometryCollection)', 'geometry',
+      ]);
+      const [srcGeo] = (await my.query(
+        `SELECT id, ${spatial.map((g) => `CAST(ST_SRID(${g}) AS CHAR) AS ${g}_srid, LOWER(HEX(ST_AsBinary(${g}))) AS ${g}_wkb`).join(', ')} FROM shop.places ORDER BY id`,
+      )) as unknown as [Array<Record<string, string | number | null>>];
+      const tgtGeo = await c.query(
+        `SELECT id, ${spatial.map((g) => `ST_SRID(${g})::text AS ${g}_srid, encode(ST_AsBinary(${g}, 'NDR'), 'hex') AS ${g}_wkb`).join(', ')} FROM shop.places ORDER BY id`,
+      );
+      expect(tgtGeo.rows).toEqual(srcGeo.map((r) => ({ ...r, id: Number(r.id) })));
+      const shapes = await c.query(`SELECT id, ST_AsText(area) AS area, ST_AsText(things) AS things, ST_SRID(pt) AS srid, ST_Area(area) AS size, ST_AsText(shape) AS shape FROM shop.places ORDER BY id`);
+      expect(shapes.rows.slice(0, 2)).toEqual([
+        { id: 1, area: 'POLYGON((0 0,10 0,10 10,0 10,0 0),(2 2,4 2,4 4,2 4,2 2))', things: 'GEOMETRYCOLLECTION(POINT(1 1),LINESTRING(0 0,1 1),POLYGON((0 0,1 0,1 1,0 0)))', srid: 4326, size: 96, shape: 'POINT(1 2)' },
+        { id: 2, area: 'POLYGON((0 0,3 0,3 3,0 0))', things: 'GEOMETRYCOLLECTION EMPTY', srid: 0, size: 4.5, shape: 'POLYGON((0 0,10 0,10 10,0 10,0 0),(2 2,4 2,4 4,2 4,2 2))' },
+      ]);
 
       // Identities hand out the value the source's AUTO_INCREMENT would.
       const [[ai]] = (await my.query("SELECT AUTO_INCREMENT AS next FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop' AND TABLE_NAME = 'orders'")) as unknown as [Array<{ next: number }>];

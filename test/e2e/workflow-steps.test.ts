@@ -195,6 +195,11 @@ const activities: Activities = {
     f.loadedTasks.push(input.task);
     return { task: input.task, alreadyLoaded: false, units: 1, rows: '10', bytes: 100 };
   },
+  // A PostgreSQL source: loaders join the read point from any worker.
+  async readPointQueue(input) {
+    await fakeOf(input).enter('readPointQueue');
+    return {};
+  },
   async finishLoad(input) {
     await fakeOf(input).enter('finishLoad');
     return {

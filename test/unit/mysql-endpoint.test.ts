@@ -54,4 +54,13 @@ describe('what the MySQL server says about the migration', () => {
     expect(serverFindings(ep, '8.0.36', 'NO_ZERO_IN_DATE,NO_ZERO_DATE').map((f) => f.code)).toEqual(['untested-server']);
     expect(serverFindings(ep, '5.6.51-log', '').map((f) => f.code)).toEqual(['old-server', 'untested-server', 'zero-dates']);
   });
+
+  it('warns when the user lacks RELOAD (no read point shared by every table)', async () => {
+    const { grantFindings } = await import('../../activities/mysql/mysql-engine');
+    expect(grantFindings(ep, ["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION"])).toEqual([]);
+    expect(grantFindings(ep, ['GRANT SELECT, RELOAD, REPLICATION CLIENT ON *.* TO `dbferry`@`%`'])).toEqual([]);
+    expect(grantFindings(ep, ['GRANT USAGE ON *.* TO `reader`@`%`', 'GRANT SELECT ON `shop`.* TO `reader`@`%`']).map((f) => f.code)).toEqual(['no-reload']);
+    // ALL PRIVILEGES on one database does not include RELOAD (a global privilege).
+    expect(grantFindings(ep, ['GRANT ALL PRIVILEGES ON `shop`.* TO `app`@`%`']).map((f) => f.code)).toEqual(['no-reload']);
+  });
 });

@@ -1,3 +1,4 @@
+import { mysqlGeometryToEwkb, postgisSchemaOf, postgisType } from '../../activities/cross-engine/spatial';
 import { convertColumn, enumMembers, UnsupportedType, type MysqlColumn } from '../../activities/mysql/types';
 
 const col = (over: Partial<MysqlColumn>): MysqlColumn => ({
@@ -58,5 +59,63 @@ describe('MySQL column types → PostgreSQL', () => {
   test('a type it does not know is refused by name', () => {
     expect(() => convertColumn(col({ name: 'v', dataType: 'vector', columnType: 'vector(3)' }))).toThrow(UnsupportedType);
     expect(() => convertColumn(col({ name: 'v', dataType: 'vector', columnType: 'vector(3)' }))).toThrow('column v has type vector(3), which dbferry does not convert');
+  });
+
+  test("a spatial column is bytea in MySQL's form until the target decides; MySQL 8's SRID attribute stays in the source type", () => {
+    expect(convertColumn(col({ dataType: 'point', columnType: 'point' }))).toMatchObject({ type: 'bytea', kind: 'geometry', sourceType: 'point' });
+    expect(convertColumn(col({ dataType: 'point', columnType: 'point', srsId: '4326' }))).toMatchObject({ type: 'bytea', sourceType: 'point SRID 4326' });
+    expect(convertColumn(col({ dataType: 'geometry', columnType: 'geometry', srsId: null })).sourceType).toBe('geometry');
+    expect(convertColumn(col({ dataType: 'int', columnType: 'int(11)', srsId: '4326' })).sourceType).toBe('int(11)');
+  });
+});
+
+describe('MySQL spatial columns → PostGIS', () => {
+  test.each([
+    ['point', '"public"."geometry"(Point)'],
+    ['linestring', '"public"."geometry"(LineString)'],
+    ['polygon', '"public"."geometry"(Polygon)'],
+    ['multipoint', '"public"."geometry"(MultiPoint)'],
+    ['multilinestring', '"public"."geometry"(MultiLineString)'],
+    ['multipolygon', '"public"."geometry"(MultiPolygon)'],
+    ['geometrycollection', '"public"."geometry"(GeometryCollection)'],
+    ['geomcollection', '"public"."geometry"(GeometryCollection)'],
+    ['geometry', '"public"."geometry"'],
+    ['point SRID 4326', '"public"."geometry"(Point,4326)'],
+    ['geometry SRID 0', '"public"."geometry"(Geometry,0)'],
+    ['polygon SRID 999999', '"public"."geometry"(Polygon,999999)'],
+  ])('%s → %s', (sourceType, type) => {
+    expect(postgisType(sourceType, 'public')).toBe(type);
+  });
+
+  test("the extension's schema qualifies the type (quoted), and the checksum finds its functions there", () => {
+    const type = postgisType('point', 'gis "x"')!;
+    expect(type).toBe('"gis ""x"""."geometry"(Point)');
+    expect(postgisSchemaOf(type)).toBe('"gis ""x"""');
+  });
+
+  test('a declared SRID PostGIS cannot hold keeps the column bytea', () => {
+    expect(postgisType('point SRID 1000000', 'public')).toBeUndefined();
+  });
+
+  test("MySQL's form (SRID, then WKB) becomes EWKB: byte order, type with the SRID flag, SRID, the rest", () => {
+    // SRID=4326;POINT(1 2), as MariaDB stores it and as PostGIS writes its EWKB.
+    const mysql = Buffer.from('E61000000101000000000000000000F03F0000000000000040', 'hex');
+    expect(mysqlGeometryToEwkb(mysql)!.toString('hex')).toBe('0101000020e6100000000000000000f03f0000000000000040');
+    // Big-endian WKB (MySQL writes little-endian; the format allows both): the SRID follows the WKB's order.
+    const big = Buffer.from('E6100000' + '00' + '00000001' + '3FF0000000000000' + '4000000000000000', 'hex');
+    expect(mysqlGeometryToEwkb(big)!.toString('hex')).toBe('0020000001000010e63ff00000000000004000000000000000');
+    // A collection: only the outermost geometry gets the SRID; the nested ones stay as they are.
+    const nested = '0101000000000000000000f03f000000000000f03f';
+    const collection = Buffer.from('110f0000' + '0107000000' + '01000000' + nested, 'hex');
+    expect(mysqlGeometryToEwkb(collection)!.toString('hex')).toBe('0107000020' + '110f0000' + '01000000' + nested);
+    // SRID 0 keeps the flag: PostGIS reads it as its own 0 (unknown).
+    const zero = Buffer.from('00000000' + '0101000000' + '0000000000000840' + '0000000000001040', 'hex');
+    expect(mysqlGeometryToEwkb(zero)!.toString('hex')).toBe('0101000020' + '00000000' + '0000000000000840' + '0000000000001040');
+  });
+
+  test('bytes that cannot be a geometry are refused (the reader names the value)', () => {
+    expect(mysqlGeometryToEwkb(Buffer.alloc(0))).toBeUndefined();
+    expect(mysqlGeometryToEwkb(Buffer.from('e6100000010100', 'hex'))).toBeUndefined();
+    expect(mysqlGeometryToEwkb(Buffer.from('e6100000070100000000', 'hex'))).toBeUndefined();
   });
 });

@@ -10,6 +10,9 @@ jest.setTimeout(10 * 60_000);
 /** More tables than one load task holds (100): the load runs as two tasks, one after the other. */
 const ACCOUNTS = 130;
 const TOTAL = ACCOUNTS * 1000;
+/** Rows of a table cut into key ranges (`load.chunkRows`), each range a task of its own. */
+const ENTRIES = 20_000;
+const ENTRIES_TOTAL = ENTRIES * 10;
 
 /**
  * One read point for every table of a MySQL source written during the load. A writer moves
@@ -28,7 +31,10 @@ describe('MySQL (MariaDB) → PostgreSQL: the load read point', () => {
     maria = await startMariaDb({ baseDir: join(__dirname, '..', '..', '.tmp', 'test-servers') });
     my = await createConnection({ uri: maria.url(), multipleStatements: true });
     const ddl = Array.from({ length: ACCOUNTS }, (_, i) => `CREATE TABLE bank.acct_${i} (id int PRIMARY KEY, balance bigint NOT NULL); INSERT INTO bank.acct_${i} VALUES (1, 1000);`);
-    await my.query(`CREATE DATABASE bank; ${ddl.join('\n')}`);
+    await my.query(`CREATE DATABASE bank; USE bank; ${ddl.join('\n')}
+      CREATE TABLE bank.entries (id bigint unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY, balance bigint NOT NULL);
+      INSERT INTO bank.entries (balance) SELECT 10 FROM seq_1_to_${ENTRIES};
+      ANALYZE TABLE bank.entries;`);
     // A user with SELECT only (no RELOAD), as on managed services that refuse the global read lock.
     await my.query("CREATE USER 'reader'@'127.0.0.1' IDENTIFIED BY 'reader-pw'; GRANT SELECT ON bank.* TO 'reader'@'127.0.0.1';");
   });
@@ -53,6 +59,9 @@ describe('MySQL (MariaDB) → PostgreSQL: the load read point', () => {
           await c.query('START TRANSACTION');
           await c.query(`UPDATE acct_${a} SET balance = balance - ? WHERE id = 1`, [amount]);
           await c.query(`UPDATE acct_${b} SET balance = balance + ? WHERE id = 1`, [amount]);
+          // And between the first and the last range of the chunked table.
+          await c.query('UPDATE entries SET balance = balance - ? WHERE id = ?', [amount, 1 + Math.floor(Math.random() * 1000)]);
+          await c.query('UPDATE entries SET balance = balance + ? WHERE id = ?', [amount, ENTRIES - Math.floor(Math.random() * 1000)]);
           await c.query('COMMIT');
           committed++;
         }
@@ -78,7 +87,7 @@ name: ${name}
 mode: full-load
 source: { engine: mysql, url: env:SRC_URL }
 target: { engine: postgres, url: env:TGT_URL }
-load: { parallel: ${opts.parallel ?? 1} }
+load: { parallel: ${opts.parallel ?? 1}, chunkRows: 4000 }
 `);
     workers = await Promise.all(Array.from({ length: opts.workers ?? 1 }, () => startWorker(env)));
     const transfers = startTransfers();
@@ -89,7 +98,13 @@ load: { parallel: ${opts.parallel ?? 1} }
       const report = JSON.parse(run.stdout);
       const sum = await withClient(serverUrl('target', db), async (c) => {
         const parts = Array.from({ length: ACCOUNTS }, (_, i) => `SELECT balance FROM bank.acct_${i}`).join(' UNION ALL ');
-        const sums = (await c.query(`SELECT sum(balance)::bigint AS total, (SELECT count(DISTINCT snapshot)::int FROM _dbferry.table_loads) AS snapshots FROM (${parts}) x`)).rows[0] as { total: string; snapshots: number };
+        const sums = (
+          await c.query(
+            `SELECT sum(balance)::bigint AS total, (SELECT sum(balance) FROM bank.entries)::bigint AS entries,
+                    (SELECT count(*)::int FROM _dbferry.table_loads WHERE table_key = 'bank.entries') AS chunks,
+                    (SELECT count(DISTINCT snapshot)::int FROM _dbferry.table_loads) AS snapshots FROM (${parts}) x`,
+          )
+        ).rows[0] as { total: string; entries: string; chunks: number; snapshots: number };
         // Which workers loaded the tables, and on whose queue the read point was held.
         const where = (await c.query(`SELECT array(SELECT DISTINCT worker FROM _dbferry.table_loads) AS loaders, (SELECT worker_queue FROM _dbferry.snapshots ORDER BY generation LIMIT 1) AS holder`)).rows[0] as { loaders: string[]; holder: string | null };
         return { ...sums, ...where };
@@ -107,7 +122,10 @@ load: { parallel: ${opts.parallel ?? 1} }
     const { report, sum, moved, shown } = await migrate(maria.url('bank'));
     expect(moved).toBeGreaterThan(0);
     // Two tasks, one snapshot.
-    expect({ total: sum.total, snapshots: sum.snapshots }).toEqual({ total: String(TOTAL), snapshots: 1 });
+    expect({ total: sum.total, entries: sum.entries, snapshots: sum.snapshots }).toEqual({ total: String(TOTAL), entries: String(ENTRIES_TOTAL), snapshots: 1 });
+    // The chunked table was loaded as key ranges (each its own task), all in the one read point.
+    expect(sum.chunks).toBeGreaterThan(2);
+    expect(report.validation.tables.every((t: { equal: boolean }) => t.equal)).toBe(true);
     expect(report.load.readPoint).toMatch(/^one read point for every table at binlog\.\d+:\d+ \(1 snapshot opened under FLUSH TABLES WITH READ LOCK; source commits paused \d+ ms\)$/);
     expect(shown).toMatch(/read point: one read point for every table/);
   });
@@ -115,8 +133,8 @@ load: { parallel: ${opts.parallel ?? 1} }
   it('runs the loaders on the worker that holds the read point when several workers poll', async () => {
     const { sum, moved } = await migrate(maria.url('bank'), { workers: 2, parallel: 2 });
     expect(moved).toBeGreaterThan(0);
-    expect({ total: sum.total, snapshots: sum.snapshots }).toEqual({ total: String(TOTAL), snapshots: 1 });
-    // Both tasks ran beside the holder, on its worker's own queue (`<queue>@<pid>@<host>`).
+    expect({ total: sum.total, entries: sum.entries, snapshots: sum.snapshots }).toEqual({ total: String(TOTAL), entries: String(ENTRIES_TOTAL), snapshots: 1 });
+    // Every task ran beside the holder, on its worker's own queue (`<queue>@<pid>@<host>`).
     expect(sum.loaders).toHaveLength(1);
     expect(sum.holder).toBe(`${queue}@${sum.loaders[0]}`);
   });
@@ -124,7 +142,9 @@ load: { parallel: ${opts.parallel ?? 1} }
   it('says so when the source refuses the lock (no RELOAD): each table in its own snapshot', async () => {
     const url = maria.url('bank').replace(/\/\/[^@]*@/, '//reader:reader-pw@');
     const { report, sum } = await migrate(url);
-    expect(sum.snapshots).toBe(2);
+    // Two tasks, each in its own snapshot; the chunked table whole (no key ranges without a shared read point).
+    expect({ snapshots: sum.snapshots, chunks: sum.chunks }).toEqual({ snapshots: 2, chunks: 1 });
+    expect(report.validation.tables.every((t: { equal: boolean }) => t.equal)).toBe(true);
     expect(report.load.readPoint).toMatch(/^each table read in its own snapshot from binlog\.\d+:\d+ on \(the source refused FLUSH TABLES WITH READ LOCK: grant RELOAD for one read point\)/);
   });
 });

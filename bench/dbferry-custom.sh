@@ -25,6 +25,7 @@
 # Environment knobs:
 #   DBFERRY_CHECKSUMS=true|false   validate.checksums in the plan (default true = product default)
 #   JOBS                           load.parallel (default 2)
+#   DBFERRY_CHUNK_ROWS             load.chunkRows (default unset: every table whole)
 #   TEMPORAL_ADDRESS, DBFERRY_TASK_QUEUE   Temporal frontend / task queue (run.sh sets both)
 #   DBFERRY_KEEP_BOOKKEEPING=1     keep schema _dbferry on the target (the harness verify then says "no")
 #   DBFERRY_PHASES_CSV             side file with per-run sub-timings (default $LOGDIR/dbferry-phases.csv)
@@ -49,6 +50,7 @@ case "$SRC_URL" in mysql://*|mariadb://*) SOURCE_ENGINE=mysql ;; *) SOURCE_ENGIN
 CHECKSUMS="${DBFERRY_CHECKSUMS:-true}"
 case "$CHECKSUMS" in true|false) ;; *) echo "DBFERRY_CHECKSUMS must be true or false" >&2; exit 2 ;; esac
 PARALLEL="${JOBS:-2}"
+CHUNK_ROWS="${DBFERRY_CHUNK_ROWS:-}"
 export TEMPORAL_ADDRESS="${TEMPORAL_ADDRESS:-127.0.0.1:7233}"
 export DBFERRY_TASK_QUEUE="${DBFERRY_TASK_QUEUE:-dbferry-bench}"
 
@@ -95,6 +97,7 @@ target:
   createDatabase: false        # pg2pg.sh pre-creates \$TGT_DB
 load:
   parallel: $PARALLEL
+${CHUNK_ROWS:+  chunkRows: $CHUNK_ROWS}
 validate:
   checksums: $CHECKSUMS
 EOF

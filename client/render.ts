@@ -119,9 +119,15 @@ export function formatReport(r: MigrationReport): string {
 }
 
 export function formatPreflight(r: PreflightReport): string {
-  const out = [`source: ${r.source.description} (PostgreSQL ${r.source.version})`, `target: ${r.target.description} (PostgreSQL ${r.target.version})`, `tables selected: ${r.tables.length}`];
+  const out = [`source: ${r.source.description} (${serverName(r.source)})`, `target: ${r.target.description} (${serverName(r.target)})`, `tables selected: ${r.tables.length}`];
   if (r.findings.length === 0) out.push('findings: none');
   for (const f of r.findings) out.push(`${f.severity.toUpperCase()}: ${f.message}`);
   if (r.targetSchema) out.push('', '-- target schema (keys, indexes and foreign keys are built after the load)', ...r.targetSchema.map((s) => s.trimEnd() + ';'));
   return out.join('\n');
+}
+
+/** `PostgreSQL 16.4`, or a MySQL/MariaDB server's own version text (`10.11.6-MariaDB`, `MySQL 8.0.36`). */
+function serverName(e: { description: string; version: string }): string {
+  if (!/^(source|target) mysql\//.test(e.description)) return `PostgreSQL ${e.version}`;
+  return /mariadb/i.test(e.version) ? e.version : `MySQL ${e.version}`;
 }

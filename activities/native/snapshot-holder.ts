@@ -33,7 +33,9 @@ export async function holdSnapshot({ plan, migration }: ActivityInput, engine: S
     });
     const result = { snapshot: held.token, position: held.position, generation };
     const heldSince = new Date().toISOString();
-    return await withHeartbeat(() => ({ holding: result, heldSince }), async (signal) => {
+    // `status` shows how the read point was taken while the load runs (MySQL: the lock's pause).
+    const readPoint = held.describe ? { readPoint: held.describe } : {};
+    return await withHeartbeat(() => ({ holding: result, heldSince, ...readPoint }), async (signal) => {
       await held.watch(signal);
       return result;
     });

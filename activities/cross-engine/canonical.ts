@@ -22,9 +22,9 @@
  * - date, datetime, timestamp: `YYYY-MM-DD[ HH:MM:SS.ffffff]` (timestamp in UTC); a zero or
  *   invalid date is NULL on both sides (the load writes NULL for it).
  * - time → interval: total microseconds.
- * - json → jsonb: only the size of the document (members of an object, items of an array, 1
- *   for a scalar): jsonb normalizes key order, spacing and duplicate keys, and the engines write
- *   numbers differently, so no text form is computed alike on both yet (a known limit).
+ * - json → jsonb: here only whether there is a document; the documents are compared exactly
+ *   outside SQL (json-digest.ts: neither engine's SQL can write the other's JSON form), and
+ *   their digest is added to this checksum.
  */
 import type { ColumnModel } from '../../plan/schema-model';
 import { quoteIdent } from '../../plan/sql-names';
@@ -86,7 +86,8 @@ export function mysqlCanonical(c: ColumnModel): string {
     case 'time':
       return `CAST(TIME_TO_SEC(${v}) * 1000000 AS DECIMAL(30,0))`;
     case 'json':
-      return `CAST(JSON_LENGTH(${v}) AS CHAR)`;
+      // The documents themselves are compared by json-digest.ts; here only whether there is one.
+      return `IF(${v} IS NULL, NULL, 'json')`;
     default:
       return `CONVERT(${v} USING utf8mb4)`;
   }
@@ -123,7 +124,7 @@ export function pgCanonical(c: ColumnModel): string {
     case 'time':
       return `(extract(epoch FROM ${v}) * 1000000)::numeric(30,0)::text`;
     case 'json':
-      return `(CASE WHEN ${v} IS NULL THEN NULL WHEN jsonb_typeof(${v}) = 'object' THEN (SELECT count(*) FROM jsonb_object_keys(${v})) WHEN jsonb_typeof(${v}) = 'array' THEN jsonb_array_length(${v}) ELSE 1 END)::text`;
+      return `CASE WHEN ${v} IS NOT NULL THEN 'json' END`;
     default:
       // character(n) reads without its padding, as MySQL's CHAR does.
       return `${v}::text`;

@@ -5,6 +5,7 @@ import { FailureType } from '../../plan/failure-types';
 import type { ChunkRange } from '../../plan/load-chunks';
 import { qualifiedKey, type ColumnModel, type TableModel } from '../../plan/schema-model';
 import { mysqlChecksumSql, quoteMysql } from '../cross-engine/canonical';
+import { JsonDigest } from '../cross-engine/json-digest';
 import { mysqlGeometryToEwkb, POSTGIS_MAX_SRID } from '../cross-engine/spatial';
 import type { CopyOut, RowFormat, SourceReader, TableChecksum } from '../engine';
 import { closeMysql, connectMysql, mysqlFailure, type MysqlEndpoint } from './connection';
@@ -68,9 +69,7 @@ class Reader implements MysqlReader {
     const nulled = new Map<string, number>();
     const encoders = cols.map((c) => encoder(c, key, () => nulled.set(c.name, (nulled.get(c.name) ?? 0) + 1)));
     const ep = this.ep;
-    // The core connection streams rows with back-pressure (the promise wrapper would buffer them).
-    const core = (this.c as unknown as { connection: { query(o: { sql: string; rowsAsArray: boolean }): { stream(o: { highWaterMark: number }): Readable } } }).connection;
-    const rows = core.query({ sql, rowsAsArray: true }).stream({ highWaterMark: 256 });
+    const rows = this.core().query({ sql, rowsAsArray: true }).stream({ highWaterMark: 256 });
     this.reading = true;
     rows.once('end', () => (this.reading = false));
     // Rows are gathered into chunks of about 64 kB: COPY takes them with far less overhead than a write per row.
@@ -112,7 +111,23 @@ class Reader implements MysqlReader {
       throw err;
     });
     const row = (r as Array<{ rows: string; checksum: string | null }>)[0]!;
-    return { rows: row.rows, ...(row.checksum !== null ? { checksum: row.checksum } : {}), method: 'canonical-md5' };
+    const json = cols.filter((c) => c.conversion === 'json');
+    if (row.checksum === null || json.length === 0) return { rows: row.rows, ...(row.checksum !== null ? { checksum: row.checksum } : {}), method: 'canonical-md5' };
+    // JSON documents: canonical forms computed here from the documents' text (json-digest.ts).
+    const digest = new JsonDigest();
+    const rows = this.core().query({ sql: `SELECT ${json.map((c) => quoteMysql(c.name)).join(', ')} FROM ${quoteMysql(t.schema)}.${quoteMysql(t.name)}${mysqlChunkFilter(t, range)}`, rowsAsArray: true }).stream({ highWaterMark: 256 });
+    try {
+      for await (const values of rows) digest.addRow(values as Array<string | null>);
+    } catch (err) {
+      this.failed = true;
+      throw err;
+    }
+    return { rows: row.rows, checksum: digest.addTo(row.checksum), method: 'canonical-md5' };
+  }
+
+  /** The core connection, which streams rows with back-pressure (the promise wrapper would buffer them). */
+  private core(): { query(o: { sql: string; rowsAsArray: boolean }): { stream(o: { highWaterMark: number }): Readable } } {
+    return (this.c as unknown as { connection: ReturnType<Reader['core']> }).connection;
   }
 
   healthy(): boolean {

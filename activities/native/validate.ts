@@ -6,7 +6,7 @@ import type { ActivityInput, TableValidationResult, ValidateResult } from '../..
 import { descendantsOf, qualifiedKey, type TableModel } from '../../plan/schema-model';
 import type { ChecksumMethod, SourceEngine, SourceReader } from '../engine';
 import { withHeartbeat } from '../heartbeat';
-import { checksumQuery } from '../pg/checksum';
+import { targetChecksum } from '../pg/checksum';
 import { closeQuietly, connect, withConnection, type PgEndpoint } from '../pg/connection';
 import { toFailure } from '../pg/errors';
 import { readTableLoads } from '../target/bookkeeping';
@@ -116,7 +116,7 @@ async function validateBothSides({ plan, migration }: ActivityInput, engine: Sou
 /** The target's count (and checksum) of one table. */
 async function count(c: Client, tgt: PgEndpoint, t: TableModel, withChecksum: boolean, method: ChecksumMethod, only = true) {
   try {
-    return (await c.query<{ rows: string; checksum: string | null }>(checksumQuery(t, withChecksum, '', method, only))).rows[0]!;
+    return await targetChecksum(c, t, withChecksum, '', method, only);
   } catch (err) {
     const key = qualifiedKey(t);
     throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, table: key, doing: `validating ${key}` });

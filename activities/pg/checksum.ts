@@ -2,7 +2,10 @@ import type { ChecksumMethod } from '../engine';
 import type { Client } from 'pg';
 import type { ColumnModel, TableModel } from '../../plan/schema-model';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
+import { StringDecoder } from 'node:string_decoder';
+import { to as copyTo } from 'pg-copy-streams';
 import { pgCanonicalChecksumSql } from '../cross-engine/canonical';
+import { JsonDigest } from '../cross-engine/json-digest';
 
 /**
  * How a table's rows are summed into a checksum (engine.ts's ChecksumMethod); the ledger records
@@ -50,6 +53,30 @@ export function checksumQuery(t: TableModel, withChecksum: boolean, where = '', 
       ? `hash_record_extended(ROW(${t.columns.map(hashedColumn).join(', ')}), 0)`
       : `hashtextextended(ROW(${t.columns.map((c) => quoteIdent(c.name)).join(', ')})::text, 0)`;
   return `SELECT count(*)::text AS rows, coalesce(sum(${hash}), 0)::text AS checksum ${from}`;
+}
+
+/**
+ * The target's count and checksum of a table (its rows `where`) by `method`, as the source
+ * computed them. With `canonical-md5`, JSON documents are digested here from their text, as the
+ * source's were (cross-engine/json-digest.ts), streamed so memory stays bounded.
+ */
+export async function targetChecksum(c: Client, t: TableModel, withChecksum: boolean, where: string, method: ChecksumMethod, only = true): Promise<{ rows: string; checksum: string | null }> {
+  const r = (await c.query<{ rows: string; checksum: string | null }>(checksumQuery(t, withChecksum, where, method, only))).rows[0]!;
+  const json = method === 'canonical-md5' && r.checksum !== null ? t.columns.filter((col) => !col.generated && col.conversion === 'json') : [];
+  if (json.length === 0) return r;
+  const digest = new JsonDigest();
+  // One JSON array of the documents' texts per row: COPY text escapes only its backslashes.
+  const row = `json_build_array(${json.map((col) => `${quoteIdent(col.name)}::text`).join(', ')})::text`;
+  const out = c.query(copyTo(`COPY (SELECT ${row} FROM ${only ? 'ONLY ' : ''}${qualifiedTable(t.schema, t.name)}${where}) TO STDOUT`));
+  const decoder = new StringDecoder('utf8');
+  let rest = '';
+  for await (const chunk of out as AsyncIterable<Buffer>) {
+    const lines = (rest + decoder.write(chunk)).split('\n');
+    rest = lines.pop()!;
+    for (const line of lines) digest.addRow(JSON.parse(line.replace(/\\\\/g, '\\')) as Array<string | null>);
+  }
+  if (rest + decoder.end()) throw new Error(`${qualifiedTable(t.schema, t.name)}: the JSON documents' COPY ended mid-row`);
+  return { rows: r.rows, checksum: digest.addTo(r.checksum!) };
 }
 
 const versions = new WeakMap<Client, number>();

@@ -7,7 +7,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import type { SourceEngine } from '../../activities/engine';
 import { mysqlCanonical, pgCanonical } from '../../activities/cross-engine/canonical';
 import { mysqlEngine } from '../../activities/mysql/mysql-engine';
-import { checksumQuery } from '../../activities/pg/checksum';
+import { targetChecksum } from '../../activities/pg/checksum';
 import { createSchemaStatements } from '../../activities/target/ddl';
 import { postgisFindings, postgisOnTarget, withPostgisTypes } from '../../activities/target/postgis';
 import { startMariaDb, type MariaDbServer } from '../../local/mariadb-server';
@@ -39,6 +39,16 @@ describe('cross-engine checksum (MariaDB → PostgreSQL)', () => {
     await my.query("SET sql_mode = ''; CREATE DATABASE shop CHARACTER SET utf8mb4; USE shop;");
     await my.query(readFileSync(join(__dirname, '..', 'fixtures', 'mysql-edge.sql'), 'utf8'));
     await my.query("INSERT INTO `we``ird` VALUES (1, UNHEX('00FF10'), 'ä€'), (2, NULL, NULL), (3, '', '')");
+    // JSON documents as applications write them, which jsonb rewrites: key order, spacing,
+    // duplicate keys, number notations, string escapes, surrogate pairs; JSON null and SQL NULL.
+    await my.query('CREATE TABLE docs (id int PRIMARY KEY, d json)');
+    const docs = [
+      String.raw`{ "b" : 1, "a": {"y": [1, 1.0, 1e2, -0.0, 0.015, 1E-7], "x": "\u00e9\n\t\\ \/"} }`,
+      '{"a": 1, "a": 2}',
+      '[]', '{}', '"scalar"', '12345678901234567890.000', 'null', null,
+      String.raw`["\ud83d\ude42", "🙂", 123456789012345678901234567890]`,
+    ];
+    for (const [i, d] of docs.entries()) await my.query('INSERT INTO docs VALUES (?, ?)', [i + 1, d]);
     process.env.DBFERRY_TEST_MYSQL_URL = maria.url('shop');
     const parsed = parsePlan({ name: 'checksum', mode: 'full-load', source: { engine: 'mysql', url: 'env:DBFERRY_TEST_MYSQL_URL' }, target: { engine: 'postgres', url: 'env:UNUSED' } });
     if (!parsed.ok) throw new Error(JSON.stringify(parsed.issues));
@@ -77,7 +87,7 @@ describe('cross-engine checksum (MariaDB → PostgreSQL)', () => {
     const reader = await engine.openReader();
     try {
       const s = await reader.checksum(t, { kind: 'whole' }, true);
-      const r = (await target.query(checksumQuery(t, true, '', s.method))).rows[0] as { rows: string; checksum: string };
+      const r = await targetChecksum(target, t, true, '', s.method);
       return { method: s.method, source: { rows: s.rows, checksum: s.checksum }, target: r };
     } finally {
       await reader.close();
@@ -234,9 +244,14 @@ describe('cross-engine checksum (MariaDB → PostgreSQL)', () => {
     ['a coordinate of a polygon\'s hole', `UPDATE shop.places SET area = 'SRID=4326;POLYGON((0 0,10 0,10 10,0 10,0 0),(2 2,4 2,4 4,2 5,2 2))' WHERE id = 1`, `UPDATE shop.places SET area = 'SRID=4326;POLYGON((0 0,10 0,10 10,0 10,0 0),(2 2,4 2,4 4,2 4,2 2))' WHERE id = 1`],
     ['a coordinate inside a collection', `UPDATE shop.places SET things = 'SRID=4326;GEOMETRYCOLLECTION(POINT(1 1),LINESTRING(0 0,1 2),POLYGON((0 0,1 0,1 1,0 0)))' WHERE id = 1`, `UPDATE shop.places SET things = 'SRID=4326;GEOMETRYCOLLECTION(POINT(1 1),LINESTRING(0 0,1 1),POLYGON((0 0,1 0,1 1,0 0)))' WHERE id = 1`],
     ['a SRID', `UPDATE shop.places SET shape = ST_SetSRID(shape, 3857) WHERE id = 1`, `UPDATE shop.places SET shape = ST_SetSRID(shape, 4326) WHERE id = 1`],
+    ['a number inside a JSON document', `UPDATE shop.docs SET d = jsonb_set(d, '{a,y,4}', '0.016') WHERE id = 1`, `UPDATE shop.docs SET d = jsonb_set(d, '{a,y,4}', '0.015') WHERE id = 1`],
+    ['the last digit of a JSON number beyond 2^53', `UPDATE shop.docs SET d = '["🙂", "🙂", 123456789012345678901234567891]' WHERE id = 9`, `UPDATE shop.docs SET d = '["🙂", "🙂", 123456789012345678901234567890]' WHERE id = 9`],
+    ['a JSON string', `UPDATE shop.docs SET d = jsonb_set(d, '{a,x}', '"e\\n\\t\\\\ /"') WHERE id = 1`, `UPDATE shop.docs SET d = jsonb_set(d, '{a,x}', '"é\\n\\t\\\\ /"') WHERE id = 1`],
+    ['a JSON key', `UPDATE shop.docs SET d = '{"A": 2}' WHERE id = 2`, `UPDATE shop.docs SET d = '{"a": 2}' WHERE id = 2`],
+    ['JSON null made SQL NULL', `UPDATE shop.docs SET d = NULL WHERE id = 7`, `UPDATE shop.docs SET d = 'null' WHERE id = 7`],
     ['a SRID 0 made 4326', `UPDATE shop.places SET regions = ST_SetSRID(regions, 4326) WHERE id = 2`, `UPDATE shop.places SET regions = ST_SetSRID(regions, 0) WHERE id = 2`],
   ];
-  const changedTable = (sql: string) => (/shop\."we`ird"/.test(sql) ? 'we`ird' : /shop\.places/.test(sql) ? 'places' : 'edge values');
+  const changedTable = (sql: string) => (/shop\."we`ird"/.test(sql) ? 'we`ird' : /shop\.places/.test(sql) ? 'places' : /shop\.docs/.test(sql) ? 'docs' : 'edge values');
   it.each(changes)('says "different" for %s', async (_what, change, undo) => {
     const t = table(changedTable(change));
     await pg.query(change);

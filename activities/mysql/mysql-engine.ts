@@ -128,9 +128,12 @@ class MysqlEngine implements SourceEngine {
     });
   }
 
-  /** The load's read point: snapshots for every loader at one binlog position (read-point.ts). */
+  /**
+   * The load's read point: snapshots at one binlog position (read-point.ts), two per loader:
+   * one copies, the other computes the checksum meanwhile.
+   */
   holdReadPoint(): Promise<HeldReadPoint> {
-    return holdMysqlReadPoint(this.ep, this.plan.load.parallel);
+    return holdMysqlReadPoint(this.ep, this.plan.load.parallel * 2);
   }
 
   joinReadPoint(token: string) {

@@ -66,6 +66,7 @@ export async function holdMysqlReadPoint(ep: MysqlEndpoint, size: number): Promi
   const lock = await connectMysql(ep, 'read point lock');
   let readers: MysqlReader[] = [];
   let lockMs = 0;
+  let gtid: string | undefined;
   try {
     await lock.query(`SET SESSION lock_wait_timeout = ${LOCK_WAIT_S}`);
     const locked = await takeReadLock(lock, ep);
@@ -73,6 +74,7 @@ export async function holdMysqlReadPoint(ep: MysqlEndpoint, size: number): Promi
     const started = Date.now();
     try {
       readers = await Promise.all(Array.from({ length: size }, () => openMysqlReader(ep, 'load')));
+      gtid = await gtidPosition(lock);
     } finally {
       await lock.query('UNLOCK TABLES').catch(() => undefined);
       lockMs = Date.now() - started;
@@ -99,7 +101,7 @@ export async function holdMysqlReadPoint(ep: MysqlEndpoint, size: number): Promi
     position,
     forCdc: false,
     holderProcessOnly: true,
-    describe: `one read point for every table at ${position.replace(/^mysql:/, '')} (${size} snapshot${size > 1 ? 's' : ''} opened under FLUSH TABLES WITH READ LOCK; source commits paused ${lockMs} ms)`,
+    describe: `one read point for every table at ${position.replace(/^mysql:/, '')}${gtid ? ` (GTID ${gtid})` : ''} (${size} snapshot${size > 1 ? 's' : ''} opened under FLUSH TABLES WITH READ LOCK; source commits paused ${lockMs} ms)`,
     watch: async (signal?: AbortSignal) => {
       // Idle snapshots are pinged so that no timeout on the way closes them.
       while (!signal?.aborted) {
@@ -115,6 +117,24 @@ export async function holdMysqlReadPoint(ep: MysqlEndpoint, size: number): Promi
     },
     release: () => pool.closeAll(),
   };
+}
+
+/**
+ * The GTID set of the read point, read under the lock (binlog CDC may start from it on a
+ * server that uses GTIDs): MariaDB's gtid_binlog_pos, MySQL's gtid_executed; undefined when
+ * the server has none or the user may not read it.
+ */
+async function gtidPosition(lock: Connection): Promise<string | undefined> {
+  for (const v of ['@@GLOBAL.gtid_binlog_pos', '@@GLOBAL.gtid_executed']) {
+    try {
+      const [r] = await lock.query(`SELECT ${v} AS g`);
+      const g = String((r as Array<{ g: unknown }>)[0]?.g ?? '').replace(/\s+/g, '');
+      if (g) return g;
+    } catch {
+      // Not this server's variable.
+    }
+  }
+  return undefined;
 }
 
 /** FLUSH TABLES WITH READ LOCK; false when the source does not allow it (no RELOAD privilege). */
@@ -185,6 +205,10 @@ function borrowed(pool: SnapshotPool, r: MysqlReader): SourceReader {
   return {
     copyOut: (...a) => r.copyOut(...a),
     checksum: (...a) => r.checksum(...a),
+    alongside: () => {
+      const other = pool.lost ? undefined : pool.idle.pop();
+      return other ? borrowed(pool, other) : undefined;
+    },
     close: async () => {
       if (returned) return;
       returned = true;

@@ -79,11 +79,6 @@ export interface SourceReader {
   copyOut(table: TableModel, range: ChunkRange, format: RowFormat): Promise<CopyOut>;
   /** Row count and checksum over normalized values, in the same read point as copyOut. */
   checksum(table: TableModel, range: ChunkRange, withChecksum: boolean): Promise<TableChecksum>;
-  /**
-   * Another reader in the same read point, free now (MySQL: another of the holder's snapshots),
-   * so the checksum reads the source while the copy streams; undefined when there is none.
-   */
-  alongside?(): SourceReader | undefined;
   close(): Promise<void>;
 }
 

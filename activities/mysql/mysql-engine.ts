@@ -128,12 +128,9 @@ class MysqlEngine implements SourceEngine {
     });
   }
 
-  /**
-   * The load's read point: snapshots at one binlog position (read-point.ts), two per loader:
-   * one copies, the other computes the checksum meanwhile.
-   */
+  /** The load's read point: snapshots for every loader at one binlog position (read-point.ts). */
   holdReadPoint(): Promise<HeldReadPoint> {
-    return holdMysqlReadPoint(this.ep, this.plan.load.parallel * 2);
+    return holdMysqlReadPoint(this.ep, this.plan.load.parallel);
   }
 
   joinReadPoint(token: string) {

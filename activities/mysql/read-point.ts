@@ -205,10 +205,6 @@ function borrowed(pool: SnapshotPool, r: MysqlReader): SourceReader {
   return {
     copyOut: (...a) => r.copyOut(...a),
     checksum: (...a) => r.checksum(...a),
-    alongside: () => {
-      const other = pool.lost ? undefined : pool.idle.pop();
-      return other ? borrowed(pool, other) : undefined;
-    },
     close: async () => {
       if (returned) return;
       returned = true;

@@ -126,7 +126,7 @@ load: { parallel: ${opts.parallel ?? 1}, chunkRows: 4000 }
     // The chunked table was loaded as key ranges (each its own task), all in the one read point.
     expect(sum.chunks).toBeGreaterThan(2);
     expect(report.validation.tables.every((t: { equal: boolean }) => t.equal)).toBe(true);
-    expect(report.load.readPoint).toMatch(/^one read point for every table at binlog\.\d+:\d+ \(GTID 0-1-\d+\) \(2 snapshots opened under FLUSH TABLES WITH READ LOCK; source commits paused \d+ ms\)$/);
+    expect(report.load.readPoint).toMatch(/^one read point for every table at binlog\.\d+:\d+ \(GTID 0-1-\d+\) \(1 snapshot opened under FLUSH TABLES WITH READ LOCK; source commits paused \d+ ms\)$/);
     expect(shown).toMatch(/read point: one read point for every table/);
   });
 

@@ -26,6 +26,8 @@ export interface MariaDbOptions {
   port?: number;
   /** The server's time zone (`--default-time-zone`), e.g. `+05:30`: tests read `timestamp` columns across it. */
   timeZone?: string;
+  /** PEM files of the server's TLS certificate and key (readable by the server's OS user): clients may then use TLS. */
+  tls?: { cert: string; key: string };
 }
 
 /**
@@ -57,6 +59,7 @@ export async function startMariaDb(opts: MariaDbOptions = {}): Promise<MariaDbSe
     '--innodb-buffer-pool-size=128M', '--max-allowed-packet=256M', '--innodb-flush-log-at-trx-commit=2', '--sync-binlog=0', '--max-connections=200',
     '--character-set-server=utf8mb4', '--collation-server=utf8mb4_general_ci',
     ...(opts.timeZone ? [`--default-time-zone=${opts.timeZone}`] : []),
+    ...(opts.tls ? [`--ssl-cert=${opts.tls.cert}`, `--ssl-key=${opts.tls.key}`] : []),
   ];
   let proc = spawnAs(user, bin, args, { stdio: 'ignore', detached: false });
   const url = (database = '') => `mysql://root:${encodeURIComponent(password)}@127.0.0.1:${port}/${encodeURIComponent(database)}`;

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 
 /**
@@ -9,6 +10,7 @@ export function workerIdentity(): string {
 }
 
 let ownQueue: string | undefined;
+const processTag = randomUUID().slice(0, 8);
 
 /**
  * The task queue only this worker process polls, beside the shared one: activities that must
@@ -16,7 +18,8 @@ let ownQueue: string | undefined;
  * in this process) are scheduled on it.
  */
 export function ownTaskQueueName(sharedQueue: string): string {
-  return `${sharedQueue}@${workerIdentity()}`;
+  // A restarted container keeps its pid and host name: the tag tells this process from the last.
+  return `${sharedQueue}@${workerIdentity()}/${processTag}`;
 }
 
 export function setOwnTaskQueue(queue: string | undefined): void {

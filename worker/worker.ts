@@ -56,7 +56,10 @@ export async function runWorker(s: WorkerSettings): Promise<void> {
     const stopOther = (w: Worker) => () => {
       if (w.getState() === 'RUNNING') w.shutdown();
     };
-    await Promise.all([shared.run().finally(stopOther(own)), own.run().finally(stopOther(shared))]);
+    // Both are waited for before the connection closes; the first failure is then reported.
+    const ended = await Promise.allSettled([shared.run().finally(stopOther(own)), own.run().finally(stopOther(shared))]);
+    const failed = ended.find((e): e is PromiseRejectedResult => e.status === 'rejected');
+    if (failed) throw failed.reason;
   } finally {
     setOwnTaskQueue(undefined);
     await connection.close();

@@ -1,4 +1,4 @@
-import { ActivityFailure, ApplicationFailure, CancellationScope, condition, executeChild, isCancellation, TimeoutFailure, workflowInfo } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancellationScope, condition, executeChild, isCancellation, patched, TimeoutFailure, workflowInfo } from '@temporalio/workflow';
 import { FailureType } from '../plan/failure-types';
 import { summarized } from './activity-calls';
 import { inParallel } from '../plan/in-parallel';
@@ -99,7 +99,9 @@ export async function loadBatchWorkflow({ fromTask, toTask, ...input }: LoadBatc
 }
 
 /** How long a loader waits to be picked up on the holder's queue before the queue is asked again. */
-const BESIDE_HOLDER_WAIT = '1 minute';
+const BESIDE_HOLDER_WAIT = '2 minutes';
+/** Times a task follows the holder before the operator is asked (about an hour of a holder that cannot settle). */
+const MAX_HOLDER_MOVES = 30;
 
 /**
  * Runs one load task. A PostgreSQL read point is joined from any worker. A MySQL one lives in
@@ -109,17 +111,26 @@ const BESIDE_HOLDER_WAIT = '1 minute';
  */
 function loaderFor(input: ActivityInput): (task: number) => Promise<LoadTaskResult> {
   const summary = (task: number) => `full load: task ${task} (COPY into the target with its ledger row)`;
-  if (input.plan.source.engine === 'postgres') return (task) => loader('loadTask', summary(task), { ...input, task });
+  // A MySQL load batch started by a version without the routing replays as it ran.
+  if (input.plan.source.engine === 'postgres' || !patched('mysql-loaders-beside-holder-v1')) return (task) => loader('loadTask', summary(task), { ...input, task });
   let queue: Promise<string | undefined> | undefined;
   const holderQueue = () => (queue ??= control('readPointQueue', 'full load: find the worker that holds the read point', input).then((r) => r.taskQueue));
   return async (task) => {
-    for (;;) {
+    for (let moves = 0; ; moves++) {
       const taskQueue = await holderQueue();
-      if (taskQueue === undefined) return loader('loadTask', summary(task), { ...input, task });
       try {
+        if (taskQueue === undefined) return await loader('loadTask', summary(task), { ...input, task });
         return await summarized({ ...loaderOptions, taskQueue, scheduleToStartTimeout: BESIDE_HOLDER_WAIT })('loadTask', summary(task), { ...input, task });
       } catch (err) {
         if (!holderMoved(err)) throw err;
+        if (moves >= MAX_HOLDER_MOVES) {
+          throw ApplicationFailure.create({
+            type: 'ReadPointUnreachable',
+            nonRetryable: true,
+            message: `load task ${task} followed the source read point's holder ${moves} times without running beside it`,
+            details: [{ hint: 'check the workers (each must poll its own task queue: dbferry worker) and the snapshot holder, then run dbferry retry' }],
+          });
+        }
         if ((await queue) === taskQueue) queue = undefined;
       }
     }

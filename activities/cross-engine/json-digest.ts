@@ -16,6 +16,7 @@
  * and Node 20 has no access to a number's source text.
  */
 import { createHash } from 'node:crypto';
+import type { ColumnModel, TableModel } from '../../plan/schema-model';
 
 export function canonicalJson(text: string): string {
   const p = new Parser(text);
@@ -25,6 +26,8 @@ export function canonicalJson(text: string): string {
   if (p.i !== text.length) p.fail('text after the document');
   return out;
 }
+
+const NUMBER = /(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?/y;
 
 class Parser {
   i = 0;
@@ -114,7 +117,8 @@ class Parser {
   }
 
   number(): string {
-    const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?/.exec(this.s.slice(this.i, this.i + 4096));
+    NUMBER.lastIndex = this.i;
+    const m = NUMBER.exec(this.s);
     if (!m) return this.fail('a malformed number');
     this.i += m[0].length;
     const [, sign, int, frac = '', exp = '0'] = m;
@@ -128,20 +132,30 @@ class Parser {
   }
 }
 
+/** The columns a row's documents are bound to in the digest: its primary key, else every other column. */
+export function jsonRowKey(t: TableModel): { key: ColumnModel[]; json: ColumnModel[] } {
+  const cols = t.columns.filter((c) => !c.generated);
+  const json = cols.filter((c) => c.conversion === 'json');
+  const pk = t.primaryKey?.columns ?? [];
+  const key = pk.length > 0 ? pk.map((k) => cols.find((c) => c.name === k)!).filter(Boolean) : cols.filter((c) => c.conversion !== 'json');
+  return { key, json };
+}
+
 /**
- * The order-independent digest of a table's JSON columns: per row, MD5 of each column's
- * canonical form (`-` for NULL) with its length, of which the first 15 hex digits are summed
- * (as the SQL checksum sums its rows, so chunks of a table add up).
+ * The order-independent digest of a table's JSON documents: per row, MD5 of the row's key (the
+ * canonical texts of canonical.ts, so two rows' documents swapped do not sum alike) and each
+ * document's canonical form (`-` for NULL) with its length, of which the first 15 hex digits are
+ * summed (as the SQL checksum sums its rows, so chunks of a table add up).
  */
 export class JsonDigest {
   private sum = 0n;
 
-  addRow(values: Array<string | Buffer | null>): void {
-    const parts = values.map((v) => {
+  addRow(key: Array<string | null>, documents: Array<string | Buffer | null>): void {
+    const parts = [...key.map((k) => (k === null ? '-' : `${k.length}:${k}`)), ...documents.map((v) => {
       if (v === null) return '-';
       const c = canonicalJson(Buffer.isBuffer(v) ? v.toString('utf8') : v);
       return `${c.length}:${c}`;
-    });
+    })];
     this.sum += BigInt('0x' + createHash('md5').update(parts.join(',')).digest('hex').slice(0, 15));
   }
 

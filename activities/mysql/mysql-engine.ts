@@ -5,6 +5,7 @@ import type { Plan } from '../../plan/plan-schema';
 import type { SchemaModel, SequenceModel, TableModel } from '../../plan/schema-model';
 import type { TableExtent } from '../../plan/load-chunks';
 import { compileSelection } from '../../plan/table-selection';
+import type { Connection } from 'mysql2/promise';
 import type { ChangeSource, HeldReadPoint, SourceEngine } from '../engine';
 import { mysqlFailure, resolveMysqlEndpoint, withMysql, type MysqlEndpoint } from './connection';
 import { quoteMysql } from '../cross-engine/canonical';
@@ -57,8 +58,7 @@ class MysqlEngine implements SourceEngine {
       const row = (v as Array<{ version: string; sql_mode: string }>)[0]!;
       const { model, findings } = await introspectMysql(c, this.selector());
       findings.push(...serverFindings(ep, row.version, row.sql_mode));
-      const [grants] = await c.query('SHOW GRANTS');
-      findings.push(...grantFindings(ep, (grants as Array<Record<string, string>>).map((g) => Object.values(g)[0] ?? '')));
+      findings.push(...grantFindings(ep, await readGrants(c)));
       if (model.tables.length === 0) {
         findings.push({
           severity: 'blocking',
@@ -96,8 +96,7 @@ class MysqlEngine implements SourceEngine {
     const keyed = tables.filter(integerKeyed);
     if (keyed.length === 0) return out;
     return withMysql(this.ep, 'table sizes', async (c) => {
-      const [grants] = await c.query('SHOW GRANTS');
-      if (grantFindings(this.ep, (grants as Array<Record<string, string>>).map((g) => Object.values(g)[0] ?? '')).length > 0) return out;
+      if (grantFindings(this.ep, await readGrants(c)).length > 0) return out;
       const [rows] = await c.query({
         sql: `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, CAST(TABLE_ROWS AS CHAR) AS n, CAST(DATA_LENGTH AS CHAR) AS bytes
                 FROM information_schema.TABLES WHERE TABLE_SCHEMA IN (?)`,
@@ -117,12 +116,16 @@ class MysqlEngine implements SourceEngine {
     const cols = (table.primaryKey?.columns ?? []).map(quoteMysql);
     const step = Math.max(1, Math.floor(extent.reltuples / (chunks * 16)));
     return withMysql(this.ep, `sampling the keys of ${table.schema}.${table.name}`, async (c) => {
+      // ROW_NUMBER needs MariaDB 10.2 or MySQL 8; without it (MySQL 5.7) the table stays whole.
       const [rows] = await c.query({
         sql: `SELECT ${cols.map((k, i) => `CAST(${k} AS CHAR) AS k${i}`).join(', ')}
                 FROM (SELECT ${cols.join(', ')}, ROW_NUMBER() OVER (ORDER BY ${cols.join(', ')}) AS dbferry_rn
                         FROM ${quoteMysql(table.schema)}.${quoteMysql(table.name)}) AS keys_in_order
                WHERE dbferry_rn % ${step} = 0 ORDER BY dbferry_rn`,
         rowsAsArray: true,
+      }).catch((err: unknown) => {
+        if ((err as { code?: string }).code === 'ER_PARSE_ERROR') return [[]];
+        throw err;
       });
       return rows as string[][];
     });
@@ -169,6 +172,11 @@ class MysqlEngine implements SourceEngine {
   }
 }
 
+async function readGrants(c: Connection): Promise<string[]> {
+  const [grants] = await c.query('SHOW GRANTS');
+  return (grants as Array<Record<string, string>>).map((g) => Object.values(g)[0] ?? '');
+}
+
 /** A table whose primary key is integers only: it may be cut into key ranges. */
 function integerKeyed(t: TableModel): boolean {
   const key = t.primaryKey?.columns ?? [];
@@ -202,7 +210,12 @@ export function serverFindings(ep: MysqlEndpoint, version: string, sqlMode: stri
  * from SHOW GRANTS; privileges through roles are not followed, so this only warns).
  */
 export function grantFindings(ep: MysqlEndpoint, grants: string[]): Finding[] {
-  if (grants.some((g) => /\bRELOAD\b|ALL PRIVILEGES ON \*\.\*/i.test(g))) return [];
+  // RELOAD is global: granted on *.*, by name or within ALL PRIVILEGES.
+  const reload = grants.some((g) => {
+    const m = /^GRANT (.+?) ON \*\.\* TO /i.exec(g.trim());
+    return m !== null && /(^|,\s*)(RELOAD|ALL PRIVILEGES|ALL)(\s*,|$)/i.test(m[1]!);
+  });
+  if (reload) return [];
   return [
     {
       severity: 'warning',

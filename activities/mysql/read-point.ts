@@ -5,19 +5,21 @@ import type { Connection } from 'mysql2/promise';
 import { FailureType } from '../../plan/failure-types';
 import { ReadPointGone, type HeldReadPoint, type SourceReader } from '../engine';
 import { closeMysql, connectMysql, mysqlFailure, type MysqlEndpoint } from './connection';
-import { openMysqlReader, type MysqlReader } from './reader';
+import { beginSnapshot, openMysqlReader, type MysqlReader } from './reader';
 
 /**
  * A MySQL read point shared by loaders. MySQL cannot hand a snapshot to another session (as
  * PostgreSQL exports one), so the holder opens every loader's snapshot itself: under a brief
  * FLUSH TABLES WITH READ LOCK no transaction commits, so snapshots opened then all see the
  * same transactions, at one binlog position (mydumper does the same). The snapshots live in
- * the holder's process; loaders there borrow one each. A loader elsewhere (another worker),
- * or any loader when the source refuses the lock (no RELOAD privilege, as on some managed
- * services), opens its own snapshot, and the ledger records the position it read at.
+ * the holder's process; loaders there borrow one each (the workflow schedules them on the
+ * holder's worker; one that lands elsewhere is refused and scheduled again). When the source
+ * refuses the lock (no RELOAD privilege, as on some managed services), each loader opens its
+ * own snapshot and the ledger records the position it read at: every table is consistent in
+ * itself, and a table planned in key ranges is refused (its ranges need one read point).
  */
 
-/** How long the lock may wait for a running write; writes queue behind it meanwhile. */
+/** How long the lock may wait for a running statement; every statement on the source queues behind it meanwhile. */
 const LOCK_WAIT_S = 5;
 const LOCK_ATTEMPTS = 3;
 /** A borrowed snapshot comes back within this (an overlapping retry of a task); else the loader opens its own. */
@@ -63,17 +65,31 @@ class SnapshotPool {
  * loaders of this process. Without the RELOAD privilege the read point is `OWN_SNAPSHOTS`.
  */
 export async function holdMysqlReadPoint(ep: MysqlEndpoint, size: number): Promise<HeldReadPoint> {
-  const lock = await connectMysql(ep, 'read point lock');
+  // Connected before the lock, so that it lasts only as long as beginning the transactions.
+  const opened = await Promise.allSettled([connectMysql(ep, 'read point lock'), ...Array.from({ length: size }, () => connectMysql(ep, 'load'))]);
+  const conns = opened.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+  const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (failed) {
+    await Promise.all(conns.map((c) => closeMysql(c)));
+    throw failed.reason;
+  }
+  const [lock, ...sessions] = conns as [Connection, ...Connection[]];
   let readers: MysqlReader[] = [];
   let lockMs = 0;
   let gtid: string | undefined;
   try {
     await lock.query(`SET SESSION lock_wait_timeout = ${LOCK_WAIT_S}`);
     const locked = await takeReadLock(lock, ep);
-    if (!locked) return ownSnapshots(ep, lock);
+    if (!locked) {
+      await Promise.all(sessions.map((c) => closeMysql(c)));
+      return await ownSnapshots(ep, lock);
+    }
     const started = Date.now();
     try {
-      readers = await Promise.all(Array.from({ length: size }, () => openMysqlReader(ep, 'load')));
+      const begun = await Promise.allSettled(sessions.map((c) => beginSnapshot(c, ep, 'load')));
+      readers = begun.flatMap((b) => (b.status === 'fulfilled' ? [b.value] : []));
+      const refused = begun.find((b): b is PromiseRejectedResult => b.status === 'rejected');
+      if (refused) throw refused.reason;
       gtid = await gtidPosition(lock);
     } finally {
       await lock.query('UNLOCK TABLES').catch(() => undefined);
@@ -81,8 +97,8 @@ export async function holdMysqlReadPoint(ep: MysqlEndpoint, size: number): Promi
     }
     await closeMysql(lock);
   } catch (err) {
-    await Promise.all(readers.map((r) => r.close()));
-    await closeMysql(lock);
+    // Every session opened is closed: one left open would hold its snapshot (and the undo log) for good.
+    await Promise.all([...readers.map((r) => r.close()), ...sessions.map((c) => closeMysql(c)), closeMysql(lock)]);
     throw mysqlFailure(err, ep, { doing: 'taking the load read point' });
   }
   const position = readers[0]!.position;
@@ -161,14 +177,14 @@ async function takeReadLock(lock: Connection, ep: MysqlEndpoint): Promise<boolea
 
 /** No global lock: loaders open their own snapshots; the position is where the source stands now. */
 async function ownSnapshots(ep: MysqlEndpoint, lock: Connection): Promise<HeldReadPoint> {
-  const probe = await openMysqlReader(ep, 'read point').finally(() => closeMysql(lock));
+  const probe = await beginSnapshot(lock, ep, 'read point');
   const position = probe.position;
   await probe.close();
   return {
     token: OWN_SNAPSHOTS,
     position,
     forCdc: false,
-    describe: `each table read in its own snapshot from ${position.replace(/^mysql:/, '')} on (the source refused FLUSH TABLES WITH READ LOCK: grant RELOAD for one read point): every table is consistent in itself, not with the others`,
+    describe: `each load task read in its own snapshot from ${position.replace(/^mysql:/, '')} on (the source refused FLUSH TABLES WITH READ LOCK: grant RELOAD for one read point): every table is consistent in itself, not with the others`,
     watch: async (signal?: AbortSignal) => {
       await new Promise<void>((resolve) => (signal?.aborted ? resolve() : signal?.addEventListener('abort', () => resolve())));
     },
@@ -178,25 +194,50 @@ async function ownSnapshots(ep: MysqlEndpoint, lock: Connection): Promise<HeldRe
 
 /**
  * A reader in the read point `token`: a shared snapshot borrowed from this process's pool, or,
- * when the pool is elsewhere or the read point has no shared snapshots, a snapshot of its own
- * (its `readPoint` then says where it reads, for the ledger).
+ * when the read point has no shared snapshots, a snapshot of its own (its `readPoint` then says
+ * where it reads, for the ledger). A shared read point not in this process has gone (released,
+ * or its process restarted under the same queue): the loader waits for the next one.
  */
 export async function joinMysqlReadPoint(ep: MysqlEndpoint, token: string): Promise<SourceReader> {
+  if (!token.startsWith(TOKEN_PREFIX)) return ownReader(ep);
   const pool = pools.get(token);
-  if (!pool) return ownReader(ep);
+  if (!pool) throw new ReadPointGone(`the read point ${token} is not held in this process`);
   const deadline = Date.now() + BORROW_WAIT_MS;
   for (;;) {
     if (pool.lost) throw new ReadPointGone(`the read point ${token} is lost (${pool.lost})`);
     const r = pool.idle.pop();
     if (r) return borrowed(pool, r);
-    if (Date.now() > deadline) return ownReader(ep);
+    if (Date.now() > deadline) {
+      // More loaders here than snapshots (overlapping attempts of a task): this one tries again later.
+      throw ApplicationFailure.create({ type: FailureType.Transient, message: `${ep.description}: no snapshot of the load read point came free in ${BORROW_WAIT_MS / 1000} s` });
+    }
     await sleep(200);
   }
 }
 
+/**
+ * A snapshot of the loader's own. Its token is unique (two snapshots may report one position,
+ * e.g. with the binlog off), and it refuses a key range: ranges read in different snapshots
+ * would hold a state that never existed.
+ */
 async function ownReader(ep: MysqlEndpoint): Promise<SourceReader> {
   const r = await openMysqlReader(ep, 'load');
-  return Object.assign(r, { readPoint: { token: `mysql-own:${r.position}`, position: r.position } });
+  return {
+    readPoint: { token: `mysql-own:${randomUUID()}`, position: r.position },
+    copyOut: async (t, range, format) => {
+      if (range.kind !== 'whole') {
+        throw ApplicationFailure.create({
+          type: FailureType.PermissionDenied,
+          nonRetryable: true,
+          message: `${ep.description}: ${t.schema}.${t.name} is planned in key ranges (load.chunkRows), which need one read point, but the source refused FLUSH TABLES WITH READ LOCK`,
+          details: [{ table: `${t.schema}.${t.name}`, hint: 'grant RELOAD to the source user, then run dbferry retry' }],
+        });
+      }
+      return r.copyOut(t, range, format);
+    },
+    checksum: (...a) => r.checksum(...a),
+    close: () => r.close(),
+  };
 }
 
 /** The pool's reader, returned on close while its session is still in the snapshot. */

@@ -4,8 +4,8 @@ import type { Connection } from 'mysql2/promise';
 import { FailureType } from '../../plan/failure-types';
 import type { ChunkRange } from '../../plan/load-chunks';
 import { qualifiedKey, type ColumnModel, type TableModel } from '../../plan/schema-model';
-import { mysqlChecksumSql, quoteMysql } from '../cross-engine/canonical';
-import { JsonDigest } from '../cross-engine/json-digest';
+import { mysqlCanonical, mysqlChecksumSql, quoteMysql } from '../cross-engine/canonical';
+import { JsonDigest, jsonRowKey } from '../cross-engine/json-digest';
 import { mysqlGeometryToEwkb, POSTGIS_MAX_SRID } from '../cross-engine/spatial';
 import type { CopyOut, RowFormat, SourceReader, TableChecksum } from '../engine';
 import { closeMysql, connectMysql, mysqlFailure, type MysqlEndpoint } from './connection';
@@ -27,7 +27,11 @@ export interface MysqlReader extends SourceReader {
  * where the server does not, SHOW MASTER STATUS right after is the best known (see the caller).
  */
 export async function openMysqlReader(ep: MysqlEndpoint, purpose: string): Promise<MysqlReader> {
-  const c = await connectMysql(ep, purpose);
+  return beginSnapshot(await connectMysql(ep, purpose), ep, purpose);
+}
+
+/** The same on a connected session (the read point connects first and begins under its lock). */
+export async function beginSnapshot(c: Connection, ep: MysqlEndpoint, purpose: string): Promise<MysqlReader> {
   try {
     await c.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
     await c.query('START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY');
@@ -46,9 +50,13 @@ async function snapshotPosition(c: Connection): Promise<string> {
   if (v.get('binlog_snapshot_file')) return mysqlPosition(v.get('binlog_snapshot_file')!, v.get('binlog_snapshot_position') ?? '0');
   // Binary log off, or a user who may not read it (SHOW MASTER STATUS needs BINLOG MONITOR or
   // REPLICATION CLIENT): no position, which only CDC needs (and its preflight asks for).
-  const master = await c.query('SHOW MASTER STATUS').catch(() => [[]]);
-  const m = (master[0] as Array<{ File: string; Position: string }>)[0];
-  return m ? mysqlPosition(m.File, String(m.Position)) : mysqlPosition('', '0');
+  // MySQL 8.4 renamed it SHOW BINARY LOG STATUS.
+  for (const sql of ['SHOW MASTER STATUS', 'SHOW BINARY LOG STATUS']) {
+    const master = await c.query(sql).catch(() => [[]]);
+    const m = (master[0] as Array<{ File: string; Position: string }>)[0];
+    if (m) return mysqlPosition(m.File, String(m.Position));
+  }
+  return mysqlPosition('', '0');
 }
 
 class Reader implements MysqlReader {
@@ -111,13 +119,17 @@ class Reader implements MysqlReader {
       throw err;
     });
     const row = (r as Array<{ rows: string; checksum: string | null }>)[0]!;
-    const json = cols.filter((c) => c.conversion === 'json');
+    const { key, json } = jsonRowKey(t);
     if (row.checksum === null || json.length === 0) return { rows: row.rows, ...(row.checksum !== null ? { checksum: row.checksum } : {}), method: 'canonical-md5' };
     // JSON documents: canonical forms computed here from the documents' text (json-digest.ts).
     const digest = new JsonDigest();
-    const rows = this.core().query({ sql: `SELECT ${json.map((c) => quoteMysql(c.name)).join(', ')} FROM ${quoteMysql(t.schema)}.${quoteMysql(t.name)}${mysqlChunkFilter(t, range)}`, rowsAsArray: true }).stream({ highWaterMark: 256 });
+    const select = [...key.map((c) => `CONVERT(${mysqlCanonical(c)} USING utf8mb4)`), ...json.map((c) => quoteMysql(c.name))].join(', ');
+    const rows = this.core().query({ sql: `SELECT ${select} FROM ${quoteMysql(t.schema)}.${quoteMysql(t.name)}${mysqlChunkFilter(t, range)}`, rowsAsArray: true }).stream({ highWaterMark: 256 });
     try {
-      for await (const values of rows) digest.addRow(values as Array<string | null>);
+      for await (const values of rows) {
+        const v = values as Array<string | null>;
+        digest.addRow(v.slice(0, key.length), v.slice(key.length));
+      }
     } catch (err) {
       this.failed = true;
       throw err;
@@ -136,7 +148,8 @@ class Reader implements MysqlReader {
 
   async ping(): Promise<boolean> {
     try {
-      await this.c.query('SELECT 1');
+      // A source that stopped answering must not hold the pool's readers for long.
+      await this.c.query({ sql: 'SELECT 1', timeout: 10_000 });
       return true;
     } catch {
       this.failed = true;

@@ -4,8 +4,8 @@ import type { ColumnModel, TableModel } from '../../plan/schema-model';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { StringDecoder } from 'node:string_decoder';
 import { to as copyTo } from 'pg-copy-streams';
-import { pgCanonicalChecksumSql } from '../cross-engine/canonical';
-import { JsonDigest } from '../cross-engine/json-digest';
+import { pgCanonical, pgCanonicalChecksumSql } from '../cross-engine/canonical';
+import { JsonDigest, jsonRowKey } from '../cross-engine/json-digest';
 
 /**
  * How a table's rows are summed into a checksum (engine.ts's ChecksumMethod); the ledger records
@@ -62,18 +62,22 @@ export function checksumQuery(t: TableModel, withChecksum: boolean, where = '', 
  */
 export async function targetChecksum(c: Client, t: TableModel, withChecksum: boolean, where: string, method: ChecksumMethod, only = true): Promise<{ rows: string; checksum: string | null }> {
   const r = (await c.query<{ rows: string; checksum: string | null }>(checksumQuery(t, withChecksum, where, method, only))).rows[0]!;
-  const json = method === 'canonical-md5' && r.checksum !== null ? t.columns.filter((col) => !col.generated && col.conversion === 'json') : [];
-  if (json.length === 0) return r;
+  const { key, json } = jsonRowKey(t);
+  if (method !== 'canonical-md5' || r.checksum === null || json.length === 0) return r;
   const digest = new JsonDigest();
-  // One JSON array of the documents' texts per row: COPY text escapes only its backslashes.
-  const row = `json_build_array(${json.map((col) => `${quoteIdent(col.name)}::text`).join(', ')})::text`;
+  // One JSON array per row of its key's canonical texts and its documents' texts: COPY text
+  // escapes only its backslashes (json escapes every control character).
+  const row = `json_build_array(${[...key.map(pgCanonical), ...json.map((col) => `${quoteIdent(col.name)}::text`)].join(', ')})::text`;
   const out = c.query(copyTo(`COPY (SELECT ${row} FROM ${only ? 'ONLY ' : ''}${qualifiedTable(t.schema, t.name)}${where}) TO STDOUT`));
   const decoder = new StringDecoder('utf8');
   let rest = '';
   for await (const chunk of out as AsyncIterable<Buffer>) {
     const lines = (rest + decoder.write(chunk)).split('\n');
     rest = lines.pop()!;
-    for (const line of lines) digest.addRow(JSON.parse(line.replace(/\\\\/g, '\\')) as Array<string | null>);
+    for (const line of lines) {
+      const values = JSON.parse(line.replace(/\\\\/g, '\\')) as Array<string | null>;
+      digest.addRow(values.slice(0, key.length), values.slice(key.length));
+    }
   }
   if (rest + decoder.end()) throw new Error(`${qualifiedTable(t.schema, t.name)}: the JSON documents' COPY ended mid-row`);
   return { rows: r.rows, checksum: digest.addTo(r.checksum!) };

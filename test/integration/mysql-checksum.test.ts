@@ -248,6 +248,7 @@ describe('cross-engine checksum (MariaDB → PostgreSQL)', () => {
     ['the last digit of a JSON number beyond 2^53', `UPDATE shop.docs SET d = '["🙂", "🙂", 123456789012345678901234567891]' WHERE id = 9`, `UPDATE shop.docs SET d = '["🙂", "🙂", 123456789012345678901234567890]' WHERE id = 9`],
     ['a JSON string', `UPDATE shop.docs SET d = jsonb_set(d, '{a,x}', '"e\\n\\t\\\\ /"') WHERE id = 1`, `UPDATE shop.docs SET d = jsonb_set(d, '{a,x}', '"é\\n\\t\\\\ /"') WHERE id = 1`],
     ['a JSON key', `UPDATE shop.docs SET d = '{"A": 2}' WHERE id = 2`, `UPDATE shop.docs SET d = '{"a": 2}' WHERE id = 2`],
+    ['two rows\' JSON documents swapped', `UPDATE shop.docs SET d = CASE id WHEN 3 THEN '{}'::jsonb ELSE '[]'::jsonb END WHERE id IN (3, 4)`, `UPDATE shop.docs SET d = CASE id WHEN 3 THEN '[]'::jsonb ELSE '{}'::jsonb END WHERE id IN (3, 4)`],
     ['JSON null made SQL NULL', `UPDATE shop.docs SET d = NULL WHERE id = 7`, `UPDATE shop.docs SET d = 'null' WHERE id = 7`],
     ['a SRID 0 made 4326', `UPDATE shop.places SET regions = ST_SetSRID(regions, 4326) WHERE id = 2`, `UPDATE shop.places SET regions = ST_SetSRID(regions, 0) WHERE id = 2`],
   ];

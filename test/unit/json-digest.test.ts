@@ -31,14 +31,21 @@ describe('canonical JSON (cross-engine validation of JSON documents)', () => {
     expect(() => canonicalJson('"open')).toThrow(/unterminated/);
   });
 
-  it('sums rows order-independently, SQL NULL apart from JSON null', () => {
-    const sum = (rows: Array<Array<string | null>>) => {
+  it('sums rows order-independently, each document bound to its row, SQL NULL apart from JSON null', () => {
+    const sum = (rows: Array<[string, ...Array<string | null>]>) => {
       const d = new JsonDigest();
-      for (const r of rows) d.addRow(r);
+      for (const [key, ...docs] of rows) d.addRow([key], docs);
       return d.addTo('0');
     };
-    expect(sum([['{"a":1}'], ['[1]']])).toBe(sum([['[1.0]'], ['{ "a" : 1 }']]));
-    expect(sum([[null]])).not.toBe(sum([['null']]));
-    expect(sum([['1', '2']])).not.toBe(sum([['2', '1']]));
+    expect(sum([['1', '{"a":1}'], ['2', '[1]']])).toBe(sum([['2', '[1.0]'], ['1', '{ "a" : 1 }']]));
+    // Two rows' documents swapped read differently.
+    expect(sum([['1', '{"a":1}'], ['2', '[1]']])).not.toBe(sum([['1', '[1]'], ['2', '{"a":1}']]));
+    expect(sum([['1', null]])).not.toBe(sum([['1', 'null']]));
+    expect(sum([['1', '1', '2']])).not.toBe(sum([['1', '2', '1']]));
+  });
+
+  it('reads numbers of any length', () => {
+    const long = '9'.repeat(5000);
+    expect(canonicalJson(`[${long}.5]`)).toBe(`[${long}5e4999]`);
   });
 });

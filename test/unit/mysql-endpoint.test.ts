@@ -62,5 +62,8 @@ describe('what the MySQL server says about the migration', () => {
     expect(grantFindings(ep, ['GRANT USAGE ON *.* TO `reader`@`%`', 'GRANT SELECT ON `shop`.* TO `reader`@`%`']).map((f) => f.code)).toEqual(['no-reload']);
     // ALL PRIVILEGES on one database does not include RELOAD (a global privilege).
     expect(grantFindings(ep, ['GRANT ALL PRIVILEGES ON `shop`.* TO `app`@`%`']).map((f) => f.code)).toEqual(['no-reload']);
+    // A database named reload is not the privilege.
+    expect(grantFindings(ep, ['GRANT SELECT ON `reload`.* TO `app`@`%`']).map((f) => f.code)).toEqual(['no-reload']);
+    expect(grantFindings(ep, ['GRANT RELOAD ON *.* TO `dbferry`@`%`'])).toEqual([]);
   });
 });

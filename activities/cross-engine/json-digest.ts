@@ -8,7 +8,7 @@
  * string or number does not.
  *
  * The canonical form: objects with their members sorted by key, a duplicate key keeping its
- * last value (as jsonb and MySQL do), no spacing, strings as JSON.stringify writes them, and
+ * first value (as MySQL reads it; the load writes that, withoutDuplicateKeys), no spacing, strings as JSON.stringify writes them, and
  * numbers as `[-]<digits>e<exponent>` with no leading or trailing zeros (1, 1.0 and 1e0 are one
  * number, as jsonb's numeric equality says).
  *
@@ -19,19 +19,39 @@ import { createHash } from 'node:crypto';
 import type { ColumnModel, TableModel } from '../../plan/schema-model';
 
 export function canonicalJson(text: string): string {
-  const p = new Parser(text);
+  return parse(text, true).out;
+}
+
+/**
+ * The document without the later members of a duplicate key, or undefined when it has none.
+ * MySQL and MariaDB read the first (`JSON_EXTRACT('{"a":1,"a":2}', '$.a')` is 1; MySQL 8 keeps
+ * only the first when it stores a document) while jsonb would keep the last: the load writes
+ * what the source's applications read. Members keep their order, numbers their text.
+ */
+export function withoutDuplicateKeys(text: string): string | undefined {
+  const r = parse(text, false);
+  return r.duplicates ? r.out : undefined;
+}
+
+function parse(text: string, canonical: boolean): { out: string; duplicates: boolean } {
+  const p = new Parser(text, canonical);
   p.space();
   const out = p.value();
   p.space();
   if (p.i !== text.length) p.fail('text after the document');
-  return out;
+  return { out, duplicates: p.duplicates };
 }
 
 const NUMBER = /(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?/y;
 
 class Parser {
   i = 0;
-  constructor(private readonly s: string) {}
+  duplicates = false;
+  constructor(
+    private readonly s: string,
+    /** Canonical: members sorted, numbers and strings rewritten; else only later duplicates dropped. */
+    private readonly canonical: boolean,
+  ) {}
 
   fail(what: string): never {
     throw new Error(`not a JSON document (${what} at character ${this.i})`);
@@ -45,8 +65,16 @@ class Parser {
     const ch = this.s[this.i];
     if (ch === '{') return this.object();
     if (ch === '[') return this.array();
-    if (ch === '"') return JSON.stringify(this.string());
-    if (ch === '-' || (ch !== undefined && ch >= '0' && ch <= '9')) return this.number();
+    if (ch === '"') {
+      const start = this.i;
+      const s = this.string();
+      return this.canonical ? JSON.stringify(s) : this.s.slice(start, this.i);
+    }
+    if (ch === '-' || (ch !== undefined && ch >= '0' && ch <= '9')) {
+      const start = this.i;
+      const n = this.number();
+      return this.canonical ? n : this.s.slice(start, this.i);
+    }
     for (const word of ['true', 'false', 'null']) {
       if (this.s.startsWith(word, this.i)) {
         this.i += word.length;
@@ -67,17 +95,22 @@ class Parser {
     for (;;) {
       this.space();
       if (this.s[this.i] !== '"') this.fail('a key expected');
+      const keyStart = this.i;
       const key = this.string();
+      const keyText = this.s.slice(keyStart, this.i);
       this.space();
       if (this.s[this.i++] !== ':') this.fail('":" expected');
       this.space();
-      members.delete(key);
-      members.set(key, this.value());
+      const value = this.value();
+      // The first of a duplicate key is the one MySQL reads.
+      if (members.has(key)) this.duplicates = true;
+      else members.set(key, this.canonical ? value : `${keyText}:${value}`);
       this.space();
       const sep = this.s[this.i++];
       if (sep === '}') break;
       if (sep !== ',') this.fail('"," or "}" expected');
     }
+    if (!this.canonical) return `{${[...members.values()].join(',')}}`;
     const keys = [...members.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${keys.map((k) => `${JSON.stringify(k)}:${members.get(k)}`).join(',')}}`;
   }

@@ -5,7 +5,7 @@ import { FailureType } from '../../plan/failure-types';
 import type { ChunkRange } from '../../plan/load-chunks';
 import { qualifiedKey, type ColumnModel, type TableModel } from '../../plan/schema-model';
 import { mysqlCanonical, mysqlChecksumSql, quoteMysql } from '../cross-engine/canonical';
-import { JsonDigest, jsonRowKey } from '../cross-engine/json-digest';
+import { JsonDigest, jsonRowKey, withoutDuplicateKeys } from '../cross-engine/json-digest';
 import { mysqlGeometryToEwkb, POSTGIS_MAX_SRID } from '../cross-engine/spatial';
 import type { CopyOut, RowFormat, SourceReader, TableChecksum } from '../engine';
 import { closeMysql, connectMysql, mysqlFailure, type MysqlEndpoint } from './connection';
@@ -74,8 +74,9 @@ class Reader implements MysqlReader {
     const cols = t.columns.filter((c) => !c.generated);
     const sql = `SELECT ${cols.map(selectExpr).join(', ')} FROM ${quoteMysql(t.schema)}.${quoteMysql(t.name)}${mysqlChunkFilter(t, range)}`;
     const key = qualifiedKey(t);
-    const nulled = new Map<string, number>();
-    const encoders = cols.map((c) => encoder(c, key, () => nulled.set(c.name, (nulled.get(c.name) ?? 0) + 1)));
+    // Values changed on the way, counted per column and kind (a column has one kind).
+    const changed = new Map<string, number>();
+    const encoders = cols.map((c) => encoder(c, key, () => changed.set(c.name, (changed.get(c.name) ?? 0) + 1)));
     const ep = this.ep;
     const rows = this.core().query({ sql, rowsAsArray: true }).stream({ highWaterMark: 256 });
     this.reading = true;
@@ -108,7 +109,7 @@ class Reader implements MysqlReader {
     });
     const out: CopyOut = rows.pipe(toCopy);
     // Never silent: the zero dates PostgreSQL cannot hold are counted, per column, into the ledger and the report.
-    out.conversions = () => (nulled.size === 0 ? undefined : [...nulled].map(([col, n]) => `${n} zero or invalid date${n > 1 ? 's' : ''} in ${col} written as NULL`).join('; '));
+    out.conversions = () => (changed.size === 0 ? undefined : [...changed].map(([col, n]) => conversionWords(cols.find((c) => c.name === col)!, n)).join('; '));
     return out;
   }
 
@@ -202,8 +203,15 @@ function escapeCopy(s: string): string {
 
 const ZERO_DATE = /^0000-|^\d{4}-00-|^\d{4}-\d{2}-00/;
 
-/** One column's value (as the driver gives it) → its COPY text field. */
-function encoder(c: ColumnModel, table: string, nulled: () => void): (v: unknown) => string {
+/** What the load changed in a column, in words for the ledger and the report (never silent). */
+function conversionWords(c: ColumnModel, n: number): string {
+  return c.conversion === 'json'
+    ? `${n} JSON document${n > 1 ? 's' : ''} in ${c.name} with duplicate keys written with the first value of each key (as MySQL reads them; PostgreSQL would keep the last)`
+    : `${n} zero or invalid date${n > 1 ? 's' : ''} in ${c.name} written as NULL`;
+}
+
+/** One column's value (as the driver gives it) → its COPY text field; `changed()` counts a value the load had to change. */
+function encoder(c: ColumnModel, table: string, changed: () => void): (v: unknown) => string {
   const refuse = (value: string, why: string) =>
     ApplicationFailure.create({
       type: FailureType.DataError,
@@ -253,16 +261,29 @@ function encoder(c: ColumnModel, table: string, nulled: () => void): (v: unknown
         if (v === null) return '\\N';
         const s = String(v);
         if (ZERO_DATE.test(s)) {
-          nulled();
+          changed();
           return '\\N';
         }
         // A timestamp is read in UTC (the session's zone): said so, whatever the target session's zone.
         return c.conversion === 'timestamp' ? `${s}+00` : s;
       };
+    case 'json':
+      return (v) => {
+        if (v === null) return '\\N';
+        const s = text(v);
+        let fixed: string | undefined;
+        try {
+          fixed = withoutDuplicateKeys(s);
+        } catch (err) {
+          throw refuse('a document jsonb cannot read', (err as Error).message);
+        }
+        if (fixed === undefined) return escapeCopy(s);
+        changed();
+        return escapeCopy(fixed);
+      };
     case 'text':
     case 'enum':
     case 'set':
-    case 'json':
     case undefined:
       return (v) => {
         if (v === null) return '\\N';

@@ -102,6 +102,20 @@ describe('cross-engine checksum (MariaDB → PostgreSQL)', () => {
     }
   });
 
+  it('writes a JSON document with a duplicate key as MySQL reads it (the first value), and says so', async () => {
+    const [[src]] = (await my.query(`SELECT JSON_VALUE(d, '$.a') AS a FROM shop.docs WHERE id = 2`)) as unknown as [Array<{ a: string }>];
+    expect(src!.a).toBe('1');
+    expect((await pg.query(`SELECT d->>'a' AS a FROM shop.docs WHERE id = 2`)).rows[0].a).toBe('1');
+    const reader = await engine.openReader();
+    try {
+      const out = await reader.copyOut(table('docs'), { kind: 'whole' }, 'text');
+      for await (const chunk of out) void chunk;
+      expect(out.conversions?.()).toBe('1 JSON document in d with duplicate keys written with the first value of each key (as MySQL reads them; PostgreSQL would keep the last)');
+    } finally {
+      await reader.close();
+    }
+  });
+
   it('makes the spatial columns PostGIS geometry of their kind, without a SRID MariaDB does not enforce', async () => {
     const types = await pg.query<{ name: string; type: string }>(
       `SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = 'shop.places'::regclass AND attnum > 0 ORDER BY attnum`,
@@ -247,7 +261,7 @@ describe('cross-engine checksum (MariaDB → PostgreSQL)', () => {
     ['a number inside a JSON document', `UPDATE shop.docs SET d = jsonb_set(d, '{a,y,4}', '0.016') WHERE id = 1`, `UPDATE shop.docs SET d = jsonb_set(d, '{a,y,4}', '0.015') WHERE id = 1`],
     ['the last digit of a JSON number beyond 2^53', `UPDATE shop.docs SET d = '["🙂", "🙂", 123456789012345678901234567891]' WHERE id = 9`, `UPDATE shop.docs SET d = '["🙂", "🙂", 123456789012345678901234567890]' WHERE id = 9`],
     ['a JSON string', `UPDATE shop.docs SET d = jsonb_set(d, '{a,x}', '"e\\n\\t\\\\ /"') WHERE id = 1`, `UPDATE shop.docs SET d = jsonb_set(d, '{a,x}', '"é\\n\\t\\\\ /"') WHERE id = 1`],
-    ['a JSON key', `UPDATE shop.docs SET d = '{"A": 2}' WHERE id = 2`, `UPDATE shop.docs SET d = '{"a": 2}' WHERE id = 2`],
+    ['a JSON key', `UPDATE shop.docs SET d = '{"A": 1}' WHERE id = 2`, `UPDATE shop.docs SET d = '{"a": 1}' WHERE id = 2`],
     ['two rows\' JSON documents swapped', `UPDATE shop.docs SET d = CASE id WHEN 3 THEN '{}'::jsonb ELSE '[]'::jsonb END WHERE id IN (3, 4)`, `UPDATE shop.docs SET d = CASE id WHEN 3 THEN '[]'::jsonb ELSE '{}'::jsonb END WHERE id IN (3, 4)`],
     ['JSON null made SQL NULL', `UPDATE shop.docs SET d = NULL WHERE id = 7`, `UPDATE shop.docs SET d = 'null' WHERE id = 7`],
     ['a SRID 0 made 4326', `UPDATE shop.places SET regions = ST_SetSRID(regions, 4326) WHERE id = 2`, `UPDATE shop.places SET regions = ST_SetSRID(regions, 0) WHERE id = 2`],

@@ -206,7 +206,7 @@ program
 
 program
   .command('worker')
-  .description('run a worker (it resolves the plan secrets from its own environment)')
+  .description('run a worker: it polls the task queue and one of its own (for MySQL loaders beside their read point), and resolves the plan secrets from its own environment')
   .option('--max-activities <n>', 'activities run at once', (v) => positiveInt(v, '--max-activities'), 20)
   .action(async (opts: { maxActivities: number }) => {
     const o = temporal();

@@ -28,7 +28,7 @@ const KEEPALIVE_MS = 5_000;
 
 const TOKEN_PREFIX = 'mysql-shared:';
 /** The token of a read point without shared snapshots: each loader opens its own. */
-export const OWN_SNAPSHOTS = 'mysql-own-snapshots';
+const OWN_SNAPSHOTS = 'mysql-own-snapshots';
 
 /** Shared read points held in this process, by token. */
 const pools = new Map<string, SnapshotPool>();
@@ -38,13 +38,8 @@ class SnapshotPool {
   lost?: string;
   constructor(
     readonly token: string,
-    readonly position: string,
     private live: number,
   ) {}
-
-  get size(): number {
-    return this.live;
-  }
 
   /** A reader whose session broke (a copy cut off mid-stream) cannot rejoin the snapshot: it is closed. */
   drop(r: MysqlReader): void {
@@ -109,7 +104,7 @@ export async function holdMysqlReadPoint(ep: MysqlEndpoint, size: number): Promi
       message: `${ep.description}: the snapshots opened under the read lock stand at different binlog positions (${[...new Set(readers.map((r) => r.position))].join(', ')})`,
     });
   }
-  const pool = new SnapshotPool(`${TOKEN_PREFIX}${randomUUID()}`, position, readers.length);
+  const pool = new SnapshotPool(`${TOKEN_PREFIX}${randomUUID()}`, readers.length);
   pool.idle.push(...readers);
   pools.set(pool.token, pool);
   return {

@@ -122,7 +122,7 @@ export async function finishLoad({ plan, migration }: ActivityInput, tgt: PgEndp
       [migration.runId],
     );
     const first = snaps.rows[0];
-    const readPoint = await describeReadPoints(c, migration.runId, snaps.rows);
+    const readPoint = describeReadPoints(snaps.rows);
     return {
       report: {
         snapshot: first?.snapshot ?? '',
@@ -140,23 +140,12 @@ export async function finishLoad({ plan, migration }: ActivityInput, tgt: PgEndp
 }
 
 /**
- * The read points the tables were loaded in, in words, where the engine said how it took them
- * (MySQL): one shared read point, or tables read in snapshots of their own (their loaders ran
- * outside the holder's worker, or the source refused the lock), which are each consistent in
- * themselves but not with one another. Undefined when there is nothing more to say than the
- * snapshot (PostgreSQL: every loader imports the exported snapshot).
+ * How the load's read points were taken, in words, where the engine said more than the snapshot
+ * (MySQL: one read point under the global read lock, or each task in its own snapshot without
+ * RELOAD); undefined for PostgreSQL, whose loaders all import the exported snapshot. A loader
+ * never reads outside the read point it joined, so the holders' words are the whole story.
  */
-async function describeReadPoints(c: Client, runId: string, snaps: Array<{ snapshot: string; detail: string | null }>): Promise<string | undefined> {
-  const details = snaps.map((s) => s.detail).filter((d): d is string => d !== null);
-  if (details.length === 0) return undefined;
-  const r = await c.query<{ own: number; positions: number }>(
-    `SELECT count(DISTINCT table_key) FILTER (WHERE NOT snapshot = ANY($2))::int AS own, count(DISTINCT position)::int AS positions
-       FROM _dbferry.table_loads WHERE run_id = $1`,
-    [runId, snaps.map((s) => s.snapshot)],
-  );
-  const { own, positions } = r.rows[0]!;
-  const words = [...new Set(details)].join('; then ');
-  return own > 0 && !/own snapshot/.test(words)
-    ? `${words}; but ${own} table${own > 1 ? 's were' : ' was'} read in snapshots of their own (loaders on another worker than the read point's holder), at ${positions} binlog positions: each consistent in itself, not with the others`
-    : words;
+function describeReadPoints(snaps: Array<{ detail: string | null }>): string | undefined {
+  const details = [...new Set(snaps.map((s) => s.detail).filter((d): d is string => d !== null))];
+  return details.length > 0 ? details.join('; then ') : undefined;
 }

@@ -239,7 +239,6 @@ function markSide(err: unknown, side: 'source' | 'target'): void {
   if (err && typeof err === 'object' && !('dbferrySide' in err)) (err as { dbferrySide?: string }).dbferrySide = side;
 }
 
-
 /**
  * The task queue loaders must run on: the worker of the newest read point's holder when only
  * loaders there can join it (MySQL), else none (any worker). Waits for the holder to record

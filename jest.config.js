@@ -1,7 +1,13 @@
 /** @type {import('jest').Config} */
 const common = {
   testEnvironment: 'node',
-  transform: { '^.+\\.ts$': ['@swc/jest'] },
+  transform: {
+    '^.+\\.ts$': ['@swc/jest'],
+    // The binlog reader ships as an ES module, which jest's CommonJS runtime cannot require
+    // (Node itself can: the worker loads it as it is).
+    '/node_modules/@vlasky/zongji/.+\\.js$': ['@swc/jest', { module: { type: 'commonjs' } }],
+  },
+  transformIgnorePatterns: ['/node_modules/(?!@vlasky/zongji/)'],
 };
 
 module.exports = {

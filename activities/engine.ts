@@ -196,19 +196,47 @@ export interface PreparedCdc {
 /** The CDC half of an engine: a change stream with an opaque, ordered position. */
 export interface ChangeSource {
   /**
+   * The stream carries the cutover marker `writeMarker` writes (PostgreSQL: a logical message).
+   * When false, `writeMarker` returns the source's position once writes have stopped, and the
+   * applier stops once it has applied everything up to it (cutover records it on the target).
+   */
+  readonly marksInStream: boolean;
+  /**
+   * Changes made by the source's foreign-key actions (ON DELETE CASCADE, SET NULL…) are in the
+   * stream (PostgreSQL). When false (InnoDB's are not in the binlog), the applier lets the
+   * target's foreign keys act for the changes that trigger them.
+   */
+  readonly sendsCascadedChanges: boolean;
+  /**
    * Makes CDC possible (PostgreSQL: publication and slot) and returns where changes start:
    * after a load, the read point's position; otherwise `startPosition` or now.
    */
-  prepare(opts: { model: SchemaModel; migration: MigrationRef; afterLoad: boolean; startPosition?: string }): Promise<PreparedCdc>;
+  prepare(opts: {
+    model: SchemaModel;
+    migration: MigrationRef;
+    afterLoad: boolean;
+    startPosition?: string;
+    /** After a load: the positions its tables were read at (the ledger's), for engines without a slot. */
+    loadPositions?: EnginePosition[];
+    /** CDC ran before and resumes here (from the target's progress row). */
+    resumeAt?: EnginePosition;
+  }): Promise<PreparedCdc>;
   open(from: EnginePosition, model: SchemaModel): Promise<ChangeStream>;
   compare(a: EnginePosition, b: EnginePosition): number;
   /** Bytes from `from` to `to`, where the engine can tell. */
   distance(from: EnginePosition, to: EnginePosition): bigint;
   /** The source's clock now (cutover measures its quiet period on it). */
   now(): Promise<string>;
-  /** Waits until the stream has confirmed the source's current position; refuses after `timeoutMs`. */
-  waitConfirmed(timeoutMs: number): Promise<void>;
-  /** Writes the cutover marker into the stream; the applier stops once it has applied it. */
+  /**
+   * Waits until the stream has confirmed the source's current position; refuses after
+   * `timeoutMs`. `applied` reads the target's progress row (engines that keep nothing on the
+   * source compare with it).
+   */
+  waitConfirmed(timeoutMs: number, applied: () => Promise<EnginePosition | undefined>): Promise<void>;
+  /**
+   * Writes the cutover marker into the stream (the applier stops once it has applied it), or,
+   * without `marksInStream`, returns the position the applier stops at.
+   */
   writeMarker(content: string): Promise<EnginePosition>;
   /** Drops what CDC left on the source (slot, publication); keeps what existed before. */
   cleanup(migration: MigrationRef): Promise<CleanupResult>;

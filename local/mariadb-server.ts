@@ -55,7 +55,7 @@ export async function startMariaDb(opts: MariaDbOptions = {}): Promise<MariaDbSe
   const args = [
     '--no-defaults', `--datadir=${dataDir}`, `--socket=${socket}`, `--port=${port}`, '--bind-address=127.0.0.1',
     `--pid-file=${join(dir, 'mysqld.pid')}`, `--log-error=${join(dir, 'server.log')}`, '--skip-name-resolve',
-    '--log-bin=binlog', '--binlog-format=ROW', '--binlog-row-image=FULL', '--server-id=1',
+    '--log-bin=binlog', '--binlog-format=ROW', '--binlog-row-image=FULL', '--binlog-row-metadata=FULL', '--server-id=1',
     '--innodb-buffer-pool-size=128M', '--max-allowed-packet=256M', '--innodb-flush-log-at-trx-commit=2', '--sync-binlog=0', '--max-connections=200',
     '--character-set-server=utf8mb4', '--collation-server=utf8mb4_general_ci',
     ...(opts.timeZone ? [`--default-time-zone=${opts.timeZone}`] : []),

@@ -5,6 +5,16 @@
 import type { PlanIssue } from './parse-plan';
 import type { Plan } from './plan-schema';
 
+/** What a MySQL `cdc.startPosition` is: a binlog `file:offset`, or a GTID set (MariaDB `0-1-1234,…`, MySQL `uuid:1-5,…`). */
+export function mysqlStartKind(text: string): 'file' | 'gtid' | undefined {
+  const t = text.trim();
+  // A GTID of one transaction (`uuid:5`) has the shape of a file:offset: the UUID tells.
+  const uuid = '[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}(:[\\w-]+)+';
+  if (/^\d+-\d+-\d+(,\s*\d+-\d+-\d+)*$/.test(t) || new RegExp(`^${uuid}(,\\s*${uuid})*$`, 'i').test(t)) return 'gtid';
+  if (/^[^:\s]+:\d+$/.test(t)) return 'file';
+  return undefined;
+}
+
 export function unsupportedFeatures(plan: Plan): PlanIssue[] {
   const issues: PlanIssue[] = [];
   if (plan.mode === 'dump-restore' && (plan.source.engine !== 'postgres' || plan.target.engine !== 'postgres')) {
@@ -22,8 +32,12 @@ export function unsupportedFeatures(plan: Plan): PlanIssue[] {
   if (plan.runner !== 'native') {
     issues.push({ path: 'runner', value: plan.runner, message: 'not supported yet: this version runs with runner native' });
   }
-  if (plan.source.engine === 'mysql' && (plan.mode === 'full-load-and-cdc' || plan.mode === 'cdc')) {
-    issues.push({ path: 'mode', value: plan.mode, message: 'not supported yet from a mysql source: this version loads MySQL/MariaDB with mode full-load (binlog CDC comes next)' });
+  if (plan.cdc.startPosition !== undefined && plan.source.engine === 'mysql' && !mysqlStartKind(plan.cdc.startPosition)) {
+    issues.push({
+      path: 'cdc.startPosition',
+      value: plan.cdc.startPosition,
+      message: 'expected a binlog file:offset such as binlog.000012:4567 (SHOW MASTER STATUS) or a GTID set (MariaDB 0-1-1234, MySQL 3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5) for a mysql source',
+    });
   }
   if (plan.keys.length > 0) {
     issues.push({ path: 'keys', message: 'not supported yet: key redesign (remove keys to migrate the keys as they are)' });

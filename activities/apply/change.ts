@@ -14,6 +14,44 @@ export interface ApplyTable {
   columns: string[];
   /** Indexes into `columns`: the replica identity (primary key) columns. Never empty. */
   keyColumns: number[];
+  /**
+   * Target foreign keys referencing this table with an action (CASCADE, SET NULL, SET DEFAULT)
+   * whose changes the source does not send (MySQL): a delete of this table, or an update of the
+   * referenced columns, is applied alone, and the action is carried out on the target.
+   */
+  foreignKeyActions?: ForeignKeyAction[];
+}
+
+export type ReferentialAction = 'cascade' | 'set null' | 'set default';
+
+export interface ForeignKeyAction {
+  /** The referencing table, quoted and qualified. */
+  child: string;
+  /** Its columns, quoted, in the key's order. */
+  childColumns: string[];
+  /** Indexes into the parent's `columns` of the referenced columns, in the same order. */
+  parentColumns: number[];
+  onDelete?: ReferentialAction;
+  onUpdate?: ReferentialAction;
+}
+
+/** The change sets off foreign-key actions the target must perform itself (see ApplyTable). */
+export function triggersForeignKeyActions(c: RowChange): boolean {
+  const actions = c.table.foreignKeyActions;
+  if (!actions) return false;
+  if (c.kind === 'delete') return actions.some((a) => a.onDelete);
+  if (c.kind !== 'update' || !c.old) return false;
+  return actions.some((a) => a.onUpdate && referencedChanged(a, c.old!, c.new));
+}
+
+/** The referenced columns' values differ between the old and the new row. */
+export function referencedChanged(a: ForeignKeyAction, old: Tuple, now: Tuple): boolean {
+  return a.parentColumns.some((i) => {
+    const before = old[i];
+    const after = now[i];
+    if (after === UNCHANGED) return false;
+    return before instanceof Buffer && after instanceof Buffer ? !before.equals(after) : before !== after;
+  });
 }
 
 export interface InsertChange {

@@ -4,7 +4,7 @@ import { FailureType } from '../../plan/failure-types';
 import { qualifiedKey, type TableModel } from '../../plan/schema-model';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import type { SourceRelation, SourceRelationColumn } from '../engine';
-import type { ApplyTable } from './change';
+import type { ApplyTable, ForeignKeyAction, ReferentialAction } from './change';
 
 interface TargetColumn {
   name: string;
@@ -33,6 +33,8 @@ export class RelationTracker {
   constructor(
     private readonly target: Client,
     private readonly tables: Map<string, TableModel>,
+    /** The source does not send the changes its foreign keys' actions make (MySQL): find the target's. */
+    private readonly foreignKeyActions = false,
   ) {}
 
   /** The table a change belongs to; null when it is not one this migration applies. */
@@ -94,14 +96,40 @@ export class RelationTracker {
       );
     }
     if (addable.length > 0) this.#targetColumns.delete(key);
+    const columns = m.columns.map((c) => c.name);
+    const actions = this.foreignKeyActions ? await this.#foreignKeyActions(model, columns) : [];
     this.#relations.set(m.id, {
       key,
       schema: model.schema,
       name: model.name,
-      columns: m.columns.map((c) => c.name),
+      columns,
       keyColumns,
+      ...(actions.length > 0 ? { foreignKeyActions: actions } : {}),
     });
     return addable.map((a) => a.name);
+  }
+
+  /** The target's foreign keys referencing the table with an action (CASCADE, SET NULL, SET DEFAULT). */
+  async #foreignKeyActions(t: TableModel, columns: string[]): Promise<ForeignKeyAction[]> {
+    const r = await this.target.query<{ child_schema: string; child: string; child_columns: string[]; parent_columns: string[]; del: string; upd: string }>(
+      `SELECT cn.nspname AS child_schema, cc.relname AS child,
+              ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY AS x(n, i) JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = x.n ORDER BY x.i) AS child_columns,
+              ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY AS x(n, i) JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = x.n ORDER BY x.i) AS parent_columns,
+              k.confdeltype::text AS del, k.confupdtype::text AS upd
+         FROM pg_constraint k JOIN pg_class cc ON cc.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
+        WHERE k.contype = 'f' AND k.confrelid = $1::regclass AND (k.confdeltype IN ('c', 'n', 'd') OR k.confupdtype IN ('c', 'n', 'd'))`,
+      [qualifiedTable(t.schema, t.name)],
+    );
+    const action = (x: string) => (({ c: 'cascade', n: 'set null', d: 'set default' }) as Record<string, ReferentialAction | undefined>)[x];
+    return r.rows
+      .map((x) => ({
+        child: qualifiedTable(x.child_schema, x.child),
+        childColumns: x.child_columns.map(quoteIdent),
+        parentColumns: x.parent_columns.map((n) => columns.indexOf(n)),
+        ...(action(x.del) ? { onDelete: action(x.del) } : {}),
+        ...(action(x.upd) ? { onUpdate: action(x.upd) } : {}),
+      }))
+      .filter((a) => a.parentColumns.every((i) => i >= 0));
   }
 
   async #columnsOnTarget(t: TableModel): Promise<TargetColumn[]> {

@@ -23,6 +23,8 @@ const BATCH_MS = 10;
 const IDLE_MS = 5;
 /** Heartbeat details list the busiest tables only: details must stay small. */
 const TABLES_IN_HEARTBEAT = 200;
+/** How often an applier without in-stream markers looks for cutover's stop position (and records how far it read). */
+const STOP_CHECK_MS = 1_000;
 /** How often the source's position (and retained data) is read while streaming. */
 const POLL_MS = 1_000;
 /** Heartbeats (with the lag and "caught up" that `status` shows) this often. */
@@ -68,6 +70,8 @@ export async function streamChanges(
   let stopPolling = () => {};
   // The source transaction being received, if any.
   let current: { changed?: string } | undefined;
+  // An idle report that came while a batch was open (engines without in-stream markers).
+  let idleSeen: EnginePosition | undefined;
 
   const totals = new Map<string, CdcTableStats>();
   let pending = new Map<string, CdcTableStats>();
@@ -116,7 +120,7 @@ export async function streamChanges(
       if (start.markerPosition) return result(start.markerPosition);
 
       const t = target;
-      const relations = new RelationTracker(t, tablesByKey(model));
+      const relations = new RelationTracker(t, tablesByKey(model), !cdc.sendsCascadedChanges);
       const applier = new ChangeApplier(t, { endpoint: tgt.description });
       const keyless = new KeylessApplier(t);
       // Keyed changes may be in flight on the connection; the keyless ones go after them.
@@ -137,12 +141,29 @@ export async function streamChanges(
         if (!live.inTarget && current === undefined && later(p, live.confirmed)) {
           live.confirmed = p;
           s.confirm(p);
+        } else if (!cdc.marksInStream) {
+          // Reported in stream order, after every transaction before it (MySQL's idle reports
+          // are events, not keepalives: the source may not say it again): confirmed once the
+          // batch holding those transactions has committed.
+          idleSeen = p;
         }
       });
       // A failure found on the timer (not in the stream) ends the loop through this.
-      let failStream!: (err: unknown) => void;
-      const fatal = new Promise<never>((_, reject) => (failStream = reject));
-      fatal.catch(() => undefined);
+      // Not a promise raced on every event: each race would leave a reaction on a promise that
+      // never settles, holding that event (and every one after it) for the activity's life.
+      let fatal: { error: unknown } | undefined;
+      let interrupt: ((err: unknown) => void) | undefined;
+      const failStream = (err: unknown) => {
+        fatal ??= { error: err };
+        interrupt?.(err);
+      };
+      /** `p`, or the timer's failure should one come first. */
+      const unlessFailed = <T>(p: Promise<T>): Promise<T> =>
+        new Promise<T>((resolve, reject) => {
+          if (fatal) return reject(fatal.error);
+          interrupt = reject;
+          p.then(resolve, reject);
+        });
       // The stream says how far the source is only when it is idle: ask the source as well.
       const poll = setInterval(() => {
         void (async () => {
@@ -237,6 +258,11 @@ export async function streamChanges(
         batch = { transactions: 0, changes: 0, startedAt: 0, lastChangeAt: undefined, lastChangeTable: undefined };
         // Only now is it durable on the target: the source may forget it.
         s.confirm(position.endPosition);
+        if (idleSeen && current === undefined && later(idleSeen, live.confirmed)) {
+          live.confirmed = idleSeen;
+          s.confirm(idleSeen);
+        }
+        idleSeen = undefined;
       };
 
       let committed: AppliedPosition | undefined;
@@ -251,20 +277,55 @@ export async function streamChanges(
         return p;
       };
       let next = pull();
+      // Cutover without a marker in the stream: it records on the target the source position
+      // where writes stopped; the applier stops once it has everything up to there.
+      let lastStopCheck = 0;
+      let tick: Promise<typeof IDLE> | undefined;
+      const nextTick = () =>
+        (tick ??= sleep(STOP_CHECK_MS).then((): typeof IDLE => {
+          tick = undefined;
+          return IDLE;
+        }));
+      const reachedStop = async (): Promise<EnginePosition | undefined> => {
+        lastStopCheck = Date.now();
+        const applied = live.applied!;
+        // Where the stream has read to while idle (only other tables' transactions since the
+        // last commit): cutover's catch-up check compares it with the source's position.
+        if (later(live.confirmed, applied.endPosition)) {
+          const u = await t.query('UPDATE _dbferry.cdc_progress SET end_position = $3, updated_at = now() WHERE run_id = $1 AND commit_position = $2', [
+            migration.runId,
+            applied.commitPosition,
+            live.confirmed,
+          ]);
+          if (u.rowCount === 1) live.applied = { ...applied, endPosition: live.confirmed };
+        }
+        const r = await t.query<{ stop_position: string | null }>('SELECT stop_position FROM _dbferry.cdc_progress WHERE run_id = $1', [migration.runId]);
+        const stop = r.rows[0]?.stop_position;
+        if (!stop || later(stop, live.confirmed)) return undefined;
+        await t.query('UPDATE _dbferry.cdc_progress SET marker_position = $2, updated_at = now() WHERE run_id = $1', [migration.runId, stop]);
+        return stop;
+      };
       for (;;) {
+        if (!cdc.marksInStream && !live.inTarget && current === undefined && Date.now() - lastStopCheck >= STOP_CHECK_MS) {
+          const stop = await reachedStop();
+          if (stop) return result(stop);
+        }
         let r: IteratorResult<ChangeEvent> | typeof IDLE;
         if (live.inTarget && committed && current === undefined) {
           // Between source transactions with some applied but not committed: commit when the
           // stream pauses or the batch is old enough.
           const wait = Math.min(IDLE_MS, Math.max(0, batch.startedAt + BATCH_MS - Date.now()));
-          r = await Promise.race([next, fatal, sleep(wait).then((): typeof IDLE => IDLE)]);
+          r = await unlessFailed(Promise.race([next, sleep(wait).then((): typeof IDLE => IDLE)]));
           if (r === IDLE) {
             await commitBatch(committed);
             committed = undefined;
             continue;
           }
+        } else if (!cdc.marksInStream && !live.inTarget && current === undefined) {
+          r = await unlessFailed(Promise.race([next, nextTick()]));
+          if (r === IDLE) continue;
         } else {
-          r = await Promise.race([next, fatal]);
+          r = await unlessFailed(next);
         }
         if (r.done) throw ApplicationFailure.create({ type: FailureType.Transient, message: `${engine.description}: the change stream ended` });
         next = pull();

@@ -351,8 +351,9 @@ function alignForeignKeyTypes(tables: TableModel[], fks: Row[], findings: Findin
 
 /**
  * ON UPDATE CURRENT_TIMESTAMP as a PostgreSQL trigger: an update that changes the row but not
- * the column sets it to the current time, as MySQL does. Created after the load (CDC applies
- * with triggers off: the source's own value arrives).
+ * the column sets it to the current time, as MySQL does; not when a foreign key's action changed
+ * the row (pg_trigger_depth 2: inside the action's trigger), which MySQL does not either. Created
+ * after the load (CDC applies with triggers off: the source's own value arrives).
  */
 function onUpdateTrigger(t: { schema: string; name: string }, column: string): SqlObject[] {
   const base = `${t.name}_${column}_on_update`;
@@ -364,7 +365,7 @@ function onUpdateTrigger(t: { schema: string; name: string }, column: string): S
     {
       kind: 'FUNCTION',
       name: `function ${fn}()`,
-      sql: `CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN IF NEW.${col} IS NOT DISTINCT FROM OLD.${col} AND NEW IS DISTINCT FROM OLD THEN NEW.${col} := CURRENT_TIMESTAMP; END IF; RETURN NEW; END $f$`,
+      sql: `CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN IF NEW.${col} IS NOT DISTINCT FROM OLD.${col} AND NEW IS DISTINCT FROM OLD AND pg_trigger_depth() < 2 THEN NEW.${col} := CURRENT_TIMESTAMP; END IF; RETURN NEW; END $f$`,
     },
     { kind: 'TRIGGER', name: `trigger ${trigger} on ${table}`, sql: `CREATE TRIGGER ${trigger} BEFORE UPDATE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fn}()` },
   ];

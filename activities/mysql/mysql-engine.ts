@@ -2,7 +2,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../../plan/failure-types';
 import type { EndpointInfo, Finding, MigrationRef } from '../../plan/migration-types';
 import type { Plan } from '../../plan/plan-schema';
-import type { SchemaModel, SequenceModel, TableModel } from '../../plan/schema-model';
+import { qualifiedKey, type SchemaModel, type SequenceModel, type TableModel } from '../../plan/schema-model';
 import type { TableExtent } from '../../plan/load-chunks';
 import { compileSelection } from '../../plan/table-selection';
 import type { Connection } from 'mysql2/promise';
@@ -10,7 +10,8 @@ import type { ChangeSource, HeldReadPoint, SourceEngine } from '../engine';
 import { mysqlFailure, resolveMysqlEndpoint, withMysql, type MysqlEndpoint } from './connection';
 import { quoteMysql } from '../cross-engine/canonical';
 import { introspectMysql, type MysqlSchema } from './introspect';
-import { compareMysqlPositions } from './position';
+import { cdcFindings, cdcServerId, readCdcSettings } from './cdc-preflight';
+import { MysqlChanges } from './mysql-changes';
 import { openMysqlReader } from './reader';
 import { holdMysqlReadPoint, joinMysqlReadPoint } from './read-point';
 
@@ -29,7 +30,7 @@ class MysqlEngine implements SourceEngine {
     private readonly ep: MysqlEndpoint,
   ) {
     this.description = ep.description;
-    this.cdc = noCdc(ep);
+    this.cdc = new MysqlChanges(ep, cdcServerId(plan.name));
   }
 
   failure(err: unknown, ctx: { table?: string; doing: string }) {
@@ -74,7 +75,17 @@ class MysqlEngine implements SourceEngine {
         }
       }
       if (opts.cdc) {
-        findings.push({ severity: 'blocking', code: 'cdc-unsupported', message: `${ep.description}: change data capture from MySQL/MariaDB is not supported by this version (use mode full-load)` });
+        findings.push(...cdcFindings(ep, await readCdcSettings(c)));
+        // Row images are FULL, so an update could find a keyless row by all its values; but
+        // duplicate rows make "which one" undecidable, and the target may hold them.
+        for (const t of model.tables.filter((x) => !x.primaryKey)) {
+          findings.push({
+            severity: 'blocking',
+            code: 'cdc-no-primary-key',
+            table: qualifiedKey(t),
+            message: `${qualifiedKey(t)} has no primary key: binlog CDC applies changes by key (add a primary key on the source, or leave the table out with tables.exclude)`,
+          });
+        }
       }
       return { info: { description: ep.description, version: row.version }, model, findings };
     });
@@ -223,27 +234,4 @@ export function grantFindings(ep: MysqlEndpoint, grants: string[]): Finding[] {
       message: `${ep.description}: the user seems to lack the RELOAD privilege, which the load needs for one read point for every table (FLUSH TABLES WITH READ LOCK, held for milliseconds): without it each table is read in its own snapshot, consistent in itself but not with the others while the source is written`,
     },
   ];
-}
-
-/** CDC from MySQL is the binlog reader (not in this version): every entry point refuses clearly. */
-function noCdc(ep: MysqlEndpoint): ChangeSource {
-  const refuse = (): never => {
-    throw ApplicationFailure.create({
-      type: FailureType.Unsupported,
-      nonRetryable: true,
-      message: `${ep.description}: change data capture from MySQL/MariaDB is not supported by this version`,
-      details: [{ hint: 'use mode full-load for a MySQL source' }],
-    });
-  };
-  return {
-    prepare: async () => refuse(),
-    open: async () => refuse(),
-    compare: compareMysqlPositions,
-    distance: () => 0n,
-    now: async () => refuse(),
-    waitConfirmed: async () => refuse(),
-    writeMarker: async () => refuse(),
-    // Nothing is held on a MySQL source.
-    cleanup: async (_m: MigrationRef) => ({ dropped: [], kept: [] }),
-  };
 }

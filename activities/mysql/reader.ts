@@ -1,14 +1,12 @@
 import { Readable, Transform } from 'node:stream';
-import { ApplicationFailure } from '@temporalio/common';
 import type { Connection } from 'mysql2/promise';
-import { FailureType } from '../../plan/failure-types';
 import type { ChunkRange } from '../../plan/load-chunks';
 import { qualifiedKey, type ColumnModel, type TableModel } from '../../plan/schema-model';
 import { mysqlCanonical, mysqlChecksumSql, quoteMysql } from '../cross-engine/canonical';
-import { JsonDigest, jsonRowKey, withoutDuplicateKeys } from '../cross-engine/json-digest';
-import { mysqlGeometryToEwkb, POSTGIS_MAX_SRID } from '../cross-engine/spatial';
+import { JsonDigest, jsonRowKey } from '../cross-engine/json-digest';
 import type { CopyOut, RowFormat, SourceReader, TableChecksum } from '../engine';
 import { closeMysql, connectMysql, mysqlFailure, type MysqlEndpoint } from './connection';
+import { conversionWords, pgTextOf } from './pg-text';
 import { mysqlPosition } from './position';
 
 /** A reader inside one consistent snapshot, with the binlog position the snapshot is at. */
@@ -76,7 +74,7 @@ class Reader implements MysqlReader {
     const key = qualifiedKey(t);
     // Values changed on the way, counted per column and kind (a column has one kind).
     const changed = new Map<string, number>();
-    const encoders = cols.map((c) => encoder(c, key, () => changed.set(c.name, (changed.get(c.name) ?? 0) + 1)));
+    const encoders = cols.map((c) => copyField(c, key, () => changed.set(c.name, (changed.get(c.name) ?? 0) + 1)));
     const ep = this.ep;
     const rows = this.core().query({ sql, rowsAsArray: true }).stream({ highWaterMark: 256 });
     this.reading = true;
@@ -201,98 +199,30 @@ function escapeCopy(s: string): string {
   return s.replace(/[\\\n\r\t]/g, (ch) => (ch === '\\' ? '\\\\' : ch === '\n' ? '\\n' : ch === '\r' ? '\\r' : '\\t'));
 }
 
-const ZERO_DATE = /^0000-|^\d{4}-00-|^\d{4}-\d{2}-00/;
-
-/** What the load changed in a column, in words for the ledger and the report (never silent). */
-function conversionWords(c: ColumnModel, n: number): string {
-  return c.conversion === 'json'
-    ? `${n} JSON document${n > 1 ? 's' : ''} in ${c.name} with duplicate keys written with the first value of each key (as MySQL reads them; PostgreSQL would keep the last)`
-    : `${n} zero or invalid date${n > 1 ? 's' : ''} in ${c.name} written as NULL`;
-}
-
-/** One column's value (as the driver gives it) → its COPY text field; `changed()` counts a value the load had to change. */
-function encoder(c: ColumnModel, table: string, changed: () => void): (v: unknown) => string {
-  const refuse = (value: string, why: string) =>
-    ApplicationFailure.create({
-      type: FailureType.DataError,
-      nonRetryable: true,
-      message: `${table}.${c.name} holds ${value}: ${why}`,
-      details: [{ table, hint: 'change the value on the source (or exclude the table), then run dbferry retry' }],
-    });
-  const text = (v: unknown) => (Buffer.isBuffer(v) ? v.toString('utf8') : String(v));
+/** One column's value (as the driver gives it) → its COPY text field: pgTextOf's text, escaped. */
+function copyField(c: ColumnModel, table: string, changed: () => void): (v: unknown) => string {
+  const text = pgTextOf(c, table, changed);
+  const binary = c.conversion === 'bytes' || (c.conversion === 'geometry' && c.type === 'bytea');
+  if (binary) {
+    // bytea's `\x` and hex: its one backslash doubled without scanning (or copying) the whole value.
+    return (v) => {
+      const s = text(v);
+      return s === null ? '\\N' : '\\' + s;
+    };
+  }
   switch (c.conversion) {
     case 'boolean':
-      return (v) => {
-        if (v === null) return '\\N';
-        const s = String(v);
-        if (s === '0') return 'f';
-        if (s === '1') return 't';
-        throw refuse(s, `tinyint(1) converts to boolean, which holds only 0 and 1 (declare the column wider on the source, e.g. tinyint(2))`);
-      };
-    case 'bytes':
-      return (v) => (v === null ? '\\N' : '\\\\x' + (v as Buffer).toString('hex'));
+    case 'bit':
     case 'geometry':
-      // Without PostGIS on the target the column is bytea: MySQL's own form, byte for byte.
-      if (c.type === 'bytea') return (v) => (v === null ? '\\N' : '\\\\x' + (v as Buffer).toString('hex'));
-      return (v) => {
-        if (v === null) return '\\N';
-        const ewkb = mysqlGeometryToEwkb(v as Buffer);
-        if (!ewkb) throw refuse(`${(v as Buffer).length} bytes that are not a geometry`, 'MySQL stores a geometry as a 4-byte SRID followed by WKB');
-        const srid = (v as Buffer).readUInt32LE(0);
-        if (srid > POSTGIS_MAX_SRID) {
-          throw refuse(`a geometry with SRID ${srid}`, `PostGIS keeps SRIDs up to ${POSTGIS_MAX_SRID} and would change it (ST_SetSRID it on the source to one PostGIS knows)`);
-        }
-        // PostGIS reads hex EWKB as a geometry's text input.
-        return ewkb.toString('hex');
-      };
-    case 'bit': {
-      const n = Number(/\((\d+)\)/.exec(c.type)?.[1] ?? 1);
-      return (v) => {
-        if (v === null) return '\\N';
-        let bits = '';
-        for (const byte of v as Buffer) bits += byte.toString(2).padStart(8, '0');
-        return bits.slice(-n).padStart(n, '0');
-      };
-    }
     case 'date':
     case 'datetime':
     case 'timestamp':
-      return (v) => {
-        if (v === null) return '\\N';
-        const s = String(v);
-        if (ZERO_DATE.test(s)) {
-          changed();
-          return '\\N';
-        }
-        // A timestamp is read in UTC (the session's zone): said so, whatever the target session's zone.
-        return c.conversion === 'timestamp' ? `${s}+00` : s;
-      };
-    case 'json':
-      return (v) => {
-        if (v === null) return '\\N';
-        const s = text(v);
-        let fixed: string | undefined;
-        try {
-          fixed = withoutDuplicateKeys(s);
-        } catch (err) {
-          throw refuse('a document jsonb cannot read', (err as Error).message);
-        }
-        if (fixed === undefined) return escapeCopy(s);
-        changed();
-        return escapeCopy(fixed);
-      };
-    case 'text':
-    case 'enum':
-    case 'set':
-    case undefined:
-      return (v) => {
-        if (v === null) return '\\N';
-        const s = text(v);
-        if (s.includes('\0')) throw refuse('a NUL character', 'PostgreSQL text cannot hold it (store such values in a binary column)');
-        return escapeCopy(s);
-      };
+      // t/f, binary digits, hex, the server's date text: nothing to escape.
+      return (v) => text(v) ?? '\\N';
     default:
-      // Numbers, time (an interval's text), year: the server's text as it is.
-      return (v) => (v === null ? '\\N' : escapeCopy(text(v)));
+      return (v) => {
+        const s = text(v);
+        return s === null ? '\\N' : escapeCopy(s);
+      };
   }
 }

@@ -4,9 +4,10 @@ import { cutoverMarker } from '../../plan/cutover-marker';
 import { FailureType } from '../../plan/failure-types';
 import type { ActivityInput, CleanupResult, CutoverAck, FinalizeResult } from '../../plan/migration-types';
 import type { SourceEngine } from '../engine';
+import { appliedPosition } from '../apply/progress';
 import { withHeartbeat } from '../heartbeat';
 import { withConnection, type PgEndpoint } from '../pg/connection';
-import { carrySequences } from '../target/build-indexes';
+import { carrySequences, validateForeignKeys } from '../target/build-indexes';
 import { loadModel } from '../target/model';
 import { refreshMaterializedViews } from '../target/schema-objects';
 
@@ -25,7 +26,9 @@ export async function beginCutover({ plan, migration }: ActivityInput, engine: S
   return withHeartbeat(() => ({ step: 'checking that writes have stopped' }), async () => {
     const t0 = await engine.cdc.now();
     await sleep(QUIET_SECONDS * 1000);
-    await engine.cdc.waitConfirmed(CATCH_UP_SECONDS * 1000);
+    await engine.cdc.waitConfirmed(CATCH_UP_SECONDS * 1000, () =>
+      withConnection(tgt, 'cutover check', async (c) => appliedPosition(c, migration.runId)),
+    );
     const progress = await withConnection(tgt, 'cutover check', async (c) => {
       const r = await c.query<{ last_change_at: string | null; last_change_table: string | null; changed_since: boolean }>(
         `SELECT last_change_at::text, last_change_table, coalesce(last_change_at >= $2::timestamptz, false) AS changed_since
@@ -42,7 +45,14 @@ export async function beginCutover({ plan, migration }: ActivityInput, engine: S
         details: [{ hint: `stop the application's writes to the migrated tables, then run dbferry cutover ${plan.name} again` }],
       });
     }
-    return { markerPosition: await engine.cdc.writeMarker(cutoverMarker(migration)), quietSeconds: QUIET_SECONDS };
+    const markerPosition = await engine.cdc.writeMarker(cutoverMarker(migration));
+    if (!engine.cdc.marksInStream) {
+      // The applier reads it on the target and stops once it has applied up to it.
+      await withConnection(tgt, 'cutover', (c) =>
+        c.query('UPDATE _dbferry.cdc_progress SET stop_position = $2 WHERE run_id = $1', [migration.runId, markerPosition]),
+      );
+    }
+    return { markerPosition, quietSeconds: QUIET_SECONDS };
   });
 }
 
@@ -59,6 +69,7 @@ export async function finalizeCutover({ migration }: ActivityInput, engine: Sour
     const sequences = await withConnection(tgt, 'carry sequences', async (c) => {
       // CDC changed their tables since the index build filled them.
       await refreshMaterializedViews(c, tgt, model.objects?.refresh ?? []);
+      await validateForeignKeys(c, tgt, model);
       return carrySequences(fresh, tgt, c);
     });
     return { sequences, cleanup: await engine.cdc.cleanup(migration) };

@@ -31,10 +31,14 @@ export async function prepareCdc({ plan, migration }: ActivityInput, engine: Sou
   });
   if (plan.mode === 'full-load-and-cdc' && !progress) await refuseReplayedKeylessTables(tgt, model, migration.runId);
 
+  const afterLoad = plan.mode === 'full-load-and-cdc';
+  const loadPositions = afterLoad && progress === undefined ? await withConnection(tgt, 'prepare CDC', (c) => readLoadPositions(c, migration.runId)) : [];
   const prepared = await engine.cdc.prepare({
     model,
     migration,
-    afterLoad: plan.mode === 'full-load-and-cdc',
+    afterLoad,
+    loadPositions,
+    ...(progress !== undefined ? { resumeAt: progress } : {}),
     // Only a first start may begin later than the source's start; a resumed one goes on where it was.
     ...(progress === undefined && plan.cdc.startPosition ? { startPosition: plan.cdc.startPosition } : {}),
   });
@@ -43,6 +47,12 @@ export async function prepareCdc({ plan, migration }: ActivityInput, engine: Sou
     initProgress(c, migration, { commitPosition: prepared.appliedThrough, endPosition: prepared.start }, prepared.resources.join(', ')),
   );
   return { sourceObjects: prepared.resources, startPosition: prepared.start };
+}
+
+/** The source positions the load's tables were read at (engines without a slot start CDC at the earliest). */
+async function readLoadPositions(c: Client, runId: string): Promise<string[]> {
+  const r = await c.query<{ position: string }>('SELECT DISTINCT position FROM _dbferry.table_loads WHERE run_id = $1 AND position IS NOT NULL', [runId]);
+  return r.rows.map((x) => x.position);
 }
 
 /** Mode cdc: the target was loaded some other way; it must have the tables and their keys. */

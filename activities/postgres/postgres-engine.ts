@@ -94,6 +94,9 @@ class PostgresEngine implements SourceEngine {
 
 /** pgoutput CDC: a publication of the selected tables and a logical slot that keeps their changes. */
 class PostgresChanges implements ChangeSource {
+  readonly marksInStream = true;
+  /** pgoutput carries the rows foreign-key actions changed, like any other change. */
+  readonly sendsCascadedChanges = true;
   constructor(
     private readonly plan: Plan,
     private readonly src: PgEndpoint,

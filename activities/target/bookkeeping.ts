@@ -120,12 +120,15 @@ ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS converted text;
 ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS position text;
 ALTER TABLE _dbferry.snapshots ADD COLUMN IF NOT EXISTS detail text;
 -- The task queue of the holder's worker, when only loaders there can join its read point.
-ALTER TABLE _dbferry.snapshots ADD COLUMN IF NOT EXISTS worker_queue text;`;
+ALTER TABLE _dbferry.snapshots ADD COLUMN IF NOT EXISTS worker_queue text;
+-- Cutover of a source whose stream has no room for a marker (MySQL): the position the applier
+-- stops at; and where an idle applier has read up to (transactions of other tables only).
+ALTER TABLE _dbferry.cdc_progress ADD COLUMN IF NOT EXISTS stop_position text;`;
 
 export async function ensureBookkeeping(target: Client): Promise<void> {
-  // The newest change (read positions in the ledger): a target prepared by an earlier version gets what it lacks.
+  // The newest change (cutover's stop position): a target prepared by an earlier version gets what it lacks.
   const { rows } = await target.query(
-    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('_dbferry.snapshots') AND attname = 'worker_queue' AND NOT attisdropped)
+    `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('_dbferry.cdc_progress') AND attname = 'stop_position' AND NOT attisdropped)
         AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('_dbferry.migrations') AND attname = 'left_out' AND NOT attisdropped)
         AND to_regclass('_dbferry.cdc_stats') IS NOT NULL AS present`,
   );

@@ -332,6 +332,52 @@ describe('CDC change applier', () => {
     expect(await withClient(url, (c) => rows(c, 'SELECT count(*)::int AS n FROM strict'))).toEqual([{ n: 0 }]);
   });
 
+  it('carries out foreign-key actions the source did not send (MySQL), in source order, also where the parent is missing', async () => {
+    await withClient(url, (c) =>
+      c.query(`CREATE TABLE fk_parent (id int PRIMARY KEY, code text UNIQUE, v text);
+               CREATE TABLE fk_child (id int PRIMARY KEY, parent_id int REFERENCES fk_parent (id) ON DELETE CASCADE,
+                                      parent_code text REFERENCES fk_parent (code) ON UPDATE CASCADE ON DELETE SET NULL, note text);
+               INSERT INTO fk_parent VALUES (1, 'a', 'x'), (2, 'b', 'y'), (3, 'c', 'z');
+               INSERT INTO fk_child VALUES (10, 1, 'b', 'n'), (11, 2, 'a', 'n'), (12, 2, 'c', 'n'), (13, 3, NULL, 'n');
+               -- A child whose parent the target does not have (loaded before the parent's delete, the parent after).
+               SET session_replication_role = replica; INSERT INTO fk_child VALUES (14, 4, NULL, 'orphan'); SET session_replication_role = origin;`),
+    );
+    const { RelationTracker } = await import('../../activities/apply/relations');
+    const parentModel = { schema: 'public', name: 'fk_parent', columns: ['id', 'code', 'v'].map((n) => ({ name: n, type: n === 'id' ? 'integer' : 'text', notNull: n === 'id', binaryCopySafe: true })), primaryKey: { name: 'p', definition: 'PRIMARY KEY (id)', columns: ['id'] }, uniques: [], checks: [], exclusions: [], foreignKeys: [], indexes: [], estimatedRows: '0', estimatedBytes: '0' };
+    const childModel = { ...parentModel, name: 'fk_child', columns: ['id', 'parent_id', 'parent_code', 'note'].map((n) => ({ name: n, type: n.endsWith('id') ? 'integer' : 'text', notNull: n === 'id', binaryCopySafe: true })) };
+    const rel = (id: number, m: typeof parentModel) => ({ id, schema: 'public', name: m.name, fullIdentity: false, columns: m.columns.map((x) => ({ name: x.name, type: x.type, notNull: x.notNull, volatileDefault: false })) });
+    const row = (...v: Array<string | null>) => v.map(buf);
+    await withClient(url, async (c) => {
+      await c.query('SET session_replication_role = replica');
+      const tracker = new RelationTracker(c, new Map([['public.fk_parent', parentModel], ['public.fk_child', childModel]]) as never, true);
+      await tracker.learn(rel(1, parentModel), async () => {});
+      await tracker.learn(rel(2, childModel), async () => {});
+      const parent = tracker.table(1)!;
+      const child = tracker.table(2)!;
+      expect(parent.foreignKeyActions?.map((a) => [a.child, a.onDelete, a.onUpdate])).toEqual(
+        expect.arrayContaining([['"public"."fk_child"', 'cascade', undefined], ['"public"."fk_child"', 'set null', 'cascade']]),
+      );
+      const applier = new ChangeApplier(c);
+      await c.query('BEGIN');
+      // In one transaction, as the binlog has it: a child added, then its parent deleted (the
+      // source's cascade took the new child too); a referenced code renamed; the missing parent deleted.
+      await applier.add({ kind: 'insert', table: child, position: pos('0/1'), new: row('15', '1', null, 'new') });
+      await applier.add({ kind: 'delete', table: parent, position: pos('0/2'), old: row('1', 'a', 'x') });
+      await applier.add({ kind: 'update', table: parent, position: pos('0/3'), old: row('3', 'c', 'z'), new: row('3', 'c2', 'z') });
+      await applier.add({ kind: 'delete', table: parent, position: pos('0/4'), old: row('4', 'd', 'w') });
+      await applier.add({ kind: 'update', table: child, position: pos('0/5'), old: row('13', '3', null, 'n'), new: row('13', '3', null, 'later') });
+      await applier.flush();
+      await c.query('COMMIT');
+      const rows = await c.query('SELECT id, parent_id, parent_code, note FROM fk_child ORDER BY id');
+      expect(rows.rows).toEqual([
+        { id: 11, parent_id: 2, parent_code: null, note: 'n' }, // its code 'a' went with parent 1: SET NULL
+        { id: 12, parent_id: 2, parent_code: 'c2', note: 'n' }, // ON UPDATE CASCADE
+        { id: 13, parent_id: 3, parent_code: null, note: 'later' },
+      ]);
+      expect((await c.query('SELECT id FROM fk_parent ORDER BY id')).rows).toEqual([{ id: 2 }, { id: 3 }]);
+    });
+  });
+
   it('counts updates of missing rows and skips them', async () => {
     const m = t('public', 'missing', ['id', 'v']);
     await withClient(url, (c) => c.query(`CREATE TABLE missing (id int PRIMARY KEY, v text); INSERT INTO missing VALUES (1, 'a')`));

@@ -24,7 +24,21 @@ async function columnsOf(my: Connection, db: string, table: string): Promise<Col
 
 const q = (n: string) => '`' + n.replace(/`/g, '``') + '`';
 
-/** A JSON text in one canonical form: keys sorted, no spaces, numbers as written (never through a double). */
+/**
+ * A JSON number's exact value as `0.<digits>e<exponent>` (zero as `0`), by string arithmetic,
+ * never through a double: `1.5e300` and jsonb's 301 digits of it are one number.
+ */
+function exactNumber(t: string): string {
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(t)!;
+  let digits = m[2]! + (m[3] ?? '');
+  let exp = BigInt(m[4] ?? '0') + BigInt(m[2]!.length);
+  const lead = /^0*/.exec(digits)![0].length;
+  digits = digits.slice(lead).replace(/0+$/, '');
+  exp -= BigInt(lead);
+  return digits === '' ? '0' : `${m[1]}0.${digits}e${exp}`;
+}
+
+/** A JSON text in one canonical form: keys sorted, no spaces, numbers by their exact value (never through a double). */
 export function canonicalJson(text: string): string {
   let i = 0;
   const ws = () => {
@@ -72,7 +86,7 @@ export function canonicalJson(text: string): string {
     const m = /^(true|false|null|-?\d+(\.\d+)?([eE][+-]?\d+)?)/.exec(text.slice(i));
     if (!m) throw new Error(`not JSON at ${i}: ${text.slice(0, 200)}`);
     i += m[0].length;
-    return m[0];
+    return /^[tfn]/.test(m[0]) ? m[0] : exactNumber(m[0]);
   };
   const str = (): string => {
     const start = i;

@@ -550,7 +550,7 @@ describe('unsupportedFeatures', () => {
     expect(unsupportedFeatures(ok(plan({ alerts: { webhook: 'env:HOOK' } })))).toEqual([]);
   });
 
-  test('mode, runner, mysql and keys are named', () => {
+  test('runner and keys are named', () => {
     const p = ok(
       plan({
         mode: 'full-load-and-cdc',
@@ -562,13 +562,19 @@ describe('unsupportedFeatures', () => {
     );
     const issues = unsupportedFeatures(p);
     expect(issues).toContainEqual(expect.objectContaining({ path: 'runner', value: 'aws', message: expect.stringContaining('not supported yet') }));
-    expect(issues).toContainEqual(expect.objectContaining({ path: 'mode', value: 'full-load-and-cdc', message: expect.stringContaining('not supported yet from a mysql source') }));
     expect(issues).toContainEqual(expect.objectContaining({ path: 'keys', message: expect.stringContaining('not supported yet') }));
-    expect(issues).toHaveLength(3);
+    expect(issues).toHaveLength(2);
   });
 
-  test('a mysql source loads with mode full-load', () => {
+  test('a mysql source loads with mode full-load and replicates with the CDC modes; its startPosition is a binlog file:offset', () => {
     expect(unsupportedFeatures(ok(plan({ mode: 'full-load', source: { engine: 'mysql', url: 'env:S' } })))).toEqual([]);
+    expect(unsupportedFeatures(ok(plan({ mode: 'full-load-and-cdc', source: { engine: 'mysql', url: 'env:S' } })))).toEqual([]);
+    expect(unsupportedFeatures(ok(plan({ mode: 'cdc', source: { engine: 'mysql', url: 'env:S' }, cdc: { startPosition: 'binlog.000012:4567' } })))).toEqual([]);
+    expect(unsupportedFeatures(ok(plan({ mode: 'cdc', source: { engine: 'mysql', url: 'env:S' }, cdc: { startPosition: '0-1-1234,1-3-45' } })))).toEqual([]);
+    expect(unsupportedFeatures(ok(plan({ mode: 'cdc', source: { engine: 'mysql', url: 'env:S' }, cdc: { startPosition: '3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5' } })))).toEqual([]);
+    expect(unsupportedFeatures(ok(plan({ mode: 'cdc', source: { engine: 'mysql', url: 'env:S' }, cdc: { startPosition: '0/16B3748' } })))).toContainEqual(
+      expect.objectContaining({ path: 'cdc.startPosition', message: expect.stringContaining('binlog file:offset') }),
+    );
   });
 
   test('CDC modes run from PostgreSQL; startPosition is an LSN', () => {

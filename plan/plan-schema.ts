@@ -142,8 +142,10 @@ const cdc = strict(
     slot: pgIdentifier.optional(),
     publication: pgIdentifier.optional(),
     startPosition: nonEmptyString('a position: an LSN (0/16B3748), file:pos or a GTID set').optional(),
+    /** MySQL source: tables without a primary key are refused for CDC unless matched by their whole row. */
+    keylessTables: z.enum(['refuse', 'whole-row'], expected('refuse or whole-row')).optional(),
   },
-  'a mapping with slot, publication and startPosition',
+  'a mapping with slot, publication, startPosition and keylessTables',
 ).prefault({});
 
 const validate = strict({ checksums: z.boolean(expected('true or false')).default(true) }, 'a mapping with checksums').prefault({});
@@ -211,7 +213,7 @@ export interface TablesSpec {
 }
 
 /** CDC options with the slot and publication names filled in. */
-export type CdcOptions = Required<Pick<ParsedPlanInput['cdc'], 'slot' | 'publication'>> & Pick<ParsedPlanInput['cdc'], 'startPosition'>;
+export type CdcOptions = Required<Pick<ParsedPlanInput['cdc'], 'slot' | 'publication'>> & Pick<ParsedPlanInput['cdc'], 'startPosition' | 'keylessTables'>;
 
 /** A parsed plan with every default filled in. Plain data: it travels in workflow input. */
 export type Plan = Omit<ParsedPlanInput, 'tables' | 'cdc'> & { tables: TablesSpec; cdc: CdcOptions };
@@ -236,6 +238,7 @@ export function completePlan(p: ParsedPlanInput): Plan {
       slot: p.cdc.slot ?? cdcName,
       publication: p.cdc.publication ?? cdcName,
       ...(p.cdc.startPosition !== undefined ? { startPosition: p.cdc.startPosition } : {}),
+      ...(p.cdc.keylessTables !== undefined ? { keylessTables: p.cdc.keylessTables } : {}),
     },
     validate: p.validate,
   };

@@ -76,15 +76,21 @@ class MysqlEngine implements SourceEngine {
       }
       if (opts.cdc) {
         findings.push(...cdcFindings(ep, await readCdcSettings(c)));
-        // Row images are FULL, so an update could find a keyless row by all its values; but
-        // duplicate rows make "which one" undecidable, and the target may hold them.
+        // Row images are FULL, so a change can find a keyless row by all its values; of identical
+        // rows it changes one, which is the same rows, but nothing tells such rows apart: only
+        // when the operator says so (cdc.keylessTables: whole-row).
+        const wholeRow = this.plan.cdc.keylessTables === 'whole-row';
         for (const t of model.tables.filter((x) => !x.primaryKey)) {
-          findings.push({
-            severity: 'blocking',
-            code: 'cdc-no-primary-key',
-            table: qualifiedKey(t),
-            message: `${qualifiedKey(t)} has no primary key: binlog CDC applies changes by key (add a primary key on the source, or leave the table out with tables.exclude)`,
-          });
+          findings.push(
+            wholeRow
+              ? { severity: 'info', code: 'cdc-whole-row', table: qualifiedKey(t), message: `${qualifiedKey(t)} has no primary key: CDC finds its rows by all their values (cdc.keylessTables: whole-row)` }
+              : {
+                  severity: 'blocking',
+                  code: 'cdc-no-primary-key',
+                  table: qualifiedKey(t),
+                  message: `${qualifiedKey(t)} has no primary key: binlog CDC applies changes by key (add a primary key on the source, leave the table out with tables.exclude, or accept matching by the whole row with cdc.keylessTables: whole-row)`,
+                },
+          );
         }
       }
       return { info: { description: ep.description, version: row.version }, model, findings };

@@ -29,7 +29,7 @@ export async function prepareCdc({ plan, migration }: ActivityInput, engine: Sou
     ]);
     return { progress: applied, model: m };
   });
-  if (plan.mode === 'full-load-and-cdc' && !progress) await refuseReplayedKeylessTables(tgt, model, migration.runId);
+  if (plan.mode === 'full-load-and-cdc' && !progress) await refuseReplayedKeylessTables(tgt, model, migration.runId, engine);
 
   const afterLoad = plan.mode === 'full-load-and-cdc';
   const loadPositions = afterLoad && progress === undefined ? await withConnection(tgt, 'prepare CDC', (c) => readLoadPositions(c, migration.runId)) : [];
@@ -91,23 +91,33 @@ async function checkTargetTables(c: Client, model: SchemaModel, tgt: PgEndpoint)
  * CDC replays changes from the slot's start over tables a later snapshot loaded (its holder
  * died): by key that converges, but a table without one would get those rows twice.
  */
-async function refuseReplayedKeylessTables(tgt: PgEndpoint, model: SchemaModel, runId: string): Promise<void> {
+async function refuseReplayedKeylessTables(tgt: PgEndpoint, model: SchemaModel, runId: string, engine: SourceEngine): Promise<void> {
   const keyless = model.tables.filter((t) => !t.primaryKey && !t.partitioned).map(qualifiedKey);
   if (keyless.length === 0) return;
-  const r = await withConnection(tgt, 'prepare CDC', (c) =>
-    c.query<{ table_key: string }>(
-      `SELECT DISTINCT l.table_key FROM _dbferry.table_loads l
-        WHERE l.run_id = $1 AND l.table_key = ANY($2::text[])
-          AND l.snapshot IS DISTINCT FROM (SELECT snapshot FROM _dbferry.snapshots WHERE run_id = $1 AND slot IS NOT NULL ORDER BY generation LIMIT 1)`,
-      [runId, keyless],
-    ),
-  );
-  if (r.rows.length === 0) return;
-  const names = r.rows.map((x) => x.table_key);
+  const names = await withConnection(tgt, 'prepare CDC', async (c) => {
+    if (engine.cdc.marksInStream) {
+      // PostgreSQL: CDC starts at the slot's snapshot, the first generation's.
+      const r = await c.query<{ table_key: string }>(
+        `SELECT DISTINCT l.table_key FROM _dbferry.table_loads l
+          WHERE l.run_id = $1 AND l.table_key = ANY($2::text[])
+            AND l.snapshot IS DISTINCT FROM (SELECT snapshot FROM _dbferry.snapshots WHERE run_id = $1 AND slot IS NOT NULL ORDER BY generation LIMIT 1)`,
+        [runId, keyless],
+      );
+      return r.rows.map((x) => x.table_key);
+    }
+    // Engines without a slot: CDC starts at the earliest position any table was read at.
+    const r = await c.query<{ table_key: string; position: string }>(
+      'SELECT table_key, position FROM _dbferry.table_loads WHERE run_id = $1 AND position IS NOT NULL',
+      [runId],
+    );
+    const start = r.rows.map((x) => x.position).sort((a, b) => engine.cdc.compare(a, b))[0];
+    return [...new Set(r.rows.filter((x) => keyless.includes(x.table_key) && start !== undefined && engine.cdc.compare(x.position, start) > 0).map((x) => x.table_key))];
+  });
+  if (names.length === 0) return;
   throw ApplicationFailure.create({
     type: FailureType.PreflightBlocked,
     nonRetryable: true,
-    message: `${tgt.description}: ${names.join(', ')} (no primary key) ${names.length === 1 ? 'was' : 'were'} loaded under a later snapshot than the slot's (the first snapshot holder died): replaying changes would insert rows twice`,
+    message: `${tgt.description}: ${names.join(', ')} (no primary key) ${names.length === 1 ? 'was' : 'were'} loaded under a later snapshot than the one CDC starts from (the first snapshot holder died): replaying changes would insert rows twice`,
     details: [{ table: names[0], hint: 'abort, drop the target tables and start the migration again (or add a primary key on the source first)' }],
   });
 }

@@ -357,6 +357,12 @@ describe('parsePlan: wrong plans name the field and what was expected', () => {
     expectIssue(plan({ cdc: { publication: 'x'.repeat(64) } }), 'cdc.publication', 'at most 63');
   });
 
+  test('cdc.keylessTables is refuse or whole-row, and kept only when given', () => {
+    expectIssue(plan({ mode: 'full-load-and-cdc', cdc: { keylessTables: 'maybe' } }), 'cdc.keylessTables', 'refuse or whole-row');
+    expect(ok(plan({ mode: 'full-load-and-cdc', cdc: { keylessTables: 'whole-row' } })).cdc.keylessTables).toBe('whole-row');
+    expect('keylessTables' in ok(plan({ mode: 'full-load-and-cdc' })).cdc).toBe(false);
+  });
+
   test('cdc.startPosition only with mode cdc', () => {
     expectIssue(plan({ cdc: { startPosition: '0/16B3748' } }), 'cdc.startPosition', 'only used with mode cdc');
   });

@@ -13,6 +13,7 @@
  * the binlog's own table map as it was when the row was written, never from information_schema
  * as it is now.
  */
+import { crc32 } from 'node:zlib';
 import ZongJi, { type AnyBinlogEvent, type TableMapEntry } from '@vlasky/zongji';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Connection } from 'mysql2/promise';
@@ -28,6 +29,8 @@ import { introspectMysql } from './introspect';
 /** Events read ahead of the applier before the replica connection stops reading (back-pressure). */
 const HIGH_WATER = 2_000;
 const LOW_WATER = 500;
+/** The server's heartbeat period on the replica connection (nanoseconds). */
+const HEARTBEAT_NS = 5_000_000_000;
 /** No event for this long while the source's binlog grows: the replica connection is dead. */
 const STALL_MS = 60_000;
 
@@ -117,6 +120,20 @@ export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStream
     z.once('error', reject);
   });
   z.start({ serverId: opts.serverId, filename: start.file, position: Number(start.offset) });
+  // Heartbeats while the binlog is idle, as a replica asks for them (queued on the replica
+  // connection before zongji's dump request): they carry the position, and their silence
+  // tells a dead connection from a quiet source.
+  z.connection?.query(`SET @master_heartbeat_period = ${HEARTBEAT_NS}`, () => undefined);
+  verifyChecksums(z, (at) => {
+    failure ??= new StreamFailure(
+      ApplicationFailure.create({
+        type: FailureType.Transient,
+        message: `${ep.description}: a binlog event near ${mysqlPosition(file, at || lastEnd)} arrived with a CRC32 checksum that does not match its bytes (corrupted on the way or on the source's disk): it was not applied`,
+        details: [{ hint: 'CDC reconnects and reads it again; should it repeat, check the source\'s binlog with mysqlbinlog --verify-binlog-checksum' }],
+      }),
+    );
+    notify();
+  });
   try {
     await ready;
   } catch (err) {
@@ -140,7 +157,7 @@ export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStream
         }
         return e;
       }
-      if (failure) throw binlogFailure(failure, ep, mysqlPosition(file, lastEnd));
+      if (failure) throw failure instanceof StreamFailure ? failure : binlogFailure(failure, ep, mysqlPosition(file, lastEnd));
       if (ended) return undefined;
       await new Promise<void>((resolve) => (wake = resolve));
     }
@@ -320,6 +337,7 @@ export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStream
           );
         default:
           // Format, GTID lists, checkpoints, heartbeats, table maps: they only move the position.
+          if (e.getTypeName() === 'Heartbeat') file = (e as Extract<AnyBinlogEvent, { getTypeName(): 'Heartbeat' }>).binlogName || file;
           if (e.nextPosition > 0 && e.getTypeName() !== 'TableMap') {
             lastEnd = e.nextPosition;
             if (!tx) {
@@ -471,6 +489,31 @@ function addedColumn(col: ColumnModel): { model: ColumnModel; relation: SourceRe
       ...(def !== undefined && constant ? { storedDefault: def } : {}),
       volatileDefault: def !== undefined && !constant,
     },
+  };
+}
+
+interface WirePacket {
+  buffer: Buffer;
+  offset: number;
+  end: number;
+}
+
+/**
+ * The binlog events' CRC32 checksums, checked as the packets arrive (zongji strips them
+ * unchecked): a packet of the dump is an OK byte, then the event, whose last 4 bytes are the
+ * CRC32 of the rest when the server writes checksums (binlog_checksum = CRC32). A mismatch is
+ * reported, and the event goes no further than the stream's queue.
+ */
+export function verifyChecksums(z: ZongJi, bad: (nextPosition: number) => void): void {
+  const conn = z.connection as unknown as { handlePacket(p?: WirePacket): void; _command?: { constructor: { name: string } } } | null;
+  if (!conn) return;
+  const handle = conn.handlePacket.bind(conn);
+  conn.handlePacket = (p?: WirePacket) => {
+    if (p && z.useChecksum && conn._command?.constructor.name === 'Binlog' && p.buffer[p.offset] === 0x00 && p.end - p.offset > 24) {
+      const event = p.buffer.subarray(p.offset + 1, p.end);
+      if (crc32(event.subarray(0, event.length - 4)) !== event.readUInt32LE(event.length - 4)) bad(event.readUInt32LE(13));
+    }
+    handle(p);
   };
 }
 

@@ -83,6 +83,23 @@ describe('MySQL (MariaDB) binlog change stream', () => {
     }
   });
 
+  it('hears the server while the binlog is idle (heartbeats with the position)', async () => {
+    const at = await here();
+    const stream = await openMysqlChangeStream(ep, { from: at, model, serverId: 4004 });
+    const idle: string[] = [];
+    stream.onIdle((p) => idle.push(p));
+    try {
+      // Nothing is written: only a heartbeat (every 5 s) can report a position.
+      const reading = read(stream, () => false).catch(() => undefined);
+      const deadline = Date.now() + 12_000;
+      while (idle.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      expect(idle[0]).toBe(at);
+      void reading;
+    } finally {
+      await stream.close();
+    }
+  });
+
   it('refuses a change to a migrated table other than ADD COLUMN, naming the table and the statement', async () => {
     const stream = await openMysqlChangeStream(ep, { from: await here(), model, serverId: 4002 });
     try {

@@ -100,9 +100,18 @@ async function readPointsDiffer(c: Client, runId: string): Promise<boolean> {
   return r.rows[0]?.differ ?? false;
 }
 
-/** At cutover, after CDC drained: the foreign keys the load left unvalidated (validating a valid one does nothing). */
+/**
+ * At cutover, after CDC drained: the foreign keys the load left unvalidated. Only those the
+ * target has and has not validated (mode cdc's target was built some other way).
+ */
 export async function validateForeignKeys(c: Client, tgt: PgEndpoint, model: SchemaModel): Promise<void> {
-  for (const s of postLoadStatements(model).validateForeignKeys) {
+  const r = await c.query<{ table_key: string; name: string }>(
+    `SELECT n.nspname || '.' || t.relname AS table_key, k.conname AS name
+       FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+      WHERE k.contype = 'f' AND NOT k.convalidated`,
+  );
+  const pending = new Set(r.rows.map((x) => `${x.table_key}\u0000${x.name}`));
+  for (const s of postLoadStatements(model).validateForeignKeys.filter((x) => pending.has(`${x.table}\u0000${x.name}`))) {
     try {
       await c.query(s.sql);
     } catch (err) {

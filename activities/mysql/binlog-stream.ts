@@ -25,6 +25,7 @@ import { closeMysql, connectMysql, mysqlFailure, type MysqlEndpoint } from './co
 import { ddlVerdict } from './binlog-ddl';
 import { compareMysqlPositions, mysqlPosition, parseMysqlPosition } from './position';
 import { introspectMysql } from './introspect';
+import { masterPosition } from './reader';
 
 /** Events read ahead of the applier before the replica connection stops reading (back-pressure). */
 const HIGH_WATER = 2_000;
@@ -449,21 +450,6 @@ async function mysqlCdcState(
     }
     return { position, retainedBytes: behind, retainedBy: `the binlog not yet applied (from ${at.file}:${at.offset}; the server purges it by its own retention, not for dbferry)` };
   });
-}
-
-/** The end of the source's binlog now: SHOW MASTER STATUS (MySQL 8.4: SHOW BINARY LOG STATUS). */
-export async function masterPosition(c: Connection): Promise<EnginePosition> {
-  for (const sql of ['SHOW MASTER STATUS', 'SHOW BINARY LOG STATUS']) {
-    try {
-      const [rows] = await c.query(sql);
-      const row = (rows as Array<{ File?: string; Position?: number | string }>)[0];
-      if (!row?.File) throw new Error('the binary log is off (log_bin): SHOW MASTER STATUS returned nothing');
-      return mysqlPosition(row.File, String(row.Position));
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'ER_PARSE_ERROR') throw err;
-    }
-  }
-  throw new Error('neither SHOW MASTER STATUS nor SHOW BINARY LOG STATUS is understood by the server');
 }
 
 function initialRelation(model: TableModel, id: number): SourceRelation {

@@ -5,7 +5,8 @@ import { mysqlStartKind } from '../../plan/supported';
 import type { CleanupResult, MigrationRef } from '../../plan/migration-types';
 import type { SchemaModel } from '../../plan/schema-model';
 import type { ChangeSource, ChangeStream, EnginePosition, PreparedCdc } from '../engine';
-import { masterPosition, openMysqlChangeStream, resolveGtidStart } from './binlog-stream';
+import { openMysqlChangeStream, resolveGtidStart } from './binlog-stream';
+import { masterPosition } from './reader';
 import { withMysql, type MysqlEndpoint } from './connection';
 import { compareMysqlPositions, mysqlPosition, parseMysqlPosition } from './position';
 
@@ -130,8 +131,8 @@ export class MysqlChanges implements ChangeSource {
 
 /** `cdc.startPosition` for a MySQL source: `binlog.000012:4567` (as SHOW MASTER STATUS gives it). */
 export function startPositionOf(text: string, where: string): EnginePosition {
-  const m = /^(?:mysql:)?([^:\s]+):(\d+)$/.exec(text.trim());
-  if (!m) {
+  const t = text.trim().replace(/^mysql:/, '');
+  if (mysqlStartKind(t) !== 'file') {
     throw ApplicationFailure.create({
       type: FailureType.Unsupported,
       nonRetryable: true,
@@ -139,5 +140,6 @@ export function startPositionOf(text: string, where: string): EnginePosition {
       details: [{ hint: 'give the File and Position SHOW MASTER STATUS printed when the target was loaded' }],
     });
   }
-  return mysqlPosition(m[1]!, m[2]!);
+  const at = t.lastIndexOf(':');
+  return mysqlPosition(t.slice(0, at), t.slice(at + 1));
 }

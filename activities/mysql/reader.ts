@@ -48,13 +48,22 @@ async function snapshotPosition(c: Connection): Promise<string> {
   if (v.get('binlog_snapshot_file')) return mysqlPosition(v.get('binlog_snapshot_file')!, v.get('binlog_snapshot_position') ?? '0');
   // Binary log off, or a user who may not read it (SHOW MASTER STATUS needs BINLOG MONITOR or
   // REPLICATION CLIENT): no position, which only CDC needs (and its preflight asks for).
-  // MySQL 8.4 renamed it SHOW BINARY LOG STATUS.
+  return masterPosition(c).catch(() => mysqlPosition('', '0'));
+}
+
+/** The end of the source's binlog now: SHOW MASTER STATUS (MySQL 8.4: SHOW BINARY LOG STATUS). */
+export async function masterPosition(c: Connection): Promise<string> {
   for (const sql of ['SHOW MASTER STATUS', 'SHOW BINARY LOG STATUS']) {
-    const master = await c.query(sql).catch(() => [[]]);
-    const m = (master[0] as Array<{ File: string; Position: string }>)[0];
-    if (m) return mysqlPosition(m.File, String(m.Position));
+    try {
+      const [rows] = await c.query(sql);
+      const row = (rows as Array<{ File?: string; Position?: number | string }>)[0];
+      if (!row?.File) throw new Error('the binary log is off (log_bin): SHOW MASTER STATUS returned nothing');
+      return mysqlPosition(row.File, String(row.Position));
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ER_PARSE_ERROR') throw err;
+    }
   }
-  return mysqlPosition('', '0');
+  throw new Error('neither SHOW MASTER STATUS nor SHOW BINARY LOG STATUS is understood by the server');
 }
 
 class Reader implements MysqlReader {

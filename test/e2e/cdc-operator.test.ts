@@ -4,6 +4,7 @@ import { migrationWorkflowId } from '../../workflows/search-attributes';
 import { cliEnv, dbferry, startWorker, temporalClient, writePlan, type WorkerProcess } from '../support/cli';
 import { expectSameTables } from '../support/compare';
 import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
+import { untilStatus, waitFor } from '../support/wait';
 
 jest.setTimeout(6 * 60_000);
 
@@ -69,7 +70,7 @@ alerts: { webhook: env:HOOK, slotWalGb: 0.000001 }   # ~1 kB: any write trips it
     await waitFor('the insert on the target', () => rowExists(tgt, 1001));
     await withClient(src, (c) => c.query(`ALTER TABLE measures ALTER COLUMN v TYPE bigint; INSERT INTO measures VALUES (1002, 5000000000, 'after')`));
 
-    const paused = await waitForStatus(name, (s) => s.phase === 'awaiting-operator');
+    const paused = await untilStatus(name, (s) => s.phase === 'awaiting-operator');
     expect(paused.failure).toMatchObject({ step: 'cdc', type: 'SchemaChanged', table: 'public.measures' });
     expect(paused.failure.message).toMatch(/column v is bigint on the source, integer on the target/);
     expect(await rowExists(tgt, 1002)).toBe(false);
@@ -102,7 +103,7 @@ alerts: { webhook: env:HOOK, slotWalGb: 0.000001 }   # ~1 kB: any write trips it
     // Abort while CDC runs: the migration ends and the source keeps no slot or publication.
     const abort = await dbferry(['abort', name, '--reason', 'test'], cliEnv(queue));
     expect({ code: abort.code, stderr: abort.stderr }).toEqual({ code: 0, stderr: '' });
-    const aborted = await waitForStatus(name, (s) => s.phase === 'aborted');
+    const aborted = await untilStatus(name, (s) => s.phase === 'aborted');
     expect(aborted.leftBehind.join('\n')).toMatch(/replication slot .* dropped/);
     expect(await slotsAndPublications()).toEqual({ slots: [], publications: [] });
     await withClient(tgt, (c) => c.query('DROP TABLE measures; DROP SCHEMA _dbferry CASCADE'));
@@ -168,23 +169,4 @@ cdc: { publication: app_pub }
 
 async function rowExists(url: string, id: number): Promise<boolean> {
   return withClient(url, async (c) => (await c.query('SELECT 1 FROM measures WHERE id = $1', [id])).rows.length > 0);
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-async function waitForStatus(name: string, done: (s: any) => boolean, timeoutMs = 120_000): Promise<any> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = await dbferry(['status', name, '--json'], cliEnv('unused'));
-    const s = r.code === 0 ? JSON.parse(r.stdout) : undefined;
-    if (s && done(s)) return s;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${name}: last status ${r.stdout.slice(0, 2000)} ${r.stderr}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }

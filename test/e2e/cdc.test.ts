@@ -5,6 +5,10 @@ import { cliEnv, dbferry, startWorker, temporalClient, writePlan, type WorkerPro
 import { expectSameTables, nextSequenceValues } from '../support/compare';
 import { dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
 import { startWriter, type Writer } from '../support/writer';
+import { waitFor } from '../support/wait';
+
+/** Waits with the worker's last words on a timeout, and says how long it took (the slowest file of the suite). */
+const waitUntil = (what: string, check: () => Promise<boolean>) => waitFor(what, check, { timeoutMs: 240_000, explain: () => workerOutput(), log: 'cdc test' });
 
 jest.setTimeout(15 * 60_000);
 
@@ -20,6 +24,7 @@ const DOCS = 40;
  */
 /** The running worker's last output, for failure messages. */
 let workerOutput = () => '';
+const testStarted = Date.now();
 
 describe('full load + CDC with a concurrent writer, a killed worker and a source restart', () => {
   let source: PostgresCluster;
@@ -82,7 +87,7 @@ load: { parallel: 2, chunkRows: 20000 }
     };
     try {
       // 1. SIGKILL mid-load, once a chunk has committed.
-      await waitFor('a committed chunk', async () => {
+      await waitUntil('a committed chunk', async () => {
         const r = await withClient(tgt, (c) => c.query('SELECT count(*)::int AS n FROM _dbferry.table_loads')).catch(() => undefined);
         return (r?.rows[0]?.n ?? 0) >= 1;
       });
@@ -93,24 +98,24 @@ load: { parallel: 2, chunkRows: 20000 }
         const r = await withClient(tgt, (c) => c.query('SELECT coalesce(sum(changes), 0)::int AS n FROM _dbferry.cdc_progress')).catch(() => undefined);
         return r?.rows[0]?.n ?? 0;
       };
-      await waitFor('CDC applying changes', async () => (await applied()) > 200);
+      await waitUntil('CDC applying changes', async () => (await applied()) > 200);
       const startOutcome = await run;
       console.log(`cdc test: start --wait returned after ${((Date.now() - testStarted) / 1000).toFixed(0)} s into the file`);
       expect(startOutcome.code).toBe(0); // start --wait returns once CDC has caught up
       expect(JSON.parse(startOutcome.stdout)).toMatchObject({ phase: 'cdc', lag: { caughtUp: true } });
       await restartWorker();
       const beforeRestart = await applied();
-      await waitFor('CDC resumed after the kill', async () => (await applied()) > beforeRestart + 200);
+      await waitUntil('CDC resumed after the kill', async () => (await applied()) > beforeRestart + 200);
 
       // 3. The source restarts: the applier must recover by itself.
       await source.restart();
       const afterSourceRestart = await applied();
-      await waitFor('CDC resumed after the source restart', async () => (await applied()) > afterSourceRestart + 200);
+      await waitUntil('CDC resumed after the source restart', async () => (await applied()) > afterSourceRestart + 200);
 
       // 4. A column added on the source reaches the target, with the values written to it.
       await withClient(sourceUrl, (c) => c.query('ALTER TABLE accounts ADD COLUMN tier text'));
       writer.useTier();
-      await waitFor('the added column on the target', async () => {
+      await waitUntil('the added column on the target', async () => {
         // Until the column exists on the target, the query fails.
         const r = await withClient(tgt, (c) => c.query("SELECT count(*)::int AS n FROM accounts WHERE tier = 'gold'")).catch(() => undefined);
         return (r?.rows[0]?.n ?? 0) > 0;
@@ -151,16 +156,3 @@ load: { parallel: 2, chunkRows: 20000 }
     expect(gens.rows[0].n).toBeGreaterThanOrEqual(2);
   });
 });
-
-const testStarted = Date.now();
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 240_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  const since = Date.now();
-  while (!(await check())) {
-    // The worker's own words say why (it may have died).
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; the worker said:\n${workerOutput()}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  // Where the time goes, in the test's output (this test is the slowest of the suite).
-  console.log(`cdc test: ${what} after ${((Date.now() - since) / 1000).toFixed(1)} s (${((Date.now() - testStarted) / 1000).toFixed(0)} s into the file)`);
-}

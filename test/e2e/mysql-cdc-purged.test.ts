@@ -3,6 +3,7 @@ import { createConnection, type Connection } from 'mysql2/promise';
 import { startMariaDb, type MariaDbServer } from '../../local/mariadb-server';
 import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
 import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';
+import { untilStatus } from '../support/wait';
 
 jest.setTimeout(5 * 60_000);
 
@@ -56,7 +57,7 @@ cdc: { startPosition: "${at!.File}:${at!.Position}" }
 `);
     const started = await dbferry(['start', plan], env);
     expect(started.code).toBe(0);
-    const paused = await waitForStatus(name, env, (s) => s.phase === 'awaiting-operator');
+    const paused = await untilStatus(name, (s) => s.phase === 'awaiting-operator', env);
     expect(paused.failure).toMatchObject({ step: 'cdc', type: 'SourceObjectMissing' });
     expect(paused.failure.message).toContain(`the binlog at ${at!.File}:${at!.Position}, where CDC must start, is no longer on the server`);
     expect(paused.failure.message).toMatch(/expire_logs_days=0\.01/);
@@ -66,14 +67,3 @@ cdc: { startPosition: "${at!.File}:${at!.Position}" }
     expect(aborted.code).toBe(0);
   });
 });
-
-async function waitForStatus(name: string, env: NodeJS.ProcessEnv, done: (s: any) => boolean, timeoutMs = 120_000): Promise<any> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = await dbferry(['status', name, '--json'], env);
-    const s = r.code === 0 ? JSON.parse(r.stdout) : undefined;
-    if (s && done(s)) return s;
-    if (Date.now() > deadline) throw new Error(`status never matched: ${r.stdout.slice(0, 2000)}`);
-    await new Promise((res) => setTimeout(res, 500));
-  }
-}

@@ -4,6 +4,10 @@ import { startMariaDb, type MariaDbServer } from '../../local/mariadb-server';
 import { cliEnv, dbferry, startWorker, writePlan, type WorkerProcess } from '../support/cli';
 import { dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
 import { mysqlRowsAsApplicationReads, pgRowsAsApplicationReads } from '../support/mysql-compare';
+import { waitFor } from '../support/wait';
+
+/** Waits with the worker's last words on a timeout, and says how long it took. */
+const waitUntil = (what: string, check: () => Promise<boolean>) => waitFor(what, check, { timeoutMs: 240_000, explain: () => workerOutput(), log: 'mysql cdc test' });
 
 jest.setTimeout(15 * 60_000);
 
@@ -101,14 +105,14 @@ load: { parallel: 2, chunkRows: 15000 }
     };
     try {
       // 1. SIGKILL mid-load, once a chunk has committed.
-      await waitFor('a committed chunk', async () => {
+      await waitUntil('a committed chunk', async () => {
         const r = await withClient(tgt(), (c) => c.query('SELECT count(*)::int AS n FROM _dbferry.table_loads')).catch(() => undefined);
         return (r?.rows[0]?.n ?? 0) >= 1;
       });
       await restartWorker();
 
       // 2. CDC applies the writer's changes; start --wait returns once it has caught up.
-      await waitFor('CDC applying changes', async () => (await applied()) > 200);
+      await waitUntil('CDC applying changes', async () => (await applied()) > 200);
       const started = await run;
       expect({ code: started.code, out: started.code === 0 ? '' : started.stdout.slice(0, 3000) + started.stderr.slice(-2000) }).toEqual({ code: 0, out: '' });
       expect(JSON.parse(started.stdout)).toMatchObject({ phase: 'cdc', lag: { caughtUp: true } });
@@ -116,14 +120,14 @@ load: { parallel: 2, chunkRows: 15000 }
       // 3. SIGKILL during CDC.
       await restartWorker();
       const afterKill = await applied();
-      await waitFor('CDC resumed after the kill', async () => (await applied()) > afterKill + 200);
+      await waitUntil('CDC resumed after the kill', async () => (await applied()) > afterKill + 200);
 
       // 4. The source restarts (its binlog rotates): the applier recovers by itself.
       await writer.pause();
       await maria.restart();
       writer.resume();
       const afterRestart = await applied();
-      await waitFor('CDC resumed after the source restart', async () => (await applied()) > afterRestart + 200);
+      await waitUntil('CDC resumed after the source restart', async () => (await applied()) > afterRestart + 200);
 
       // 5. One transaction of 100k rows, and a column added on the source, then written.
       await my.end().catch(() => undefined);
@@ -131,7 +135,7 @@ load: { parallel: 2, chunkRows: 15000 }
       await my.query(`INSERT INTO orders (customer_id, amount, note) SELECT 101 + seq % 200, 1, 'bulk' FROM seq_1_to_100000`);
       await my.query('ALTER TABLE customers ADD COLUMN tier varchar(10) NULL');
       writer.useTier();
-      await waitFor('the added column and the bulk rows on the target', async () => {
+      await waitUntil('the added column and the bulk rows on the target', async () => {
         const r = await withClient(tgt(), (c) =>
           c.query("SELECT (SELECT count(*)::int FROM shop.customers WHERE tier = 'gold') AS gold, (SELECT count(*)::int FROM shop.orders WHERE note = 'bulk') AS bulk"),
         ).catch(() => undefined);
@@ -279,15 +283,4 @@ function startWriter(maria: MariaDbServer) {
       return counts;
     },
   };
-}
-
-const testStarted = Date.now();
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 240_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  const since = Date.now();
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; the worker said:\n${workerOutput()}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  console.log(`mysql cdc test: ${what} after ${((Date.now() - since) / 1000).toFixed(1)} s (${((Date.now() - testStarted) / 1000).toFixed(0)} s into the file)`);
 }

@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { createConnection, type Connection } from 'mysql2/promise';
 import type { ChangeEvent, ChangeStream } from '../../activities/engine';
-import { masterPosition, openMysqlChangeStream } from '../../activities/mysql/binlog-stream';
+import { openMysqlChangeStream } from '../../activities/mysql/binlog-stream';
+import { masterPosition } from '../../activities/mysql/reader';
 import { resolveMysqlEndpoint, type MysqlEndpoint } from '../../activities/mysql/connection';
 import { mysqlEngine } from '../../activities/mysql/mysql-engine';
 import { startMariaDb, type MariaDbServer } from '../../local/mariadb-server';

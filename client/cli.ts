@@ -147,7 +147,7 @@ for (const action of ['retry', 'skip', 'abort'] as DecisionAction[]) {
   const help = {
     retry: 'run the failed step again from its last durable checkpoint',
     skip: 'skip the failed step (refused where it would lose data); on a table dropped from the source, take that table out of the migration',
-    abort: 'end the migration (also while CDC runs: its slot and publication are dropped) and report what is left where',
+    abort: 'end the migration (also while CDC runs: what CDC holds on the source, a PostgreSQL slot and publication, is dropped) and report what is left where',
   }[action];
   program
     .command(`${action} <name>`)
@@ -161,7 +161,7 @@ for (const action of ['retry', 'skip', 'abort'] as DecisionAction[]) {
 for (const action of ['pause', 'resume'] as const) {
   program
     .command(`${action} <name>`)
-    .description(action === 'pause' ? 'hold CDC apply (the slot keeps the changes on the source)' : 'continue CDC apply after a pause')
+    .description(action === 'pause' ? 'hold CDC apply (the source keeps the changes: a PostgreSQL slot; a MySQL binlog within its retention)' : 'continue CDC apply after a pause')
     .option('--reason <text>', 'why (recorded in the migration status)')
     .action(async (name: string, opts: { reason?: string }) => {
       await withClient(temporal(), async (client) => console.log(await pauseOrResume(client, name, action, opts.reason)));
@@ -170,7 +170,7 @@ for (const action of ['pause', 'resume'] as const) {
 
 program
   .command('cutover <name>')
-  .description('check that writes have stopped, drain CDC, validate, carry sequences, drop slot and publication')
+  .description('check that writes have stopped, drain CDC, validate, carry sequences, remove what CDC holds on the source (a PostgreSQL slot and publication)')
   .option('--wait', 'return when the cutover has completed (prints the report)')
   .option('--json', 'machine-readable output')
   .action(async (name: string, opts: { wait?: boolean; json?: boolean }) => {
@@ -194,7 +194,7 @@ program
 
 program
   .command('cleanup <name>')
-  .description('drop what a finished, failed or forgotten migration left on the source (replication slot, publication)')
+  .description('drop what a finished, failed or forgotten migration left on the source (PostgreSQL: replication slot, publication; binlog CDC leaves nothing)')
   .option('--json', 'machine-readable output')
   .action(async (name: string, opts: { json?: boolean }) => {
     const o = temporal();

@@ -29,7 +29,7 @@ import { mysqlEngine } from './mysql/mysql-engine';
 import { postgresEngine } from './postgres/postgres-engine';
 import { buildIndexes } from './target/build-indexes';
 import { createDatabasePostgres } from './target/create-database';
-import { createTables } from './target/create-tables';
+import { createTables, targetModel } from './target/create-tables';
 import { leaveOutTable } from './target/leave-out';
 
 /** What activities need from the outside: injected, so tests can use fakes. */
@@ -74,7 +74,7 @@ export function createActivities(deps: ActivityDeps = defaultDeps) {
     createDatabase: (input: ActivityInput) => createDatabasePostgres(input),
     createTables: async (input: ActivityInput) => {
       const [engine, tgt] = await sides(input.plan);
-      return createTables(input, tgt, () => engine.introspect({ objects: true }));
+      return createTables(input, tgt, async () => targetModel(await engine.introspect({ objects: true }), input.plan.keys));
     },
     planLoad: async (input: ActivityInput) => planLoad(input, ...(await sides(input.plan))),
     holdSnapshot: async (input: ActivityInput) => holdSnapshot(input, ...(await sides(input.plan))),

@@ -29,6 +29,8 @@ export const FailureType = {
   SourceCannotSend: 'SourceCannotSend',
   /** Cutover is not possible now (writes still arriving, CDC behind): nothing was changed. */
   CutoverRefused: 'CutoverRefused',
+  /** Key redesign: child rows whose natural key names no parent (their new reference stays NULL). */
+  OrphanRows: 'OrphanRows',
   /** Anything else the database reported. */
   DatabaseError: 'DatabaseError',
   /**
@@ -54,6 +56,7 @@ export const NEEDS_PERSON: readonly FailureType[] = [
   FailureType.SchemaChanged,
   FailureType.SourceCannotSend,
   FailureType.CutoverRefused,
+  FailureType.OrphanRows,
 ];
 
 /**

@@ -302,6 +302,12 @@ export interface TableValidationResult {
    * every descendant's rows. `equal` is false when this differs, even if its own rows match.
    */
   withDescendants?: { sourceRows: string; targetRows: string; checksum: 'equal' | 'different' | 'not-checked' };
+  /**
+   * Key redesign: each new reference column, with its rows whose link disagrees with their
+   * natural key (`wrong`: any makes the table different) and its rows whose natural key names
+   * no parent (`orphans`: NULL, as the source's data has it).
+   */
+  references?: { column: string; wrong: string; orphans: string }[];
 }
 
 export interface ValidateResult {

@@ -5,6 +5,7 @@
  */
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
+import { keysAlsoDefinedByRules } from './key-redesign';
 import { completePlan, MODES, PLAN_FIELDS, planInputSchema, type Plan } from './plan-schema';
 import { redactSecretValue, redactUrl, scrubCredentials, secretRefProblem, type SecretField } from './secret-ref';
 
@@ -167,6 +168,11 @@ function crossFieldIssues(p: Record<string, unknown>, tablesGiven: Record<string
   }
   if (runner === 'native' && p.aws !== undefined) {
     out.push({ path: 'aws', message: 'only used with runner: aws (set runner: aws, or remove the aws section)' });
+  }
+
+  const mappings = isRecord(p.tables) && isRecord(p.tables.mappings) ? p.tables.mappings : undefined;
+  if (Array.isArray(p.keys) && mappings && Array.isArray(mappings.rules)) {
+    out.push(...keysAlsoDefinedByRules(p.keys.map((k) => (isRecord(k) ? k : {})), mappings.rules));
   }
 
   const mode = p.mode ?? 'full-load';

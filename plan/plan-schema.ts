@@ -91,7 +91,7 @@ const keySpec = strict(
     surrogateKey: strict(
       {
         column: nonEmptyString('a column name', 'the new key column'),
-        type: nonEmptyString('a SQL type, e.g. bigint', 'its SQL type, e.g. bigint'),
+        type: oneOf(['bigint', 'uuid'], 'its type: bigint (an identity) or uuid (gen_random_uuid())'),
       },
       'a mapping with column and type',
     ).optional(),

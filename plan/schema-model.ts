@@ -42,6 +42,39 @@ export interface ColumnModel {
   conversion?: string;
   /** That column's type on the source, as the source names it (`int(10) unsigned`). */
   sourceType?: string;
+  /**
+   * A column the source does not have: the target makes its values (key redesign, a mapping's
+   * add-column). It never travels from the source and is left out of the source-side checksum.
+   */
+  added?: AddedColumn;
+}
+
+/** How a target-only column gets its values. */
+export type AddedColumn =
+  /** The table's new single-column primary key (identity bigint or uuid), set on insert. */
+  | { kind: 'surrogate-key' }
+  /** The parent's surrogate key, looked up through the natural-key columns (see TableModel.references). */
+  | { kind: 'reference'; parent: QualifiedName }
+  /** A DMS add-column rule: a PostgreSQL expression over the row (or a constant), computed on the target. */
+  | { kind: 'expression'; ruleId: string; sql: string };
+
+/** A key redesign's new foreign key: `column` holds the parent's surrogate key, found by the natural key. */
+export interface ReferenceModel {
+  /** The added column on this (the child) table. */
+  column: string;
+  parent: QualifiedName;
+  /** The parent's surrogate key column. */
+  parentColumn: string;
+  /** Natural-key pairs: [child column, parent column]. */
+  on: [string, string][];
+  /** The foreign key's name on the target. */
+  name: string;
+  /** What deleting the parent does to the children, as the source's relationship does (no relationship: set null). */
+  onDelete: 'cascade' | 'set null';
+  /** The index on the child's natural-key columns (finding a new parent's children), absent when its primary key starts with them. */
+  naturalIndex?: string;
+  /** The index on `column` (a deleted parent's children). */
+  columnIndex: string;
 }
 
 export interface ConstraintModel {
@@ -90,6 +123,13 @@ export interface TableModel {
    */
   inherits?: QualifiedName[];
   comment?: string;
+  /**
+   * Key redesign: the target's primary key is this single added column; the source's key
+   * (`primaryKey`, still how rows are found in the source and in CDC) becomes a unique constraint.
+   */
+  surrogateKey?: { column: string; type: 'bigint' | 'uuid'; primaryKeyName: string; naturalKeyName?: string };
+  /** Key redesign: new foreign keys to parents' surrogate keys. */
+  references?: ReferenceModel[];
 }
 
 export interface SequenceModel {
@@ -154,6 +194,14 @@ export interface SchemaModel {
   objects?: SchemaObjects;
 }
 
+/**
+ * The columns whose values come from the source, in model order: not generated (the target
+ * computes those) and not added by a redesign or mapping. What COPY carries and checksums read.
+ */
+export function sourceColumns(t: TableModel): ColumnModel[] {
+  return t.columns.filter((c) => c.generated === undefined && c.added === undefined);
+}
+
 export function qualifiedKey(t: QualifiedName | { schema: string; name: string }): string {
   return `${t.schema}.${t.name}`;
 }
@@ -169,7 +217,11 @@ export function withoutTable(model: SchemaModel, key: string): SchemaModel {
     sequences: model.sequences.filter((s) => !s.ownedBy || qualifiedKey(s.ownedBy.table) !== key),
     tables: model.tables
       .filter((t) => qualifiedKey(t) !== key)
-      .map((t) => ({ ...t, foreignKeys: t.foreignKeys.filter((f) => !f.references || qualifiedKey(f.references) !== key) })),
+      .map((t) => ({
+        ...t,
+        foreignKeys: t.foreignKeys.filter((f) => !f.references || qualifiedKey(f.references) !== key),
+        ...(t.references ? { references: t.references.filter((r) => qualifiedKey(r.parent) !== key) } : {}),
+      })),
   };
 }
 

@@ -39,8 +39,15 @@ export function unsupportedFeatures(plan: Plan): PlanIssue[] {
       message: 'expected a binlog file:offset such as binlog.000012:4567 (SHOW MASTER STATUS) or a GTID set (MariaDB 0-1-1234, MySQL 3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5) for a mysql source',
     });
   }
-  if (plan.keys.length > 0) {
-    issues.push({ path: 'keys', message: 'not supported yet: key redesign (remove keys to migrate the keys as they are)' });
+  if (plan.keys.length > 0 && (plan.mode === 'dump-restore' || plan.mode === 'cdc')) {
+    issues.push({
+      path: 'keys',
+      message: `key redesign needs dbferry to create and load the tables (mode full-load or full-load-and-cdc); mode ${plan.mode} ${plan.mode === 'cdc' ? 'replicates into tables made some other way' : 'restores them as pg_dump wrote them'}`,
+    });
+  }
+  const transformation = plan.tables.mappings?.rules.find((r) => (r as { 'rule-type': string })['rule-type'] === 'transformation') as { 'rule-id'?: unknown } | undefined;
+  if (transformation) {
+    issues.push({ path: 'tables.mappings', message: `not supported yet: transformation rules (rule ${String(transformation['rule-id'] ?? '?')}); selection rules are` });
   }
   return issues;
 }

@@ -4,6 +4,7 @@
  * whoever needs to match compiles it here, so nothing compiled has to cross a serialization
  * boundary.
  */
+import type { DmsTransformationRule } from './dms-mapping-schema';
 
 /** One part of a pattern: matched exactly when quoted or wildcard-free, else as a `%` glob. */
 export type NamePattern = { exact: string } | { glob: string };
@@ -29,9 +30,9 @@ export interface DmsSelectionRule {
   filters?: unknown[];
 }
 
-/** An AWS DMS table-mapping document; only selection rules are supported so far. */
+/** An AWS DMS table-mapping document: selection rules, and transformation rules (plan/dms-transformations.ts). */
 export interface DmsTableMapping {
-  rules: DmsSelectionRule[];
+  rules: (DmsSelectionRule | DmsTransformationRule)[];
 }
 
 export interface TableSelectionSpec {
@@ -130,9 +131,14 @@ function compilePattern(text: string): TableMatcher {
 
 /** DMS object locators have no quoting: `%` is the only special character. */
 function locatorMatcher(loc: DmsObjectLocator): TableMatcher {
+  return locatorMatches(loc['schema-name'], loc['table-name']);
+}
+
+/** Whether a table matches a DMS object locator's schema-name and table-name. */
+export function locatorMatches(schemaName: string, tableName: string): (schema: string, table: string) => boolean {
   return tableMatcher({
-    schema: loc['schema-name'].includes('%') ? { glob: loc['schema-name'] } : { exact: loc['schema-name'] },
-    table: loc['table-name'].includes('%') ? { glob: loc['table-name'] } : { exact: loc['table-name'] },
+    schema: schemaName.includes('%') ? { glob: schemaName } : { exact: schemaName },
+    table: tableName.includes('%') ? { glob: tableName } : { exact: tableName },
   });
 }
 
@@ -148,9 +154,8 @@ export function compileSelection(tables: TableSelectionSpec): TableSelector {
     const include: TableMatcher[] = [];
     const exclude: TableMatcher[] = [];
     for (const rule of tables.mappings.rules) {
-      if (rule['rule-type'] !== 'selection') {
-        throw new Error(`table mapping rule of type ${JSON.stringify(rule['rule-type'])} is not supported yet`);
-      }
+      // Transformation rules change names and columns, not which tables are selected.
+      if (rule['rule-type'] !== 'selection') continue;
       (rule['rule-action'] === 'exclude' ? exclude : include).push(locatorMatcher(rule['object-locator']));
     }
     return selector(include, exclude);

@@ -81,7 +81,8 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
             .map(
               (t) =>
                 `${t.table} (source ${t.sourceRows} rows, target ${t.targetRows}, checksum ${t.checksum}` +
-                `${t.withDescendants ? `; as queried, with its partitions or children: source ${t.withDescendants.sourceRows} rows, target ${t.withDescendants.targetRows}, checksum ${t.withDescendants.checksum}` : ''})`,
+                `${t.withDescendants ? `; as queried, with its partitions or children: source ${t.withDescendants.sourceRows} rows, target ${t.withDescendants.targetRows}, checksum ${t.withDescendants.checksum}` : ''}` +
+                `${(t.references ?? []).filter((r) => r.wrong !== '0').map((r) => `; ${r.wrong} rows whose ${r.column} does not point at the parent their natural key names`).join('')})`,
             )
             .join(', ')}`,
           details: [{ table: different[0]?.table, hint: 'inspect the table, then run dbferry retry to validate again' }],

@@ -148,10 +148,11 @@ export class TableSql {
       const k = this.table.keyColumns.length;
       const byPosition = new Map(present.map((p, n) => [p, `$${k + n + 1}`]));
       const all = this.table.columns.map((_, i) => i);
-      const select = all.map((i) => byPosition.get(i) ?? `o.${this.col(i)}`).join(', ');
+      const carried = (this.table.carried ?? []).map(quoteIdent);
+      const select = [...all.map((i) => byPosition.get(i) ?? `o.${this.col(i)}`), ...carried.map((c) => `o.${c}`)].join(', ');
       return (
         `WITH o AS (DELETE FROM ${this.only}${this.target} WHERE ${this.keyParams(0)} RETURNING *) ` +
-        `INSERT INTO ${this.target} (${this.list(all)}) OVERRIDING SYSTEM VALUE SELECT ${select} FROM o ` +
+        `INSERT INTO ${this.target} (${[this.list(all), ...carried].join(', ')}) OVERRIDING SYSTEM VALUE SELECT ${select} FROM o ` +
         this.onConflict(present.filter((i) => !this.keySet.has(i)))
       );
     });

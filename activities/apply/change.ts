@@ -15,6 +15,11 @@ export interface ApplyTable {
   /** Indexes into `columns`: the replica identity (primary key) columns. Never empty. */
   keyColumns: number[];
   /**
+   * Target-only columns (a surrogate key, a new reference): a row moved to a new key (delete +
+   * insert) keeps their values, so a parent's surrogate key survives a change of its natural key.
+   */
+  carried?: string[];
+  /**
    * Target foreign keys referencing this table with an action (CASCADE, SET NULL, SET DEFAULT)
    * whose changes the source does not send (MySQL): a delete of this table, or an update of the
    * referenced columns, is applied alone, and the action is carried out on the target.

@@ -70,8 +70,10 @@ export class RelationTracker {
     // first event after a restart (or for a table that had no change yet) must see a drop too.
     const streamed = new Set(m.columns.map((c) => c.name));
     const migrated = new Set([...model.columns.map((c) => c.name), ...(previous?.columns ?? [])]);
+    // The target's own columns (key redesign, mapping add-column) are not the source's to send.
+    const targetOnly = new Set(model.columns.filter((c) => c.added).map((c) => c.name));
     for (const t of target) {
-      if (streamed.has(t.name) || t.generated) continue;
+      if (streamed.has(t.name) || t.generated || targetOnly.has(t.name)) continue;
       if (migrated.has(t.name)) differences.push(`column ${t.name} is no longer in the source's changes: it was dropped or renamed on the source`);
       else if (t.notNull && !t.hasDefault) differences.push(`column ${t.name} (NOT NULL, no default) on the target is not in the source's changes`);
     }
@@ -104,6 +106,7 @@ export class RelationTracker {
       name: model.name,
       columns,
       keyColumns,
+      ...(targetOnly.size > 0 ? { carried: [...targetOnly] } : {}),
       ...(actions.length > 0 ? { foreignKeyActions: actions } : {}),
     });
     return addable.map((a) => a.name);

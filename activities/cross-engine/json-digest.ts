@@ -16,7 +16,7 @@
  * and Node 20 has no access to a number's source text.
  */
 import { createHash } from 'node:crypto';
-import type { ColumnModel, TableModel } from '../../plan/schema-model';
+import { sourceColumns, type ColumnModel, type TableModel } from '../../plan/schema-model';
 
 export function canonicalJson(text: string): string {
   return parse(text, true).out;
@@ -167,7 +167,7 @@ class Parser {
 
 /** The columns a row's documents are bound to in the digest: its primary key, else every other column. */
 export function jsonRowKey(t: TableModel): { key: ColumnModel[]; json: ColumnModel[] } {
-  const cols = t.columns.filter((c) => !c.generated);
+  const cols = sourceColumns(t);
   const json = cols.filter((c) => c.conversion === 'json');
   const pk = t.primaryKey?.columns ?? [];
   const key = pk.length > 0 ? pk.map((k) => cols.find((c) => c.name === k)!).filter(Boolean) : cols.filter((c) => c.conversion !== 'json');

@@ -18,7 +18,7 @@ import ZongJi, { type AnyBinlogEvent, type TableMapEntry } from '@vlasky/zongji'
 import { ApplicationFailure } from '@temporalio/common';
 import type { Connection } from 'mysql2/promise';
 import { FailureType } from '../../plan/failure-types';
-import { qualifiedKey, type ColumnModel, type SchemaModel, type TableModel } from '../../plan/schema-model';
+import { sourceColumns, qualifiedKey, type ColumnModel, type SchemaModel, type TableModel } from '../../plan/schema-model';
 import type { ChangeEvent, ChangeStream, EnginePosition, SourceCdcState, SourceRelation, SourceRelationColumn } from '../engine';
 import { BINLOG_VALUE_OPTIONS, binlogRowEncoder, readExactly } from './binlog-values';
 import { closeMysql, connectMysql, mysqlFailure, type MysqlEndpoint } from './connection';
@@ -458,7 +458,7 @@ function initialRelation(model: TableModel, id: number): SourceRelation {
     schema: model.schema,
     name: model.name,
     fullIdentity: !model.primaryKey,
-    columns: model.columns.filter((c) => !c.generated).map((c) => ({ name: c.name, type: c.type, notNull: c.notNull, volatileDefault: false })),
+    columns: sourceColumns(model).map((c) => ({ name: c.name, type: c.type, notNull: c.notNull, volatileDefault: false })),
   };
 }
 

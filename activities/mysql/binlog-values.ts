@@ -24,7 +24,7 @@ import type ZongJi from '@vlasky/zongji';
 import type { TableMapEntry, TableMapEvent } from '@vlasky/zongji';
 import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../../plan/failure-types';
-import { qualifiedKey, type ColumnModel, type TableModel } from '../../plan/schema-model';
+import { sourceColumns, qualifiedKey, type ColumnModel, type TableModel } from '../../plan/schema-model';
 import { pgTextOf } from './pg-text';
 import { enumMembers } from './types';
 
@@ -97,9 +97,7 @@ function optionsProblem(zongji: ZongJi): { problem?: string } {
  */
 export function binlogRowEncoder(t: TableModel, changed: (column: string) => void): (row: Record<string, unknown>, entry: TableMapEntry) => Array<Buffer | null> {
   const key = qualifiedKey(t);
-  const columns = t.columns
-    .filter((c) => !c.generated)
-    .map((c) => ({ name: c.name, encode: columnEncoder(c, key, () => changed(c.name)) }));
+  const columns = sourceColumns(t).map((c) => ({ name: c.name, encode: columnEncoder(c, key, () => changed(c.name)) }));
   return (row, entry) => {
     const how = prepared.get(entry);
     if (!how) throw new Error(`${key}: a row read with a table map readExactly did not prepare (call it on every TableMap event)`);

@@ -7,7 +7,7 @@
 import type { Connection } from 'mysql2/promise';
 import type { Finding } from '../../plan/migration-types';
 import type { ColumnModel, ConstraintModel, IndexModel, SchemaModel, SequenceModel, SqlObject, TableModel } from '../../plan/schema-model';
-import { qualifiedTable, quoteIdent, quoteLiteral } from '../../plan/sql-names';
+import { fitIdentifier, qualifiedTable, quoteIdent, quoteLiteral } from '../../plan/sql-names';
 import { convertColumn, UnsupportedType, type MysqlColumn } from './types';
 
 export const SYSTEM_DATABASES = ['mysql', 'information_schema', 'performance_schema', 'sys'];
@@ -24,21 +24,7 @@ async function rows(c: Connection, sql: string, params: unknown[] = []): Promise
   return r as Row[];
 }
 
-/** PostgreSQL names are at most 63 bytes: longer ones are cut (on a character boundary) and made unique. */
-function fit(name: string, taken: Set<string>): string {
-  const cut = (s: string, max: number) => {
-    let out = '';
-    for (const ch of s) {
-      if (Buffer.byteLength(out + ch) > max) break;
-      out += ch;
-    }
-    return out;
-  };
-  let candidate = cut(name, 63);
-  for (let i = 2; taken.has(candidate); i++) candidate = cut(name, 63 - String(i).length - 1) + '_' + i;
-  taken.add(candidate);
-  return candidate;
-}
+const fit = fitIdentifier;
 
 /**
  * Check constraints written in MySQL's dialect carry over when they use only what both dialects

@@ -1,7 +1,7 @@
 import { Readable, Transform } from 'node:stream';
 import type { Connection } from 'mysql2/promise';
 import type { ChunkRange } from '../../plan/load-chunks';
-import { qualifiedKey, type ColumnModel, type TableModel } from '../../plan/schema-model';
+import { sourceColumns, qualifiedKey, type ColumnModel, type TableModel } from '../../plan/schema-model';
 import { mysqlCanonical, mysqlChecksumSql, quoteMysql } from '../cross-engine/canonical';
 import { JsonDigest, jsonRowKey } from '../cross-engine/json-digest';
 import type { CopyOut, RowFormat, SourceReader, TableChecksum } from '../engine';
@@ -78,7 +78,7 @@ class Reader implements MysqlReader {
 
   async copyOut(t: TableModel, range: ChunkRange, format: RowFormat): Promise<CopyOut> {
     if (format !== 'text') throw new Error('a MySQL source writes COPY text only');
-    const cols = t.columns.filter((c) => !c.generated);
+    const cols = sourceColumns(t);
     const sql = `SELECT ${cols.map(selectExpr).join(', ')} FROM ${quoteMysql(t.schema)}.${quoteMysql(t.name)}${mysqlChunkFilter(t, range)}`;
     const key = qualifiedKey(t);
     // Values changed on the way, counted per column and kind (a column has one kind).
@@ -121,7 +121,7 @@ class Reader implements MysqlReader {
   }
 
   async checksum(t: TableModel, range: ChunkRange, withChecksum: boolean): Promise<TableChecksum> {
-    const cols = t.columns.filter((c) => !c.generated);
+    const cols = sourceColumns(t);
     const [r] = await this.c.query(mysqlChecksumSql(cols, `${quoteMysql(t.schema)}.${quoteMysql(t.name)}${mysqlChunkFilter(t, range)}`, withChecksum)).catch((err: unknown) => {
       this.failed = true;
       throw err;

@@ -7,7 +7,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { FailureType } from '../../plan/failure-types';
 import { unitLabel, type LoadUnit } from '../../plan/load-chunks';
 import type { ActivityInput, LoadTaskInput, LoadTaskResult } from '../../plan/migration-types';
-import type { TableModel } from '../../plan/schema-model';
+import { sourceColumns, type TableModel } from '../../plan/schema-model';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { ReadPointGone, type SourceEngine, type SourceReader } from '../engine';
 import { withHeartbeat } from '../heartbeat';
@@ -156,7 +156,7 @@ async function copyUnit(lane: { source: SourceReader; target: Client }, t: Table
   const label = unitLabel(unit);
   const started = Date.now();
   const name = qualifiedTable(t.schema, t.name);
-  const cols = t.columns.filter((c) => !c.generated);
+  const cols = sourceColumns(t);
   const colList = cols.map((c) => quoteIdent(c.name)).join(', ');
   // Binary is faster, but arrays and composites of user types embed OIDs that differ on the target.
   const format = cols.every((c) => c.binaryCopySafe) ? 'binary' : 'text';

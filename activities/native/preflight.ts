@@ -4,7 +4,9 @@ import type { Alert } from '../../plan/migration-types';
 import type { SourceEngine } from '../engine';
 import { withHeartbeat } from '../heartbeat';
 import type { PgEndpoint } from '../pg/connection';
-import { createSchemaStatements } from '../target/ddl';
+import { redesignKeys } from '../../plan/key-redesign';
+import type { SchemaModel } from '../../plan/schema-model';
+import { createSchemaStatements, postLoadStatements } from '../target/ddl';
 import { targetChecks } from '../target/preflight';
 
 /**
@@ -22,6 +24,10 @@ export async function preflight(
   return withHeartbeat(() => ({ step: 'preflight' }), async () => {
     const source = await engine.preflight({ cdc: plan.mode === 'full-load-and-cdc' || plan.mode === 'cdc' });
     const findings = [...source.findings];
+    const redesigned = redesignKeys(source.model, plan.keys);
+    if (!redesigned.ok) {
+      for (const i of redesigned.issues) findings.push({ severity: 'blocking', code: 'keys', message: `${i.path}: ${i.message}` });
+    }
     const stoppingStep = plan.mode === 'dump-restore' ? 'dump-restore' : plan.mode === 'cdc' ? undefined : 'create-tables';
     const targetInfo = await targetChecks(tgt, plan.target.createDatabase, source.model.tables, findings, stoppingStep);
     if (plan.alerts?.webhook) {
@@ -39,7 +45,27 @@ export async function preflight(
       target: targetInfo,
       findings,
       tables: source.model.tables.map((t) => ({ name: qualifiedKey(t), estimatedRows: t.estimatedRows, estimatedBytes: t.estimatedBytes })),
-      targetSchema: input.withTargetSchema ? createSchemaStatements(source.model) : undefined,
+      targetSchema: input.withTargetSchema && redesigned.ok ? targetSchemaStatements(redesigned.model) : undefined,
     };
   });
+}
+
+/**
+ * What `check` shows of the target: its tables, their keys and foreign keys (built after the
+ * load), and where a column the source does not have comes from.
+ */
+function targetSchemaStatements(model: SchemaModel): string[] {
+  const post = postLoadStatements(model);
+  const notes = model.tables.flatMap((t) => {
+    const out: string[] = [];
+    if (t.surrogateKey) {
+      const natural = t.primaryKey?.columns ?? [];
+      out.push(`-- ${qualifiedKey(t)}.${t.surrogateKey.column}: new surrogate key (${t.surrogateKey.type}; keys)${natural.length ? `; the source key (${natural.join(', ')}) stays unique` : ''}`);
+    }
+    for (const r of t.references ?? []) {
+      out.push(`-- ${qualifiedKey(t)}.${r.column}: references ${qualifiedKey(r.parent)}.${r.parentColumn}, found by (${r.on.map(([c, p]) => `${c} = ${p}`).join(', ')}) (keys); on delete ${r.onDelete}`);
+    }
+    return out;
+  });
+  return [...createSchemaStatements(model), ...[...post.primaryKeys, ...post.uniques, ...post.foreignKeys].map((s) => s.sql), ...notes];
 }

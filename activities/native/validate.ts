@@ -11,6 +11,7 @@ import { closeQuietly, connect, withConnection, type PgEndpoint } from '../pg/co
 import { toFailure } from '../pg/errors';
 import { readTableLoads } from '../target/bookkeeping';
 import { loadModel } from '../target/model';
+import { orphansQuery, wrongLinksQuery } from '../target/reference-ddl';
 
 const WHOLE = { kind: 'whole' } as const;
 const TREE = { kind: 'tree' } as const;
@@ -55,7 +56,9 @@ async function refuseColumnDifferences({ migration }: ActivityInput, engine: Sou
       differences.push(`${key} is no longer on the source (dropped or renamed)`);
       continue;
     }
-    const target = onTarget.get(key) ?? new Set<string>();
+    const target = new Set(onTarget.get(key));
+    // Columns only the target has (key redesign) are not the source's.
+    for (const c of t.columns) if (c.added) target.delete(c.name);
     const sourceCols = source.columns.map((c) => c.name);
     const missing = sourceCols.filter((c) => !target.has(c));
     const extra = [...target].filter((c) => !sourceCols.includes(c));
@@ -123,6 +126,25 @@ async function count(c: Client, tgt: PgEndpoint, t: TableModel, withChecksum: bo
   }
 }
 
+/**
+ * Key redesign: a new reference is right when it points at the parent its row's natural key
+ * names (or is NULL when none does). The source has no such column, so this is checked on the
+ * target alone, against the natural key columns the checksum compared with the source.
+ */
+async function checkReferences(c: Client, tgt: PgEndpoint, t: TableModel): Promise<NonNullable<TableValidationResult['references']>> {
+  const out: NonNullable<TableValidationResult['references']> = [];
+  for (const ref of t.references ?? []) {
+    try {
+      const wrong = await c.query<{ n: string }>(wrongLinksQuery(t, ref));
+      const orphans = await c.query<{ n: string }>(orphansQuery(t, ref, 0));
+      out.push({ column: ref.column, wrong: wrong.rows[0]!.n, orphans: orphans.rows[0]!.n });
+    } catch (err) {
+      throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, table: qualifiedKey(t), doing: `checking ${ref.column} against ${qualifiedKey(ref.parent)}` });
+    }
+  }
+  return out;
+}
+
 interface Lane {
   target: Client;
   source?: SourceReader;
@@ -148,8 +170,14 @@ async function validateTables(
       await inParallel(tables, plan.load.parallel, async (t, i) => {
         lanes[i] ??= { target: await connect(tgt, { purpose: 'validate' }), ...(engine ? { source: await engine.openReader() } : {}) };
         const r = await compare(lanes[i]!, t);
-        const same = (x: Omit<Compared, 'withDescendants'>) => x.sourceRows === x.targetRows && x.checksum !== 'different';
-        results.push({ table: qualifiedKey(t), ...r, equal: same(r) && (!r.withDescendants || same(r.withDescendants)) });
+        const references = await checkReferences(lanes[i]!.target, tgt, t);
+        const same = (x: Omit<Compared, 'withDescendants' | 'references'>) => x.sourceRows === x.targetRows && x.checksum !== 'different';
+        results.push({
+          table: qualifiedKey(t),
+          ...r,
+          ...(references.length > 0 ? { references } : {}),
+          equal: same(r) && (!r.withDescendants || same(r.withDescendants)) && references.every((x) => x.wrong === '0'),
+        });
         progress.tablesDone++;
       });
     } finally {

@@ -1,6 +1,6 @@
 import type { ChecksumMethod } from '../engine';
 import type { Client } from 'pg';
-import type { ColumnModel, TableModel } from '../../plan/schema-model';
+import { sourceColumns, type ColumnModel, type TableModel } from '../../plan/schema-model';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { StringDecoder } from 'node:string_decoder';
 import { to as copyTo } from 'pg-copy-streams';
@@ -46,12 +46,14 @@ function hashedColumn(c: ColumnModel): string {
  */
 export function checksumQuery(t: TableModel, withChecksum: boolean, where = '', method: ChecksumMethod = 'text-hash', only = true): string {
   const from = `FROM ${only ? 'ONLY ' : ''}${qualifiedTable(t.schema, t.name)}${where}`;
-  if (method === 'canonical-md5') return pgCanonicalChecksumSql(t.columns.filter((c) => !c.generated), from, withChecksum);
+  if (method === 'canonical-md5') return pgCanonicalChecksumSql(sourceColumns(t), from, withChecksum);
   if (!withChecksum) return `SELECT count(*)::text AS rows, NULL::text AS checksum ${from}`;
+  // Generated columns count (both sides compute them); columns only the target has do not.
+  const cols = t.columns.filter((c) => c.added === undefined);
   const hash =
     method === 'record-hash'
-      ? `hash_record_extended(ROW(${t.columns.map(hashedColumn).join(', ')}), 0)`
-      : `hashtextextended(ROW(${t.columns.map((c) => quoteIdent(c.name)).join(', ')})::text, 0)`;
+      ? `hash_record_extended(ROW(${cols.map(hashedColumn).join(', ')}), 0)`
+      : `hashtextextended(ROW(${cols.map((c) => quoteIdent(c.name)).join(', ')})::text, 0)`;
   return `SELECT count(*)::text AS rows, coalesce(sum(${hash}), 0)::text AS checksum ${from}`;
 }
 

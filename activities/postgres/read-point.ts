@@ -5,7 +5,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import { FailureType } from '../../plan/failure-types';
 import { chunkFilter, type ChunkRange } from '../../plan/load-chunks';
 import type { MigrationRef } from '../../plan/migration-types';
-import { qualifiedKey, type TableModel } from '../../plan/schema-model';
+import { sourceColumns, qualifiedKey, type TableModel } from '../../plan/schema-model';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { ReadPointGone, type HeldReadPoint, type RowFormat, type SourceReader, type TableChecksum } from '../engine';
 import { checksumQuery, sourceChecksum } from '../pg/checksum';
@@ -120,7 +120,7 @@ class PgReader implements SourceReader {
   async copyOut(t: TableModel, range: ChunkRange, format: RowFormat) {
     const name = qualifiedTable(t.schema, t.name);
     if (!t.partitioned) await this.refuseRewritten(t, name);
-    const colList = t.columns.filter((c) => !c.generated).map((c) => quoteIdent(c.name)).join(', ');
+    const colList = sourceColumns(t).map((c) => quoteIdent(c.name)).join(', ');
     const where = chunkFilter(t, range);
     // ONLY: an inheritance parent's own rows; its children are tables of their own.
     const query = where ? `(SELECT ${colList} FROM ONLY ${name}${where})` : `${name} (${colList})`;

@@ -7,6 +7,9 @@ import { withHeartbeat } from '../heartbeat';
 import { closeQuietly, connect, type PgEndpoint } from '../pg/connection';
 import { postLoadStatements, sequenceSetvalStatement } from './ddl';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
+import { ApplicationFailure } from '@temporalio/common';
+import { FailureType } from '../../plan/failure-types';
+import { orphansQuery } from './reference-ddl';
 import { toFailure } from '../pg/errors';
 import { loadModel } from './model';
 
@@ -41,7 +44,7 @@ export async function buildIndexes(
       }
       return lanes[i]!;
     };
-    const run = async (stmts: Stmt[], parallel: number, kind: 'constraint' | 'index' | 'validate') => {
+    const run = async (stmts: Stmt[], parallel: number, kind: 'constraint' | 'index' | 'validate' | 'backfill' | 'trigger') => {
       progress.total += stmts.length;
       await inParallel(stmts, parallel, async (s, i) => {
         const c = await lane(i);
@@ -50,7 +53,8 @@ export async function buildIndexes(
           if (kind === 'constraint' && (await constraintExists(c, s, byKey))) return;
           await c.query(s.sql);
         } catch (err) {
-          throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, table: s.table, doing: `${kind === 'validate' ? 'validating' : 'creating'} ${s.name}` });
+          const doing = { validate: 'validating', backfill: 'filling', constraint: 'creating', index: 'creating', trigger: 'creating trigger' }[kind];
+          throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, table: s.table, doing: `${doing} ${s.name}` });
         } finally {
           progress.running = progress.running.filter((n) => n !== s.name);
           progress.done++;
@@ -63,11 +67,19 @@ export async function buildIndexes(
       await run(post.indexes, parallel, 'index');
       // Attaching is quick and order matters (a sub-partitioned partition's index first).
       await run(post.attachIndexes, 1, 'index');
+      // Key redesign: new references filled in one statement each, before their foreign keys
+      // exist (a check per updated row would cost more than one VALIDATE).
+      progress.step = 'new references';
+      await run(post.backfills, 1, 'backfill');
+      progress.step = 'keys and indexes';
       // Adding foreign keys locks both tables: one at a time avoids lock-order deadlocks.
       await run(post.foreignKeys, 1, 'constraint');
       // Tables loaded at different read points (a holder died during the load) agree only once
       // CDC has caught up: their foreign keys are validated at cutover (validateForeignKeys).
-      if (plan.mode !== 'full-load-and-cdc' || !(await readPointsDiffer(await lane(0), migration.runId))) await run(post.validateForeignKeys, parallel, 'validate');
+      const consistent = plan.mode !== 'full-load-and-cdc' || !(await readPointsDiffer(await lane(0), migration.runId));
+      if (consistent) await run(post.validateForeignKeys, parallel, 'validate');
+      // Before CDC: every change it applies must keep the new references right.
+      await run(post.triggers, 1, 'trigger');
       // Triggers, rules and row security only now: they would have fired on or filtered the load.
       progress.step = 'triggers, rules, policies, materialized views';
       await applySchemaObjects(await lane(0), tgt, model.objects?.post ?? [], { deferMissing: false });
@@ -78,6 +90,8 @@ export async function buildIndexes(
       await inParallel(model.tables, parallel, async (t, i) => {
         await (await lane(i)).query(`ANALYZE ${qualifiedTable(t.schema, t.name)}`);
       });
+      // Last, so that an operator who accepts the orphans (skip) has everything else built.
+      if (consistent) await refuseOrphans(await lane(0), tgt, model, plan.mode === 'full-load-and-cdc');
       return {
         primaryKeys: post.primaryKeys.length,
         uniques: post.uniques.length + post.exclusions.length,
@@ -89,6 +103,47 @@ export async function buildIndexes(
     } finally {
       await Promise.all(lanes.map((c) => closeQuietly(c)));
     }
+  });
+}
+
+const ORPHAN_EXAMPLES = 5;
+
+/**
+ * Key redesign: child rows whose natural key names no parent keep a NULL reference. That is
+ * the source's data, but rarely what the person who asked for a foreign key expects: it pauses
+ * for them with the counts and examples.
+ */
+async function refuseOrphans(c: Client, tgt: PgEndpoint, model: SchemaModel, cdc: boolean): Promise<void> {
+  const found: string[] = [];
+  let first: string | undefined;
+  for (const t of model.tables) {
+    for (const ref of t.references ?? []) {
+      let r;
+      try {
+        r = await c.query<{ n: string; examples: string[] }>(orphansQuery(t, ref, ORPHAN_EXAMPLES));
+      } catch (err) {
+        throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, table: qualifiedKey(t), doing: `looking for orphans of ${ref.name}` });
+      }
+      const row = r.rows[0];
+      if (!row || row.n === '0') continue;
+      first ??= qualifiedKey(t);
+      const by = ref.on.map(([col]) => col).join(', ');
+      found.push(`${row.n} rows of ${qualifiedKey(t)} name no ${qualifiedKey(ref.parent)} by (${by}), e.g. ${row.examples.join(', ')}`);
+    }
+  }
+  if (found.length === 0) return;
+  throw ApplicationFailure.create({
+    type: FailureType.OrphanRows,
+    nonRetryable: true,
+    message: `orphan rows: ${found.join('; ')}; their new reference is NULL`,
+    details: [
+      {
+        table: first,
+        hint: cdc
+          ? 'dbferry skip accepts them (CDC links each one whose parent arrives; validation counts what is left), or add the parents on the target and run dbferry retry'
+          : 'add the missing parents (or remove the rows) on the target and run dbferry retry to check again, or accept them with dbferry skip',
+      },
+    ],
   });
 }
 

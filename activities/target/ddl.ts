@@ -10,6 +10,7 @@ import {
   type TableModel,
 } from '../../plan/schema-model';
 import { qualifiedColumn, qualifiedTable, quoteIdent, quoteLiteral } from '../../plan/sql-names';
+import { referenceStatements } from './reference-ddl';
 
 
 /** One post-load statement; `table` is the raw `schema.table` key (see `qualifiedKey`). */
@@ -28,6 +29,10 @@ export interface PostLoadStatements {
   validateForeignKeys: Stmt[];
   /** `ALTER INDEX parent ATTACH PARTITION child`, deepest partitions first. */
   attachIndexes: Stmt[];
+  /** Key redesign: each new reference column filled from its parent (before its foreign key is added). */
+  backfills: Stmt[];
+  /** Key redesign: the functions and triggers that keep new references right (after the load). */
+  triggers: Stmt[];
 }
 
 /** Schemas that exist on every PostgreSQL server and must never be created. */
@@ -214,6 +219,8 @@ export function postLoadStatements(model: SchemaModel): PostLoadStatements {
     foreignKeys: [],
     validateForeignKeys: [],
     attachIndexes: [],
+    backfills: [],
+    triggers: [],
   };
   const byKey = new Map(model.tables.map((t) => [qualifiedKey(t), t]));
   const attach: { depth: number; stmt: Stmt }[] = [];
@@ -232,7 +239,11 @@ export function postLoadStatements(model: SchemaModel): PostLoadStatements {
       const sql = `ALTER INDEX ${qualifiedTable(parent.schema, parent.name)} ATTACH PARTITION ${qualifiedTable(t.schema, index)}`;
       attach.push({ depth: partitionDepth(t, byKey), stmt: { table: key, name: index, sql } });
     };
-    if (t.primaryKey) {
+    if (t.surrogateKey) {
+      // Key redesign: the new column is the key, the source's key stays unique (rows are still found by it).
+      r.primaryKeys.push(add(t.surrogateKey.primaryKeyName, `PRIMARY KEY (${quoteIdent(t.surrogateKey.column)})`));
+      if (t.primaryKey && t.surrogateKey.naturalKeyName) r.uniques.push(add(t.surrogateKey.naturalKeyName, t.primaryKey.definition.replace(/^PRIMARY KEY\b/, 'UNIQUE')));
+    } else if (t.primaryKey) {
       r.primaryKeys.push(add(t.primaryKey.name, t.primaryKey.definition));
       attachTo(t.primaryKey.parentIndex, t.primaryKey.name);
     }
@@ -265,6 +276,14 @@ export function postLoadStatements(model: SchemaModel): PostLoadStatements {
       });
     }
   }
+  for (const t of model.tables) {
+    const refs = referenceStatements(t);
+    r.indexes.push(...refs.indexes);
+    r.backfills.push(...refs.backfills);
+    r.foreignKeys.push(...refs.foreignKeys);
+    r.validateForeignKeys.push(...refs.validate);
+    r.triggers.push(...refs.triggers);
+  }
   // A partitioned index becomes valid once each partition's is attached: the deepest first.
   r.attachIndexes = attach.sort((a, b) => b.depth - a.depth).map((a) => a.stmt);
   return r;
@@ -272,7 +291,7 @@ export function postLoadStatements(model: SchemaModel): PostLoadStatements {
 
 /** Every post-load statement, in the order the phases must run. */
 export function postLoadInOrder(p: PostLoadStatements): Stmt[] {
-  return [...p.primaryKeys, ...p.uniques, ...p.exclusions, ...p.indexes, ...p.attachIndexes, ...p.foreignKeys, ...p.validateForeignKeys];
+  return [...p.primaryKeys, ...p.uniques, ...p.exclusions, ...p.indexes, ...p.attachIndexes, ...p.backfills, ...p.foreignKeys, ...p.validateForeignKeys, ...p.triggers];
 }
 
 /**
@@ -292,9 +311,4 @@ export function sequenceSetvalStatement(seq: SequenceModel): string | undefined 
   return `SELECT pg_catalog.setval(${quoteLiteral(qualifiedTable(seq.schema, seq.name))}, ${int(seq.lastValue)}, ${
     seq.isCalled ? 'true' : 'false'
   })`;
-}
-
-/** Columns COPY has to carry: generated columns are computed by the target. */
-export function copyColumns(t: TableModel): ColumnModel[] {
-  return t.columns.filter((c) => c.generated === undefined);
 }

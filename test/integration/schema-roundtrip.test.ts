@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Client } from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import { copyColumns, createSchemaStatements, indexIfNotExists, postLoadInOrder, postLoadStatements, sequenceSetvalStatement } from '../../activities/target/ddl';
+import { createSchemaStatements, indexIfNotExists, postLoadInOrder, postLoadStatements, sequenceSetvalStatement } from '../../activities/target/ddl';
 import { qualifiedTable, quoteIdent, quoteLiteral } from '../../plan/sql-names';
 import { introspectPostgres, type IntrospectedSchema } from '../../activities/postgres/introspect';
-import type { SchemaModel, SequenceModel, TableModel } from '../../plan/schema-model';
+import { sourceColumns, type SchemaModel, type SequenceModel, type TableModel } from '../../plan/schema-model';
 import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';
 
 const select = (_schema: string, table: string) => table !== 'unselected';
@@ -26,7 +26,7 @@ function comparable(m: SchemaModel): unknown {
 }
 
 async function copyTable(source: Client, target: Client, t: TableModel): Promise<void> {
-  const cols = copyColumns(t);
+  const cols = sourceColumns(t);
   const list = cols.map((c) => quoteIdent(c.name)).join(', ');
   const table = qualifiedTable(t.schema, t.name);
   const format = cols.every((c) => c.binaryCopySafe) ? 'binary' : 'text';

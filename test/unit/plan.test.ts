@@ -295,16 +295,20 @@ describe('parsePlan: wrong plans name the field and what was expected', () => {
     expect(issues.find((i) => i.path === 'tables.mappings')!.message).toContain('not both');
   });
 
-  test('transformation and table-settings rules are not supported yet', () => {
+  test('transformation rules are accepted (test/unit/dms-mapping-schema.test.ts); table-settings rules are not supported yet', () => {
+    const rename = { 'rule-type': 'transformation', 'rule-id': '2', 'rule-action': 'rename', 'rule-target': 'schema', 'object-locator': { 'schema-name': 'shop' }, value: 'app' };
     const mappings = {
       rules: [
         selection('1', 'include', 'shop', '%'),
-        { 'rule-type': 'transformation', 'rule-id': '2', 'rule-action': 'rename', 'rule-target': 'schema', 'object-locator': { 'schema-name': 'shop' }, value: 'app' },
+        rename,
         { 'rule-type': 'table-settings', 'rule-id': '3', 'object-locator': { 'schema-name': 'shop', 'table-name': 'big' }, 'parallel-load': { type: 'ranges' } },
       ],
     };
-    const issues = expectIssue(plan({ tables: { mappings } }), 'tables.mappings.rules[1]', 'not supported yet: transformation rules');
-    expect(issues).toContainEqual(expect.objectContaining({ path: 'tables.mappings.rules[2]', message: expect.stringContaining('not supported yet: table-settings') }));
+    const issues = expectIssue(plan({ tables: { mappings } }), 'tables.mappings.rules[2]', 'not supported yet: table-settings');
+    expect(issues).toHaveLength(1);
+    const p = ok(plan({ tables: { mappings: { rules: mappings.rules.slice(0, 2) } } }));
+    expect(p.tables.mappings!.rules[1]).toEqual(rename);
+    expect(compileSelection(p.tables).matches('shop', 'orders')).toBe(true);
   });
 
   test('a bad selection rule names the field inside the rule', () => {
@@ -556,20 +560,35 @@ describe('unsupportedFeatures', () => {
     expect(unsupportedFeatures(ok(plan({ alerts: { webhook: 'env:HOOK' } })))).toEqual([]);
   });
 
-  test('runner and keys are named', () => {
-    const p = ok(
-      plan({
-        mode: 'full-load-and-cdc',
-        runner: 'aws',
-        aws: { region: 'eu-west-1' },
-        source: { engine: 'mysql', url: 'env:S' },
-        keys: [{ table: 'shop.orders', surrogateKey: { column: 'id', type: 'bigint' } }],
-      }),
-    );
+  test('runner is named; keys run where dbferry creates and loads the tables', () => {
+    const keys = [{ table: 'shop.orders', surrogateKey: { column: 'id', type: 'bigint' } }];
+    const p = ok(plan({ mode: 'full-load-and-cdc', runner: 'aws', aws: { region: 'eu-west-1' }, source: { engine: 'mysql', url: 'env:S' }, keys }));
     const issues = unsupportedFeatures(p);
-    expect(issues).toContainEqual(expect.objectContaining({ path: 'runner', value: 'aws', message: expect.stringContaining('not supported yet') }));
-    expect(issues).toContainEqual(expect.objectContaining({ path: 'keys', message: expect.stringContaining('not supported yet') }));
-    expect(issues).toHaveLength(2);
+    expect(issues).toEqual([expect.objectContaining({ path: 'runner', value: 'aws', message: expect.stringContaining('not supported yet') })]);
+    expect(unsupportedFeatures(ok(plan({ mode: 'dump-restore', keys })))).toEqual([expect.objectContaining({ path: 'keys', message: expect.stringContaining('mode dump-restore restores them as pg_dump wrote them') })]);
+    expect(unsupportedFeatures(ok(plan({ mode: 'cdc', keys })))).toEqual([expect.objectContaining({ path: 'keys', message: expect.stringContaining('mode cdc replicates into tables made some other way') })]);
+  });
+
+  test('a surrogate key is bigint or uuid', () => {
+    expectIssue(plan({ keys: [{ table: 'shop.orders', surrogateKey: { column: 'id', type: 'int' } }] }), 'keys[0].surrogateKey.type', 'one of bigint, uuid');
+  });
+
+  test('a table in keys and in a define-primary-key rule is a plan error naming both', () => {
+    const mappings = {
+      rules: [
+        { 'rule-type': 'selection', 'rule-id': '1', 'rule-name': '1', 'rule-action': 'include', 'object-locator': { 'schema-name': 'shop', 'table-name': '%' } },
+        {
+          'rule-type': 'transformation',
+          'rule-id': '7',
+          'rule-name': '7',
+          'rule-target': 'table',
+          'rule-action': 'define-primary-key',
+          'object-locator': { 'schema-name': 'shop', 'table-name': 'ord%' },
+          'primary-key-def': { name: 'orders_pk', columns: ['customer_id', 'order_no'] },
+        },
+      ],
+    };
+    expectIssue(plan({ tables: { mappings }, keys: [{ table: 'shop.items', surrogateKey: { column: 'id', type: 'bigint' } }, { table: 'shop.orders', surrogateKey: { column: 'id', type: 'bigint' } }] }), 'keys[1].table', 'rule 7 (define-primary-key)');
   });
 
   test('a mysql source loads with mode full-load and replicates with the CDC modes; its startPosition is a binlog file:offset', () => {

@@ -29,7 +29,9 @@ import { mysqlEngine } from './mysql/mysql-engine';
 import { postgresEngine } from './postgres/postgres-engine';
 import { buildIndexes } from './target/build-indexes';
 import { createDatabasePostgres } from './target/create-database';
-import { createTables, targetModel } from './target/create-tables';
+import { createTables } from './target/create-tables';
+import { mappedSource } from './mapped-source';
+import { targetModelOrThrow } from './target/target-model';
 import { leaveOutTable } from './target/leave-out';
 
 /** What activities need from the outside: injected, so tests can use fakes. */
@@ -59,7 +61,8 @@ export function createActivities(deps: ActivityDeps = defaultDeps) {
         details: [{ hint: 'run workers of a version that supports it, then dbferry retry' }],
       });
     }
-    return factory(plan);
+    // Table mappings: the engine reads the source's names, everything else sees the target's.
+    return mappedSource(await factory(plan));
   };
   /** The source engine and the target of a step of the plan's runner (native is the only one yet). */
   const sides = async (plan: Plan): Promise<[SourceEngine, PgEndpoint]> => {
@@ -74,7 +77,7 @@ export function createActivities(deps: ActivityDeps = defaultDeps) {
     createDatabase: (input: ActivityInput) => createDatabasePostgres(input),
     createTables: async (input: ActivityInput) => {
       const [engine, tgt] = await sides(input.plan);
-      return createTables(input, tgt, async () => targetModel(await engine.introspect({ objects: true }), input.plan.keys));
+      return createTables(input, tgt, async () => targetModelOrThrow(await engine.introspect({ objects: true }), input.plan));
     },
     planLoad: async (input: ActivityInput) => planLoad(input, ...(await sides(input.plan))),
     holdSnapshot: async (input: ActivityInput) => holdSnapshot(input, ...(await sides(input.plan))),

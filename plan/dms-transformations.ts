@@ -32,30 +32,11 @@ import type { DmsTableMapping } from './table-selection';
 
 export type SourceEngine = 'postgres' | 'mysql';
 
-export interface MappedColumnModel extends ColumnModel {
-  /** The column's name on the source, when a rule renamed it. */
-  sourceName?: string;
-  /** The column's target type before a change-data-type rule replaced it. */
-  retypedFrom?: string;
-}
-
-export interface RemovedColumn {
-  /** The column's source name. */
-  name: string;
-  ruleId: string;
-}
-
-export interface MappedTableModel extends TableModel {
-  columns: MappedColumnModel[];
-  /** The table's names on the source, when a rule changed either. */
-  source?: QualifiedName;
-  /** Source columns that remove-column rules leave out of the target. */
-  removedColumns?: RemovedColumn[];
-}
-
-export interface MappedSchemaModel extends SchemaModel {
-  tables: MappedTableModel[];
-}
+// The mapping's fields live on the schema model itself (sourceName, source, removedColumns…).
+export type MappedColumnModel = ColumnModel;
+export type RemovedColumn = NonNullable<TableModel['removedColumns']>[number];
+export type MappedTableModel = TableModel;
+export type MappedSchemaModel = SchemaModel;
 
 export type TransformationNoteKind =
   | 'rename-schema'
@@ -1335,6 +1316,9 @@ function mapSequences(tx: Transformation, model: SchemaModel): SequenceModel[] {
       continue;
     }
     const seq: SequenceModel = { ...s, ownedBy: { table: { schema: owner.schema, name: owner.name }, column: column.col.name } };
+    if (qualifiedKey(seq.ownedBy!.table) !== qualifiedKey(s.ownedBy!.table) || seq.ownedBy!.column !== s.ownedBy!.column || s.identity) {
+      seq.source = { schema: s.schema, name: s.name, ownedBy: s.ownedBy! };
+    }
     if (s.identity && owner.schema !== owner.src.schema) {
       seq.schema = owner.schema;
       if (column.col.identitySequence) column.col.identitySequence = { schema: owner.schema, name: s.name };

@@ -200,10 +200,3 @@ export function redesignKeys(model: SchemaModel, keys: readonly KeySpec[]): Rede
   if (issues.length > 0) return { ok: false, issues };
   return { ok: true, model: { ...model, tables: model.tables.map((t) => tables.get(qualifiedKey(t))!) } };
 }
-
-/** The target's model after `keys`; a mismatch with the source's tables fails, naming the plan fields. */
-export function redesignOrThrow(model: SchemaModel, keys: readonly KeySpec[], fail: (message: string) => Error): SchemaModel {
-  const r = redesignKeys(model, keys);
-  if (r.ok) return r.model;
-  throw fail(r.issues.map((i) => `${i.path}: ${i.message}`).join('; '));
-}

@@ -308,6 +308,12 @@ export interface TableValidationResult {
    * no parent (`orphans`: NULL, as the source's data has it).
    */
   references?: { column: string; wrong: string; orphans: string }[];
+  /**
+   * Columns a table-mapping rule adds (`add-column` with an expression), with the rows whose
+   * value is not what the expression gives for them (any makes the table different). An
+   * expression that reads the clock is not checked.
+   */
+  computed?: { column: string; wrong: string }[];
 }
 
 export interface ValidateResult {

@@ -47,6 +47,10 @@ export interface ColumnModel {
    * add-column). It never travels from the source and is left out of the source-side checksum.
    */
   added?: AddedColumn;
+  /** The column's name on the source, when a table-mapping rule renamed it. */
+  sourceName?: string;
+  /** The column's target type before a change-data-type rule replaced it. */
+  retypedFrom?: string;
 }
 
 /** How a target-only column gets its values. */
@@ -130,6 +134,10 @@ export interface TableModel {
   surrogateKey?: { column: string; type: 'bigint' | 'uuid'; primaryKeyName: string; naturalKeyName?: string };
   /** Key redesign: new foreign keys to parents' surrogate keys. */
   references?: ReferenceModel[];
+  /** The table's names on the source, when a table-mapping rule changed either. */
+  source?: QualifiedName;
+  /** Source columns that remove-column rules leave out of the target. */
+  removedColumns?: { name: string; ruleId: string }[];
 }
 
 export interface SequenceModel {
@@ -149,6 +157,8 @@ export interface SequenceModel {
   ownedBy?: { table: QualifiedName; column: string };
   /** True for the implicit sequence of an identity column: created with the table, not separately. */
   identity: boolean;
+  /** Its names on the source (and its owner's), when a table-mapping rule moved or renamed them. */
+  source?: { schema: string; name: string; ownedBy?: { table: QualifiedName; column: string } };
 }
 
 export interface TypeModel {
@@ -246,4 +256,34 @@ export function descendantsOf(model: SchemaModel): Map<string, string[]> {
   };
   for (const key of children.keys()) out.set(key, walk(key, new Set()).sort());
   return out;
+}
+
+/**
+ * A table as the source has it: its source names, the source's columns under their source
+ * names, without the columns only the target has. The table itself when nothing is mapped
+ * (callers may key maps by it).
+ */
+export function sourceTable(t: TableModel): TableModel {
+  if (!t.source && !t.columns.some((c) => c.sourceName !== undefined || c.added !== undefined)) return t;
+  const names = new Map(t.columns.map((c) => [c.name, c.sourceName ?? c.name]));
+  const rename = (cols: string[]) => cols.map((c) => names.get(c) ?? c);
+  return {
+    ...t,
+    schema: t.source?.schema ?? t.schema,
+    name: t.source?.name ?? t.name,
+    columns: t.columns.filter((c) => c.added === undefined).map((c) => (c.sourceName !== undefined ? { ...c, name: c.sourceName } : c)),
+    ...(t.primaryKey ? { primaryKey: { ...t.primaryKey, ...(t.primaryKey.columns ? { columns: rename(t.primaryKey.columns) } : {}) } } : {}),
+  };
+}
+
+/** The model as the source has it (see sourceTable). */
+export function sourceModel(model: SchemaModel): SchemaModel {
+  return { ...model, tables: model.tables.map(sourceTable), sequences: model.sequences.map(sourceSequence) };
+}
+
+/** A sequence as the source names it. */
+export function sourceSequence(s: SequenceModel): SequenceModel {
+  if (!s.source) return s;
+  const { source, ...rest } = s;
+  return { ...rest, schema: source.schema, name: source.name, ...(source.ownedBy ? { ownedBy: source.ownedBy } : {}) };
 }

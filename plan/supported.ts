@@ -45,9 +45,5 @@ export function unsupportedFeatures(plan: Plan): PlanIssue[] {
       message: `key redesign needs dbferry to create and load the tables (mode full-load or full-load-and-cdc); mode ${plan.mode} ${plan.mode === 'cdc' ? 'replicates into tables made some other way' : 'restores them as pg_dump wrote them'}`,
     });
   }
-  const transformation = plan.tables.mappings?.rules.find((r) => (r as { 'rule-type': string })['rule-type'] === 'transformation') as { 'rule-id'?: unknown } | undefined;
-  if (transformation) {
-    issues.push({ path: 'tables.mappings', message: `not supported yet: transformation rules (rule ${String(transformation['rule-id'] ?? '?')}); selection rules are` });
-  }
   return issues;
 }

@@ -82,7 +82,8 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
               (t) =>
                 `${t.table} (source ${t.sourceRows} rows, target ${t.targetRows}, checksum ${t.checksum}` +
                 `${t.withDescendants ? `; as queried, with its partitions or children: source ${t.withDescendants.sourceRows} rows, target ${t.withDescendants.targetRows}, checksum ${t.withDescendants.checksum}` : ''}` +
-                `${(t.references ?? []).filter((r) => r.wrong !== '0').map((r) => `; ${r.wrong} rows whose ${r.column} does not point at the parent their natural key names`).join('')})`,
+                `${(t.references ?? []).filter((r) => r.wrong !== '0').map((r) => `; ${r.wrong} rows whose ${r.column} does not point at the parent their natural key names`).join('')}` +
+                `${(t.computed ?? []).filter((x) => x.wrong !== '0').map((x) => `; ${x.wrong} rows whose ${x.column} is not what its mapping expression gives`).join('')})`,
             )
             .join(', ')}`,
           details: [{ table: different[0]?.table, hint: 'inspect the table, then run dbferry retry to validate again' }],

@@ -158,8 +158,9 @@ async function copyUnit(lane: { source: SourceReader; target: Client }, t: Table
   const name = qualifiedTable(t.schema, t.name);
   const cols = sourceColumns(t);
   const colList = cols.map((c) => quoteIdent(c.name)).join(', ');
-  // Binary is faster, but arrays and composites of user types embed OIDs that differ on the target.
-  const format = cols.every((c) => c.binaryCopySafe) ? 'binary' : 'text';
+  // Binary is faster, but arrays and composites of user types embed OIDs that differ on the
+  // target, and a column a mapping retyped has another binary form there (text converts).
+  const format = cols.every((c) => c.binaryCopySafe && c.retypedFrom === undefined) ? 'binary' : 'text';
   const { source, target } = lane;
   ctx.progress.current = label;
   ctx.progress.table = unit.table;

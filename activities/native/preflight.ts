@@ -4,7 +4,8 @@ import type { Alert } from '../../plan/migration-types';
 import type { SourceEngine } from '../engine';
 import { withHeartbeat } from '../heartbeat';
 import type { PgEndpoint } from '../pg/connection';
-import { redesignKeys } from '../../plan/key-redesign';
+import type { TransformationNote } from '../../plan/dms-transformations';
+import { targetModel } from '../../plan/target-model';
 import type { SchemaModel } from '../../plan/schema-model';
 import { createSchemaStatements, postLoadStatements } from '../target/ddl';
 import { targetChecks } from '../target/preflight';
@@ -24,12 +25,17 @@ export async function preflight(
   return withHeartbeat(() => ({ step: 'preflight' }), async () => {
     const source = await engine.preflight({ cdc: plan.mode === 'full-load-and-cdc' || plan.mode === 'cdc' });
     const findings = [...source.findings];
-    const redesigned = redesignKeys(source.model, plan.keys);
-    if (!redesigned.ok) {
-      for (const i of redesigned.issues) findings.push({ severity: 'blocking', code: 'keys', message: `${i.path}: ${i.message}` });
+    const mapped = targetModel(source.model, plan);
+    // What the target will hold: the mapped names (the source's when the mapping does not fit).
+    const targetTables = mapped.ok ? mapped.model.tables : source.model.tables;
+    if (!mapped.ok) {
+      for (const i of mapped.issues) findings.push({ severity: 'blocking', code: i.path.startsWith('keys') ? 'keys' : 'mappings', message: `${i.path}: ${i.message}` });
+    }
+    for (const n of mapped.notes) {
+      if (n.severity === 'warning') findings.push({ severity: 'warning', code: 'mappings', message: `rule ${n.ruleId}: ${n.message}` });
     }
     const stoppingStep = plan.mode === 'dump-restore' ? 'dump-restore' : plan.mode === 'cdc' ? undefined : 'create-tables';
-    const targetInfo = await targetChecks(tgt, plan.target.createDatabase, source.model.tables, findings, stoppingStep);
+    const targetInfo = await targetChecks(tgt, plan.target.createDatabase, targetTables, findings, stoppingStep);
     if (plan.alerts?.webhook) {
       try {
         await alert(plan, { kind: 'check', text: `dbferry migration *${plan.name}*: preflight check; this migration's alerts arrive here`, at: new Date().toISOString() });
@@ -44,8 +50,8 @@ export async function preflight(
       source: source.info,
       target: targetInfo,
       findings,
-      tables: source.model.tables.map((t) => ({ name: qualifiedKey(t), estimatedRows: t.estimatedRows, estimatedBytes: t.estimatedBytes })),
-      targetSchema: input.withTargetSchema && redesigned.ok ? targetSchemaStatements(redesigned.model) : undefined,
+      tables: targetTables.map((t) => ({ name: qualifiedKey(t), estimatedRows: t.estimatedRows, estimatedBytes: t.estimatedBytes })),
+      targetSchema: input.withTargetSchema && mapped.ok ? targetSchemaStatements(mapped.model, mapped.notes) : undefined,
     };
   });
 }
@@ -54,7 +60,7 @@ export async function preflight(
  * What `check` shows of the target: its tables, their keys and foreign keys (built after the
  * load), and where a column the source does not have comes from.
  */
-function targetSchemaStatements(model: SchemaModel): string[] {
+function targetSchemaStatements(model: SchemaModel, mappingNotes: TransformationNote[]): string[] {
   const post = postLoadStatements(model);
   const notes = model.tables.flatMap((t) => {
     const out: string[] = [];
@@ -67,5 +73,6 @@ function targetSchemaStatements(model: SchemaModel): string[] {
     }
     return out;
   });
-  return [...createSchemaStatements(model), ...[...post.primaryKeys, ...post.uniques, ...post.foreignKeys].map((s) => s.sql), ...notes];
+  const mapped = mappingNotes.filter((n) => n.severity === 'change').map((n) => `-- ${n.table ? `${qualifiedKey(n.table)}: ` : ''}${n.message} (rule ${n.ruleId})`);
+  return [...createSchemaStatements(model), ...[...post.primaryKeys, ...post.uniques, ...post.foreignKeys].map((s) => s.sql), ...mapped, ...notes];
 }

@@ -1,3 +1,4 @@
+import { targetModelOrThrow } from '../target/target-model';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { FailureType } from '../../plan/failure-types';
@@ -20,7 +21,8 @@ export async function prepareCdc({ plan, migration }: ActivityInput, engine: Sou
     const applied = await appliedPosition(c, migration.runId);
     const recorded = await readModel(c, migration.runId);
     if (recorded) return { progress: applied, model: recorded };
-    const m = await engine.introspect();
+    // Mode cdc: the target's tables were made some other way, under the mapping's names.
+    const m = targetModelOrThrow(await engine.introspect(), plan);
     await checkTargetTables(c, m, tgt);
     await c.query('INSERT INTO _dbferry.migrations (run_id, name, model, statements_done) VALUES ($1, $2, $3, NULL) ON CONFLICT (run_id) DO NOTHING', [
       migration.runId,

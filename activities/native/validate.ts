@@ -3,7 +3,7 @@ import type { Client } from 'pg';
 import { FailureType } from '../../plan/failure-types';
 import { inParallel } from '../../plan/in-parallel';
 import type { ActivityInput, TableValidationResult, ValidateResult } from '../../plan/migration-types';
-import { descendantsOf, qualifiedKey, type TableModel } from '../../plan/schema-model';
+import { descendantsOf, qualifiedKey, sourceTable, type TableModel } from '../../plan/schema-model';
 import type { ChecksumMethod, SourceEngine, SourceReader } from '../engine';
 import { withHeartbeat } from '../heartbeat';
 import { targetChecksum } from '../pg/checksum';
@@ -11,6 +11,7 @@ import { closeQuietly, connect, withConnection, type PgEndpoint } from '../pg/co
 import { toFailure } from '../pg/errors';
 import { readTableLoads } from '../target/bookkeeping';
 import { loadModel } from '../target/model';
+import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { orphansQuery, wrongLinksQuery } from '../target/reference-ddl';
 
 const WHOLE = { kind: 'whole' } as const;
@@ -51,19 +52,22 @@ async function refuseColumnDifferences({ migration }: ActivityInput, engine: Sou
   const differences: string[] = [];
   for (const t of model.tables) {
     const key = qualifiedKey(t);
-    const source = now.get(key);
+    const sourceKey = qualifiedKey(sourceTable(t));
+    const source = now.get(sourceKey);
     if (!source) {
-      differences.push(`${key} is no longer on the source (dropped or renamed)`);
+      differences.push(`${sourceKey} is no longer on the source (dropped or renamed)`);
       continue;
     }
-    const target = new Set(onTarget.get(key));
-    // Columns only the target has (key redesign) are not the source's.
-    for (const c of t.columns) if (c.added) target.delete(c.name);
-    const sourceCols = source.columns.map((c) => c.name);
+    // Compared under the source's names: the target's own columns (key redesign, add-column)
+    // and the columns a mapping removes are no difference.
+    const byName = new Map(t.columns.map((c) => [c.name, c]));
+    const target = new Set([...(onTarget.get(key) ?? [])].filter((n) => !byName.get(n)?.added).map((n) => byName.get(n)?.sourceName ?? n));
+    const removed = new Set((t.removedColumns ?? []).map((c) => c.name));
+    const sourceCols = source.columns.map((c) => c.name).filter((n) => !removed.has(n));
     const missing = sourceCols.filter((c) => !target.has(c));
     const extra = [...target].filter((c) => !sourceCols.includes(c));
-    if (missing.length > 0) differences.push(`${key} has column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} on the source, not on the target`);
-    if (extra.length > 0) differences.push(`${key} has column${extra.length > 1 ? 's' : ''} ${extra.join(', ')} on the target, not on the source`);
+    if (missing.length > 0) differences.push(`${sourceKey} has column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} on the source, not on the target`);
+    if (extra.length > 0) differences.push(`${sourceKey} has column${extra.length > 1 ? 's' : ''} ${extra.join(', ')} on the target, not on the source`);
   }
   if (differences.length === 0) return;
   throw ApplicationFailure.create({
@@ -145,6 +149,26 @@ async function checkReferences(c: Client, tgt: PgEndpoint, t: TableModel): Promi
   return out;
 }
 
+/**
+ * Columns added by a mapping's expression: the source has no such column to compare with, so
+ * each row's value is checked against the expression over the row's own (validated) columns.
+ */
+async function checkComputed(c: Client, tgt: PgEndpoint, t: TableModel): Promise<NonNullable<TableValidationResult['computed']>> {
+  const out: NonNullable<TableValidationResult['computed']> = [];
+  for (const col of t.columns) {
+    if (col.added?.kind !== 'expression' || /\bnow\(\)/.test(col.added.sql)) continue;
+    try {
+      const r = await c.query<{ n: string }>(
+        `SELECT count(*)::text AS n FROM ONLY ${qualifiedTable(t.schema, t.name)} AS r WHERE r.${quoteIdent(col.name)} IS DISTINCT FROM (${col.added.sql})`,
+      );
+      out.push({ column: col.name, wrong: r.rows[0]!.n });
+    } catch (err) {
+      throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, table: qualifiedKey(t), doing: `checking the computed column ${col.name}` });
+    }
+  }
+  return out;
+}
+
 interface Lane {
   target: Client;
   source?: SourceReader;
@@ -171,12 +195,14 @@ async function validateTables(
         lanes[i] ??= { target: await connect(tgt, { purpose: 'validate' }), ...(engine ? { source: await engine.openReader() } : {}) };
         const r = await compare(lanes[i]!, t);
         const references = await checkReferences(lanes[i]!.target, tgt, t);
-        const same = (x: Omit<Compared, 'withDescendants' | 'references'>) => x.sourceRows === x.targetRows && x.checksum !== 'different';
+        const computed = await checkComputed(lanes[i]!.target, tgt, t);
+        const same = (x: Omit<Compared, 'withDescendants' | 'references' | 'computed'>) => x.sourceRows === x.targetRows && x.checksum !== 'different';
         results.push({
           table: qualifiedKey(t),
           ...r,
           ...(references.length > 0 ? { references } : {}),
-          equal: same(r) && (!r.withDescendants || same(r.withDescendants)) && references.every((x) => x.wrong === '0'),
+          ...(computed.length > 0 ? { computed } : {}),
+          equal: same(r) && (!r.withDescendants || same(r.withDescendants)) && references.every((x) => x.wrong === '0') && computed.every((x) => x.wrong === '0'),
         });
         progress.tablesDone++;
       });

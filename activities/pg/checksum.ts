@@ -32,7 +32,8 @@ function baseType(type: string): string {
 
 function hashedColumn(c: ColumnModel): string {
   const col = quoteIdent(c.name);
-  if (!VALUE_HASHED.has(baseType(c.type))) return `${col}::text`;
+  // A column a mapping retyped has one type on each side: only its text compares.
+  if (!VALUE_HASHED.has(baseType(c.type)) || c.retypedFrom !== undefined) return `${col}::text`;
   // A column collation may be nondeterministic (it hashes a sort key): compare the bytes.
   return c.collation && /^(text|character)/.test(baseType(c.type)) ? `(${col} COLLATE "C")` : col;
 }

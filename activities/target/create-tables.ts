@@ -1,7 +1,4 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { FailureType } from '../../plan/failure-types';
-import { redesignOrThrow } from '../../plan/key-redesign';
-import type { Plan } from '../../plan/plan-schema';
 import type { ActivityInput, CreateTablesResult } from '../../plan/migration-types';
 import { qualifiedKey, type SchemaModel } from '../../plan/schema-model';
 import { withHeartbeat } from '../heartbeat';
@@ -124,18 +121,6 @@ async function createSchemaObjects(c: Client, tgt: PgEndpoint, model: SchemaMode
   const later = await applySchemaObjects(c, tgt, pre, { deferMissing: true });
   await createTables();
   await applySchemaObjects(c, tgt, later, { deferMissing: false });
-}
-
-/** The source's model as the target will have it: the plan's key redesign applied. */
-export function targetModel(source: SchemaModel, keys: Plan['keys']): SchemaModel {
-  return redesignOrThrow(source, keys, (message) =>
-    ApplicationFailure.create({
-      type: FailureType.PreflightBlocked,
-      nonRetryable: true,
-      message: `the plan's keys do not fit the source's tables: ${message}`,
-      details: [{ hint: 'fix keys in the plan and start the migration again' }],
-    }),
-  );
 }
 
 function result(model: SchemaModel, statements: number, alreadyCreated: boolean): CreateTablesResult {

@@ -9,7 +9,7 @@ import {
   type SequenceModel,
   type TableModel,
 } from '../../plan/schema-model';
-import { qualifiedColumn, qualifiedTable, quoteIdent, quoteLiteral } from '../../plan/sql-names';
+import { fitIdentifier, qualifiedColumn, qualifiedTable, quoteIdent, quoteLiteral } from '../../plan/sql-names';
 import { referenceStatements } from './reference-ddl';
 
 
@@ -87,6 +87,7 @@ export function createSchemaStatements(model: SchemaModel): string[] {
       `ALTER SEQUENCE ${qualifiedTable(s.schema, s.name)} OWNED BY ${qualifiedColumn(o.table.schema, o.table.name, o.column)}`,
     );
   }
+  for (const t of model.tables) out.push(...computedColumnStatements(t));
   for (const t of model.tables) {
     if (t.comment !== undefined) {
       out.push(`COMMENT ON TABLE ${qualifiedTable(t.schema, t.name)} IS ${quoteLiteral(t.comment)}`);
@@ -311,4 +312,33 @@ export function sequenceSetvalStatement(seq: SequenceModel): string | undefined 
   return `SELECT pg_catalog.setval(${quoteLiteral(qualifiedTable(seq.schema, seq.name))}, ${int(seq.lastValue)}, ${
     seq.isCalled ? 'true' : 'false'
   })`;
+}
+
+/** The trigger function that computes a table's mapping-added columns (at most 63 bytes). */
+export function computedColumnsFunction(t: TableModel): string {
+  return fitIdentifier(`dbferry_${t.name}_computed`, new Set());
+}
+
+/**
+ * Columns a DMS add-column rule adds, computed from the row on the target by a trigger that
+ * exists before the load: COPY and the CDC applier write the source's columns, the trigger
+ * fills these, the same way in both (`ENABLE ALWAYS`: the applier runs as a replica). A
+ * trigger rather than a generated column: DMS expressions may read the clock
+ * (`datetime('now')`), which a generated column may not.
+ */
+function computedColumnStatements(t: TableModel): string[] {
+  const computed = t.columns.filter((c): c is ColumnModel & { added: { kind: 'expression' } } => c.added?.kind === 'expression');
+  if (computed.length === 0) return [];
+  const table = qualifiedTable(t.schema, t.name);
+  const fn = computedColumnsFunction(t);
+  const body = `#variable_conflict use_column
+BEGIN
+  SELECT ${computed.map((c) => c.added.sql).join(', ')} INTO ${computed.map((c) => `NEW.${quoteIdent(c.name)}`).join(', ')} FROM (SELECT NEW.*) AS r;
+  RETURN NEW;
+END`;
+  return [
+    `CREATE OR REPLACE FUNCTION ${qualifiedTable(t.schema, fn)}() RETURNS trigger LANGUAGE plpgsql AS ${quoteLiteral(body)}`,
+    `CREATE OR REPLACE TRIGGER ${quoteIdent(fn)} BEFORE INSERT OR UPDATE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${qualifiedTable(t.schema, fn)}()`,
+    `ALTER TABLE ${table} ENABLE ALWAYS TRIGGER ${quoteIdent(fn)}`,
+  ];
 }

@@ -158,15 +158,18 @@ async function checkComputed(c: Client, tgt: PgEndpoint, t: TableModel): Promise
   for (const col of t.columns) {
     if (col.added?.kind !== 'expression' || /\bnow\(\)/.test(col.added.sql)) continue;
     try {
-      const r = await c.query<{ n: string }>(
-        `SELECT count(*)::text AS n FROM ONLY ${qualifiedTable(t.schema, t.name)} AS r WHERE r.${quoteIdent(col.name)} IS DISTINCT FROM (${col.added.sql})`,
-      );
+      const r = await c.query<{ n: string }>(computedMismatchQuery(t, col.name, col.added.sql));
       out.push({ column: col.name, wrong: r.rows[0]!.n });
     } catch (err) {
       throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, table: qualifiedKey(t), doing: `checking the computed column ${col.name}` });
     }
   }
   return out;
+}
+
+/** Rows of `t` whose computed column is not what its expression gives for them. */
+export function computedMismatchQuery(t: TableModel, column: string, sql: string): string {
+  return `SELECT count(*)::text AS n FROM ONLY ${qualifiedTable(t.schema, t.name)} AS r WHERE r.${quoteIdent(column)} IS DISTINCT FROM (${sql})`;
 }
 
 interface Lane {

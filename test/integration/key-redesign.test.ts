@@ -7,6 +7,7 @@ import { redesignKeys } from '../../plan/key-redesign';
 import { sourceColumns, type SchemaModel, type TableModel } from '../../plan/schema-model';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';
+import { schemaModel, tableModel } from '../support/models';
 
 /**
  * Key redesign on a real target, with hostile names: the DDL the model renders, the set-based
@@ -19,32 +20,10 @@ const SCHEMA = 'Shöp "x"';
 const PARENT = 'Order s';
 const CHILD = 'it"ems';
 
-function table(name: string, columns: [string, string][], key: string[]): TableModel {
-  return {
-    schema: SCHEMA,
-    name,
-    columns: columns.map(([n, type]) => ({ name: n, type, notNull: key.includes(n), binaryCopySafe: true })),
-    primaryKey: { name: `${name}_pkey`, definition: `PRIMARY KEY (${key.map(quoteIdent).join(', ')})`, columns: key },
-    uniques: [],
-    checks: [],
-    exclusions: [],
-    foreignKeys: [],
-    indexes: [],
-    estimatedRows: '0',
-    estimatedBytes: '0',
-  };
-}
-
-const source: SchemaModel = {
-  schemas: [SCHEMA],
-  extensions: [],
-  types: [],
-  sequences: [],
-  tables: [
-    table(PARENT, [['Cust', 'integer'], ['no', 'text'], ['total', 'numeric(10,2)']], ['Cust', 'no']),
-    table(CHILD, [['line', 'integer'], ['Cust', 'integer'], ['no', 'text'], ['qty', 'integer']], ['line']),
-  ],
-};
+const source: SchemaModel = schemaModel([
+    tableModel(SCHEMA, PARENT, [['Cust', 'integer'], ['no', 'text'], ['total', 'numeric(10,2)']], ['Cust', 'no']),
+    tableModel(SCHEMA, CHILD, [['line', 'integer'], ['Cust', 'integer'], ['no', 'text'], ['qty', 'integer']], ['line']),
+]);
 
 const redesigned = redesignKeys(source, [
   { table: `"${SCHEMA.replace(/"/g, '""')}"."${PARENT}"`, surrogateKey: { column: 'select', type: 'bigint' } },

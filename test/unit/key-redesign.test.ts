@@ -1,37 +1,17 @@
 import { redesignKeys } from '../../plan/key-redesign';
 import type { SchemaModel, TableModel } from '../../plan/schema-model';
+import { schemaModel, tableModel } from '../support/models';
+
+const table = (name: string, columns: [string, string][], key: string[], extra: Partial<TableModel> = {}) => tableModel('shop', name, columns, key, extra);
 import type { KeySpec } from '../../plan/plan-schema';
 
-function table(name: string, columns: [string, string][], key: string[], extra: Partial<TableModel> = {}): TableModel {
-  return {
-    schema: 'shop',
-    name,
-    columns: columns.map(([n, type]) => ({ name: n, type, notNull: false, binaryCopySafe: true })),
-    ...(key.length ? { primaryKey: { name: `${name}_pkey`, definition: `PRIMARY KEY (${key.join(', ')})`, columns: key } } : {}),
-    uniques: [],
-    checks: [],
-    exclusions: [],
-    foreignKeys: [],
-    indexes: [],
-    estimatedRows: '0',
-    estimatedBytes: '0',
-    ...extra,
-  };
-}
-
-const model: SchemaModel = {
-  schemas: ['shop'],
-  extensions: [],
-  types: [],
-  sequences: [],
-  tables: [
+const model: SchemaModel = schemaModel([
     table('orders', [['customer_id', 'integer'], ['order_no', 'text']], ['customer_id', 'order_no']),
     table('items', [['line', 'integer'], ['customer_id', 'integer'], ['order_no', 'text'], ['code', 'bigint']], ['line'], {
       foreignKeys: [{ name: 'items_fk', definition: 'FOREIGN KEY (customer_id, order_no) REFERENCES shop.orders(customer_id, order_no) ON DELETE CASCADE', references: { schema: 'shop', name: 'orders' } }],
     }),
     table('notes', [['body', 'text']], []),
-  ],
-};
+]);
 
 const surrogate: KeySpec = { table: 'shop.orders', surrogateKey: { column: 'id', type: 'bigint' } };
 const reference = (on: Record<string, string>, extra: Partial<NonNullable<KeySpec['references']>[number]> = {}): KeySpec => ({

@@ -1,34 +1,13 @@
 import { targetModel } from '../../plan/target-model';
 import { parsePlan } from '../../plan/parse-plan';
-import { sourceTable, type SchemaModel, type TableModel } from '../../plan/schema-model';
+import { sourceTable, type SchemaModel } from '../../plan/schema-model';
+import { schemaModel, tableModel } from '../support/models';
 import { mapRelation } from '../../activities/mapped-source';
 
-function table(schema: string, name: string, columns: [string, string][], key: string[]): TableModel {
-  return {
-    schema,
-    name,
-    columns: columns.map(([n, type]) => ({ name: n, type, notNull: key.includes(n), binaryCopySafe: true })),
-    primaryKey: { name: `${name}_pkey`, definition: `PRIMARY KEY (${key.map((k) => `"${k}"`).join(', ')})`, columns: key },
-    uniques: [],
-    checks: [],
-    exclusions: [],
-    foreignKeys: [],
-    indexes: [],
-    estimatedRows: '0',
-    estimatedBytes: '0',
-  };
-}
-
-const source: SchemaModel = {
-  schemas: ['Sales'],
-  extensions: [],
-  types: [],
-  sequences: [],
-  tables: [
-    table('Sales', 'Customer', [['CustId', 'integer'], ['CustName', 'character varying(50)'], ['Email', 'character varying(100)'], ['Secret', 'character varying(20)'], ['Score', 'integer']], ['CustId']),
-    table('Sales', 'Order', [['OrderId', 'integer'], ['CustId', 'integer']], ['OrderId']),
-  ],
-};
+const source: SchemaModel = schemaModel([
+    tableModel('Sales', 'Customer', [['CustId', 'integer'], ['CustName', 'character varying(50)'], ['Email', 'character varying(100)'], ['Secret', 'character varying(20)'], ['Score', 'integer']], ['CustId']),
+    tableModel('Sales', 'Order', [['OrderId', 'integer'], ['CustId', 'integer']], ['OrderId']),
+]);
 
 const rules = [
   { 'rule-type': 'selection', 'rule-id': '1', 'rule-name': 'sales', 'object-locator': { 'schema-name': 'Sales', 'table-name': '%' }, 'rule-action': 'include' },

@@ -112,8 +112,11 @@ function mappedStream(stream: ChangeStream, model: SchemaModel): ChangeStream {
     async *[Symbol.asyncIterator](): AsyncIterator<ChangeEvent> {
       for await (const e of stream) {
         if (e.kind === 'relation') {
-          const mapped = mapRelation(e.relation, bySource.get(qualifiedKey(e.relation)));
-          if (mapped.keep) keeps.set(e.relation.id, mapped.keep);
+          const t = bySource.get(qualifiedKey(e.relation));
+          // A table the migration does not have (a publication may hold more) could share its
+          // source name with a migrated table's target name: it gets a name no table has.
+          const mapped = t ? mapRelation(e.relation, t) : { relation: { ...e.relation, schema: `\u0000not migrated: ${e.relation.schema}` } };
+          if ('keep' in mapped && mapped.keep) keeps.set(e.relation.id, mapped.keep);
           else keeps.delete(e.relation.id);
           yield { ...e, relation: mapped.relation };
         } else if (e.kind === 'change') {

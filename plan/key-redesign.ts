@@ -135,6 +135,10 @@ export function redesignKeys(model: SchemaModel, keys: readonly KeySpec[]): Rede
   for (const { spec, i, table } of located) {
     spec.references?.forEach((ref, j) => {
       const path = `keys[${i}].references[${j}]`;
+      if (table.partitioned || table.partitionOf || table.inherits?.length || model.tables.some((x) => x.inherits?.some((p) => qualifiedKey(p) === qualifiedKey(table)))) {
+        issues.push({ path: `keys[${i}].table`, message: `${spec.table} is partitioned, a partition or in an inheritance tree: a new reference column there is not supported` });
+        return;
+      }
       const parentName = tableOf(ref.parent);
       const parent = parentName ? tables.get(qualifiedKey(parentName)) : undefined;
       if (!parentName || !parent) {

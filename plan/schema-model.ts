@@ -278,7 +278,18 @@ export function sourceTable(t: TableModel): TableModel {
 
 /** The model as the source has it (see sourceTable). */
 export function sourceModel(model: SchemaModel): SchemaModel {
-  return { ...model, tables: model.tables.map(sourceTable), sequences: model.sequences.map(sourceSequence) };
+  const names = new Map(model.tables.filter((t) => t.source).map((t) => [qualifiedKey(t), t.source!]));
+  const parent = (p: QualifiedName): QualifiedName => names.get(qualifiedKey(p)) ?? p;
+  const tables = model.tables.map((t) => {
+    const s = sourceTable(t);
+    if (names.size === 0 || (!s.partitionOf && !s.inherits)) return s;
+    return {
+      ...s,
+      ...(s.partitionOf ? { partitionOf: { ...s.partitionOf, parent: parent(s.partitionOf.parent) } } : {}),
+      ...(s.inherits ? { inherits: s.inherits.map(parent) } : {}),
+    };
+  });
+  return { ...model, tables, sequences: model.sequences.map(sourceSequence) };
 }
 
 /** A sequence as the source names it. */

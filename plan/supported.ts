@@ -45,5 +45,9 @@ export function unsupportedFeatures(plan: Plan): PlanIssue[] {
       message: `key redesign needs dbferry to create and load the tables (mode full-load or full-load-and-cdc); mode ${plan.mode} ${plan.mode === 'cdc' ? 'replicates into tables made some other way' : 'restores them as pg_dump wrote them'}`,
     });
   }
+  const transformation = plan.tables.mappings?.rules.find((r) => r['rule-type'] === 'transformation');
+  if (transformation && plan.mode === 'dump-restore') {
+    issues.push({ path: 'tables.mappings', message: `transformation rules (rule ${String(transformation['rule-id'])}) need dbferry to create the tables; mode dump-restore restores them as pg_dump wrote them (use mode full-load)` });
+  }
   return issues;
 }

@@ -6,7 +6,7 @@
 import { applyTransformations, type TransformationNote } from './dms-transformations';
 import { redesignKeys } from './key-redesign';
 import type { Plan } from './plan-schema';
-import type { SchemaModel } from './schema-model';
+import { qualifiedKey, type SchemaModel } from './schema-model';
 
 export interface TargetModelIssue {
   /** The plan field: `tables.mappings.rules[3]…` or `keys[1]…`. */
@@ -16,7 +16,7 @@ export interface TargetModelIssue {
 
 export type TargetModelResult = { ok: true; model: SchemaModel; notes: TransformationNote[] } | { ok: false; issues: TargetModelIssue[]; notes: TransformationNote[] };
 
-export function targetModel(source: SchemaModel, plan: Pick<Plan, 'tables' | 'keys' | 'source'>): TargetModelResult {
+export function targetModel(source: SchemaModel, plan: Pick<Plan, 'tables' | 'keys' | 'source' | 'mode'>): TargetModelResult {
   let model = source;
   let notes: TransformationNote[] = [];
   const rules = plan.tables.mappings?.rules ?? [];
@@ -27,6 +27,22 @@ export function targetModel(source: SchemaModel, plan: Pick<Plan, 'tables' | 'ke
       return { ok: false, notes, issues: mapped.errors.map((e) => ({ path: e.path ?? 'tables.mappings', message: `rule ${e.ruleId}: ${e.message}` })) };
     }
     model = mapped.model;
+    const defined = notes.filter((n) => n.kind === 'define-primary-key' && n.table);
+    const issues: TargetModelIssue[] = [];
+    for (const n of defined) {
+      const key = qualifiedKey(n.table!);
+      // CDC finds a changed row by the key its source sends (pgoutput: the replica identity);
+      // another key would miss deletes and key changes.
+      if (plan.mode === 'full-load-and-cdc' || plan.mode === 'cdc') {
+        issues.push({ path: 'tables.mappings', message: `rule ${n.ruleId}: define-primary-key on ${key} is not supported with CDC (rows are found by the source's own key in the change stream)` });
+      }
+      plan.keys.forEach((k, i) => {
+        if (k.table === key || k.table === `"${n.table!.schema.replace(/"/g, '""')}"."${n.table!.name.replace(/"/g, '""')}"`) {
+          issues.push({ path: `keys[${i}].table`, message: `${k.table} also gets its primary key from table-mapping rule ${n.ruleId} (define-primary-key): design its key in one place` });
+        }
+      });
+    }
+    if (issues.length > 0) return { ok: false, notes, issues };
   }
   const redesigned = redesignKeys(model, plan.keys);
   if (!redesigned.ok) return { ok: false, notes, issues: redesigned.issues };

@@ -51,6 +51,20 @@ export async function buildIndexes(
         progress.running.push(s.name);
         try {
           if (kind === 'constraint' && (await constraintExists(c, s, byKey))) return;
+          if (kind === 'backfill') {
+            // A retry runs after the source's triggers were created: as a replica, only
+            // dbferry's own (ENABLE ALWAYS) fire on the rows a backfill rewrites.
+            await c.query('BEGIN');
+            try {
+              await c.query('SET LOCAL session_replication_role = replica');
+              await c.query(s.sql);
+              await c.query('COMMIT');
+            } catch (err) {
+              await c.query('ROLLBACK').catch(() => undefined);
+              throw err;
+            }
+            return;
+          }
           await c.query(s.sql);
         } catch (err) {
           const doing = { validate: 'validating', backfill: 'filling', constraint: 'creating', index: 'creating', trigger: 'creating trigger' }[kind];

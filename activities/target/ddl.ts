@@ -2,8 +2,10 @@
  * Renders PostgreSQL DDL from the neutral schema model. Pure: no I/O, so the workflow side and
  * tests can use it too.
  */
+import { createHash } from 'node:crypto';
 import {
   qualifiedKey,
+  sourceColumns,
   type ColumnModel,
   type SchemaModel,
   type SequenceModel,
@@ -316,7 +318,9 @@ export function sequenceSetvalStatement(seq: SequenceModel): string | undefined 
 
 /** The trigger function that computes a table's mapping-added columns (at most 63 bytes). */
 export function computedColumnsFunction(t: TableModel): string {
-  return fitIdentifier(`dbferry_${t.name}_computed`, new Set());
+  // Names cut to 63 bytes may meet within a schema: the table's digest keeps them apart.
+  const digest = createHash('sha256').update(JSON.stringify([t.schema, t.name])).digest('hex').slice(0, 8);
+  return fitIdentifier(`dbferry_${digest}_${t.name}_computed`, new Set());
 }
 
 /**
@@ -338,7 +342,11 @@ BEGIN
 END`;
   return [
     `CREATE OR REPLACE FUNCTION ${qualifiedTable(t.schema, fn)}() RETURNS trigger LANGUAGE plpgsql AS ${quoteLiteral(body)}`,
-    `CREATE OR REPLACE TRIGGER ${quoteIdent(fn)} BEFORE INSERT OR UPDATE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${qualifiedTable(t.schema, fn)}()`,
+    // Updates of the source's columns only: dbferry's own writes to other columns (a backfill,
+    // a reference relinked) must not recompute a value that reads the clock.
+    `CREATE OR REPLACE TRIGGER ${quoteIdent(fn)} BEFORE INSERT OR UPDATE OF ${sourceColumns(t)
+      .map((c) => quoteIdent(c.name))
+      .join(', ')} ON ${table} FOR EACH ROW EXECUTE FUNCTION ${qualifiedTable(t.schema, fn)}()`,
     `ALTER TABLE ${table} ENABLE ALWAYS TRIGGER ${quoteIdent(fn)}`,
   ];
 }

@@ -12,6 +12,7 @@
  *   that pointed at it (a source without the relationship keeps such children).
  * The parent's surrogate key is never written by the applier, so it never changes on update.
  */
+import { createHash } from 'node:crypto';
 import type { ReferenceModel, TableModel } from '../../plan/schema-model';
 import { fitIdentifier, qualifiedTable, quoteIdent, quoteLiteral } from '../../plan/sql-names';
 import { qualifiedKey } from '../../plan/schema-model';
@@ -26,9 +27,12 @@ export interface ReferenceStatements {
 }
 
 /** The trigger functions' names (and their triggers'): derived from the foreign key's name, at most 63 bytes. */
-export function linkFunctionNames(ref: ReferenceModel): { child: string; parent: string } {
+export function linkFunctionNames(child: TableModel, ref: ReferenceModel): { child: string; parent: string } {
+  // The parent's function lives in the parent's schema, where several children's may meet, and
+  // a name cut to 63 bytes may meet another: a digest of the reference makes each its own.
+  const digest = createHash('sha256').update(JSON.stringify([child.schema, child.name, ref.column])).digest('hex').slice(0, 8);
   const taken = new Set<string>();
-  return { child: fitIdentifier(`dbferry_${ref.name}_child`, taken), parent: fitIdentifier(`dbferry_${ref.name}_parent`, taken) };
+  return { child: fitIdentifier(`dbferry_${digest}_${ref.name}_child`, taken), parent: fitIdentifier(`dbferry_${digest}_${ref.name}_parent`, taken) };
 }
 
 /** `row.c1 = other.p1 AND …` over the natural-key pairs. */
@@ -67,7 +71,7 @@ export function referenceStatements(t: TableModel): ReferenceStatements {
     });
     out.validate.push({ table: key, name: ref.name, sql: `ALTER TABLE ${child} VALIDATE CONSTRAINT ${quoteIdent(ref.name)}` });
 
-    const fn = linkFunctionNames(ref);
+    const fn = linkFunctionNames(t, ref);
     const childFn = qualifiedTable(t.schema, fn.child);
     const parentFn = qualifiedTable(ref.parent.schema, fn.parent);
     const childBody = `BEGIN
@@ -79,7 +83,7 @@ END`;
     const naturalChanged = `${rowOf('NEW', parentCols)} IS DISTINCT FROM ${rowOf('OLD', parentCols)}`;
     const parentBody = `BEGIN
   IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ${naturalChanged}) THEN
-    UPDATE ONLY ${child} SET ${col} = NULL WHERE ${col} = OLD.${pk};
+    UPDATE ONLY ${child} AS c SET ${col} = NULL WHERE c.${col} = OLD.${pk};
   END IF;
   IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND ${naturalChanged}) THEN
     UPDATE ONLY ${child} AS c SET ${col} = NEW.${pk} WHERE ${naturalMatch(ref, 'c', 'NEW')} AND c.${col} IS DISTINCT FROM NEW.${pk};
@@ -118,7 +122,7 @@ SELECT (SELECT count(*) FROM o)::text AS n, ARRAY(SELECT DISTINCT natural_key FR
 
 /**
  * Child rows whose link disagrees with their natural key: linked to a parent with another
- * natural key (or none), or unlinked while a parent with their natural key exists. Validation
+ * natural key, to none that exists, or unlinked while a parent with their natural key exists. Validation
  * counts them: any is a difference.
  */
 export function wrongLinksQuery(t: TableModel, ref: ReferenceModel): string {
@@ -127,7 +131,6 @@ export function wrongLinksQuery(t: TableModel, ref: ReferenceModel): string {
   const col = quoteIdent(ref.column);
   const pk = quoteIdent(ref.parentColumn);
   return `SELECT count(*)::text AS n FROM ONLY ${child} AS c
-  LEFT JOIN ONLY ${parent} AS linked ON linked.${pk} = c.${col}
   LEFT JOIN ONLY ${parent} AS named ON ${naturalMatch(ref, 'c', 'named')}
- WHERE linked.${pk} IS DISTINCT FROM named.${pk}`;
+ WHERE c.${col} IS DISTINCT FROM named.${pk}`;
 }

@@ -127,6 +127,18 @@ export class TableSql {
     });
   }
 
+  /**
+   * A key change in place (the key columns among `present`): parameters = the values at
+   * `present`, then the old key values. Where foreign keys act, an in-place update fires their
+   * ON UPDATE actions; a delete + insert (moveOne) would fire ON DELETE on the children.
+   */
+  updateKeyOne(present: readonly number[]): string {
+    return this.cached(`updateKeyOne ${present.join(',')}`, () => {
+      const assignments = present.map((i, n) => `${this.col(i)} = $${n + 1}`).join(', ');
+      return `UPDATE ${this.only}${this.target} SET ${assignments} WHERE ${this.keyParams(present.length)}`;
+    });
+  }
+
   /** One row: parameters = the key values. */
   deleteOne(): string {
     return this.cached('deleteOne', () => `DELETE FROM ${this.only}${this.target} WHERE ${this.keyParams(0)}`);

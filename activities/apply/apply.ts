@@ -455,7 +455,20 @@ export class ChangeApplier {
       } else if (c.kind === 'update') {
         const { key, newKey } = updateKeys(c);
         if (newKey) {
-          await this.moveRow(c, key, newKey);
+          // In place: the children follow by ON UPDATE (a move would cascade ON DELETE to them).
+          const row: Tuple = c.new.slice();
+          c.table.keyColumns.forEach((k, i) => (row[k] = newKey[i]!));
+          const present = presentColumns(row);
+          // A replay may find the new key taken already: then as a move, which resolves that.
+          await this.client.query('SAVEPOINT dbferry_key_change');
+          const r = await this.client.query(sql.updateKeyOne(present), [...params(row, present), ...key.map(text)]).catch(async (err: unknown) => {
+            if ((err as { code?: string }).code !== '23505') throw err;
+            await this.client.query('ROLLBACK TO SAVEPOINT dbferry_key_change');
+            return { rowCount: 0 };
+          });
+          await this.client.query('RELEASE SAVEPOINT dbferry_key_change');
+          if (r.rowCount === 0) await this.moveRow(c, key, newKey);
+          else this.counters.keyChanges++;
         } else {
           const set = presentColumns(c.new).filter((i) => !sql.isKey(i));
           const r = set.length > 0 ? await this.client.query(sql.updateOne(set), [...params(c.new, set), ...key.map(text)]) : undefined;

@@ -378,6 +378,41 @@ describe('CDC change applier', () => {
     });
   });
 
+  it('changes a referenced key in place where foreign keys act (MySQL): the children follow ON UPDATE, not ON DELETE', async () => {
+    await withClient(url, (c) =>
+      c.query(`CREATE TABLE fk2_parent (id int PRIMARY KEY, v text);
+               CREATE TABLE fk2_child (id int PRIMARY KEY, pid int REFERENCES fk2_parent (id) ON UPDATE CASCADE ON DELETE CASCADE);
+               INSERT INTO fk2_parent VALUES (10, 'a'), (11, 'taken');
+               INSERT INTO fk2_child VALUES (1, 10), (2, 10), (3, 11);`),
+    );
+    const { RelationTracker } = await import('../../activities/apply/relations');
+    const model = (name: string, cols: string[]) => ({ schema: 'public', name, columns: cols.map((n) => ({ name: n, type: n === 'v' ? 'text' : 'integer', notNull: n === 'id', binaryCopySafe: true })), primaryKey: { name: 'p', definition: 'PRIMARY KEY (id)', columns: ['id'] }, uniques: [], checks: [], exclusions: [], foreignKeys: [], indexes: [], estimatedRows: '0', estimatedBytes: '0' });
+    const parentModel = model('fk2_parent', ['id', 'v']);
+    const rel = { id: 1, schema: 'public', name: 'fk2_parent', fullIdentity: false, columns: parentModel.columns.map((x) => ({ name: x.name, type: x.type, notNull: x.notNull, volatileDefault: false })) };
+    await withClient(url, async (c) => {
+      await c.query('SET session_replication_role = replica');
+      const tracker = new RelationTracker(c, new Map([['public.fk2_parent', parentModel], ['public.fk2_child', model('fk2_child', ['id', 'pid'])]]) as never, true);
+      await tracker.learn(rel, async () => {});
+      const parent = tracker.table(1)!;
+      const applier = new ChangeApplier(c);
+      await c.query('BEGIN');
+      await applier.add({ kind: 'update', table: parent, position: pos('0/1'), old: [buf('10'), buf('a')], new: [buf('20'), buf('a')] });
+      // A replay: the old key is gone, the new one loaded already (with its children).
+      await applier.add({ kind: 'update', table: parent, position: pos('0/2'), old: [buf('12'), buf('gone')], new: [buf('11'), buf('b')] });
+      await applier.flush();
+      await c.query('COMMIT');
+      expect((await c.query('SELECT id, pid FROM fk2_child ORDER BY id')).rows).toEqual([
+        { id: 1, pid: 20 },
+        { id: 2, pid: 20 },
+        { id: 3, pid: 11 },
+      ]);
+      expect((await c.query('SELECT id, v FROM fk2_parent ORDER BY id')).rows).toEqual([
+        { id: 11, v: 'b' },
+        { id: 20, v: 'a' },
+      ]);
+    });
+  });
+
   it('counts updates of missing rows and skips them', async () => {
     const m = t('public', 'missing', ['id', 'v']);
     await withClient(url, (c) => c.query(`CREATE TABLE missing (id int PRIMARY KEY, v text); INSERT INTO missing VALUES (1, 'a')`));

@@ -31,10 +31,14 @@ export function targetModel(source: SchemaModel, plan: Pick<Plan, 'tables' | 'ke
     const issues: TargetModelIssue[] = [];
     for (const n of defined) {
       const key = qualifiedKey(n.table!);
-      // CDC finds a changed row by the key its source sends (pgoutput: the replica identity);
-      // another key would miss deletes and key changes.
-      if (plan.mode === 'full-load-and-cdc' || plan.mode === 'cdc') {
-        issues.push({ path: 'tables.mappings', message: `rule ${n.ruleId}: define-primary-key on ${key} is not supported with CDC (rows are found by the source's own key in the change stream)` });
+      // CDC finds a changed row by the key: MySQL's row images are whole rows (any key is in
+      // them); pgoutput sends only the replica identity's columns, so another key would miss
+      // deletes and key changes.
+      if (plan.source.engine === 'postgres' && (plan.mode === 'full-load-and-cdc' || plan.mode === 'cdc')) {
+        issues.push({
+          path: 'tables.mappings',
+          message: `rule ${n.ruleId}: define-primary-key on ${key} is not supported with CDC from PostgreSQL (pgoutput sends the source's own key, the replica identity, to find a changed row)`,
+        });
       }
       plan.keys.forEach((k, i) => {
         if (k.table === key || k.table === `"${n.table!.schema.replace(/"/g, '""')}"."${n.table!.name.replace(/"/g, '""')}"`) {

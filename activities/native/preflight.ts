@@ -1,12 +1,11 @@
 import type { ActivityInput, PreflightReport } from '../../plan/migration-types';
-import { qualifiedKey } from '../../plan/schema-model';
 import type { Alert } from '../../plan/migration-types';
 import type { SourceEngine } from '../engine';
 import { withHeartbeat } from '../heartbeat';
 import type { PgEndpoint } from '../pg/connection';
 import type { TransformationNote } from '../../plan/dms-transformations';
 import { targetModel } from '../../plan/target-model';
-import type { SchemaModel } from '../../plan/schema-model';
+import { qualifiedKey, sourceTable, type SchemaModel } from '../../plan/schema-model';
 import { createSchemaStatements, postLoadStatements } from '../target/ddl';
 import { targetChecks } from '../target/preflight';
 
@@ -30,6 +29,16 @@ export async function preflight(
     const targetTables = mapped.ok ? mapped.model.tables : source.model.tables;
     if (!mapped.ok) {
       for (const i of mapped.issues) findings.push({ severity: 'blocking', code: i.path.startsWith('keys') ? 'keys' : 'mappings', message: `${i.path}: ${i.message}` });
+    }
+    if (mapped.ok) {
+      // A MySQL table without a key gets one from a define-primary-key rule: binlog row images
+      // are whole rows, so CDC finds its rows by that key.
+      const keyedByRule = new Map(mapped.model.tables.filter((t) => t.primaryKey).map((t) => [qualifiedKey(sourceTable(t)), t]));
+      for (let i = findings.length - 1; i >= 0; i--) {
+        const f = findings[i]!;
+        const t = f.code === 'cdc-no-primary-key' && f.table ? keyedByRule.get(f.table) : undefined;
+        if (t) findings[i] = { severity: 'info', code: 'cdc-mapped-key', table: f.table, message: `${f.table} has no primary key on the source: CDC finds its rows by the key the table mapping defines (${t.primaryKey!.columns?.join(', ')})` };
+      }
     }
     for (const n of mapped.notes) {
       if (n.severity === 'warning') findings.push({ severity: 'warning', code: 'mappings', message: `rule ${n.ruleId}: ${n.message}` });

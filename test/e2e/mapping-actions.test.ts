@@ -1,10 +1,12 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cliEnv, dbferry, startWorker, type WorkerProcess } from '../support/cli';
+import { createConnection, type Connection } from 'mysql2/promise';
+import { startMariaDb, type MariaDbServer } from '../../local/mariadb-server';
+import { cliEnv, dbferry, startWorker, untilCaughtUp, type WorkerProcess } from '../support/cli';
 import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
 
-jest.setTimeout(4 * 60_000);
+jest.setTimeout(6 * 60_000);
 
 /**
  * Every name-changing transformation action and define-primary-key, each on its own table or
@@ -110,5 +112,57 @@ describe('each transformation action, with data, in a full load from PostgreSQL'
       users: ['1|Ann|a@x|an|12345', '2|Bob|NULL|NULL|NULL'],
       pairs: ['1|x|1', '1|y|2', '2|x|3'],
     });
+  });
+});
+
+describe('define-primary-key on a MySQL table without a key, through CDC', () => {
+  let maria: MariaDbServer;
+  let my: Connection;
+  let worker: WorkerProcess | undefined;
+  const name = uniqueName('mypk').replace(/_/g, '-');
+  const targetDb = uniqueName('mypk_target');
+  let env: NodeJS.ProcessEnv;
+
+  beforeAll(async () => {
+    maria = await startMariaDb({ baseDir: join(__dirname, '..', '..', '.tmp', 'test-servers') });
+    my = await createConnection({ uri: maria.url(), multipleStatements: true, dateStrings: true } as never);
+    await my.query(`CREATE DATABASE app; USE app;
+      CREATE TABLE events (code varchar(10) NOT NULL, seq int NOT NULL, payload varchar(20));
+      INSERT INTO events VALUES ('a', 1, 'x'), ('a', 2, 'y'), ('b', 1, 'z');`);
+    env = cliEnv(`q-${name}`, { SRC_URL: maria.url('app'), TGT_URL: serverUrl('target', targetDb) });
+    worker = await startWorker(env);
+  });
+
+  afterAll(async () => {
+    await worker?.stop('SIGKILL');
+    await my?.end().catch(() => undefined);
+    await maria?.stop();
+    await dropDatabase('target', targetDb);
+  });
+
+  it('is keyed on the target and CDC finds rows by that key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dbferry-plan-'));
+    const rules = [
+      { 'rule-type': 'selection', 'rule-id': '1', 'rule-name': 'app', 'object-locator': { 'schema-name': 'app', 'table-name': '%' }, 'rule-action': 'include' },
+      { 'rule-type': 'transformation', 'rule-id': '2', 'rule-name': 'pk', 'rule-target': 'table', 'object-locator': { 'schema-name': 'app', 'table-name': 'events' }, 'rule-action': 'define-primary-key', 'primary-key-def': { name: 'events_pk', columns: ['code', 'seq'] } },
+    ];
+    writeFileSync(join(dir, 'mappings.json'), JSON.stringify({ rules }));
+    const plan = join(dir, 'plan.yaml');
+    writeFileSync(plan, `name: ${name}\nmode: full-load-and-cdc\nsource: { engine: mysql, url: env:SRC_URL }\ntarget: { engine: postgres, url: env:TGT_URL }\ntables: { mappings: file:${join(dir, 'mappings.json')} }\n`);
+    // Without the rule the keyless table blocks CDC; with it, check passes.
+    const check = await dbferry(['check', plan], env);
+    expect({ code: check.code, out: check.code === 0 ? '' : check.stdout + check.stderr }).toEqual({ code: 0, out: '' });
+    const started = await dbferry(['start', plan, '--wait', '--json'], env);
+    expect({ code: started.code, out: started.code === 0 ? '' : started.stdout.slice(0, 3000) + started.stderr.slice(-2000) }).toEqual({ code: 0, out: '' });
+    await my.query(`USE app; UPDATE events SET payload = 'y2' WHERE code = 'a' AND seq = 2; DELETE FROM events WHERE code = 'b'; INSERT INTO events VALUES ('c', 1, 'new'); UPDATE events SET seq = 9 WHERE code = 'a' AND seq = 1;`);
+    await untilCaughtUp(name, env, worker);
+    const cut = await dbferry(['cutover', name, '--wait', '--json'], env);
+    expect({ code: cut.code, out: cut.code === 0 ? '' : cut.stdout.slice(0, 3000) + cut.stderr.slice(-2000) }).toEqual({ code: 0, out: '' });
+    expect(JSON.parse(cut.stdout).validation.tables.map((t: { table: string; equal: boolean }) => [t.table, t.equal])).toEqual([['app.events', true]]);
+    const target = await withClient(serverUrl('target', targetDb), async (c) => ({
+      pk: (await c.query(`SELECT conname, pg_get_constraintdef(oid) AS d FROM pg_constraint WHERE conrelid = 'app.events'::regclass AND contype = 'p'`)).rows,
+      rows: (await c.query(`SELECT code || '/' || seq || '/' || coalesce(payload, 'NULL') AS r FROM app.events ORDER BY 1`)).rows.map((r) => r.r),
+    }));
+    expect(target).toEqual({ pk: [{ conname: 'events_pk', d: 'PRIMARY KEY (code, seq)' }], rows: ['a/2/y2', 'a/9/x', 'c/1/new'] });
   });
 });

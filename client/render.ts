@@ -98,7 +98,9 @@ export function formatReport(r: MigrationReport): string {
   const v = new Map((r.validation?.tables ?? []).map((t) => [t.table, t]));
   const rows = s.tables.map((t) => {
     const val = v.get(t.name);
-    return [t.name, t.fullLoadRows ?? '-', val ? `${val.equal ? 'equal' : 'DIFFERENT'} (rows ${val.targetRows}/${val.sourceRows}, checksum ${val.checksum})` : t.validation];
+    // Key redesign and mapping-added columns: what the target alone could be checked for.
+    const own = [...(val?.references ?? []).map((x) => `${x.column}: ${x.wrong} wrong, ${x.orphans} orphans`), ...(val?.computed ?? []).map((x) => `${x.column}: ${x.wrong} wrong`)];
+    return [t.name, t.fullLoadRows ?? '-', val ? `${val.equal ? 'equal' : 'DIFFERENT'} (rows ${val.targetRows}/${val.sourceRows}, checksum ${val.checksum}${own.map((x) => `; ${x}`).join('')})` : t.validation];
   });
   out.push(table([['table', 'rows', 'validation'], ...rows]));
   if (s.tablesOmitted) out.push(`… and ${s.tablesOmitted} more tables`);

@@ -30,7 +30,7 @@ import { postgresEngine } from './postgres/postgres-engine';
 import { buildIndexes } from './target/build-indexes';
 import { createDatabasePostgres } from './target/create-database';
 import { createTables } from './target/create-tables';
-import { mappedSource } from './mapped-source';
+import { columnRules, mappedSource } from './mapped-source';
 import { targetModelOrThrow } from './target/target-model';
 import { leaveOutTable } from './target/leave-out';
 
@@ -62,7 +62,7 @@ export function createActivities(deps: ActivityDeps = defaultDeps) {
       });
     }
     // Table mappings: the engine reads the source's names, everything else sees the target's.
-    return mappedSource(await factory(plan));
+    return mappedSource(await factory(plan), columnRules(plan.tables.mappings?.rules ?? []));
   };
   /** The source engine and the target of a step of the plan's runner (native is the only one yet). */
   const sides = async (plan: Plan): Promise<[SourceEngine, PgEndpoint]> => {

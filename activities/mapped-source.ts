@@ -6,10 +6,33 @@
  * the removed columns. Engines and the applier stay unaware of mappings.
  */
 import type { Tuple } from './apply/tuple';
+import { schemaChanged } from './apply/relations';
+import { columnLocatorMatches, locatorMatches } from '../plan/table-selection';
 import { qualifiedKey, sourceModel, sourceSequence, sourceTable, type SchemaModel, type TableModel } from '../plan/schema-model';
 import type { ChangeEvent, ChangeSource, ChangeStream, SourceEngine, SourceReader, SourceRelation, SourceRowChange } from './engine';
 
-export function mappedSource(engine: SourceEngine): SourceEngine {
+/**
+ * A DMS rule on columns, compiled: which source columns its locator matches. Rules are applied
+ * when the tables are created; a column added on the source later that a rule would have
+ * renamed or removed cannot be applied as the source names it.
+ */
+export interface ColumnRule {
+  ruleId: string;
+  matches: (schema: string, table: string, column: string) => boolean;
+}
+
+export function columnRules(rules: readonly unknown[]): ColumnRule[] {
+  return rules.flatMap((rule) => {
+    const r = (rule ?? {}) as Record<string, unknown>;
+    const loc = (r['object-locator'] ?? {}) as Record<string, unknown>;
+    if (r['rule-type'] !== 'transformation' || r['rule-target'] !== 'column' || typeof loc['column-name'] !== 'string') return [];
+    const table = locatorMatches(String(loc['schema-name'] ?? '%'), String(loc['table-name'] ?? '%'));
+    const column = columnLocatorMatches(loc['column-name']);
+    return [{ ruleId: String(r['rule-id']), matches: (s: string, t: string, c: string) => table(s, t) && column(c) }];
+  });
+}
+
+export function mappedSource(engine: SourceEngine, rules: ColumnRule[] = []): SourceEngine {
   return {
     name: engine.name,
     description: engine.description,
@@ -34,7 +57,7 @@ export function mappedSource(engine: SourceEngine): SourceEngine {
       // One state per sequence, in order: back under the target's names.
       return states.map((s, i) => ({ ...sequences[i]!, lastValue: s.lastValue, isCalled: s.isCalled }));
     },
-    cdc: mappedChanges(engine.cdc),
+    cdc: mappedChanges(engine.cdc, rules),
     failure: (err, ctx) => engine.failure(err, ctx),
   };
 }
@@ -50,12 +73,12 @@ function mappedReader(reader: SourceReader): SourceReader {
   };
 }
 
-function mappedChanges(cdc: ChangeSource): ChangeSource {
+function mappedChanges(cdc: ChangeSource, rules: ColumnRule[]): ChangeSource {
   return {
     marksInStream: cdc.marksInStream,
     sendsCascadedChanges: cdc.sendsCascadedChanges,
     prepare: (opts) => cdc.prepare({ ...opts, model: sourceModel(opts.model) }),
-    open: async (from, model) => mappedStream(await cdc.open(from, sourceModel(model)), model),
+    open: async (from, model) => mappedStream(await cdc.open(from, sourceModel(model)), model, rules),
     compare: (a, b) => cdc.compare(a, b),
     distance: (a, b) => cdc.distance(a, b),
     now: () => cdc.now(),
@@ -76,8 +99,18 @@ interface RelationMap {
  * A relation event names the source table and its columns: the target's names replace them,
  * removed columns leave the relation and every tuple of its changes.
  */
-export function mapRelation(m: SourceRelation, t: TableModel | undefined): RelationMap {
+export function mapRelation(m: SourceRelation, t: TableModel | undefined, rules: ColumnRule[] = []): RelationMap {
   if (!t) return { relation: m };
+  const known = new Set([...t.columns.filter((c) => !c.added).map((c) => c.sourceName ?? c.name), ...(t.removedColumns ?? []).map((c) => c.name)]);
+  for (const c of m.columns) {
+    const rule = known.has(c.name) ? undefined : rules.find((r) => r.matches(m.schema, m.name, c.name));
+    if (rule) {
+      throw schemaChanged({
+        table: qualifiedKey(t),
+        difference: `column ${c.name} was added on the source and table-mapping rule ${rule.ruleId} matches it: rules are applied when the tables are created, not to columns added during CDC (add it on the target as the rule would, or drop it on the source)`,
+      });
+    }
+  }
   const removed = new Set((t.removedColumns ?? []).map((c) => c.name));
   const bySourceName = new Map(t.columns.filter((c) => !c.added).map((c) => [c.sourceName ?? c.name, c]));
   const keep = m.columns.flatMap((c, i) => (removed.has(c.name) ? [] : [i]));
@@ -96,9 +129,9 @@ export function mapRelation(m: SourceRelation, t: TableModel | undefined): Relat
   };
 }
 
-function mappedStream(stream: ChangeStream, model: SchemaModel): ChangeStream {
+function mappedStream(stream: ChangeStream, model: SchemaModel, rules: ColumnRule[]): ChangeStream {
   const bySource = new Map(model.tables.map((t) => [qualifiedKey(sourceTable(t)), t]));
-  if (![...bySource].some(([key, t]) => key !== qualifiedKey(t) || t.removedColumns?.length || t.columns.some((c) => c.sourceName !== undefined || c.retypedFrom !== undefined))) return stream;
+  if (rules.length === 0 && ![...bySource].some(([key, t]) => key !== qualifiedKey(t) || t.removedColumns?.length || t.columns.some((c) => c.sourceName !== undefined || c.retypedFrom !== undefined))) return stream;
   const keeps = new Map<number, number[]>();
   const pick = (tuple: Tuple, keep: number[]): Tuple => keep.map((i) => tuple[i]!);
   const mapChange = (c: SourceRowChange): SourceRowChange => {
@@ -115,7 +148,7 @@ function mappedStream(stream: ChangeStream, model: SchemaModel): ChangeStream {
           const t = bySource.get(qualifiedKey(e.relation));
           // A table the migration does not have (a publication may hold more) could share its
           // source name with a migrated table's target name: it gets a name no table has.
-          const mapped = t ? mapRelation(e.relation, t) : { relation: { ...e.relation, schema: `\u0000not migrated: ${e.relation.schema}` } };
+          const mapped = t ? mapRelation(e.relation, t, rules) : { relation: { ...e.relation, schema: `\u0000not migrated: ${e.relation.schema}` } };
           if ('keep' in mapped && mapped.keep) keeps.set(e.relation.id, mapped.keep);
           else keeps.delete(e.relation.id);
           yield { ...e, relation: mapped.relation };

@@ -142,6 +142,11 @@ export function locatorMatches(schemaName: string, tableName: string): (schema: 
   });
 }
 
+/** Whether a column matches a DMS column locator's column-name (`%` wildcards). */
+export function columnLocatorMatches(columnName: string): (column: string) => boolean {
+  return columnName.includes('%') ? globMatcher(columnName) : (column) => column === columnName;
+}
+
 function selector(include: TableMatcher[], exclude: TableMatcher[]): TableSelector {
   return {
     matches: (schema, table) => include.some((m) => m(schema, table)) && !exclude.some((m) => m(schema, table)),

@@ -2,7 +2,7 @@ import { targetModel } from '../../plan/target-model';
 import { parsePlan } from '../../plan/parse-plan';
 import { sourceTable, type SchemaModel } from '../../plan/schema-model';
 import { schemaModel, tableModel } from '../support/models';
-import { mapRelation } from '../../activities/mapped-source';
+import { columnRules, mapRelation } from '../../activities/mapped-source';
 
 const source: SchemaModel = schemaModel([
     tableModel('Sales', 'Customer', [['CustId', 'integer'], ['CustName', 'character varying(50)'], ['Email', 'character varying(100)'], ['Secret', 'character varying(20)'], ['Score', 'integer']], ['CustId']),
@@ -75,5 +75,17 @@ describe('the target model: a DMS mapping, then key redesign', () => {
     expect(cdc.ok ? [] : cdc.issues).toEqual([{ path: 'tables.mappings', message: expect.stringContaining('rule 30: define-primary-key on shop.t_Order is not supported with CDC from PostgreSQL') }]);
     const both = withRule({ keys: [{ table: 'shop.t_Order', surrogateKey: { column: 'id', type: 'bigint' } }] });
     expect(both.ok ? [] : both.issues).toEqual([{ path: 'keys[0].table', message: expect.stringContaining('rule 30 (define-primary-key)') }]);
+  });
+
+  test('a column added on the source during CDC that a column rule matches pauses CDC, naming the rule', () => {
+    const r = targetModel(source, plan());
+    if (!r.ok) throw new Error(JSON.stringify(r.issues));
+    const customer = r.model.tables[0]!;
+    const cols = (...names: string[]) => names.map((name) => ({ name, type: 'integer', notNull: false, volatileDefault: false }));
+    const rel = (...names: string[]) => ({ id: 1, schema: 'Sales', name: 'Customer', fullIdentity: false, columns: cols(...names) });
+    const compiled = columnRules(rules);
+    // Rule 12 lowercases every column of Sales: a new one would need it too.
+    expect(() => mapRelation(rel('CustId', 'CustName', 'Email', 'Secret', 'Score', 'Tier'), customer, compiled)).toThrow(/column Tier was added on the source and table-mapping rule 12 matches it/);
+    expect(mapRelation(rel('CustId', 'CustName', 'Email', 'Secret', 'Score'), customer, compiled).relation.columns.map((c) => c.name)).toEqual(['custid', 'name', 'email', 'score']);
   });
 });

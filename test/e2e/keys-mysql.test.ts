@@ -3,7 +3,7 @@ import { createConnection, type Connection } from 'mysql2/promise';
 import { startMariaDb, type MariaDbServer } from '../../local/mariadb-server';
 import { cliEnv, dbferry, startWorker, untilCaughtUp, writePlan, type WorkerProcess } from '../support/cli';
 import { dropDatabase, serverUrl, uniqueName } from '../support/databases';
-import { createTablesSql, keyFacts, KEYS_PLAN, orderIds, seed, sourceRows, startWorkload, targetRows, type Exec } from '../support/key-redesign';
+import { createTablesSql, expectKeysRight, keyFacts, KEYS_PLAN, orderIds, seed, startWorkload, type Exec } from '../support/key-redesign';
 import { waitFor } from '../support/wait';
 
 jest.setTimeout(10 * 60_000);
@@ -82,21 +82,8 @@ ${KEYS_PLAN}`);
     const cut = await dbferry(['cutover', name, '--wait', '--json'], env);
     expect({ code: cut.code, out: cut.code === 0 ? '' : cut.stdout.slice(0, 3000) + cut.stderr.slice(-2000) }).toEqual({ code: 0, out: '' });
     const report = JSON.parse(cut.stdout);
-    expect(report.validation.tables.map((t: { table: string; equal: boolean }) => [t.table, t.equal])).toEqual([
-      ['shop.order_items', true],
-      ['shop.orders', true],
-      ['shop.payments', true],
-    ]);
     expect(report.validation.tables.find((t: { table: string }) => t.table === 'shop.payments').references).toEqual([expect.objectContaining({ column: 'order_id', wrong: '0' })]);
-
-    // The test's own checks: the mapped columns equal the source's, every link is right.
-    for (const table of ['orders', 'order_items', 'payments']) {
-      expect({ table, rows: await targetRows(tgt(), table) }).toEqual({ table, rows: await sourceRows(exec, table) });
-    }
-    const facts = await keyFacts(tgt());
-    expect(facts.wrongLinks).toEqual({ order_items: 0, payments: 0 });
-    expect(facts.distinctIds).toBe(true);
-    expect(facts.constraints).toEqual([
+    await expectKeysRight(tgt(), exec, report, idsBefore, [
       'order_items f FOREIGN KEY (order_id) REFERENCES shop.orders(id) ON DELETE SET NULL valid',
       'order_items p PRIMARY KEY (customer_id, order_no, line_no) valid',
       'orders p PRIMARY KEY (id) valid',
@@ -104,13 +91,5 @@ ${KEYS_PLAN}`);
       'payments f FOREIGN KEY (order_id) REFERENCES shop.orders(id) ON DELETE SET NULL valid',
       'payments p PRIMARY KEY (payment_id) valid',
     ]);
-    // A parent's surrogate key survives its updates, including a change of its natural key.
-    const idsAfter = await orderIds(tgt());
-    const kept = [...idsBefore].filter(([k]) => idsAfter.has(k));
-    expect(kept.length).toBeGreaterThan(100);
-    expect(kept.filter(([k, id]) => idsAfter.get(k) !== id)).toEqual([]);
-    const renamed = [...idsAfter].filter(([k]) => k.endsWith('r'));
-    expect(renamed.length).toBeGreaterThan(0);
-    for (const [k, id] of renamed) expect({ k, id }).toEqual({ k, id: idsBefore.get(k.slice(0, -1)) });
   });
 });

@@ -2,7 +2,7 @@ import { Client } from 'pg';
 import { formatReport } from '../../client/render';
 import { cliEnv, dbferry, startWorker, untilCaughtUp, writePlan, type WorkerProcess } from '../support/cli';
 import { createDatabase, dropDatabase, serverUrl, uniqueName } from '../support/databases';
-import { createTablesSql, keyFacts, KEYS_PLAN, orderIds, seed, sourceRows, startWorkload, targetRows, type Exec } from '../support/key-redesign';
+import { createTablesSql, expectKeysRight, keyFacts, KEYS_PLAN, orderIds, seed, startWorkload, type Exec } from '../support/key-redesign';
 import { untilStatus, waitFor } from '../support/wait';
 
 jest.setTimeout(10 * 60_000);
@@ -82,21 +82,9 @@ ${KEYS_PLAN}`);
     const cut = await dbferry(['cutover', name, '--wait', '--json'], env);
     expect({ code: cut.code, out: cut.code === 0 ? '' : cut.stdout.slice(0, 3000) + cut.stderr.slice(-2000) }).toEqual({ code: 0, out: '' });
     const report = JSON.parse(cut.stdout);
-    expect(report.validation.tables.map((t: { table: string; equal: boolean }) => [t.table, t.equal])).toEqual([
-      ['shop.order_items', true],
-      ['shop.orders', true],
-      ['shop.payments', true],
-    ]);
-
     // The report a person reads says what was checked of the new references.
     expect(formatReport(report)).toMatch(/shop\.payments .*equal \(rows \d+\/\d+, checksum equal; order_id: 0 wrong, \d+ orphans\)/);
-    for (const table of ['orders', 'order_items', 'payments']) {
-      expect({ table, rows: await targetRows(tgt(), table) }).toEqual({ table, rows: await sourceRows(exec, table) });
-    }
-    const facts = await keyFacts(tgt());
-    expect(facts.wrongLinks).toEqual({ order_items: 0, payments: 0 });
-    expect(facts.distinctIds).toBe(true);
-    expect(facts.constraints).toEqual([
+    await expectKeysRight(tgt(), exec, report, idsBefore, [
       'order_items f FOREIGN KEY (customer_id, order_no) REFERENCES shop.orders(customer_id, order_no) ON UPDATE CASCADE ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED valid',
       'order_items f FOREIGN KEY (order_id) REFERENCES shop.orders(id) ON DELETE CASCADE valid',
       'order_items p PRIMARY KEY (customer_id, order_no, line_no) valid',
@@ -105,10 +93,7 @@ ${KEYS_PLAN}`);
       'payments f FOREIGN KEY (order_id) REFERENCES shop.orders(id) ON DELETE SET NULL valid',
       'payments p PRIMARY KEY (payment_id) valid',
     ]);
-    const idsAfter = await orderIds(tgt());
-    expect(idsAfter.get('999/GONE-1')).toBeDefined();
-    const kept = [...idsBefore].filter(([k]) => idsAfter.has(k));
-    expect(kept.length).toBeGreaterThan(100);
-    expect(kept.filter(([k, id]) => idsAfter.get(k) !== id)).toEqual([]);
+    // The orphan's order arrived during CDC: the payment loaded long before it is linked (no wrong links above).
+    expect((await orderIds(tgt())).get('999/GONE-1')).toBeDefined();
   });
 });

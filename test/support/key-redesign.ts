@@ -6,6 +6,11 @@
  */
 import { withClient } from './databases';
 
+interface ValidatedTable {
+  table: string;
+  equal: boolean;
+}
+
 /** Runs one statement with `?` parameters on the source. */
 export type Exec = (sql: string, params?: unknown[]) => Promise<unknown[][]>;
 
@@ -209,4 +214,33 @@ export async function orderIds(url: string): Promise<Map<string, string>> {
     const r = await c.query("SELECT customer_id || '/' || order_no AS k, id::text FROM shop.orders");
     return new Map(r.rows.map((x: { k: string; id: string }) => [x.k, x.id]));
   });
+}
+
+/**
+ * After cutover, the scenario's outcome: validation equal for the three tables, the source's
+ * columns equal by the test's own reading, every link right, the constraints (`constraints`,
+ * as keyFacts lists them) valid, and every order that was there at `idsBefore` (renamed ones
+ * included) still under its surrogate key.
+ */
+export async function expectKeysRight(url: string, exec: Exec, report: { validation: { tables: ValidatedTable[] } }, idsBefore: Map<string, string>, constraints: string[]): Promise<void> {
+  expect(report.validation.tables.map((t) => [t.table, t.equal])).toEqual([
+    ['shop.order_items', true],
+    ['shop.orders', true],
+    ['shop.payments', true],
+  ]);
+  for (const table of ['orders', 'order_items', 'payments']) {
+    expect({ table, rows: await targetRows(url, table) }).toEqual({ table, rows: await sourceRows(exec, table) });
+  }
+  const facts = await keyFacts(url);
+  expect(facts.wrongLinks).toEqual({ order_items: 0, payments: 0 });
+  expect(facts.distinctIds).toBe(true);
+  expect(facts.constraints).toEqual(constraints);
+  // A parent's surrogate key survives its updates, including a change of its natural key.
+  const idsAfter = await orderIds(url);
+  const kept = [...idsBefore].filter(([k]) => idsAfter.has(k));
+  expect(kept.length).toBeGreaterThan(100);
+  expect(kept.filter(([k, id]) => idsAfter.get(k) !== id)).toEqual([]);
+  const renamed = [...idsAfter].filter(([k]) => k.endsWith('r'));
+  expect(renamed.length).toBeGreaterThan(0);
+  for (const [k, id] of renamed) expect({ k, id }).toEqual({ k, id: idsBefore.get(k.slice(0, -1)) });
 }

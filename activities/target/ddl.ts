@@ -2,7 +2,6 @@
  * Renders PostgreSQL DDL from the neutral schema model. Pure: no I/O, so the workflow side and
  * tests can use it too.
  */
-import { createHash } from 'node:crypto';
 import {
   qualifiedKey,
   sourceColumns,
@@ -11,8 +10,8 @@ import {
   type SequenceModel,
   type TableModel,
 } from '../../plan/schema-model';
-import { fitIdentifier, qualifiedColumn, qualifiedTable, quoteIdent, quoteLiteral } from '../../plan/sql-names';
-import { referenceStatements } from './reference-ddl';
+import { qualifiedColumn, qualifiedTable, quoteIdent, quoteLiteral } from '../../plan/sql-names';
+import { ownObjectName, referenceStatements } from './reference-ddl';
 
 
 /** One post-load statement; `table` is the raw `schema.table` key (see `qualifiedKey`). */
@@ -316,11 +315,9 @@ export function sequenceSetvalStatement(seq: SequenceModel): string | undefined 
   })`;
 }
 
-/** The trigger function that computes a table's mapping-added columns (at most 63 bytes). */
+/** The trigger function that computes a table's mapping-added columns. */
 export function computedColumnsFunction(t: TableModel): string {
-  // Names cut to 63 bytes may meet within a schema: the table's digest keeps them apart.
-  const digest = createHash('sha256').update(JSON.stringify([t.schema, t.name])).digest('hex').slice(0, 8);
-  return fitIdentifier(`dbferry_${digest}_${t.name}_computed`, new Set());
+  return ownObjectName([t.schema, t.name], `${t.name}_computed`);
 }
 
 /**

@@ -12,8 +12,8 @@
  *   that pointed at it (a source without the relationship keeps such children).
  * The parent's surrogate key is never written by the applier, so it never changes on update.
  */
-import { createHash } from 'node:crypto';
 import type { ReferenceModel, TableModel } from '../../plan/schema-model';
+import { createHash } from 'node:crypto';
 import { fitIdentifier, qualifiedTable, quoteIdent, quoteLiteral } from '../../plan/sql-names';
 import { qualifiedKey } from '../../plan/schema-model';
 import type { Stmt } from './ddl';
@@ -26,13 +26,21 @@ export interface ReferenceStatements {
   triggers: Stmt[];
 }
 
-/** The trigger functions' names (and their triggers'): derived from the foreign key's name, at most 63 bytes. */
+/**
+ * The name of a function or trigger dbferry adds to the target: `dbferry_<digest>_<name>`, at
+ * most 63 bytes. The digest of what it belongs to (`of`) keeps names apart that a cut to 63
+ * bytes, or a parent shared by children of several schemas, would make meet.
+ */
+export function ownObjectName(of: readonly string[], name: string, taken = new Set<string>()): string {
+  const digest = createHash('sha256').update(JSON.stringify(of)).digest('hex').slice(0, 8);
+  return fitIdentifier(`dbferry_${digest}_${name}`, taken);
+}
+
+/** The trigger functions' names (and their triggers'), one pair per reference. */
 export function linkFunctionNames(child: TableModel, ref: ReferenceModel): { child: string; parent: string } {
-  // The parent's function lives in the parent's schema, where several children's may meet, and
-  // a name cut to 63 bytes may meet another: a digest of the reference makes each its own.
-  const digest = createHash('sha256').update(JSON.stringify([child.schema, child.name, ref.column])).digest('hex').slice(0, 8);
+  const of = [child.schema, child.name, ref.column];
   const taken = new Set<string>();
-  return { child: fitIdentifier(`dbferry_${digest}_${ref.name}_child`, taken), parent: fitIdentifier(`dbferry_${digest}_${ref.name}_parent`, taken) };
+  return { child: ownObjectName(of, `${ref.name}_child`, taken), parent: ownObjectName(of, `${ref.name}_parent`, taken) };
 }
 
 /** `row.c1 = other.p1 AND …` over the natural-key pairs. */

@@ -1,10 +1,9 @@
-import { join } from 'node:path';
-import { createConnection, type Connection } from 'mysql2/promise';
-import { startMariaDb, type MariaDbServer } from '../../local/mariadb-server';
+import type { Connection } from 'mysql2/promise';
 import { cliEnv, dbferry, startWorker, untilCaughtUp, writePlan, type WorkerProcess } from '../support/cli';
 import { dropDatabase, serverUrl, uniqueName } from '../support/databases';
 import { createTablesSql, expectKeysRight, keyFacts, KEYS_PLAN, orderIds, seed, startWorkload, type Exec } from '../support/key-redesign';
 import { waitFor } from '../support/wait';
+import { startMariaSource, type MariaSource } from '../support/mariadb-source';
 
 jest.setTimeout(10 * 60_000);
 
@@ -16,7 +15,7 @@ jest.setTimeout(10 * 60_000);
  * SIGKILLed during CDC. After cutover every child points at the order its natural key names.
  */
 describe('key redesign from MySQL (MariaDB): surrogate key and new foreign keys through full load + CDC', () => {
-  let maria: MariaDbServer;
+  let source: MariaSource | undefined;
   let my: Connection;
   let worker: WorkerProcess | undefined;
   const name = uniqueName('mykeys').replace(/_/g, '-');
@@ -29,19 +28,18 @@ describe('key redesign from MySQL (MariaDB): surrogate key and new foreign keys 
   };
 
   beforeAll(async () => {
-    maria = await startMariaDb({ baseDir: join(__dirname, '..', '..', '.tmp', 'test-servers') });
-    my = await createConnection({ uri: maria.url(), multipleStatements: true, dateStrings: true, supportBigNumbers: true, bigNumberStrings: true, decimalNumbers: false } as never);
+    source = await startMariaSource();
+    my = source.my;
     await my.query('CREATE DATABASE shop');
     for (const sql of createTablesSql({ schema: 'shop' })) await my.query(sql);
     await seed(exec);
-    env = cliEnv(`q-${name}`, { SRC_URL: maria.url('shop'), TGT_URL: tgt() });
+    env = cliEnv(`q-${name}`, { SRC_URL: source.maria.url('shop'), TGT_URL: tgt() });
     worker = await startWorker(env);
   });
 
   afterAll(async () => {
     await worker?.stop('SIGKILL');
-    await my?.end().catch(() => undefined);
-    await maria?.stop();
+    await source?.stop();
     await dropDatabase('target', targetDb);
   });
 

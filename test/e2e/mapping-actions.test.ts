@@ -1,8 +1,8 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createConnection, type Connection } from 'mysql2/promise';
-import { startMariaDb, type MariaDbServer } from '../../local/mariadb-server';
+import type { Connection } from 'mysql2/promise';
+import { startMariaSource, type MariaSource } from '../support/mariadb-source';
 import { cliEnv, dbferry, startWorker, untilCaughtUp, type WorkerProcess } from '../support/cli';
 import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
 
@@ -116,7 +116,7 @@ describe('each transformation action, with data, in a full load from PostgreSQL'
 });
 
 describe('define-primary-key on a MySQL table without a key, through CDC', () => {
-  let maria: MariaDbServer;
+  let source: MariaSource | undefined;
   let my: Connection;
   let worker: WorkerProcess | undefined;
   const name = uniqueName('mypk').replace(/_/g, '-');
@@ -124,19 +124,18 @@ describe('define-primary-key on a MySQL table without a key, through CDC', () =>
   let env: NodeJS.ProcessEnv;
 
   beforeAll(async () => {
-    maria = await startMariaDb({ baseDir: join(__dirname, '..', '..', '.tmp', 'test-servers') });
-    my = await createConnection({ uri: maria.url(), multipleStatements: true, dateStrings: true } as never);
+    source = await startMariaSource();
+    my = source.my;
     await my.query(`CREATE DATABASE app; USE app;
       CREATE TABLE events (code varchar(10) NOT NULL, seq int NOT NULL, payload varchar(20));
       INSERT INTO events VALUES ('a', 1, 'x'), ('a', 2, 'y'), ('b', 1, 'z');`);
-    env = cliEnv(`q-${name}`, { SRC_URL: maria.url('app'), TGT_URL: serverUrl('target', targetDb) });
+    env = cliEnv(`q-${name}`, { SRC_URL: source.maria.url('app'), TGT_URL: serverUrl('target', targetDb) });
     worker = await startWorker(env);
   });
 
   afterAll(async () => {
     await worker?.stop('SIGKILL');
-    await my?.end().catch(() => undefined);
-    await maria?.stop();
+    await source?.stop();
     await dropDatabase('target', targetDb);
   });
 

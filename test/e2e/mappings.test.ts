@@ -1,9 +1,9 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createConnection, type Connection } from 'mysql2/promise';
+import type { Connection } from 'mysql2/promise';
 import { Client } from 'pg';
-import { startMariaDb, type MariaDbServer } from '../../local/mariadb-server';
+import { startMariaSource, type MariaSource } from '../support/mariadb-source';
 import { cliEnv, dbferry, startWorker, untilCaughtUp, type WorkerProcess } from '../support/cli';
 import { createDatabase, dropDatabase, serverUrl, uniqueName, withClient } from '../support/databases';
 
@@ -150,7 +150,7 @@ async function runMigration(name: string, engine: 'mysql' | 'postgres', env: Nod
 }
 
 describe('an AWS DMS table mapping with transformation rules, from MariaDB', () => {
-  let maria: MariaDbServer;
+  let source: MariaSource | undefined;
   let my: Connection;
   let worker: WorkerProcess | undefined;
   const name = uniqueName('mymap').replace(/_/g, '-');
@@ -159,18 +159,17 @@ describe('an AWS DMS table mapping with transformation rules, from MariaDB', () 
   const q = (s: string) => `\`${s}\``;
 
   beforeAll(async () => {
-    maria = await startMariaDb({ baseDir: join(__dirname, '..', '..', '.tmp', 'test-servers') });
-    my = await createConnection({ uri: maria.url(), multipleStatements: true, dateStrings: true, supportBigNumbers: true, bigNumberStrings: true, decimalNumbers: false } as never);
+    source = await startMariaSource();
+    my = source.my;
     await my.query('CREATE DATABASE Sales');
     for (const sql of sourceSql(q, 'Sales').create) await my.query(sql);
-    env = cliEnv(`q-${name}`, { SRC_URL: maria.url('Sales'), TGT_URL: serverUrl('target', targetDb) });
+    env = cliEnv(`q-${name}`, { SRC_URL: source.maria.url('Sales'), TGT_URL: serverUrl('target', targetDb) });
     worker = await startWorker(env);
   });
 
   afterAll(async () => {
     await worker?.stop('SIGKILL');
-    await my?.end().catch(() => undefined);
-    await maria?.stop();
+    await source?.stop();
     await dropDatabase('target', targetDb);
   });
 

@@ -1,18 +1,7 @@
 import { withoutTable, type SchemaModel, type TableModel } from '../../plan/schema-model';
+import { tableModel } from '../support/models';
 
-const table = (name: string, extra: Partial<TableModel> = {}): TableModel => ({
-  schema: 'public',
-  name,
-  columns: [{ name: 'id', type: 'integer', notNull: true, binaryCopySafe: true }],
-  uniques: [],
-  checks: [],
-  exclusions: [],
-  foreignKeys: [],
-  indexes: [],
-  estimatedRows: '0',
-  estimatedBytes: '0',
-  ...extra,
-});
+const table = (name: string, extra: Partial<TableModel> = {}): TableModel => tableModel('public', name, [['id', 'integer']], [], extra);
 
 describe('withoutTable: a table taken out of the migration', () => {
   const model: SchemaModel = {

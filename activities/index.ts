@@ -13,6 +13,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../plan/failure-types';
 import type { ActivityInput, Alert, LeaveOutInput, LoadTaskInput } from '../plan/migration-types';
 import type { Plan } from '../plan/plan-schema';
+import { publishAlert } from './alerts/sns';
 import { postAlert } from './alerts/webhook';
 import { streamChanges } from './apply/stream-changes';
 import type { SourceEngine, SourceEngineFactory, SourceEngineName } from './engine';
@@ -33,6 +34,8 @@ import { createTables } from './target/create-tables';
 import { columnRules, mappedSource } from './mapped-source';
 import { targetModelOrThrow } from './target/target-model';
 import { leaveOutTable } from './target/leave-out';
+import { cleanupManaged } from './aws/dms-cleanup';
+import { beginManagedCutover, followManagedCdc, managedLoad, prepareManagedCdc, prepareManagedLoad, stopTask } from './aws/dms-runner';
 
 /** What activities need from the outside: injected, so tests can use fakes. */
 export interface ActivityDeps {
@@ -47,7 +50,10 @@ export interface ActivityDeps {
 export const defaultDeps: ActivityDeps = {
   engines: { postgres: postgresEngine, mysql: mysqlEngine },
   target: (plan) => resolveEndpoint(plan, 'target'),
-  alert: postAlert,
+  // Every channel the plan names; the first that fails makes the delivery fail (and be retried).
+  alert: async (plan, alert) => {
+    await Promise.all([postAlert(plan, alert), publishAlert(plan, alert)]);
+  },
 };
 
 export function createActivities(deps: ActivityDeps = defaultDeps) {
@@ -64,13 +70,9 @@ export function createActivities(deps: ActivityDeps = defaultDeps) {
     // Table mappings: the engine reads the source's names, everything else sees the target's.
     return mappedSource(await factory(plan), columnRules(plan.tables.mappings?.rules ?? []));
   };
-  /** The source engine and the target of a step of the plan's runner (native is the only one yet). */
-  const sides = async (plan: Plan): Promise<[SourceEngine, PgEndpoint]> => {
-    if (plan.runner !== 'native') {
-      throw ApplicationFailure.create({ type: FailureType.Unsupported, nonRetryable: true, message: `runner ${plan.runner} is not supported by this worker's version` });
-    }
-    return Promise.all([engineOf(plan), deps.target(plan)]);
-  };
+  /** The source engine and the target: what every step of either runner reads or writes over its own connections. */
+  const sides = async (plan: Plan): Promise<[SourceEngine, PgEndpoint]> => Promise.all([engineOf(plan), deps.target(plan)]);
+  const managed = (plan: Plan) => plan.runner === 'aws';
 
   return {
     preflight: async (input: ActivityInput & { withTargetSchema?: boolean }) => preflight(input, ...(await sides(input.plan)), deps.alert),
@@ -91,12 +93,29 @@ export function createActivities(deps: ActivityDeps = defaultDeps) {
     },
     // PostgreSQL → PostgreSQL only (the plan refuses it for other engines): pg_dump is the reference.
     dumpRestore: (input: ActivityInput) => dumpRestorePostgres(input),
+    // The aws runner's full load: DMS's resources made or adopted, then its task followed.
+    prepareManagedLoad: (input: ActivityInput) => prepareManagedLoad(input),
+    managedLoad: async (input: ActivityInput) => managedLoad(input, await deps.target(input.plan)),
     validate: async (input: ActivityInput) => validate(input, ...(await sides(input.plan))),
-    prepareCdc: async (input: ActivityInput) => prepareCdc(input, ...(await sides(input.plan))),
-    streamChanges: async (input: ActivityInput) => streamChanges(input, ...(await sides(input.plan)), { alert: deps.alert }),
-    beginCutover: async (input: ActivityInput) => beginCutover(input, ...(await sides(input.plan))),
-    finalizeCutover: async (input: ActivityInput) => finalizeCutover(input, ...(await sides(input.plan))),
-    cleanupSource: async (input: ActivityInput) => cleanupSource(input, await engineOf(input.plan)),
+    prepareCdc: async (input: ActivityInput) =>
+      managed(input.plan) ? prepareManagedCdc(input, await deps.target(input.plan)) : prepareCdc(input, ...(await sides(input.plan))),
+    streamChanges: async (input: ActivityInput) =>
+      managed(input.plan) ? followManagedCdc(input, await deps.target(input.plan)) : streamChanges(input, ...(await sides(input.plan)), { alert: deps.alert }),
+    beginCutover: async (input: ActivityInput) =>
+      managed(input.plan) ? beginManagedCutover(input, await deps.target(input.plan)) : beginCutover(input, ...(await sides(input.plan))),
+    finalizeCutover: async (input: ActivityInput) => {
+      const [engine, tgt] = await sides(input.plan);
+      if (!managed(input.plan)) return finalizeCutover(input, engine, tgt);
+      // Validation found every table equal: DMS's task has nothing left to do.
+      const stopped = await stopTask(input.plan);
+      return finalizeCutover(input, engine, tgt, async () => {
+        const removed = await cleanupManaged(input.plan, input.plan.aws?.cleanup === true);
+        return stopped && !removed.dropped.includes(stopped) ? { ...removed, dropped: [stopped, ...removed.dropped] } : removed;
+      });
+    },
+    /** Abort (the task stopped) and `dbferry cleanup` (`removeAll`: everything the migration made). */
+    cleanupSource: async (input: ActivityInput & { removeAll?: boolean }) =>
+      managed(input.plan) ? cleanupManaged(input.plan, input.removeAll === true) : cleanupSource(input, await engineOf(input.plan)),
     sendAlert: (input: { plan: Plan; alert: Alert }) => deps.alert(input.plan, input.alert),
   };
 }

@@ -194,7 +194,9 @@ program
 
 program
   .command('cleanup <name>')
-  .description('drop what a finished, failed or forgotten migration left on the source (PostgreSQL: replication slot, publication; binlog CDC leaves nothing)')
+  .description(
+    'drop what a finished, failed or forgotten migration left behind: on the source (PostgreSQL: replication slot, publication; binlog CDC leaves nothing), and in AWS for runner aws (the DMS task, endpoints, certificates, event subscription, and the replication instance when dbferry created it)',
+  )
   .option('--json', 'machine-readable output')
   .action(async (name: string, opts: { json?: boolean }) => {
     const o = temporal();

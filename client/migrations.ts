@@ -330,7 +330,8 @@ export async function cleanupMigration(client: Client, o: TemporalOptions, name:
     taskQueue: o.taskQueue,
     workflowId: `cleanup-${name}-${randomUUID().slice(0, 8)}`,
     args: [{ plan, migration: { name, runId } }],
-    workflowExecutionTimeout: '10 minutes',
+    // Deleting a DMS task waits for AWS (the activity may take up to 30 minutes).
+    workflowExecutionTimeout: '40 minutes',
   });
   try {
     return await h.result();

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { chown, mkdir, mkdtemp, rm, writeFile, appendFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readFile, rm, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
@@ -20,6 +20,8 @@ export interface PostgresCluster {
   dataDir: string;
   /** Superuser password: TCP connections need it (scram-sha-256); the socket is trusted. */
   password: string;
+  /** With `tls`: the PEM file that verifies the server's certificate. */
+  caFile?: string;
   /** A URL for the superuser over TCP, with the password in it: for tests and the demo, never a plan. */
   url(database?: string): string;
   /** Restarts the server (fast shutdown: sessions end, as in a real restart). */
@@ -34,6 +36,8 @@ export interface ClusterOptions {
   password?: string;
   /** Extra postgresql.conf lines. */
   settings?: Record<string, string | number>;
+  /** Serve TLS too (plain connections still work) with a self-signed certificate: `caFile` verifies it. */
+  tls?: boolean;
 }
 
 /**
@@ -73,6 +77,19 @@ export async function startPostgresCluster(opts: ClusterOptions = {}): Promise<P
     full_page_writes: 'off',
     ...opts.settings,
   };
+  let caFile: string | undefined;
+  if (opts.tls) {
+    // Self-signed: the certificate is its own CA (verify-ca passes, verify-full for 127.0.0.1 too).
+    await runAs(user, 'openssl', [
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '30', '-subj', '/CN=127.0.0.1',
+      '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      '-keyout', join(dataDir, 'server.key'), '-out', join(dataDir, 'server.crt'),
+    ]);
+    await runAs(user, 'chmod', ['600', join(dataDir, 'server.key')]);
+    settings.ssl = 'on';
+    caFile = join(dir, 'ca.pem');
+    await writeFile(caFile, await readFile(join(dataDir, 'server.crt')));
+  }
   await appendFile(
     join(dataDir, 'postgresql.conf'),
     '\n# dbferry throwaway cluster\n' + Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n',
@@ -91,6 +108,7 @@ export async function startPostgresCluster(opts: ClusterOptions = {}): Promise<P
     port,
     dataDir,
     password,
+    ...(caFile ? { caFile } : {}),
     url,
     async restart() {
       await runAs(user, join(bin, 'pg_ctl'), ['-D', dataDir, '-l', join(dir, 'server.log'), '-m', 'fast', '-w', '-t', '60', 'restart']);

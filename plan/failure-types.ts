@@ -33,6 +33,14 @@ export const FailureType = {
   OrphanRows: 'OrphanRows',
   /** Anything else the database reported. */
   DatabaseError: 'DatabaseError',
+  /** AWS refused a request (permissions, quota, a parameter): the message is AWS's own. */
+  AwsRequestRefused: 'AwsRequestRefused',
+  /** The DMS replication task failed or stopped on an error (LastFailureMessage in the message). */
+  DmsTaskFailed: 'DmsTaskFailed',
+  /** DMS suspended tables it could not load or apply (Table error); a retry reloads them. */
+  DmsTableError: 'DmsTableError',
+  /** A DMS endpoint's connection test failed (DMS's message in the failure). */
+  DmsEndpointTestFailed: 'DmsEndpointTestFailed',
   /**
    * A loader ran on another worker than its read point's holder, whose snapshots only loaders
    * in its process can join (MySQL): the workflow schedules it again on the holder's queue.
@@ -57,6 +65,10 @@ export const NEEDS_PERSON: readonly FailureType[] = [
   FailureType.SourceCannotSend,
   FailureType.CutoverRefused,
   FailureType.OrphanRows,
+  FailureType.AwsRequestRefused,
+  FailureType.DmsTaskFailed,
+  FailureType.DmsTableError,
+  FailureType.DmsEndpointTestFailed,
 ];
 
 /**

@@ -166,8 +166,14 @@ function crossFieldIssues(p: Record<string, unknown>, tablesGiven: Record<string
   if (runner === 'aws' && p.aws === undefined) {
     out.push({ path: 'aws', message: 'required when runner is aws (at least aws.region)' });
   }
-  if (runner === 'native' && p.aws !== undefined) {
-    out.push({ path: 'aws', message: 'only used with runner: aws (set runner: aws, or remove the aws section)' });
+  if (runner === 'aws' && isRecord(p.aws) && p.aws.replicationInstance === undefined) {
+    out.push({ path: 'aws.replicationInstance', message: 'required when runner is aws: the DMS replication instance to adopt or create ({ id, class })' });
+  }
+  // `region`, `rds` and `snsTopicArn` serve any runner; the DMS resources only the aws runner.
+  if (runner === 'native' && isRecord(p.aws)) {
+    for (const field of ['replicationInstance', 'cleanup'] as const) {
+      if (p.aws[field] !== undefined) out.push({ path: `aws.${field}`, message: 'only used with runner: aws (set runner: aws, or remove it)' });
+    }
   }
 
   const mappings = isRecord(p.tables) && isRecord(p.tables.mappings) ? p.tables.mappings : undefined;

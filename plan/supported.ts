@@ -29,8 +29,18 @@ export function unsupportedFeatures(plan: Plan): PlanIssue[] {
   if (plan.cdc.startPosition !== undefined && plan.source.engine === 'postgres' && !/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/.test(plan.cdc.startPosition)) {
     issues.push({ path: 'cdc.startPosition', value: plan.cdc.startPosition, message: 'expected an LSN such as 0/16B3748 for a postgres source' });
   }
-  if (plan.runner !== 'native') {
-    issues.push({ path: 'runner', value: plan.runner, message: 'not supported yet: this version runs with runner native' });
+  if (plan.runner === 'aws' && (plan.mode === 'dump-restore' || plan.mode === 'cdc')) {
+    issues.push({
+      path: 'mode',
+      value: plan.mode,
+      message:
+        plan.mode === 'dump-restore'
+          ? 'dump-restore runs pg_dump/pg_restore on the workers: use runner native (aws.rds serves it there too)'
+          : 'not supported yet with runner aws (a DMS task from a start position): use mode full-load-and-cdc, or runner native',
+    });
+  }
+  if (plan.aws?.rds) {
+    issues.push({ path: 'aws.rds', message: 'not supported yet by this version: create or pick the RDS instance yourself and give its URL in target.url' });
   }
   if (plan.cdc.startPosition !== undefined && plan.source.engine === 'mysql' && !mysqlStartKind(plan.cdc.startPosition)) {
     issues.push({

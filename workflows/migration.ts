@@ -6,6 +6,7 @@ import { long, quick } from './activity-calls';
 import { runCdc } from './cdc';
 import { describeFailure } from './failures';
 import { runFullLoad } from './full-load';
+import { runManagedLoad } from './managed-load';
 import { ABORTED_FAILURE_TYPE } from './messages';
 import { MigrationState } from './migration-state';
 import { Aborted, OperatorGate } from './operator-gate';
@@ -62,7 +63,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     const created = await step('create-tables', () => long('createTables', 'create schemas, types, sequences and tables on the target', input));
     if (created) state.setTables(created.tables);
     let loadAttempt = 0;
-    report.load = await step('full-load', () => runFullLoad(input, ++loadAttempt));
+    report.load = await step('full-load', () => (plan.runner === 'aws' ? runManagedLoad(input) : runFullLoad(input, ++loadAttempt)));
     if (report.load) state.recordLoad(report.load.tables);
     report.build = await step('build-indexes', () => long('buildIndexes', 'build keys, indexes and foreign keys; carry sequences; analyze', input));
 
@@ -102,9 +103,10 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
     await condition(allHandlersFinished);
     return compactReport(report);
   } catch (err) {
-    // What CDC holds on the source keeps its changes until the disk fills: remove it on the way out.
+    // What CDC holds on the source keeps its changes until the disk fills: remove it on the way
+    // out. A managed service's task (aws runner) is stopped, whatever the mode.
     const cleanUp = async (): Promise<CleanupResult | undefined> =>
-      steps.includes('cdc')
+      steps.includes('cdc') || plan.runner === 'aws'
         ? CancellationScope.nonCancellable(() => quick('cleanupSource', 'remove what CDC holds on the source', input)).catch(() => undefined)
         : undefined;
     // Cancelled from outside (the Web UI's Cancel, `temporal workflow cancel`): an abort by other

@@ -59,7 +59,7 @@ export class OperatorGate {
 
   // Migrations started before alerts existed replay without them (patched: no new commands).
   #alertsOn(): boolean {
-    return !!this.plan.alerts?.webhook && patched('alerts-v1');
+    return (!!this.plan.alerts?.webhook || !!this.plan.aws?.snsTopicArn) && patched('alerts-v1');
   }
 
   alert(a: Omit<Alert, 'at'>): void {

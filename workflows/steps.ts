@@ -8,7 +8,7 @@ import type { Plan } from '../plan/plan-schema';
  * by runner and mode. With CDC, validation waits for the cutover drain (the source no longer
  * moves then) and finalize carries the sequences and cleans up the source.
  */
-const STEP_LISTS: Partial<Record<Plan['runner'], Record<Plan['mode'], StepName[]>>> = {
+const STEP_LISTS: Record<Plan['runner'], Partial<Record<Plan['mode'], StepName[]>>> = {
   native: {
     'full-load': ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'validate'],
     // pg_dump / pg_restore make the tables, keys and indexes and load the rows in one step.
@@ -16,6 +16,12 @@ const STEP_LISTS: Partial<Record<Plan['runner'], Record<Plan['mode'], StepName[]
     'full-load-and-cdc': ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'cdc', 'validate', 'finalize'],
     // The target was loaded some other way.
     cdc: ['preflight', 'cdc', 'validate', 'finalize'],
+  },
+  // The same steps with AWS DMS moving the rows: its task stops after the full load with its
+  // cached changes held, so keys and indexes are built before it applies them.
+  aws: {
+    'full-load': ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'validate'],
+    'full-load-and-cdc': ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'cdc', 'validate', 'finalize'],
   },
 };
 

@@ -61,7 +61,13 @@ export async function beginCutover({ plan, migration }: ActivityInput, engine: S
  * sequences get the source's final state (CDC does not carry them), then what CDC held on the
  * source is dropped (a forgotten slot keeps WAL until the disk fills).
  */
-export async function finalizeCutover({ migration }: ActivityInput, engine: SourceEngine, tgt: PgEndpoint): Promise<FinalizeResult> {
+export async function finalizeCutover(
+  { migration }: ActivityInput,
+  engine: SourceEngine,
+  tgt: PgEndpoint,
+  /** What the runner removes once the target is final (the native runner: the slot and publication). */
+  cleanup: () => Promise<FinalizeResult['cleanup']> = () => engine.cdc.cleanup(migration),
+): Promise<FinalizeResult> {
   // Heartbeats: reading a table's maximum key can wait behind an application's lock on the target.
   return withHeartbeat(() => ({ step: 'carrying sequences, removing what CDC held on the source' }), async () => {
     const model = await loadModel(tgt, migration.runId);
@@ -72,7 +78,7 @@ export async function finalizeCutover({ migration }: ActivityInput, engine: Sour
       await validateForeignKeys(c, tgt, model);
       return carrySequences(fresh, tgt, c);
     });
-    return { sequences, cleanup: await engine.cdc.cleanup(migration) };
+    return { sequences, cleanup: await cleanup() };
   });
 }
 

@@ -27,7 +27,9 @@ type Compared = Omit<TableValidationResult, 'table' | 'equal'>;
 export async function validate(input: ActivityInput, engine: SourceEngine, tgt: PgEndpoint): Promise<ValidateResult> {
   const { plan } = input;
   await refuseColumnDifferences(input, engine, tgt);
-  return plan.mode === 'full-load-and-cdc' || plan.mode === 'cdc' ? validateBothSides(input, engine, tgt) : validateAgainstLoad(input, tgt);
+  // DMS records no count or checksum as it loads: with it the source is read now too.
+  const readNow = plan.mode === 'full-load-and-cdc' || plan.mode === 'cdc' || plan.runner === 'aws';
+  return readNow ? validateBothSides(input, engine, tgt) : validateAgainstLoad(input, tgt);
 }
 
 /**

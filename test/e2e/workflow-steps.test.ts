@@ -219,6 +219,13 @@ const activities: Activities = {
     await fakeOf(input).enter('buildIndexes');
     return { primaryKeys: 2, uniques: 0, indexes: 1, foreignKeys: 1, sequences: 1, ms: 1 };
   },
+  // The aws runner's full load is tested against a fake AWS in aws-runner.test.ts.
+  async prepareManagedLoad() {
+    throw ApplicationFailure.create({ nonRetryable: true, message: 'not used here' });
+  },
+  async managedLoad() {
+    throw ApplicationFailure.create({ nonRetryable: true, message: 'not used here' });
+  },
   async dumpRestore(input) {
     await fakeOf(input).enter('dumpRestore');
     return {

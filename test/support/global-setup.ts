@@ -13,8 +13,9 @@ export default async function globalSetup(): Promise<void> {
   const base = join(__dirname, '..', '..', '.tmp', 'test-servers');
   mkdirSync(base, { recursive: true });
   const [source, target, temporal] = await Promise.all([
-    startPostgresCluster({ baseDir: base }),
-    startPostgresCluster({ baseDir: base }),
+    // TLS on (plain connections still work): the aws runner's SSL endpoints are tested with it.
+    startPostgresCluster({ baseDir: base, tls: true }),
+    startPostgresCluster({ baseDir: base, tls: true }),
     // With its Web UI (cheap to start): test/ui drives it in a browser.
     startDevServer({ headless: false }),
   ]);
@@ -22,6 +23,8 @@ export default async function globalSetup(): Promise<void> {
   process.env.DBFERRY_TEST_SOURCE_PASSWORD = source.password;
   process.env.DBFERRY_TEST_TARGET_URL = target.url();
   process.env.DBFERRY_TEST_TARGET_PASSWORD = target.password;
+  process.env.DBFERRY_TEST_SOURCE_CA = source.caFile!;
+  process.env.DBFERRY_TEST_TARGET_CA = target.caFile!;
   process.env.DBFERRY_TEST_TEMPORAL_ADDRESS = temporal.address;
   process.env.DBFERRY_TEST_TEMPORAL_UI = temporal.uiUrl;
   const g = globalThis as unknown as { __dbferryServers: Array<{ stop(): Promise<void> }> };

@@ -119,9 +119,10 @@ describe('parsePlan: a valid plan', () => {
   });
 
   test('alerts get lagSeconds 60 by default; aws cleanup false', () => {
-    const p = ok(plan({ alerts: { webhook: 'file:/run/secrets/hook' }, runner: 'aws', aws: { region: 'us-east-1' } }));
+    const replicationInstance = { id: 'dbferry-shop', class: 'dms.t3.medium' };
+    const p = ok(plan({ alerts: { webhook: 'file:/run/secrets/hook' }, runner: 'aws', aws: { region: 'us-east-1', replicationInstance } }));
     expect(p.alerts).toEqual({ webhook: 'file:/run/secrets/hook', lagSeconds: 60, slotWalGb: 10 });
-    expect(p.aws).toEqual({ region: 'us-east-1', cleanup: false });
+    expect(p.aws).toEqual({ region: 'us-east-1', replicationInstance, cleanup: false });
   });
 
   test('a parsed plan parses again to itself (it travels through workflow input)', () => {
@@ -385,9 +386,13 @@ describe('parsePlan: wrong plans name the field and what was expected', () => {
     expect(JSON.stringify(issues)).not.toContain('t0kenSecret');
   });
 
-  test('runner aws needs an aws section; an aws section needs runner aws and a region', () => {
+  test('runner aws needs an aws section with a replication instance; the DMS fields need runner aws; a region is required', () => {
     expectIssue(plan({ runner: 'aws' }), 'aws', 'required when runner is aws');
-    expectIssue(plan({ aws: { region: 'eu-west-1' } }), 'aws', 'only used with runner: aws');
+    expectIssue(plan({ runner: 'aws', aws: { region: 'eu-west-1' } }), 'aws.replicationInstance', 'required when runner is aws');
+    expectIssue(plan({ aws: { region: 'eu-west-1', replicationInstance: { id: 'r', class: 'dms.t3.medium' } } }), 'aws.replicationInstance', 'only used with runner: aws');
+    expectIssue(plan({ aws: { region: 'eu-west-1', cleanup: true } }), 'aws.cleanup', 'only used with runner: aws');
+    // The SNS topic (alerts) and the RDS instance serve any runner.
+    expect(ok(plan({ aws: { region: 'eu-west-1', snsTopicArn: 'arn:aws:sns:eu-west-1:123456789012:dbferry' } })).aws?.snsTopicArn).toContain('dbferry');
     expectIssue(plan({ runner: 'aws', aws: { rds: { instanceId: 'x' } } }), 'aws.region', 'required');
     expectIssue(plan({ runner: 'aws', aws: { region: 'eu-west-1', rds: { instanceId: 'x', create: { class: 'db.t3.micro', engineVersion: 16.4, storageGb: 20 } } } }), 'aws.rds.create.engineVersion', 'got 16.4');
   });
@@ -560,11 +565,12 @@ describe('unsupportedFeatures', () => {
     expect(unsupportedFeatures(ok(plan({ alerts: { webhook: 'env:HOOK' } })))).toEqual([]);
   });
 
-  test('runner is named; keys run where dbferry creates and loads the tables', () => {
+  test('runner aws: DMS modes only; keys run where dbferry creates and loads the tables', () => {
     const keys = [{ table: 'shop.orders', surrogateKey: { column: 'id', type: 'bigint' } }];
-    const p = ok(plan({ mode: 'full-load-and-cdc', runner: 'aws', aws: { region: 'eu-west-1' }, source: { engine: 'mysql', url: 'env:S' }, keys }));
-    const issues = unsupportedFeatures(p);
-    expect(issues).toEqual([expect.objectContaining({ path: 'runner', value: 'aws', message: expect.stringContaining('not supported yet') })]);
+    const aws = { region: 'eu-west-1', replicationInstance: { id: 'r', class: 'dms.t3.medium' } };
+    expect(unsupportedFeatures(ok(plan({ mode: 'full-load-and-cdc', runner: 'aws', aws, source: { engine: 'mysql', url: 'env:S' }, keys })))).toEqual([]);
+    expect(unsupportedFeatures(ok(plan({ mode: 'dump-restore', runner: 'aws', aws })))).toEqual([expect.objectContaining({ path: 'mode', message: expect.stringContaining('use runner native') })]);
+    expect(unsupportedFeatures(ok(plan({ mode: 'cdc', runner: 'aws', aws })))).toEqual([expect.objectContaining({ path: 'mode', message: expect.stringContaining('not supported yet with runner aws') })]);
     expect(unsupportedFeatures(ok(plan({ mode: 'dump-restore', keys })))).toEqual([expect.objectContaining({ path: 'keys', message: expect.stringContaining('mode dump-restore restores them as pg_dump wrote them') })]);
     expect(unsupportedFeatures(ok(plan({ mode: 'cdc', keys })))).toEqual([expect.objectContaining({ path: 'keys', message: expect.stringContaining('mode cdc replicates into tables made some other way') })]);
   });

@@ -1,3 +1,5 @@
+import { DatabaseMigrationServiceClient, DescribeReplicationTasksCommand, ResourceNotFoundFault } from '@aws-sdk/client-database-migration-service';
+import { mockClient } from 'aws-sdk-client-mock';
 import { createActivities, type ActivityDeps } from '../../activities';
 import type { SourceEngine } from '../../activities/engine';
 import { parsePlan, type Plan } from '../../plan';
@@ -48,17 +50,25 @@ describe('the activity registry', () => {
     });
   });
 
-  test('a runner this worker does not have is refused before any engine is built', async () => {
-    let built = false;
-    const activities = createActivities(
-      depsWith({
-        postgres: async () => {
-          built = true;
-          throw new Error('not reached');
-        },
-      }),
-    );
-    await expect(activities.validate({ plan: planWith({ runner: 'aws', aws: { region: 'eu-west-1' } }), migration })).rejects.toMatchObject({ type: 'Unsupported', message: expect.stringContaining('runner aws') });
-    expect(built).toBe(false);
+  test('runner aws: what CDC holds is DMS’s task, asked of AWS; no source engine is built for it', async () => {
+    const dms = mockClient(DatabaseMigrationServiceClient);
+    dms.on(DescribeReplicationTasksCommand).rejects(new ResourceNotFoundFault({ message: 'No replication tasks found', $metadata: {} }));
+    try {
+      let built = false;
+      const activities = createActivities(
+        depsWith({
+          postgres: async () => {
+            built = true;
+            throw new Error('not reached');
+          },
+        }),
+      );
+      const plan = planWith({ mode: 'full-load-and-cdc', runner: 'aws', aws: { region: 'eu-west-1', replicationInstance: { id: 'ri', class: 'dms.t3.medium' } } });
+      await expect(activities.cleanupSource({ plan, migration })).resolves.toEqual({ dropped: [], kept: [] });
+      expect(built).toBe(false);
+      expect(dms.commandCalls(DescribeReplicationTasksCommand)[0]!.args[0].input).toMatchObject({ Filters: [{ Name: 'replication-task-id', Values: ['dbferry-reg-task'] }] });
+    } finally {
+      dms.restore();
+    }
   });
 });

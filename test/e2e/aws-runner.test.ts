@@ -1,0 +1,330 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createActivities } from '../../activities';
+import { workflowSource } from '../../worker/worker';
+import { cliEnv, dbferry, writePlan } from '../support/cli';
+import { tableFingerprint } from '../support/compare';
+import { createDatabase, dropDatabase, requiredEnv, serverUrl, uniqueName, withClient } from '../support/databases';
+import { FakeAws } from '../support/fake-aws';
+import { untilStatus, waitFor } from '../support/wait';
+
+jest.setTimeout(6 * 60_000);
+
+/**
+ * The aws runner end to end: the real workflow on the real Temporal server, a real worker (in
+ * this process, so that the AWS SDK can be faked at its boundary), real PostgreSQL source and
+ * target with TLS, and the `dbferry` CLI as a user runs it. The fake DMS moves the rows itself
+ * (test/support/fake-aws.ts), so "equal" is about real rows, read here independently.
+ */
+const queue = `aws-${uniqueName('q')}`;
+const env = cliEnv(queue);
+let fake: FakeAws;
+let worker: Worker;
+let running: Promise<void>;
+let connection: NativeConnection;
+
+beforeAll(async () => {
+  process.env.DBFERRY_AWS_POLL_MS = '200';
+  process.env.DBFERRY_AWS_BACKOFF_MS = '20';
+  connection = await NativeConnection.connect({ address: requiredEnv('DBFERRY_TEST_TEMPORAL_ADDRESS') });
+  worker = await Worker.create({
+    connection,
+    taskQueue: queue,
+    ...workflowSource(),
+    activities: createActivities(),
+    maxHeartbeatThrottleInterval: '1s',
+    shutdownGraceTime: '2s',
+  });
+  running = worker.run();
+}, 120_000);
+
+// Each test gets an AWS of its own: the commands it records are this test's.
+beforeEach(() => {
+  fake = new FakeAws();
+});
+
+afterEach(async () => {
+  await fake.idle();
+  fake.restore();
+});
+
+afterAll(async () => {
+  worker?.shutdown();
+  await running;
+  await connection?.close();
+});
+
+const TABLES = ['shop.customers', 'shop."Order Lines"'];
+
+interface Scenario {
+  name: string;
+  sourceDb: string;
+  targetDb: string;
+  src: string;
+  tgt: () => string;
+}
+
+/** A source with two tables (one with a hostile name and a foreign key), the worker's URLs set. */
+async function scenario(prefix: string): Promise<Scenario> {
+  const name = uniqueName(prefix).replace(/_/g, '-');
+  const sourceDb = uniqueName(`${prefix}_src`);
+  const targetDb = uniqueName(`${prefix}_tgt`);
+  const src = await createDatabase('source', sourceDb);
+  await withClient(src, async (c) => {
+    await c.query(`CREATE SCHEMA shop;
+      CREATE TABLE shop.customers (id int PRIMARY KEY, name text NOT NULL, since date);
+      CREATE TABLE shop."Order Lines" (id bigint PRIMARY KEY, customer_id int NOT NULL REFERENCES shop.customers, amount numeric(12,2), "Note" text);
+      INSERT INTO shop.customers SELECT g, 'customer ' || g, date '2024-01-01' + g FROM generate_series(1, 40) g;
+      INSERT INTO shop."Order Lines" SELECT g, 1 + g % 40, g * 1.25, CASE WHEN g % 7 = 0 THEN NULL ELSE 'note ''' || g || '''' END FROM generate_series(1, 200) g;`);
+  });
+  const key = name.replace(/-/g, '_').toUpperCase();
+  process.env[`SRC_${key}`] = src;
+  process.env[`TGT_${key}`] = serverUrl('target', targetDb);
+  return { name, sourceDb, targetDb, src, tgt: () => serverUrl('target', targetDb) };
+}
+
+const urls = (s: Scenario) => {
+  const key = s.name.replace(/-/g, '_').toUpperCase();
+  return { source: `env:SRC_${key}`, target: `env:TGT_${key}` };
+};
+
+async function expectSameRows(s: Scenario): Promise<void> {
+  for (const t of TABLES) expect({ t, ...(await tableFingerprint(s.tgt(), t)) }).toEqual({ t, ...(await tableFingerprint(s.src, t)) });
+}
+
+const started = (args: string[]) => dbferry(args, env);
+const json = (r: { stdout: string }) => JSON.parse(r.stdout);
+
+describe('aws runner (AWS SDK faked at its boundary; real Temporal, PostgreSQL, CLI)', () => {
+  it('RDS PostgreSQL → RDS PostgreSQL with DMS full load + CDC over verify-ca endpoints: keys built before the cached changes, cutover, cleanup', async () => {
+    const s = await scenario('awspg');
+    const mapping = { rules: [{ 'rule-type': 'selection', 'rule-id': '1', 'rule-name': 'shop', 'object-locator': { 'schema-name': 'shop', 'table-name': '%' }, 'rule-action': 'include' }] };
+    const plan = writePlan(`
+name: ${s.name}
+mode: full-load-and-cdc
+runner: aws
+source: { engine: postgres, url: ${urls(s).source}, tls: { mode: verify-ca, ca: file:${requiredEnv('DBFERRY_TEST_SOURCE_CA')} } }
+target: { engine: postgres, url: ${urls(s).target}, tls: { mode: verify-ca, ca: file:${requiredEnv('DBFERRY_TEST_TARGET_CA')} } }
+tables: { mappings: file:mappings.json }
+aws:
+  region: eu-west-1
+  replicationInstance: { id: ri-${s.name}, class: dms.t3.medium }
+  snsTopicArn: arn:aws:sns:eu-west-1:123456789012:dbferry
+`);
+    writeFileSync(join(dirname(plan), 'mappings.json'), JSON.stringify(mapping, null, 2));
+    // The replication instance exists already: adopted, and kept by cleanup.
+    fake.addInstance(`ri-${s.name}`);
+    try {
+      const start = await started(['start', plan, '--wait', '--json']);
+      expect({ code: start.code, err: start.code === 0 ? '' : start.stdout + start.stderr }).toEqual({ code: 0, err: '' });
+      expect(json(start).phase).toBe('cdc');
+
+      // The order that keeps data safe, and the parameters that matter.
+      const at = (n: string) => fake.names().indexOf(n);
+      expect(at('CreateReplicationInstance')).toBe(-1);
+      expect(at('ImportCertificate')).toBeGreaterThan(-1);
+      expect(at('ImportCertificate')).toBeLessThan(at('CreateEndpoint'));
+      expect(at('CreateEndpoint')).toBeLessThan(at('TestConnection'));
+      expect(at('TestConnection')).toBeLessThan(at('CreateReplicationTask'));
+      expect(at('CreateReplicationTask')).toBeLessThan(at('CreateEventSubscription'));
+      expect(at('CreateEventSubscription')).toBeLessThan(at('StartReplicationTask'));
+      expect(fake.inputsOf('StartReplicationTask').map((i) => i.StartReplicationTaskType)).toEqual(['start-replication', 'resume-processing']);
+      for (const ep of fake.inputsOf('CreateEndpoint')) expect(ep).toMatchObject({ EngineName: 'postgres', SslMode: 'verify-ca', CertificateArn: expect.stringContaining(':cert:') });
+      expect(fake.inputsOf('ImportCertificate').map((i) => i.CertificatePem)).toEqual(
+        expect.arrayContaining([readFileSync(requiredEnv('DBFERRY_TEST_SOURCE_CA'), 'utf8').trim(), readFileSync(requiredEnv('DBFERRY_TEST_TARGET_CA'), 'utf8').trim()]),
+      );
+      const task = fake.inputsOf('CreateReplicationTask')[0]!;
+      expect(task.MigrationType).toBe('full-load-and-cdc');
+      expect(JSON.parse(task.TableMappings as string)).toEqual(mapping);
+      expect(JSON.parse(task.ReplicationTaskSettings as string)).toMatchObject({
+        FullLoadSettings: { TargetTablePrepMode: 'DO_NOTHING', StopTaskCachedChangesNotApplied: true },
+        TargetMetadata: { FullLobMode: true },
+      });
+      expect(fake.inputsOf('CreateEventSubscription')[0]).toMatchObject({ SourceType: 'replication-task', SourceIds: [`dbferry-${s.name}-task`], EventCategories: ['failure', 'state change'] });
+      // The primary keys existed on the target before DMS applied its cached changes.
+      await waitFor('the fake DMS to look at the target on resume', async () => fake.keysWhenResumed !== undefined);
+      expect(fake.keysWhenResumed).toEqual({ 'shop.customers': true, 'shop.Order Lines': true });
+      // Nothing secret left the worker except towards AWS itself (the endpoint's password).
+      expect(JSON.stringify(json(start))).not.toContain(requiredEnv('DBFERRY_TEST_SOURCE_PASSWORD'));
+
+      // Changes during CDC, then cutover once the application stopped writing.
+      await withClient(s.src, (c) =>
+        c.query(`INSERT INTO shop.customers VALUES (41, 'new', NULL);
+                 UPDATE shop."Order Lines" SET amount = amount + 1, "Note" = 'changed' WHERE id % 10 = 0;
+                 DELETE FROM shop."Order Lines" WHERE id > 190;
+                 INSERT INTO shop."Order Lines" VALUES (500, 41, 9.99, 'late');`),
+      );
+      const cut = await started(['cutover', s.name, '--wait', '--json']);
+      expect({ code: cut.code, err: cut.code === 0 ? '' : cut.stdout + cut.stderr + (await started(['status', s.name, '--json'])).stdout }).toEqual({ code: 0, err: '' });
+      const report = json(cut);
+      expect(report.status.phase).toBe('completed');
+      expect(report.status.tables.map((t: { name: string; validation: string }) => [t.name, t.validation])).toEqual([
+        ['shop.Order Lines', 'equal'],
+        ['shop.customers', 'equal'],
+      ]);
+      await expectSameRows(s);
+      // DMS's task stopped once validation found the tables equal; CDC counts came from DMS.
+      expect(at('StopReplicationTask')).toBeGreaterThan(at('StartReplicationTask'));
+      expect(report.status.tables.find((t: { name: string }) => t.name === 'shop.Order Lines')).toMatchObject({ deletes: 10 });
+      // The foreign key, deferred past the drain, is validated.
+      const fk = await withClient(s.tgt(), (c) => c.query(`SELECT convalidated FROM pg_constraint WHERE contype = 'f' AND conrelid = 'shop."Order Lines"'::regclass`));
+      expect(fk.rows).toEqual([{ convalidated: true }]);
+
+      const cleaned = await started(['cleanup', s.name, '--json']);
+      expect({ code: cleaned.code, err: cleaned.stderr }).toEqual({ code: 0, err: '' });
+      expect(json(cleaned).kept).toEqual([`DMS replication instance ri-${s.name} (adopted, not created by this migration)`]);
+      expect(fake.leftovers().filter((x) => x.includes(s.name))).toEqual([`instance ri-${s.name}`]);
+    } finally {
+      await dropDatabase('source', s.sourceDb);
+      await dropDatabase('target', s.targetDb);
+    }
+  });
+
+  it('a task that fails, throttling and a lost CreateReplicationTask answer: one task, a pause with DMS’s message on SNS, retry reloads from empty tables', async () => {
+    const s = await scenario('awsfail');
+    const plan = writePlan(`
+name: ${s.name}
+mode: full-load
+runner: aws
+source: { engine: postgres, url: ${urls(s).source} }
+target: { engine: postgres, url: ${urls(s).target} }
+tables: { include: ["shop.%"] }
+aws:
+  region: eu-west-1
+  replicationInstance: { id: ri-${s.name}, class: dms.t3.medium }
+  snsTopicArn: arn:aws:sns:eu-west-1:123456789012:dbferry
+`);
+    fake.throttleOnce.add('CreateEndpoint');
+    fake.throttleOnce.add('DescribeTableStatistics');
+    fake.loseAnswerOnce.add('CreateReplicationTask');
+    fake.failLoadOnce = 'ERROR: could not extend file: No space left on device';
+    try {
+      const start = await started(['start', plan, '--wait', '--json']);
+      expect({ code: start.code, err: start.code === 3 ? '' : start.stdout + start.stderr }).toEqual({ code: 3, err: '' });
+      expect(json(start).failure).toMatchObject({ step: 'full-load', type: 'DmsTaskFailed', message: expect.stringContaining('No space left on device') });
+      // Throttled calls were sent again; the lost answer did not make a second task.
+      expect(fake.names().filter((n) => n === 'CreateReplicationTask')).toHaveLength(2);
+      expect([...fake.tasks.keys()].filter((k) => k.includes(s.name))).toEqual([`dbferry-${s.name}-task`]);
+      expect(fake.throttleOnce.size).toBe(0);
+      await waitFor('the pause alert on SNS', async () =>
+        fake.published.some((p) => p.TopicArn?.endsWith(':dbferry') && p.Message?.includes(s.name) && p.Message.includes('"kind":"paused"')),
+      );
+      // The selection rules DMS got were written from the include pattern.
+      expect(JSON.parse(fake.inputsOf('CreateReplicationTask')[0]!.TableMappings as string).rules).toEqual([
+        expect.objectContaining({ 'rule-type': 'selection', 'rule-action': 'include', 'object-locator': { 'schema-name': 'shop', 'table-name': '%' } }),
+      ]);
+
+      const retry = await started(['retry', s.name]);
+      expect({ code: retry.code, err: retry.stderr }).toEqual({ code: 0, err: '' });
+      const done = await untilStatus(s.name, (x) => x.phase === 'completed' || x.phase === 'awaiting-operator', env);
+      expect(done.failure ?? null).toBeNull();
+      expect(done.tables.map((t: { validation: string }) => t.validation)).toEqual(['equal', 'equal']);
+      // DMS appends with DO_NOTHING: only emptied tables make the reload exact.
+      await expectSameRows(s);
+      expect(fake.inputsOf('StartReplicationTask').filter((i) => String(i.ReplicationTaskArn).includes(s.name.toUpperCase())).map((i) => i.StartReplicationTaskType)).toEqual([
+        'start-replication',
+        'reload-target',
+      ]);
+
+      const cleaned = await started(['cleanup', s.name, '--json']);
+      expect({ code: cleaned.code, err: cleaned.stderr }).toEqual({ code: 0, err: '' });
+      expect(fake.leftovers().filter((x) => x.includes(s.name))).toEqual([]);
+    } finally {
+      await dropDatabase('source', s.sourceDb);
+      await dropDatabase('target', s.targetDb);
+    }
+  });
+
+  it('a table in Table error pauses naming it; retry empties and reloads that table alone', async () => {
+    const s = await scenario('awstable');
+    const plan = writePlan(`
+name: ${s.name}
+mode: full-load
+runner: aws
+source: { engine: postgres, url: ${urls(s).source} }
+target: { engine: postgres, url: ${urls(s).target} }
+tables: { include: ["shop.%"] }
+aws:
+  region: eu-west-1
+  replicationInstance: { id: ri-${s.name}, class: dms.t3.medium }
+`);
+    fake.tableErrorOnce = 'shop.Order Lines';
+    try {
+      const start = await started(['start', plan, '--wait', '--json']);
+      expect({ code: start.code, err: start.code === 3 ? '' : start.stdout + start.stderr }).toEqual({ code: 3, err: '' });
+      expect(json(start).failure).toMatchObject({ step: 'full-load', type: 'DmsTableError', table: 'shop.Order Lines' });
+      const retry = await started(['retry', s.name]);
+      expect(retry.code).toBe(0);
+      const done = await untilStatus(s.name, (x) => x.phase === 'completed' || x.phase === 'awaiting-operator', env);
+      expect(done.failure ?? null).toBeNull();
+      expect(fake.inputsOf('ReloadTables').filter((i) => String(i.ReplicationTaskArn).includes(s.name.toUpperCase())).map((i) => i.TablesToReload)).toEqual([
+        [{ SchemaName: 'shop', TableName: 'Order Lines' }],
+      ]);
+      await expectSameRows(s);
+    } finally {
+      await dropDatabase('source', s.sourceDb);
+      await dropDatabase('target', s.targetDb);
+    }
+  });
+
+  it('a row DMS lost while reporting the table completed: validation over pg says different', async () => {
+    const s = await scenario('awslost');
+    const plan = writePlan(`
+name: ${s.name}
+mode: full-load
+runner: aws
+source: { engine: postgres, url: ${urls(s).source} }
+target: { engine: postgres, url: ${urls(s).target} }
+aws:
+  region: eu-west-1
+  replicationInstance: { id: ri-${s.name}, class: dms.t3.medium }
+`);
+    // A child table's row: a parent's would already fail its foreign key's VALIDATE.
+    fake.loseRowOf = 'shop.Order Lines';
+    try {
+      const start = await started(['start', plan, '--wait', '--json']);
+      expect({ code: start.code, err: start.code === 3 ? '' : start.stdout + start.stderr }).toEqual({ code: 3, err: '' });
+      const paused = json(start);
+      expect(paused.failure).toMatchObject({ step: 'validate', type: 'ValidationMismatch', message: expect.stringContaining('shop.Order Lines (source 200 rows, target 199') });
+      expect(paused.tables.map((t: { name: string; fullLoadRows: string; validation: string }) => [t.name, t.fullLoadRows, t.validation])).toEqual([
+        ['shop.Order Lines', '200', 'different'],
+        ['shop.customers', '40', 'equal'],
+      ]);
+    } finally {
+      await dropDatabase('source', s.sourceDb);
+      await dropDatabase('target', s.targetDb);
+    }
+  });
+
+  it('an endpoint DMS cannot reach pauses with its message; abort, then cleanup leaves nothing in AWS', async () => {
+    const s = await scenario('awsabort');
+    const plan = writePlan(`
+name: ${s.name}
+mode: full-load-and-cdc
+runner: aws
+source: { engine: postgres, url: ${urls(s).source} }
+target: { engine: postgres, url: ${urls(s).target} }
+aws:
+  region: eu-west-1
+  replicationInstance: { id: ri-${s.name}, class: dms.t3.medium }
+`);
+    fake.failConnectionTest = { endpointId: `dbferry-${s.name}-target`, message: 'Test connection failed for endpoint: could not connect to server: Connection timed out' };
+    try {
+      const start = await started(['start', plan, '--wait', '--json']);
+      expect({ code: start.code, err: start.code === 3 ? '' : start.stdout + start.stderr }).toEqual({ code: 3, err: '' });
+      expect(json(start).failure).toMatchObject({ type: 'DmsEndpointTestFailed', message: expect.stringContaining('Connection timed out') });
+      expect(fake.names()).not.toContain('CreateReplicationTask');
+      const abort = await started(['abort', s.name, '--reason', 'network not ready']);
+      expect(abort.code).toBe(0);
+      await untilStatus(s.name, (x) => x.phase === 'aborted', env);
+      const cleaned = await started(['cleanup', s.name, '--json']);
+      expect({ code: cleaned.code, err: cleaned.stderr }).toEqual({ code: 0, err: '' });
+      expect(json(cleaned).dropped).toEqual(expect.arrayContaining([`DMS source endpoint dbferry-${s.name}-source`, `DMS replication instance ri-${s.name}`]));
+      expect(fake.leftovers().filter((x) => x.includes(s.name))).toEqual([]);
+    } finally {
+      await dropDatabase('source', s.sourceDb);
+      await dropDatabase('target', s.targetDb);
+    }
+  });
+});

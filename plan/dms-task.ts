@@ -4,7 +4,7 @@
  * how DMS's task and table states read in dbferry's words.
  */
 import type { Plan, TlsOptions } from './plan-schema';
-import { parseTablePattern, type DmsSelectionRule, type NamePattern } from './table-selection';
+import { parseTablePattern, selectsByDefault, type DmsSelectionRule, type NamePattern } from './table-selection';
 
 /** The tag every resource dbferry creates carries: its migration's name. Cleanup deletes only those. */
 export const CREATED_BY_TAG = 'dbferry:migration';
@@ -50,10 +50,12 @@ export function dmsSslMode(tls: TlsOptions | undefined): 'none' | 'require' | 'v
 /**
  * The task's table mapping: the plan's DMS document as it was given (dbferry created the target
  * tables from the same rules, so DMS writes into what it expects), or selection rules written
- * from `include`/`exclude` patterns.
+ * from `include`/`exclude` patterns (for a MySQL source by default: its URL's database).
  */
-export function dmsTableMapping(tables: Plan['tables']): string {
+export function dmsTableMapping(tables: Plan['tables'], mysqlDatabase?: string): string {
   if (tables.mappings) return JSON.stringify(tables.mappings);
+  // A MySQL source's default selection is the database its URL names, as dbferry's own.
+  if (mysqlDatabase !== undefined && selectsByDefault(tables)) tables = { ...tables, include: [`"${mysqlDatabase.replace(/"/g, '""')}".%`] };
   const locatorPart = (p: NamePattern) => ('exact' in p ? p.exact : p.glob);
   const rule = (pattern: string, action: 'include' | 'exclude', n: number): DmsSelectionRule => {
     const parsed = parseTablePattern(pattern);

@@ -41,6 +41,11 @@ export interface TableSelectionSpec {
   mappings?: DmsTableMapping;
 }
 
+/** The default selection (`%.%`, no mapping): for a MySQL source, the database its URL names. */
+export function selectsByDefault(spec: TableSelectionSpec): boolean {
+  return spec.mappings === undefined && spec.include.length === 1 && spec.include[0] === '%.%';
+}
+
 export interface TableSelector {
   matches(schema: string, table: string): boolean;
 }

@@ -228,7 +228,11 @@ export async function describeTask(plan: Plan): Promise<ReplicationTask | undefi
 }
 
 /** The task, adopted or created (DO_NOTHING, the plan's mapping as given), once DMS has it ready. */
-export async function ensureTask(plan: Plan, arns: { instance: string; source: string; target: string }, progress: (s: string) => void): Promise<ReplicationTask> {
+export async function ensureTask(
+  plan: Plan,
+  arns: { instance: string; source: string; target: string; mysqlDatabase?: string },
+  progress: (s: string) => void,
+): Promise<ReplicationTask> {
   if (!(await describeTask(plan))) {
     await create('CreateReplicationTask', () =>
       awsClients(plan).dms.send(
@@ -238,7 +242,7 @@ export async function ensureTask(plan: Plan, arns: { instance: string; source: s
           SourceEndpointArn: arns.source,
           TargetEndpointArn: arns.target,
           MigrationType: dmsMigrationType(plan.mode),
-          TableMappings: dmsTableMapping(plan.tables),
+          TableMappings: dmsTableMapping(plan.tables, arns.mysqlDatabase),
           ReplicationTaskSettings: dmsTaskSettings(plan.mode),
           Tags: tags(plan),
         }),

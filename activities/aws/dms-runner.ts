@@ -23,6 +23,7 @@ import { qualifiedKey, sourceTable, type SchemaModel, type TableModel } from '..
 import { qualifiedTable } from '../../plan/sql-names';
 import { initProgress } from '../apply/progress';
 import { withHeartbeat } from '../heartbeat';
+import { resolveMysqlEndpoint } from '../mysql/connection';
 import { withConnection, type PgEndpoint } from '../pg/connection';
 import { ensureBookkeeping } from '../target/bookkeeping';
 import { loadModel } from '../target/model';
@@ -51,7 +52,8 @@ export async function prepareManagedLoad({ plan }: ActivityInput): Promise<Manag
     say('testing the endpoints from the replication instance');
     await Promise.all([testEndpoint(plan, 'source', instance.arn, source, say), testEndpoint(plan, 'target', instance.arn, target, say)]);
     say('replication task');
-    await ensureTask(plan, { instance: instance.arn, source, target }, (s) => say(`waiting for ${s}`));
+    const mysqlDatabase = plan.source.engine === 'mysql' ? (await resolveMysqlEndpoint(plan)).database : undefined;
+    await ensureTask(plan, { instance: instance.arn, source, target, ...(mysqlDatabase !== undefined ? { mysqlDatabase } : {}) }, (s) => say(`waiting for ${s}`));
     const subscribed = await ensureEventSubscription(plan);
     return { task: dmsNames(plan).task, replicationInstance: plan.aws!.replicationInstance!.id, instanceCreated: instance.created, eventSubscription: subscribed };
   });

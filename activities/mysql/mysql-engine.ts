@@ -4,7 +4,7 @@ import type { EndpointInfo, Finding, MigrationRef } from '../../plan/migration-t
 import type { Plan } from '../../plan/plan-schema';
 import { qualifiedKey, type SchemaModel, type SequenceModel, type TableModel } from '../../plan/schema-model';
 import type { TableExtent } from '../../plan/load-chunks';
-import { compileSelection } from '../../plan/table-selection';
+import { compileSelection, selectsByDefault } from '../../plan/table-selection';
 import type { Connection } from 'mysql2/promise';
 import type { ChangeSource, HeldReadPoint, SourceEngine } from '../engine';
 import { mysqlFailure, resolveMysqlEndpoint, withMysql, type MysqlEndpoint } from './connection';
@@ -44,8 +44,9 @@ class MysqlEngine implements SourceEngine {
    */
   private selector(): (schema: string, table: string) => boolean {
     const sel = compileSelection(this.plan.tables);
-    const explicit = (this.plan.tables.include?.length ?? 0) > 0 || this.plan.tables.mappings !== undefined;
-    return (schema, table) => (explicit || schema === this.ep.database) && sel.matches(schema, table);
+    // (The plan fills in `%.%` when include is left out: that is the default, not a choice.)
+    const byDefault = selectsByDefault(this.plan.tables);
+    return (schema, table) => (!byDefault || schema === this.ep.database) && sel.matches(schema, table);
   }
 
   private schema(): Promise<MysqlSchema> {

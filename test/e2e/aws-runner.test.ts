@@ -7,6 +7,8 @@ import { cliEnv, dbferry, writePlan } from '../support/cli';
 import { tableFingerprint } from '../support/compare';
 import { createDatabase, dropDatabase, requiredEnv, serverUrl, uniqueName, withClient } from '../support/databases';
 import { FakeAws } from '../support/fake-aws';
+import { createTablesSql, keyFacts, KEYS_PLAN, orderIds, seed, sourceRows, startWorkload, targetRows, type Exec } from '../support/key-redesign';
+import { startMariaSource, type MariaSource } from '../support/mariadb-source';
 import { untilStatus, waitFor } from '../support/wait';
 
 jest.setTimeout(6 * 60_000);
@@ -326,5 +328,100 @@ aws:
       await dropDatabase('source', s.sourceDb);
       await dropDatabase('target', s.targetDb);
     }
+  });
+
+  describe('MySQL (MariaDB) → PostgreSQL with DMS: tables from dbferry’s converted schema, key redesign, CDC under writes', () => {
+    let maria: MariaSource | undefined;
+    beforeAll(async () => {
+      maria = await startMariaSource();
+    }, 120_000);
+    afterAll(async () => {
+      await maria?.stop();
+    });
+
+    it('surrogate keys and new foreign keys stay right while DMS applies the changes; only the URL’s database is selected', async () => {
+      const my = maria!.my;
+      const exec: Exec = async (sql, params) => {
+        const [rows] = await my.query({ sql, values: params ?? [], rowsAsArray: true } as never);
+        return Array.isArray(rows) ? (rows as unknown[][]) : [];
+      };
+      await my.query('CREATE DATABASE shop; CREATE DATABASE other; CREATE TABLE other.not_mine (id int PRIMARY KEY)');
+      for (const sql of createTablesSql({ schema: 'shop' })) await my.query(sql);
+      await seed(exec);
+      const name = uniqueName('awsmy').replace(/_/g, '-');
+      const targetDb = uniqueName('awsmy_tgt');
+      const tgt = serverUrl('target', targetDb);
+      const key = name.replace(/-/g, '_').toUpperCase();
+      process.env[`SRC_${key}`] = maria!.maria.url('shop');
+      process.env[`TGT_${key}`] = tgt;
+      const plan = writePlan(`
+name: ${name}
+mode: full-load-and-cdc
+runner: aws
+source: { engine: mysql, url: env:SRC_${key} }
+target: { engine: postgres, url: env:TGT_${key} }
+${KEYS_PLAN}
+aws:
+  region: eu-west-1
+  replicationInstance: { id: ri-${name}, class: dms.t3.medium }
+  snsTopicArn: arn:aws:sns:eu-west-1:123456789012:dbferry
+`);
+      try {
+        const start = await started(['start', plan, '--wait', '--json']);
+        expect({ code: start.code, err: start.code === 0 ? '' : start.stdout + start.stderr }).toEqual({ code: 0, err: '' });
+        expect(fake.inputsOf('CreateEndpoint').map((i) => [i.EndpointType, i.EngineName, i.DatabaseName])).toEqual(
+          expect.arrayContaining([
+            ['source', 'mysql', 'shop'],
+            ['target', 'postgres', targetDb],
+          ]),
+        );
+        expect(JSON.parse(fake.inputsOf('CreateReplicationTask')[0]!.TableMappings as string).rules).toEqual([
+          expect.objectContaining({ 'rule-action': 'include', 'object-locator': { 'schema-name': 'shop', 'table-name': '%' } }),
+        ]);
+        // Keys (the surrogate key included) were there before DMS applied a change.
+        await waitFor('the fake DMS to look at the target on resume', async () => fake.keysWhenResumed !== undefined);
+        expect(fake.keysWhenResumed).toEqual({ 'shop.order_items': true, 'shop.orders': true, 'shop.payments': true });
+        const loaded = await keyFacts(tgt);
+        expect(loaded.wrongLinks).toEqual({ order_items: 0, payments: 0 });
+        expect(loaded.linked).toEqual({ order_items: 1200, payments: 400 });
+        const idsBefore = await orderIds(tgt);
+
+        // An application writes: orders with items, items before their order, moves, deletes, renames.
+        const workload = startWorkload(exec, { rounds: 150 });
+        await waitFor('150 source transactions', async () => workload.rounds() >= 150, { timeoutMs: 120_000 });
+        await workload.stop();
+        await untilStatus(name, (x) => x.lag?.caughtUp === true, env);
+        const cut = await started(['cutover', name, '--wait', '--json']);
+        expect({ code: cut.code, err: cut.code === 0 ? '' : cut.stdout + cut.stderr + (await started(['status', name, '--json'])).stdout }).toEqual({ code: 0, err: '' });
+        const report = json(cut);
+        expect(report.validation.tables.map((t: { table: string; equal: boolean }) => [t.table, t.equal])).toEqual([
+          ['shop.order_items', true],
+          ['shop.orders', true],
+          ['shop.payments', true],
+        ]);
+        for (const table of ['orders', 'order_items', 'payments']) expect({ table, rows: await targetRows(tgt, table) }).toEqual({ table, rows: await sourceRows(exec, table) });
+        const facts = await keyFacts(tgt);
+        expect(facts.wrongLinks).toEqual({ order_items: 0, payments: 0 });
+        expect(facts.distinctIds).toBe(true);
+        expect(facts.constraints).toEqual([
+          'order_items f FOREIGN KEY (order_id) REFERENCES shop.orders(id) ON DELETE SET NULL valid',
+          'order_items p PRIMARY KEY (customer_id, order_no, line_no) valid',
+          'orders p PRIMARY KEY (id) valid',
+          'orders u UNIQUE (customer_id, order_no) valid',
+          'payments f FOREIGN KEY (order_id) REFERENCES shop.orders(id) ON DELETE SET NULL valid',
+          'payments p PRIMARY KEY (payment_id) valid',
+        ]);
+        // DMS updates a row in place: an order it did not delete keeps its surrogate key.
+        const idsAfter = await orderIds(tgt);
+        const kept = [...idsBefore].filter(([k]) => idsAfter.has(k));
+        expect(kept.length).toBeGreaterThan(100);
+        expect(kept.filter(([k, id]) => idsAfter.get(k) !== id)).toEqual([]);
+        // The server's other database is not the migration's.
+        const schemas = await withClient(tgt, (c) => c.query(`SELECT nspname FROM pg_namespace WHERE nspname = 'other'`));
+        expect(schemas.rows).toEqual([]);
+      } finally {
+        await dropDatabase('target', targetDb);
+      }
+    });
   });
 });

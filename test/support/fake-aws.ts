@@ -41,6 +41,7 @@ import {
 import { CloudWatchClient, GetMetricStatisticsCommand } from '@aws-sdk/client-cloudwatch';
 import { PublishCommand, SNSClient, type PublishCommandInput } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
+import { createConnection as createMysql } from 'mysql2/promise';
 import { Client } from 'pg';
 
 interface Resource {
@@ -62,6 +63,8 @@ interface TableStat {
   inserts: number;
   updates: number;
   deletes: number;
+  /** The source rows as DMS last saw them, by key: CDC applies what changed since. */
+  seen: Map<string, string>;
 }
 interface Task extends Resource {
   id: string;
@@ -293,7 +296,7 @@ export class FakeAws {
     if (c.status === 'testing') {
       const fail = this.failConnectionTest?.endpointId === c.endpointId ? this.failConnectionTest.message : undefined;
       // The test really connects, as DMS would, with the endpoint's own settings.
-      const err = fail ?? (await this.#connect(this.endpoints.get(c.endpointId)!).then((pg) => pg.end().then(() => undefined), (e: Error) => e.message));
+      const err = fail ?? (await this.#reach(this.endpoints.get(c.endpointId)!));
       Object.assign(c, err ? { status: 'failed', message: err } : { status: 'successful' });
     }
     return { Connections: [{ EndpointArn: ep, ReplicationInstanceArn: ri, EndpointIdentifier: c.endpointId, Status: c.status, LastFailureMessage: c.message }] };
@@ -431,18 +434,84 @@ export class FakeAws {
 
   // ---- moving rows, as DMS would ----
 
+  /** Connects to an endpoint as its test would: undefined when it answers, else why not. */
+  async #reach(ep: FakeEndpoint): Promise<string | undefined> {
+    try {
+      if (ep.input.EndpointType === 'source') await (await this.#source(ep)).close();
+      else await (await this.#connect(ep)).end();
+      return undefined;
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
+
+  /** A target connection with the endpoint's own settings (server, credentials, SSL mode, CA). */
   async #connect(ep: FakeEndpoint): Promise<Client> {
     const i = ep.input;
-    const cert = i.CertificateArn ? [...this.certificates.values()].find((c) => c.arn === i.CertificateArn)?.pem : undefined;
-    const ssl =
-      i.SslMode === 'none' || !i.SslMode
-        ? undefined
-        : i.SslMode === 'require'
-          ? { rejectUnauthorized: false }
-          : { rejectUnauthorized: true, ca: cert, ...(i.SslMode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}) };
-    const c = new Client({ host: i.ServerName, port: i.Port, database: i.DatabaseName, user: i.Username, password: i.Password, ssl });
+    const c = new Client({ host: i.ServerName, port: i.Port, database: i.DatabaseName, user: i.Username, password: i.Password, ssl: this.#ssl(ep) as never });
     await c.connect();
     return c;
+  }
+
+  #ssl(ep: FakeEndpoint): object | undefined {
+    const i = ep.input;
+    if (i.SslMode === 'none' || !i.SslMode) return undefined;
+    if (i.SslMode === 'require') return { rejectUnauthorized: false };
+    const ca = i.CertificateArn ? [...this.certificates.values()].find((c) => c.arn === i.CertificateArn)?.pem : undefined;
+    return { rejectUnauthorized: true, ca, ...(i.SslMode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}) };
+  }
+
+  /** The source endpoint as DMS reads it: PostgreSQL, or MySQL/MariaDB (its database is the schema). */
+  async #source(ep: FakeEndpoint): Promise<SourceReader> {
+    const i = ep.input;
+    if (i.EngineName === 'postgres') {
+      const c = await this.#connect(ep);
+      return {
+        tables: async () =>
+          (
+            await c.query<{ schema: string; table: string }>(
+              `SELECT table_schema AS schema, table_name AS table FROM information_schema.tables
+                WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2`,
+            )
+          ).rows,
+        rows: async (schema, table) => (await c.query<{ r: Row }>(`SELECT to_jsonb(x) AS r FROM ${quote(schema)}.${quote(table)} x`)).rows.map((x) => x.r),
+        key: (schema, table) => primaryKey(c, `${quote(schema)}.${quote(table)}`),
+        snapshot: () => c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY').then(() => undefined),
+        close: () => c.end(),
+      };
+    }
+    const my = await createMysql({
+      host: i.ServerName,
+      port: i.Port,
+      user: i.Username,
+      password: i.Password,
+      ...(this.#ssl(ep) ? { ssl: this.#ssl(ep) as never } : {}),
+      dateStrings: true,
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+      decimalNumbers: false,
+    } as never);
+    const database = i.DatabaseName ?? '';
+    const bq = (x: string) => '`' + x.replace(/`/g, '``') + '`';
+    return {
+      tables: async () => {
+        const [rows] = await my.query(
+          `SELECT TABLE_SCHEMA AS \`schema\`, TABLE_NAME AS \`table\` FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA = ? ORDER BY 1, 2`,
+          [database],
+        );
+        return rows as { schema: string; table: string }[];
+      },
+      rows: async (schema, table) => (await my.query(`SELECT * FROM ${bq(schema)}.${bq(table)}`))[0] as Row[],
+      key: async (schema, table) => {
+        const [rows] = await my.query(
+          `SELECT COLUMN_NAME AS c FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION`,
+          [schema, table],
+        );
+        return (rows as { c: string }[]).map((x) => x.c);
+      },
+      snapshot: () => my.query('START TRANSACTION WITH CONSISTENT SNAPSHOT').then(() => undefined),
+      close: () => my.end(),
+    };
   }
 
   #sides(t: Task) {
@@ -455,22 +524,18 @@ export class FakeAws {
   async #selected(t: Task): Promise<{ schema: string; table: string }[]> {
     const rules = (JSON.parse(t.input.TableMappings!) as { rules: Record<string, any>[] }).rules.filter((r) => r['rule-type'] === 'selection');
     const like = (pattern: string, v: string) => new RegExp(`^${pattern.split('%').map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`).test(v);
-    const pg = await this.#connect(this.#sides(t).source);
+    const src = await this.#source(this.#sides(t).source);
     try {
-      const r = await pg.query<{ schema: string; table: string }>(
-        `SELECT table_schema AS schema, table_name AS table FROM information_schema.tables
-          WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2`,
-      );
       const matches = (x: { schema: string; table: string }, action: string) =>
         rules.some((r) => r['rule-action'] === action && like(r['object-locator']['schema-name'], x.schema) && like(r['object-locator']['table-name'], x.table));
-      return r.rows.filter((x) => matches(x, 'include') && !matches(x, 'exclude'));
+      return (await src.tables()).filter((x) => matches(x, 'include') && !matches(x, 'exclude'));
     } finally {
-      await pg.end();
+      await src.close();
     }
   }
 
   async #load(t: Task): Promise<void> {
-    t.tables = new Map((await this.#selected(t)).map((x) => [`${x.schema}.${x.table}`, { ...x, state: 'Before load', fullLoadRows: 0, inserts: 0, updates: 0, deletes: 0 }]));
+    t.tables = new Map((await this.#selected(t)).map((x) => [`${x.schema}.${x.table}`, { ...x, state: 'Before load', fullLoadRows: 0, inserts: 0, updates: 0, deletes: 0, seen: new Map() }]));
     let n = 0;
     for (const s of t.tables.values()) {
       await this.#copyTable(t, s);
@@ -493,57 +558,65 @@ export class FakeAws {
   /** Copies one table's rows into the target as they are (DO_NOTHING: nothing emptied first). */
   async #copyTable(t: Task, s: TableStat): Promise<void> {
     const { source, target } = this.#sides(t);
-    const [src, tgt] = await Promise.all([this.#connect(source), this.#connect(target)]);
+    const [src, tgt] = await Promise.all([this.#source(source), this.#connect(target)]);
     s.state = 'Full load';
     try {
       const q = `${quote(s.schema)}.${quote(s.table)}`;
-      const rows = (await src.query<{ r: Record<string, unknown> }>(`SELECT to_jsonb(x) AS r FROM ${q} x`)).rows;
+      const key = await src.key(s.schema, s.table);
+      const rows = await src.rows(s.schema, s.table);
       const failing = this.tableErrorOnce === `${s.schema}.${s.table}`;
       const take = failing ? rows.slice(0, Math.floor(rows.length / 2)) : this.loseRowOf === `${s.schema}.${s.table}` ? rows.slice(1) : rows;
-      for (const { r } of take) await insertRow(tgt, q, r);
+      for (const r of take) await insertRow(tgt, q, r);
+      // What CDC starts from: the rows as read here.
+      s.seen = new Map(rows.map((r) => [keyOf(key, r), JSON.stringify(r)]));
       s.fullLoadRows = failing ? take.length : rows.length;
       s.state = failing ? 'Table error' : 'Table completed';
       if (failing) this.tableErrorOnce = undefined;
     } finally {
-      await Promise.all([src.end(), tgt.end()]);
+      await Promise.all([src.close(), tgt.end()]);
     }
   }
 
-  /** CDC: each table made like the source, by primary key, counting what that took. */
+  /**
+   * CDC: what changed on the source since the last look, applied by the source's key (UPDATE
+   * for a row that kept its key, as DMS sends it), from one source snapshot in one target
+   * transaction, without firing the target's foreign-key triggers mid-way.
+   */
   async #mirror(t: Task): Promise<void> {
     const { source, target } = this.#sides(t);
-    const [src, tgt] = await Promise.all([this.#connect(source), this.#connect(target)]);
+    const [src, tgt] = await Promise.all([this.#source(source), this.#connect(target)]);
     try {
-      // One source snapshot, applied in one target transaction (as DMS applies a source
-      // transaction whole), without firing the target's foreign-key triggers mid-way.
-      await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await src.snapshot();
       await tgt.query('BEGIN');
       await tgt.query('SET LOCAL session_replication_role = replica');
       for (const s of t.tables.values()) {
         const q = `${quote(s.schema)}.${quote(s.table)}`;
-        const key = await primaryKey(src, q);
-        const read = async (c: Client) =>
-          new Map((await c.query<{ k: string; r: Record<string, unknown> }>(`SELECT (${key.map((k) => `x.${quote(k)}`).join(", '|', ")})::text AS k, to_jsonb(x) AS r FROM ${q} x`)).rows.map((x) => [x.k, x.r]));
-        const [before, after] = await Promise.all([read(tgt), read(src)]);
-        const where = key.map((k, i) => `${quote(k)} = (jsonb_populate_record(NULL::${q}, $1)).${quote(key[i]!)}`).join(' AND ');
-        for (const [k, row] of after) {
-          const old = before.get(k);
-          if (old && JSON.stringify(old) === JSON.stringify(row)) continue;
-          if (old) await tgt.query(`DELETE FROM ${q} WHERE ${where}`, [row]);
-          await insertRow(tgt, q, row);
-          if (old) s.updates++;
-          else s.inserts++;
+        const key = await src.key(s.schema, s.table);
+        const now = new Map((await src.rows(s.schema, s.table)).map((r) => [keyOf(key, r), r]));
+        const where = key.map((k) => `${quote(k)} = (jsonb_populate_record(NULL::${q}, $1)).${quote(k)}`).join(' AND ');
+        for (const [k, row] of now) {
+          const before = s.seen.get(k);
+          if (before === JSON.stringify(row)) continue;
+          if (before === undefined) {
+            await insertRow(tgt, q, row);
+            s.inserts++;
+          } else {
+            const cols = Object.keys(row).map(quote).join(', ');
+            await tgt.query(`UPDATE ${q} SET (${cols}) = (SELECT ${cols} FROM jsonb_populate_record(NULL::${q}, $1)) WHERE ${where}`, [row]);
+            s.updates++;
+          }
+          s.seen.set(k, JSON.stringify(row));
         }
-        for (const [k, row] of before) {
-          if (after.has(k)) continue;
-          await tgt.query(`DELETE FROM ${q} WHERE ${where}`, [row]);
+        for (const [k, before] of s.seen) {
+          if (now.has(k)) continue;
+          await tgt.query(`DELETE FROM ${q} WHERE ${where}`, [JSON.parse(before)]);
+          s.seen.delete(k);
           s.deletes++;
         }
       }
       await tgt.query('COMMIT');
-      await src.query('COMMIT');
     } finally {
-      await Promise.all([src.end(), tgt.end()]);
+      await Promise.all([src.close(), tgt.end()]);
     }
   }
 
@@ -558,6 +631,19 @@ export class FakeAws {
     }
   }
 }
+
+type Row = Record<string, unknown>;
+
+interface SourceReader {
+  tables(): Promise<{ schema: string; table: string }[]>;
+  rows(schema: string, table: string): Promise<Row[]>;
+  key(schema: string, table: string): Promise<string[]>;
+  /** Starts a transaction reading one consistent snapshot. */
+  snapshot(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const keyOf = (key: string[], r: Row) => JSON.stringify(key.map((k) => r[k]));
 
 const quote = (s: string) => `"${s.replace(/"/g, '""')}"`;
 

@@ -22,6 +22,15 @@ describe('what the aws runner asks of DMS', () => {
     ]);
   });
 
+  test('a MySQL source selects its URL database by default, as dbferry does; given patterns stay', () => {
+    const rules = (include: string[], exclude: string[] = []) => JSON.parse(dmsTableMapping({ include, exclude }, 'shop')).rules.map((r: any) => [r['rule-action'], r['object-locator']]);
+    expect(rules(['%.%'], ['%.tmp_%'])).toEqual([
+      ['include', { 'schema-name': 'shop', 'table-name': '%' }],
+      ['exclude', { 'schema-name': '%', 'table-name': 'tmp_%' }],
+    ]);
+    expect(rules(['other.%'])).toEqual([['include', { 'schema-name': 'other', 'table-name': '%' }]]);
+  });
+
   test('settings: dbferry made the tables, nothing truncated, changes held after a load with CDC, no row skipped silently', () => {
     const cdc = JSON.parse(dmsTaskSettings('full-load-and-cdc'));
     expect(cdc.FullLoadSettings).toMatchObject({ TargetTablePrepMode: 'DO_NOTHING', StopTaskCachedChangesNotApplied: true, StopTaskCachedChangesApplied: false });

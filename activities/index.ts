@@ -35,6 +35,7 @@ import { columnRules, mappedSource } from './mapped-source';
 import { targetModelOrThrow } from './target/target-model';
 import { leaveOutTable } from './target/leave-out';
 import { cleanupManaged } from './aws/dms-cleanup';
+import { describeRdsInstance } from './aws/rds';
 import { beginManagedCutover, followManagedCdc, managedLoad, prepareManagedCdc, prepareManagedLoad, stopTask } from './aws/dms-runner';
 
 /** What activities need from the outside: injected, so tests can use fakes. */
@@ -75,7 +76,18 @@ export function createActivities(deps: ActivityDeps = defaultDeps) {
   const managed = (plan: Plan) => plan.runner === 'aws';
 
   return {
-    preflight: async (input: ActivityInput & { withTargetSchema?: boolean }) => preflight(input, ...(await sides(input.plan)), deps.alert),
+    preflight: async (input: ActivityInput & { withTargetSchema?: boolean }) => {
+      const { plan } = input;
+      const [engine, tgt] = await Promise.all([
+        engineOf(plan),
+        // An RDS instance create-database will create has no endpoint to check yet.
+        deps.target(plan).catch(async (err: unknown) => {
+          if (plan.aws?.rds?.create && !(await describeRdsInstance(plan))) return undefined;
+          throw err;
+        }),
+      ]);
+      return preflight(input, engine, tgt, deps.alert);
+    },
     createDatabase: (input: ActivityInput) => createDatabasePostgres(input),
     createTables: async (input: ActivityInput) => {
       const [engine, tgt] = await sides(input.plan);

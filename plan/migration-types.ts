@@ -168,6 +168,8 @@ export interface PreflightReport {
 export interface CreateDatabaseResult {
   database: string;
   created: boolean;
+  /** `aws.rds`: the instance, and whether this migration created it. */
+  rdsInstance?: { instanceId: string; created: boolean };
 }
 
 export interface CreateTablesResult {

@@ -39,9 +39,6 @@ export function unsupportedFeatures(plan: Plan): PlanIssue[] {
           : 'not supported yet with runner aws (a DMS task from a start position): use mode full-load-and-cdc, or runner native',
     });
   }
-  if (plan.aws?.rds) {
-    issues.push({ path: 'aws.rds', message: 'not supported yet by this version: create or pick the RDS instance yourself and give its URL in target.url' });
-  }
   if (plan.cdc.startPosition !== undefined && plan.source.engine === 'mysql' && !mysqlStartKind(plan.cdc.startPosition)) {
     issues.push({
       path: 'cdc.startPosition',

@@ -52,7 +52,12 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       }
       return pre;
     });
-    await step('create-database', () => quick('createDatabase', `create the target database if missing`, input));
+    // Creating an RDS instance takes a while (the activity heartbeats while it waits).
+    await step('create-database', () =>
+      plan.aws?.rds
+        ? long('createDatabase', `adopt or create RDS instance ${plan.aws.rds.instanceId}, then the target database if missing`, input)
+        : quick('createDatabase', `create the target database if missing`, input),
+    );
 
     report.dumpRestore = await step('dump-restore', () => long('dumpRestore', 'pg_dump the source, pg_restore into the target', input));
     if (report.dumpRestore) {

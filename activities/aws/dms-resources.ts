@@ -29,6 +29,7 @@ import {
 import { CREATED_BY_TAG, dmsMigrationType, dmsNames, dmsSslMode, dmsTableMapping, dmsTaskSettings } from '../../plan/dms-task';
 import { FailureType } from '../../plan/failure-types';
 import type { Plan } from '../../plan/plan-schema';
+import { resolveEndpoint } from '../pg/connection';
 import { resolveSecret } from '../secrets';
 import { awsCall, awsClients, isNotFound, pollMs } from './aws-call';
 
@@ -119,7 +120,8 @@ export async function ensureReplicationInstance(plan: Plan, progress: (s: string
 /** What DMS needs of one side: server, port, database, user and password from the side's URL. */
 async function endpointSettings(plan: Plan, side: Side) {
   const ep = plan[side];
-  const url = new URL(await resolveSecret(ep.url, `${side}.url`));
+  // The target's URL as the workers use it (an RDS instance's endpoint put in: aws.rds).
+  const url = new URL(side === 'target' ? (await resolveEndpoint(plan, 'target')).url : await resolveSecret(ep.url, `${side}.url`));
   const password = decodeURIComponent(url.password);
   const engine = ep.engine === 'mysql' ? (url.protocol === 'mariadb:' ? 'mariadb' : 'mysql') : 'postgres';
   const database = decodeURIComponent(url.pathname.replace(/^\//, '')) || (ep.engine === 'postgres' ? 'postgres' : '');

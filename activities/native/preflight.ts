@@ -1,4 +1,4 @@
-import type { ActivityInput, PreflightReport } from '../../plan/migration-types';
+import type { ActivityInput, EndpointInfo, Finding, PreflightReport } from '../../plan/migration-types';
 import type { Alert } from '../../plan/migration-types';
 import type { SourceEngine } from '../engine';
 import { withHeartbeat } from '../heartbeat';
@@ -17,7 +17,8 @@ import { targetChecks } from '../target/preflight';
 export async function preflight(
   input: ActivityInput & { withTargetSchema?: boolean },
   engine: SourceEngine,
-  tgt: PgEndpoint,
+  /** Undefined when the target is an RDS instance create-database will create. */
+  tgt: PgEndpoint | undefined,
   alert: (plan: ActivityInput['plan'], a: Alert) => Promise<void>,
 ): Promise<PreflightReport> {
   const { plan } = input;
@@ -44,7 +45,9 @@ export async function preflight(
       if (n.severity === 'warning') findings.push({ severity: 'warning', code: 'mappings', message: `rule ${n.ruleId}: ${n.message}` });
     }
     const stoppingStep = plan.mode === 'dump-restore' ? 'dump-restore' : plan.mode === 'cdc' ? undefined : 'create-tables';
-    const targetInfo = await targetChecks(tgt, plan.target.createDatabase, targetTables, findings, stoppingStep);
+    const targetInfo = tgt
+      ? await targetChecks(tgt, plan.target.createDatabase, targetTables, findings, stoppingStep)
+      : toBeCreated(plan, findings);
     if (plan.alerts?.webhook) {
       try {
         await alert(plan, { kind: 'check', text: `dbferry migration *${plan.name}*: preflight check; this migration's alerts arrive here`, at: new Date().toISOString() });
@@ -52,7 +55,7 @@ export async function preflight(
         findings.push({ severity: 'warning', code: 'alert-webhook', message: `${(err as Error).message}: alerts of this migration would be missed (fix alerts.webhook, or skip this finding)` });
       }
     }
-    if (Number(targetInfo.version.split('.')[0]) < Number(source.info.version.split('.')[0])) {
+    if (tgt && Number(targetInfo.version.split('.')[0]) < Number(source.info.version.split('.')[0])) {
       findings.push({ severity: 'warning', code: 'target-older', message: `target PostgreSQL ${targetInfo.version} is older than the source's ${source.info.version}` });
     }
     return {
@@ -63,6 +66,17 @@ export async function preflight(
       targetSchema: input.withTargetSchema && mapped.ok ? targetSchemaStatements(mapped.model, mapped.notes) : undefined,
     };
   });
+}
+
+/** The target of an RDS instance that does not exist yet: checked once create-database made it. */
+function toBeCreated(plan: ActivityInput['plan'], findings: Finding[]): EndpointInfo {
+  const rds = plan.aws!.rds!;
+  findings.push({
+    severity: 'info',
+    code: 'rds-create',
+    message: `target: RDS instance ${rds.instanceId} does not exist yet: create-database creates it (${rds.create!.class}, ${rds.create!.storageGb} GB${rds.create!.engineVersion ? `, PostgreSQL ${rds.create!.engineVersion}` : ''}); the target is checked once it is available`,
+  });
+  return { description: `target postgres/rds:${rds.instanceId} (to be created)`, version: rds.create!.engineVersion ?? 'to be created' };
 }
 
 /**

@@ -5,6 +5,7 @@ import type { Plan } from '../../plan/plan-schema';
 import { describeEndpoint } from '../../plan/secret-ref';
 import { resolveSecret, resolveUrl } from '../secrets';
 import { toFailure } from './errors';
+import { rdsEndpoint } from '../aws/rds';
 
 type Side = 'source' | 'target';
 type EndpointPlan = Plan['source'] | Plan['target'];
@@ -22,7 +23,17 @@ export interface PgEndpoint {
 
 export async function resolveEndpoint(plan: Plan, side: Side): Promise<PgEndpoint> {
   const ep: EndpointPlan = plan[side];
-  const { url, parsed } = await resolveUrl(ep.url, `${side}.url`, { schemes: ['postgres:', 'postgresql:'], engine: 'PostgreSQL', example: 'postgres://user@host:port/database' });
+  const resolved = await resolveUrl(ep.url, `${side}.url`, { schemes: ['postgres:', 'postgresql:'], engine: 'PostgreSQL', example: 'postgres://user@host:port/database' });
+  const { parsed } = resolved;
+  let { url } = resolved;
+  // An RDS target (aws.rds): the instance's endpoint, whatever host the URL names (an instance
+  // being created has none yet); the URL gives user, password, database and options.
+  if (side === 'target' && plan.aws?.rds) {
+    const at = await rdsEndpoint(plan);
+    parsed.hostname = at.host;
+    parsed.port = String(at.port);
+    url = parsed.toString();
+  }
   const database = decodeURIComponent(parsed.pathname.replace(/^\//, '')) || 'postgres';
   const queryPassword = parsed.searchParams.get('password') ?? '';
   const secrets = [parsed.password ? decodeURIComponent(parsed.password) : '', parsed.password, queryPassword].filter(Boolean);

@@ -5,11 +5,24 @@ import { withHeartbeat } from '../heartbeat';
 import { resolveEndpoint, withConnection } from '../pg/connection';
 import { quoteIdent } from '../../plan/sql-names';
 import { toFailure } from '../pg/errors';
+import { ensureRdsInstance } from '../aws/rds';
+import { resolveSecret } from '../secrets';
 
-/** CREATE DATABASE on the target server when it is missing and the plan allows it. */
+/**
+ * CREATE DATABASE on the target server when it is missing and the plan allows it; with
+ * `aws.rds`, the RDS instance is adopted or created and waited for first.
+ */
 export async function createDatabasePostgres({ plan }: ActivityInput): Promise<CreateDatabaseResult> {
+  let instance: CreateDatabaseResult['rdsInstance'];
+  if (plan.aws?.rds) {
+    const url = new URL(await resolveSecret(plan.target.url, 'target.url'));
+    instance = await withHeartbeat(
+      () => ({ step: `RDS instance ${plan.aws!.rds!.instanceId}: adopt or create, wait until available` }),
+      () => ensureRdsInstance(plan, { user: decodeURIComponent(url.username), password: decodeURIComponent(url.password) }),
+    );
+  }
   const tgt = await resolveEndpoint(plan, 'target');
-  return withHeartbeat(() => ({ step: 'create database' }), () => withConnection(
+  const made = await withHeartbeat(() => ({ step: 'create database' }), () => withConnection(
     tgt,
     'create database',
     async (c) => {
@@ -34,4 +47,5 @@ export async function createDatabasePostgres({ plan }: ActivityInput): Promise<C
     },
     'postgres',
   ));
+  return instance ? { ...made, rdsInstance: instance } : made;
 }

@@ -99,6 +99,68 @@ const started = (args: string[]) => dbferry(args, env);
 const json = (r: { stdout: string }) => JSON.parse(r.stdout);
 
 describe('aws runner (AWS SDK faked at its boundary; real Temporal, PostgreSQL, CLI)', () => {
+  it('on-premises PostgreSQL → a new RDS instance by dump-restore (runner native): created, waited for, restored into, validated; a second migration adopts it', async () => {
+    const s = await scenario('awsrds');
+    const instanceId = `shop-${s.name}`.slice(0, 60);
+    const target = new URL(requiredEnv('DBFERRY_TEST_TARGET_URL'));
+    fake.rdsAt = { host: target.hostname, port: Number(target.port) };
+    // The URL gives user, password and database: its host is the instance's endpoint, unknown before it exists.
+    const key = s.name.replace(/-/g, '_').toUpperCase();
+    process.env[`TGT_${key}`] = `postgres://postgres:${encodeURIComponent(requiredEnv('DBFERRY_TEST_TARGET_PASSWORD'))}@rds-endpoint.invalid:5432/${s.targetDb}`;
+    const planFor = (mode: string, db: string) =>
+      writePlan(`
+name: ${s.name}${mode === 'full-load' ? '-again' : ''}
+mode: ${mode}
+source: { engine: postgres, url: ${urls(s).source} }
+target: { engine: postgres, url: env:TGT_${key}${db === s.targetDb ? '' : '_AGAIN'} }
+aws:
+  region: eu-west-1
+  rds:
+    instanceId: ${instanceId}
+    create: { class: db.t3.medium, engineVersion: "15", storageGb: 20, subnetGroup: private, securityGroups: [sg-0abc], parameterGroup: dbferry-pg15 }
+`);
+    const againDb = `${s.targetDb}_again`;
+    process.env[`TGT_${key}_AGAIN`] = process.env[`TGT_${key}`]!.replace(`/${s.targetDb}`, `/${againDb}`);
+    try {
+      const check = await started(['check', planFor('dump-restore', s.targetDb)]);
+      expect({ code: check.code, err: check.code === 0 ? '' : check.stdout + check.stderr }).toEqual({ code: 0, err: '' });
+      expect(check.stdout).toContain(`RDS instance ${instanceId} does not exist yet: create-database creates it`);
+      expect(fake.names()).not.toContain('CreateDBInstance');
+
+      const start = await started(['start', planFor('dump-restore', s.targetDb), '--wait', '--json']);
+      expect({ code: start.code, err: start.code === 0 ? '' : start.stdout + start.stderr }).toEqual({ code: 0, err: '' });
+      expect(fake.inputsOf('CreateDBInstance')).toEqual([
+        expect.objectContaining({
+          DBInstanceIdentifier: instanceId,
+          Engine: 'postgres',
+          EngineVersion: '15',
+          DBInstanceClass: 'db.t3.medium',
+          AllocatedStorage: 20,
+          MasterUsername: 'postgres',
+          MasterUserPassword: requiredEnv('DBFERRY_TEST_TARGET_PASSWORD'),
+          DBSubnetGroupName: 'private',
+          VpcSecurityGroupIds: ['sg-0abc'],
+          DBParameterGroupName: 'dbferry-pg15',
+          StorageEncrypted: true,
+          Tags: [{ Key: 'dbferry:migration', Value: s.name }],
+        }),
+      ]);
+      const report = json(start);
+      expect(report.status.tables.map((t: { validation: string }) => t.validation)).toEqual(['equal', 'equal']);
+      expect(JSON.stringify(report)).not.toContain(requiredEnv('DBFERRY_TEST_TARGET_PASSWORD'));
+      await expectSameRows(s);
+
+      // Another migration into the same instance adopts it: no second CreateDBInstance.
+      const again = await started(['start', planFor('full-load', againDb), '--wait', '--json']);
+      expect({ code: again.code, err: again.code === 0 ? '' : again.stdout + again.stderr }).toEqual({ code: 0, err: '' });
+      expect(fake.names().filter((n) => n === 'CreateDBInstance')).toHaveLength(1);
+    } finally {
+      await dropDatabase('source', s.sourceDb);
+      await dropDatabase('target', s.targetDb);
+      await dropDatabase('target', againDb);
+    }
+  });
+
   it('RDS PostgreSQL → RDS PostgreSQL with DMS full load + CDC over verify-ca endpoints: keys built before the cached changes, cutover, cleanup', async () => {
     const s = await scenario('awspg');
     const mapping = { rules: [{ 'rule-type': 'selection', 'rule-id': '1', 'rule-name': 'shop', 'object-locator': { 'schema-name': 'shop', 'table-name': '%' }, 'rule-action': 'include' }] };

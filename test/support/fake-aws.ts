@@ -40,6 +40,7 @@ import {
 } from '@aws-sdk/client-database-migration-service';
 import { CloudWatchClient, GetMetricStatisticsCommand } from '@aws-sdk/client-cloudwatch';
 import { PublishCommand, SNSClient, type PublishCommandInput } from '@aws-sdk/client-sns';
+import { CreateDBInstanceCommand, DBInstanceAlreadyExistsFault, DBInstanceNotFoundFault, DescribeDBInstancesCommand, RDSClient, type CreateDBInstanceMessage } from '@aws-sdk/client-rds';
 import { mockClient } from 'aws-sdk-client-mock';
 import { createConnection as createMysql } from 'mysql2/promise';
 import { Client } from 'pg';
@@ -97,6 +98,10 @@ export class FakeAws {
   readonly subscriptions = new Map<string, Record<string, unknown>>();
   readonly connections = new Map<string, { status: string; message?: string; endpointId: string }>();
   readonly published: PublishCommandInput[] = [];
+  /** RDS instances: their creation request (undefined for one that existed before) and status. */
+  readonly rdsInstances = new Map<string, { input?: CreateDBInstanceMessage; status: string; engine: string }>();
+  /** Where every fake RDS instance answers: a real test server. */
+  rdsAt?: { host: string; port: number };
 
   // ---- injected faults ----
   /** Commands whose next call is throttled (ThrottlingException) once. */
@@ -115,10 +120,10 @@ export class FakeAws {
   keysWhenResumed?: Record<string, boolean>;
 
   #seq = 0;
-  readonly #stubs = [mockClient(DatabaseMigrationServiceClient), mockClient(CloudWatchClient), mockClient(SNSClient)];
+  readonly #stubs = [mockClient(DatabaseMigrationServiceClient), mockClient(CloudWatchClient), mockClient(SNSClient), mockClient(RDSClient)];
 
   constructor() {
-    const [dms, cw, sns] = this.#stubs as [ReturnType<typeof mockClient>, ReturnType<typeof mockClient>, ReturnType<typeof mockClient>];
+    const [dms, cw, sns, rds] = this.#stubs as [ReturnType<typeof mockClient>, ReturnType<typeof mockClient>, ReturnType<typeof mockClient>, ReturnType<typeof mockClient>];
     const on = (stub: ReturnType<typeof mockClient>, cmd: { name: string }, fn: (input: any) => unknown) =>
       stub.on(cmd as never).callsFake(async (input: Record<string, unknown>) => this.#answer(cmd.name.replace(/Command$/, ''), input, fn));
     on(dms, CreateReplicationInstanceCommand, (i) => this.#createInstance(i));
@@ -145,6 +150,25 @@ export class FakeAws {
     on(dms, DeleteEventSubscriptionCommand, (i) => this.#deleteSubscription(i));
     on(dms, ListTagsForResourceCommand, (i) => ({ TagList: this.#byArn(i.ResourceArn)?.tags ?? [] }));
     on(cw, GetMetricStatisticsCommand, (i) => this.#latency(i));
+    on(rds, CreateDBInstanceCommand, (i: CreateDBInstanceMessage) => {
+      if (this.rdsInstances.has(i.DBInstanceIdentifier!)) throw new DBInstanceAlreadyExistsFault({ message: 'exists', ...meta });
+      this.rdsInstances.set(i.DBInstanceIdentifier!, { input: i, status: 'creating', engine: i.Engine! });
+      return { DBInstance: { DBInstanceIdentifier: i.DBInstanceIdentifier, DBInstanceStatus: 'creating' } };
+    });
+    on(rds, DescribeDBInstancesCommand, (i: { DBInstanceIdentifier: string }) => {
+      const r = this.rdsInstances.get(i.DBInstanceIdentifier);
+      if (!r) throw new DBInstanceNotFoundFault({ message: `DBInstance ${i.DBInstanceIdentifier} not found.`, ...meta });
+      const view = {
+        DBInstanceIdentifier: i.DBInstanceIdentifier,
+        DBInstanceStatus: r.status,
+        Engine: r.engine,
+        // An instance being created has no endpoint yet.
+        ...(r.status === 'available' ? { Endpoint: { Address: this.rdsAt!.host, Port: this.rdsAt!.port } } : {}),
+      };
+      // Available from the second look on.
+      r.status = 'available';
+      return { DBInstances: [view] };
+    });
     on(sns, PublishCommand, (i) => {
       this.published.push(i);
       return { MessageId: `m-${++this.#seq}` };

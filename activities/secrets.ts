@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../plan/failure-types';
 import { parseSecretRef } from '../plan/secret-ref';
+import { awsSecretValue } from './aws/secrets-manager';
 
 /**
  * Resolves a plan's secret reference on the worker. The value never leaves the activity:
@@ -26,6 +27,8 @@ export async function resolveSecret(ref: string, field: string): Promise<string>
         const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
         throw unresolved(field, `file ${parsed.path} cannot be read on worker ${workerHost()} (${code})`);
       }
+    case 'aws-secret':
+      return awsSecretValue(parsed.arn, field);
   }
 }
 

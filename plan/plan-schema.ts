@@ -31,8 +31,8 @@ export function defaultCdcName(planName: string): string {
   return `dbferry_${planName.replace(/-/g, '_')}`;
 }
 
-const URL_HINT = 'a connection URL given by reference: env:VAR or file:PATH';
-const URL_WHAT = 'a connection URL given by reference: env:VAR or file:PATH (or an inline URL without a password)';
+const URL_HINT = 'a connection URL given by reference: env:VAR, file:PATH or aws-secret:ARN';
+const URL_WHAT = 'a connection URL given by reference: env:VAR, file:PATH or aws-secret:ARN (or an inline URL without a password)';
 
 const tableName = z.string(expected('schema.table', 'schema.table')).superRefine((value, ctx) => {
   const r = parseTablePattern(value);
@@ -50,7 +50,7 @@ const tablePattern = z.string(expected('a schema.table pattern (a string)')).sup
 const tls = strict(
   {
     mode: oneOf(TLS_MODES, TLS_MODES.join(', ')),
-    ca: secretRef('ca', 'a reference to the CA bundle: env:VAR or file:PATH').optional(),
+    ca: secretRef('ca', 'a reference to the CA bundle: env:VAR, file:PATH or aws-secret:ARN').optional(),
   },
   'a mapping with mode and ca',
 ).optional();
@@ -152,7 +152,7 @@ const validate = strict({ checksums: z.boolean(expected('true or false')).defaul
 
 const alerts = strict(
   {
-    webhook: secretRef('webhook', 'a reference to the webhook URL: env:VAR or file:PATH').optional(),
+    webhook: secretRef('webhook', 'a reference to the webhook URL: env:VAR, file:PATH or aws-secret:ARN').optional(),
     lagSeconds: z.number(expected('a positive number of seconds')).positive(expected('a positive number of seconds')).default(60),
     slotWalGb: z.number(expected('a positive number of GB')).positive(expected('a positive number of GB')).default(10),
   },

@@ -7,7 +7,11 @@
 export type SecretRef =
   | { kind: 'env'; name: string }
   | { kind: 'file'; path: string }
+  | { kind: 'aws-secret'; arn: string }
   | { kind: 'inline'; value: string };
+
+/** An AWS Secrets Manager secret's ARN (its region is the fourth part). */
+export const SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:([a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:secret:[A-Za-z0-9/_+=.@-]+$/;
 
 export const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -24,6 +28,7 @@ const DEFAULT_PORTS: Record<string, string> = { postgres: '5432', mysql: '3306' 
 export function parseSecretRef(s: string): SecretRef {
   if (s.startsWith('env:')) return { kind: 'env', name: s.slice(4) };
   if (s.startsWith('file:')) return { kind: 'file', path: s.slice(5) };
+  if (s.startsWith('aws-secret:')) return { kind: 'aws-secret', arn: s.slice(11) };
   return { kind: 'inline', value: s };
 }
 
@@ -161,19 +166,22 @@ export function secretRefProblem(value: string, field: SecretField, engine?: str
   if (ref.kind === 'file') {
     return ref.path.length > 0 ? null : 'expected file:PATH with a non-empty path';
   }
+  if (ref.kind === 'aws-secret') {
+    return SECRET_ARN.test(ref.arn) ? null : 'expected aws-secret:ARN with ARN a Secrets Manager secret (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)';
+  }
   if (field !== 'url') {
-    return 'expected a reference: env:VAR or file:PATH';
+    return 'expected a reference: env:VAR, file:PATH or aws-secret:ARN';
   }
   const parts = splitUrl(value);
   if (!parts) {
-    return 'expected a connection URL given by reference: env:VAR or file:PATH (or an inline URL without a password)';
+    return 'expected a connection URL given by reference: env:VAR, file:PATH or aws-secret:ARN (or an inline URL without a password)';
   }
   if (urlHasPassword(value)) {
-    return 'an inline URL must not contain a password: reference the URL as env:VAR or file:PATH instead (the plan ends up in workflow history)';
+    return 'an inline URL must not contain a password: reference the URL as env:VAR, file:PATH or aws-secret:ARN instead (the plan ends up in workflow history)';
   }
   const schemes = engine === undefined ? undefined : urlSchemesFor(engine);
   if (schemes && schemes.length > 0 && !schemes.includes(parts.scheme)) {
-    return `expected a ${engine} URL (${schemes.map((s) => `${s}://`).join(' or ')}), or a reference env:VAR or file:PATH`;
+    return `expected a ${engine} URL (${schemes.map((s) => `${s}://`).join(' or ')}), or a reference env:VAR, file:PATH or aws-secret:ARN`;
   }
   return null;
 }

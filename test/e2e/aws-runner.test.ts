@@ -300,13 +300,15 @@ aws:
     }
   });
 
-  it('a table in Table error pauses naming it; retry empties and reloads that table alone', async () => {
+  it('a table in Table error pauses naming it; retry empties and reloads that table alone (the source URL from Secrets Manager)', async () => {
     const s = await scenario('awstable');
+    const arn = `arn:aws:secretsmanager:eu-west-1:123456789012:secret:${s.name}/source-AbCdEf`;
+    fake.secretValues.set(arn, s.src);
     const plan = writePlan(`
 name: ${s.name}
 mode: full-load
 runner: aws
-source: { engine: postgres, url: ${urls(s).source} }
+source: { engine: postgres, url: aws-secret:${arn} }
 target: { engine: postgres, url: ${urls(s).target} }
 tables: { include: ["shop.%"] }
 aws:
@@ -326,6 +328,10 @@ aws:
         [{ SchemaName: 'shop', TableName: 'Order Lines' }],
       ]);
       await expectSameRows(s);
+      // The workers read the source's URL from Secrets Manager; DMS got its parts, no one else.
+      expect(fake.inputsOf('GetSecretValue').map((i) => i.SecretId)).toContain(arn);
+      expect(fake.inputsOf('CreateEndpoint').find((i) => i.EndpointType === 'source')).toMatchObject({ Password: requiredEnv('DBFERRY_TEST_SOURCE_PASSWORD') });
+      expect(JSON.stringify(done)).not.toContain(requiredEnv('DBFERRY_TEST_SOURCE_PASSWORD'));
     } finally {
       await dropDatabase('source', s.sourceDb);
       await dropDatabase('target', s.targetDb);

@@ -40,6 +40,7 @@ import {
 } from '@aws-sdk/client-database-migration-service';
 import { CloudWatchClient, GetMetricStatisticsCommand } from '@aws-sdk/client-cloudwatch';
 import { PublishCommand, SNSClient, type PublishCommandInput } from '@aws-sdk/client-sns';
+import { GetSecretValueCommand, ResourceNotFoundException, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { CreateDBInstanceCommand, DBInstanceAlreadyExistsFault, DBInstanceNotFoundFault, DescribeDBInstancesCommand, RDSClient, type CreateDBInstanceMessage } from '@aws-sdk/client-rds';
 import { mockClient } from 'aws-sdk-client-mock';
 import { createConnection as createMysql } from 'mysql2/promise';
@@ -87,6 +88,7 @@ export interface SentCommand {
 }
 
 const ACCOUNT = '123456789012';
+type Stub = ReturnType<typeof mockClient>;
 const meta = { $metadata: {} };
 
 export class FakeAws {
@@ -100,6 +102,8 @@ export class FakeAws {
   readonly published: PublishCommandInput[] = [];
   /** RDS instances: their creation request (undefined for one that existed before) and status. */
   readonly rdsInstances = new Map<string, { input?: CreateDBInstanceMessage; status: string; engine: string }>();
+  /** Secrets Manager: secret string by ARN. */
+  readonly secretValues = new Map<string, string>();
   /** Where every fake RDS instance answers: a real test server. */
   rdsAt?: { host: string; port: number };
 
@@ -120,11 +124,11 @@ export class FakeAws {
   keysWhenResumed?: Record<string, boolean>;
 
   #seq = 0;
-  readonly #stubs = [mockClient(DatabaseMigrationServiceClient), mockClient(CloudWatchClient), mockClient(SNSClient), mockClient(RDSClient)];
+  readonly #stubs = [mockClient(DatabaseMigrationServiceClient), mockClient(CloudWatchClient), mockClient(SNSClient), mockClient(RDSClient), mockClient(SecretsManagerClient)];
 
   constructor() {
-    const [dms, cw, sns, rds] = this.#stubs as [ReturnType<typeof mockClient>, ReturnType<typeof mockClient>, ReturnType<typeof mockClient>, ReturnType<typeof mockClient>];
-    const on = (stub: ReturnType<typeof mockClient>, cmd: { name: string }, fn: (input: any) => unknown) =>
+    const [dms, cw, sns, rds, sm] = this.#stubs as ReturnType<typeof mockClient>[] as [Stub, Stub, Stub, Stub, Stub];
+    const on = (stub: Stub, cmd: { name: string }, fn: (input: any) => unknown) =>
       stub.on(cmd as never).callsFake(async (input: Record<string, unknown>) => this.#answer(cmd.name.replace(/Command$/, ''), input, fn));
     on(dms, CreateReplicationInstanceCommand, (i) => this.#createInstance(i));
     on(dms, DescribeReplicationInstancesCommand, (i) => this.#describeInstances(i));
@@ -150,6 +154,11 @@ export class FakeAws {
     on(dms, DeleteEventSubscriptionCommand, (i) => this.#deleteSubscription(i));
     on(dms, ListTagsForResourceCommand, (i) => ({ TagList: this.#byArn(i.ResourceArn)?.tags ?? [] }));
     on(cw, GetMetricStatisticsCommand, (i) => this.#latency(i));
+    on(sm, GetSecretValueCommand, (i: { SecretId: string }) => {
+      const v = this.secretValues.get(i.SecretId);
+      if (v === undefined) throw new ResourceNotFoundException({ message: "Secrets Manager can't find the specified secret.", ...meta });
+      return { ARN: i.SecretId, SecretString: v };
+    });
     on(rds, CreateDBInstanceCommand, (i: CreateDBInstanceMessage) => {
       if (this.rdsInstances.has(i.DBInstanceIdentifier!)) throw new DBInstanceAlreadyExistsFault({ message: 'exists', ...meta });
       this.rdsInstances.set(i.DBInstanceIdentifier!, { input: i, status: 'creating', engine: i.Engine! });

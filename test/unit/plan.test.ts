@@ -194,7 +194,7 @@ describe('parsePlan: wrong plans name the field and what was expected', () => {
     expectIssue(
       { ...minimal, source: { engine: 'postgres' } },
       'source.url',
-      'required (a connection URL given by reference: env:VAR or file:PATH)',
+      'required (a connection URL given by reference: env:VAR, file:PATH or aws-secret:ARN)',
     );
   });
 
@@ -233,7 +233,7 @@ describe('parsePlan: wrong plans name the field and what was expected', () => {
     const issues = expectIssue(
       plan({ source: { url: 'postgres://app:s3cr3t-P4ss@db.internal:5432/shop' } }),
       'source.url',
-      'env:VAR or file:PATH',
+      'env:VAR, file:PATH or aws-secret:ARN',
     );
     const issue = issues.find((i) => i.path === 'source.url')!;
     expect(issue.message).toMatch(/password/);
@@ -246,7 +246,7 @@ describe('parsePlan: wrong plans name the field and what was expected', () => {
     const issues = expectIssue(
       plan({ target: { url: 'postgresql://app@db/shop?sslmode=require&password=qu3ry-s3cret' } }),
       'target.url',
-      'env:VAR or file:PATH',
+      'env:VAR, file:PATH or aws-secret:ARN',
     );
     expect(JSON.stringify(issues)).not.toContain('qu3ry-s3cret');
     expect(issues[0]!.value).toBe('postgresql://app@db/shop?sslmode=require&password=***');
@@ -270,7 +270,7 @@ describe('parsePlan: wrong plans name the field and what was expected', () => {
 
   test('tls.mode and tls.ca', () => {
     expectIssue(plan({ source: { tls: { mode: 'strict' } } }), 'source.tls.mode', 'expected one of disable, require, verify-ca, verify-full, got "strict"');
-    expectIssue(plan({ target: { tls: { mode: 'verify-ca', ca: '-----BEGIN CERTIFICATE-----' } } }), 'target.tls.ca', 'expected a reference: env:VAR or file:PATH');
+    expectIssue(plan({ target: { tls: { mode: 'verify-ca', ca: '-----BEGIN CERTIFICATE-----' } } }), 'target.tls.ca', 'expected a reference: env:VAR, file:PATH or aws-secret:ARN');
   });
 
   test('target.createDatabase must be a boolean', () => {
@@ -381,7 +381,7 @@ describe('parsePlan: wrong plans name the field and what was expected', () => {
     const issues = expectIssue(
       plan({ alerts: { webhook: 'https://hooks.slack.com/services/T0/B0/t0kenSecret' } }),
       'alerts.webhook',
-      'expected a reference: env:VAR or file:PATH',
+      'expected a reference: env:VAR, file:PATH or aws-secret:ARN',
     );
     expect(JSON.stringify(issues)).not.toContain('t0kenSecret');
   });

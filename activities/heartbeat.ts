@@ -20,3 +20,12 @@ export async function withHeartbeat<T>(details: () => unknown, fn: (signal?: Abo
     clearInterval(timer);
   }
 }
+
+/** Sends a heartbeat now (the SDK throttles them), when running inside an activity. */
+export function heartbeatNow(details: unknown): void {
+  try {
+    Context.current().heartbeat(details);
+  } catch {
+    // Outside an activity: nothing to tell.
+  }
+}

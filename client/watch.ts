@@ -1,6 +1,6 @@
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import type { Client } from '@temporalio/client';
-import type { CdcProgress, MigrationStatus } from '../plan/migration-types';
+import type { CdcProgress, ManagedLoadProgress, MigrationStatus } from '../plan/migration-types';
 import { Exit, type ExitCode } from './exit-codes';
 import { liveProgress, requireMigration, statusFromDescription, withLiveCdc } from './migrations';
 import { cdcProgress } from './render';
@@ -22,6 +22,8 @@ export interface WatchFrame {
   phase: MigrationStatus['phase'];
   tables: { total: number; loaded: number };
   loading: Array<{ unit: string; bytes: number; estimatedBytes: number; percent: number; bytesPerSecond: number; etaSeconds: number | null }>;
+  /** A full load a managed service runs (AWS DMS): its percent and the tables it is loading. */
+  managed?: { percent?: number; loading: Array<{ table: string; rows: number }> };
   cdc?: Pick<CdcProgress, 'appliedPosition' | 'sourcePosition' | 'lagBytes' | 'lagSeconds' | 'caughtUp' | 'changes'> & { changesPerSecond: number };
   failure?: MigrationStatus['failure'];
 }
@@ -84,6 +86,11 @@ export function toFrame(status: MigrationStatus | undefined, live: unknown[], cd
     ? { total: status.totals.tables, loaded: status.totals.tables - status.totals.pending }
     : { total: status?.tables.length ?? 0, loaded: status?.tables.filter((t) => t.fullLoadRows !== undefined).length ?? 0 };
   const frame: WatchFrame = { at: new Date(now).toISOString(), phase: status?.phase ?? 'preflight', tables, loading };
+  const managed = live.find((x): x is ManagedLoadProgress => (x as { activity?: string }).activity === 'managedLoad' && Array.isArray((x as ManagedLoadProgress).loading));
+  if (managed) {
+    frame.tables = { total: managed.tablesTotal, loaded: managed.tablesLoaded };
+    frame.managed = { ...(managed.percent !== undefined ? { percent: managed.percent } : {}), loading: managed.loading };
+  }
   if (cdc) {
     const rate = last && now > last.at ? Math.max(0, ((cdc.changes - last.n) * 1000) / (now - last.at)) : 0;
     frame.cdc = {
@@ -107,6 +114,7 @@ function mb(n: number): string {
 function textLine(f: WatchFrame): string {
   const parts = [`${f.at.slice(11, 19)} ${f.phase}`, `tables loaded ${f.tables.loaded}/${f.tables.total}`];
   for (const l of f.loading) parts.push(`${l.unit} ${l.percent}% ${mb(l.bytes)} ${mb(l.bytesPerSecond)}/s${l.etaSeconds !== null ? ` ETA ${l.etaSeconds}s` : ''}`);
+  if (f.managed) parts.push(`DMS ${f.managed.percent ?? 0}%${f.managed.loading.map((l) => `, ${l.table} ${l.rows} rows`).join('')}`);
   if (f.cdc) parts.push(`CDC lag ${mb(Number(f.cdc.lagBytes))} ${f.cdc.lagSeconds.toFixed(1)} s, ${f.cdc.changesPerSecond} changes/s, ${f.cdc.caughtUp ? 'caught up' : 'catching up'}`);
   if (f.failure) parts.push(`WAITING FOR AN OPERATOR: ${f.failure.step} (${f.failure.type}): ${f.failure.message}`);
   return parts.join(' | ');
@@ -117,6 +125,9 @@ function draw(bars: MultiBar, shown: Map<string, SingleBar>, f: WatchFrame): voi
   want.set('tables', { value: f.tables.loaded, total: Math.max(1, f.tables.total), payload: { unit: `${f.phase}: tables loaded ${f.tables.loaded}/${f.tables.total}`, rate: '' } });
   for (const l of f.loading) {
     want.set(l.unit, { value: l.bytes, total: l.estimatedBytes, payload: { unit: `${l.unit} ${mb(l.bytes)}`, rate: `${mb(l.bytesPerSecond)}/s` } });
+  }
+  if (f.managed) {
+    want.set('managed', { value: f.managed.percent ?? 0, total: 100, payload: { unit: `AWS DMS full load${f.managed.loading.map((l) => `, ${l.table} ${l.rows} rows`).join('')}`, rate: '' } });
   }
   if (f.cdc) {
     const lag = Number(f.cdc.lagBytes);

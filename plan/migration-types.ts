@@ -211,6 +211,18 @@ export interface FullLoadResult {
   ms?: number;
 }
 
+/** The heartbeat of a full load a managed service runs (AWS DMS): `status` and `watch` show it. */
+export interface ManagedLoadProgress {
+  step: string;
+  /** The service's own word for the task's state (DMS: running, stopped, failed…). */
+  status?: string;
+  percent?: number;
+  tablesLoaded: number;
+  tablesTotal: number;
+  /** Tables being loaded now, with the rows the service reports so far (at most 50). */
+  loading: Array<{ table: string; rows: number }>;
+}
+
 /** What planLoad stored on the target: the workflow sees counts, never the plan itself. */
 export interface LoadPlanSummary {
   tasks: number;

@@ -5,7 +5,6 @@
  * the rest into failures that name the request and carry AWS's message.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DatabaseMigrationServiceClient } from '@aws-sdk/client-database-migration-service';
@@ -13,6 +12,7 @@ import { RDSClient } from '@aws-sdk/client-rds';
 import { SNSClient } from '@aws-sdk/client-sns';
 import { FailureType } from '../../plan/failure-types';
 import type { Plan } from '../../plan/plan-schema';
+import { heartbeatNow } from '../heartbeat';
 import { scrub } from '../scrub';
 
 export interface AwsClients {
@@ -100,7 +100,7 @@ export async function awsCall<T>(what: string, send: () => Promise<T>, secrets: 
       const text = scrub(`${what}: AWS answered ${e?.name ?? 'an error'}: ${e?.message ?? String(err)}`, secrets);
       if (isTransientAwsError(err)) {
         if (attempt < ATTEMPTS) {
-          heartbeat({ step: `${what}: retrying after ${e?.name ?? 'a transient error'} (attempt ${attempt})` });
+          heartbeatNow({ step: `${what}: retrying after ${e?.name ?? 'a transient error'} (attempt ${attempt})` });
           await sleep(backoffMs() * 2 ** (attempt - 1) * (0.5 + Math.random() / 2));
           continue;
         }
@@ -116,13 +116,6 @@ export async function awsCall<T>(what: string, send: () => Promise<T>, secrets: 
   }
 }
 
-function heartbeat(details: unknown): void {
-  try {
-    Context.current().heartbeat(details);
-  } catch {
-    // Outside an activity: nothing to tell.
-  }
-}
 
 /** The poll interval of DMS and RDS states (a test shortens it with DBFERRY_AWS_POLL_MS). */
 export function pollMs(): number {

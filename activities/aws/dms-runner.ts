@@ -17,12 +17,12 @@ import {
 import { GetMetricStatisticsCommand } from '@aws-sdk/client-cloudwatch';
 import { DMS_LOB_MODE, dmsNames, dmsTableDone, dmsTaskPhase } from '../../plan/dms-task';
 import { FailureType } from '../../plan/failure-types';
-import type { ActivityInput, CdcPrepareResult, CdcProgress, CdcResult, CdcTableStats, CutoverAck, FullLoadResult, TableLoadResult } from '../../plan/migration-types';
+import type { ActivityInput, CdcPrepareResult, CdcProgress, CdcResult, CdcTableStats, CutoverAck, FullLoadResult, ManagedLoadProgress, TableLoadResult } from '../../plan/migration-types';
 import type { Plan } from '../../plan/plan-schema';
 import { qualifiedKey, sourceTable, type SchemaModel, type TableModel } from '../../plan/schema-model';
 import { qualifiedTable } from '../../plan/sql-names';
 import { initProgress } from '../apply/progress';
-import { withHeartbeat } from '../heartbeat';
+import { heartbeatNow, withHeartbeat } from '../heartbeat';
 import { resolveMysqlEndpoint } from '../mysql/connection';
 import { withConnection, type PgEndpoint } from '../pg/connection';
 import { ensureBookkeeping } from '../target/bookkeeping';
@@ -150,7 +150,7 @@ export async function managedLoad(input: ActivityInput, tgt: PgEndpoint): Promis
   const { plan, migration } = input;
   const started = Date.now();
   const model = await loadModel(tgt, migration.runId);
-  const progress: Record<string, unknown> = { step: 'full load (AWS DMS)' };
+  const progress: ManagedLoadProgress = { step: 'full load (AWS DMS)', tablesLoaded: 0, tablesTotal: model.tables.length, loading: [] };
   return withHeartbeat(() => ({ ...progress }), async () => {
     let t = await taskOrFail(plan);
     const arn = t.ReplicationTaskArn!;
@@ -174,8 +174,16 @@ export async function managedLoad(input: ActivityInput, tgt: PgEndpoint): Promis
       await sleep(pollMs());
       t = await taskOrFail(plan);
       const stats = await tableStatistics(plan, arn);
-      const s = t.ReplicationTaskStats;
-      Object.assign(progress, { status: t.Status, percent: s?.FullLoadProgressPercent, tablesLoaded: s?.TablesLoaded, tablesLoading: s?.TablesLoading, tablesQueued: s?.TablesQueued });
+      Object.assign(progress, {
+        status: t.Status,
+        percent: t.ReplicationTaskStats?.FullLoadProgressPercent,
+        tablesLoaded: stats.filter((x) => dmsTableDone(x.TableState) === 'done').length,
+        loading: stats
+          .filter((x) => x.TableState === 'Full load')
+          .slice(0, 50)
+          .map((x) => ({ table: dmsKey(x), rows: Number(x.FullLoadRows ?? 0) })),
+      });
+      heartbeatNow({ ...progress });
       const bad = stats.filter((x) => dmsTableDone(x.TableState) === 'error');
       if (bad.length > 0) throw tableErrors(plan, bad);
       const now = dmsTaskPhase(t.Status, t.StopReason);

@@ -352,8 +352,13 @@ aws:
 `);
     // A child table's row: a parent's would already fail its foreign key's VALIDATE.
     fake.loseRowOf = 'shop.Order Lines';
+    fake.slowLoadMs = 3000;
     try {
-      const start = await started(['start', plan, '--wait', '--json']);
+      const starting = started(['start', plan, '--wait', '--json']);
+      // While DMS loads, status shows its progress (from the activity's heartbeat).
+      const loading = await untilStatus(s.name, (x) => (x.live ?? []).some((l: { activity?: string; loading?: unknown[] }) => l.activity === 'managedLoad' && l.loading?.length), env, 60_000);
+      expect(loading.live.find((l: { activity?: string }) => l.activity === 'managedLoad')).toMatchObject({ tablesTotal: 2, loading: [{ table: expect.stringMatching(/^shop\./), rows: 0 }] });
+      const start = await starting;
       expect({ code: start.code, err: start.code === 3 ? '' : start.stdout + start.stderr }).toEqual({ code: 3, err: '' });
       const paused = json(start);
       expect(paused.failure).toMatchObject({ step: 'validate', type: 'ValidationMismatch', message: expect.stringContaining('shop.Order Lines (source 200 rows, target 199') });

@@ -116,6 +116,8 @@ export class FakeAws {
   failLoadOnce?: string;
   /** This table (schema.table) loads half its rows, then goes to Table error, once. */
   tableErrorOnce?: string;
+  /** Each table's full load takes at least this long (a load slow enough to watch). */
+  slowLoadMs = 0;
   /** This table (schema.table) loses one row on the way and says nothing (Table completed): DMS's word is not proof. */
   loseRowOf?: string;
   /** The connection test of the endpoint with this id fails with the message. */
@@ -593,6 +595,7 @@ export class FakeAws {
     const { source, target } = this.#sides(t);
     const [src, tgt] = await Promise.all([this.#source(source), this.#connect(target)]);
     s.state = 'Full load';
+    if (this.slowLoadMs) await new Promise((r) => setTimeout(r, this.slowLoadMs));
     try {
       const q = `${quote(s.schema)}.${quote(s.table)}`;
       const key = await src.key(s.schema, s.table);

@@ -30,6 +30,14 @@ describe('dbferry watch frames', () => {
     expect(toFrame(status({}), [beat], undefined, undefined, now).loading[0]).toMatchObject({ percent: 100, etaSeconds: 0 });
   });
 
+  it('a full load DMS runs: tables loaded and the ones loading from its statistics', () => {
+    const now = Date.parse('2026-11-21T00:00:10Z');
+    const beat = { activity: 'managedLoad', step: 'full load (AWS DMS)', status: 'running', percent: 40, tablesLoaded: 1, tablesTotal: 3, loading: [{ table: 'public.b', rows: 1234 }] };
+    const f = toFrame(status({}), [beat], undefined, undefined, now);
+    expect(f.tables).toEqual({ total: 3, loaded: 1 });
+    expect(f.managed).toEqual({ percent: 40, loading: [{ table: 'public.b', rows: 1234 }] });
+  });
+
   it('CDC: lag from the applier, apply rate from two heartbeats', () => {
     const cdc: CdcProgress = { appliedPosition: 'postgres:0/10', sourcePosition: 'postgres:0/20', lagBytes: '16', lagSeconds: 0.4, caughtUp: false, transactions: 5, changes: 1_500, tables: [], at: '' };
     const now = Date.parse('2026-11-21T00:00:10Z');

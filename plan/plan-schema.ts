@@ -55,13 +55,17 @@ const tls = strict(
   'a mapping with mode and ca',
 ).optional();
 
+/** How the workers authenticate: the URL's password, or an RDS IAM token made per connection. */
+const auth = oneOf(['password', 'iam'] as const, 'password or iam').default('password');
+
 const source = strict(
   {
     engine: oneOf(SOURCE_ENGINES, 'postgres or mysql'),
     url: secretRef('url', URL_WHAT, URL_HINT),
+    auth,
     tls,
   },
-  'a mapping with engine, url and tls',
+  'a mapping with engine, url, auth and tls',
   'the source database: engine and url',
 );
 
@@ -69,10 +73,11 @@ const target = strict(
   {
     engine: oneOf(TARGET_ENGINES, 'postgres'),
     url: secretRef('url', URL_WHAT, URL_HINT),
+    auth,
     tls,
     createDatabase: z.boolean(expected('true or false')).default(true),
   },
-  'a mapping with engine, url, tls and createDatabase',
+  'a mapping with engine, url, auth, tls and createDatabase',
   'the target database: engine and url',
 );
 

@@ -203,5 +203,9 @@ export function redactSecretValue(value: string, field: SecretField = 'url'): st
  * (a plan value, a driver message, a file given by mistake). The one scrubber of the project.
  */
 export function scrubCredentials(text: string): string {
-  return text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:\s/@]+:)[^@\s]+@/gi, '$1***@').replace(/([?&\s]password=)[^&\s]+/gi, '$1***');
+  return text
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:\s/@]+:)[^@\s]+@/gi, '$1***@')
+    .replace(/([?&\s]password=)[^&\s]+/gi, '$1***')
+    // An RDS IAM token (a presigned request) is a password for 15 minutes.
+    .replace(/(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s]+/gi, '$1***');
 }

@@ -5,6 +5,7 @@ import type { Plan } from '../../plan/plan-schema';
 import { describeEndpoint } from '../../plan/secret-ref';
 import { resolveSecret, resolveUrl } from '../secrets';
 import { toFailure } from './errors';
+import { rdsAuthToken, type IamAuth } from '../aws/iam-token';
 import { rdsEndpoint } from '../aws/rds';
 
 type Side = 'source' | 'target';
@@ -19,6 +20,17 @@ export interface PgEndpoint {
   database: string;
   ssl?: ClientConfig['ssl'];
   secrets: string[];
+  /** `auth: iam`: a fresh RDS IAM token is the password of each new connection (connectionUrl). */
+  iam?: IamAuth;
+}
+
+/** The URL a new connection uses: with `auth: iam`, a token made now as its password. */
+export async function connectionUrl(ep: PgEndpoint, database?: string): Promise<string> {
+  if (!ep.iam && database === undefined) return ep.url;
+  const url = new URL(ep.url);
+  if (database !== undefined) url.pathname = '/' + encodeURIComponent(database);
+  if (ep.iam) url.password = encodeURIComponent(await rdsAuthToken(ep.iam, ep.side));
+  return url.toString();
 }
 
 export async function resolveEndpoint(plan: Plan, side: Side): Promise<PgEndpoint> {
@@ -35,6 +47,10 @@ export async function resolveEndpoint(plan: Plan, side: Side): Promise<PgEndpoin
     url = parsed.toString();
   }
   const database = decodeURIComponent(parsed.pathname.replace(/^\//, '')) || 'postgres';
+  const iam: IamAuth | undefined =
+    ep.auth === 'iam'
+      ? { host: parsed.hostname, port: Number(parsed.port || 5432), user: decodeURIComponent(parsed.username), region: plan.aws?.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? '' }
+      : undefined;
   const queryPassword = parsed.searchParams.get('password') ?? '';
   const secrets = [parsed.password ? decodeURIComponent(parsed.password) : '', parsed.password, queryPassword].filter(Boolean);
   return {
@@ -44,6 +60,7 @@ export async function resolveEndpoint(plan: Plan, side: Side): Promise<PgEndpoin
     database,
     ssl: await sslOptions(ep.tls, side),
     secrets,
+    ...(iam ? { iam } : {}),
   };
 }
 
@@ -74,10 +91,8 @@ const pgTypes = {
 
 /** A connected client; connection failures become typed, scrubbed failures naming the endpoint. */
 export async function connect(ep: PgEndpoint, opts: { database?: string; purpose: string; replication?: boolean }): Promise<Client> {
-  const url = new URL(ep.url);
-  if (opts.database) url.pathname = '/' + encodeURIComponent(opts.database);
   const client = new Client({
-    connectionString: url.toString(),
+    connectionString: await connectionUrl(ep, opts.database),
     ssl: ep.ssl,
     application_name: `dbferry ${opts.purpose}`.slice(0, 63),
     types: pgTypes,

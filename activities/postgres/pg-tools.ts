@@ -13,7 +13,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../../plan/failure-types';
 import type { Plan } from '../../plan/plan-schema';
 import { qualifiedKey, type QualifiedName } from '../../plan/schema-model';
-import type { PgEndpoint } from '../pg/connection';
+import { connectionUrl, type PgEndpoint } from '../pg/connection';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 
 export interface PgTools {
@@ -150,7 +150,7 @@ export async function libpqEnv(
   tls: Plan['source']['tls'],
   opts: { appName: string; workDir: string; toolMajor: number },
 ): Promise<NodeJS.ProcessEnv> {
-  const url = new URL(ep.url);
+  const url = new URL(await connectionUrl(ep));
   const env: NodeJS.ProcessEnv = { LC_ALL: 'C', PGAPPNAME: opts.appName.slice(0, 63), PGCONNECT_TIMEOUT: '15' };
   for (const k of ['PATH', 'HOME', 'TMPDIR']) if (process.env[k]) env[k] = process.env[k];
   // Sockets may be given percent-encoded in the host part (postgres://u@%2Fvar%2Frun%2Fpostgresql/db).

@@ -55,8 +55,8 @@ describe('parsePlan: a valid plan', () => {
       name: 'shop',
       mode: 'full-load',
       runner: 'native',
-      source: { engine: 'postgres', url: 'env:SOURCE_URL' },
-      target: { engine: 'postgres', url: 'env:TARGET_URL', createDatabase: true },
+      source: { engine: 'postgres', url: 'env:SOURCE_URL', auth: 'password' },
+      target: { engine: 'postgres', url: 'env:TARGET_URL', auth: 'password', createDatabase: true },
       tables: { include: ['%.%'], exclude: [] },
       keys: [],
       objects: { grants: false },
@@ -186,7 +186,7 @@ describe('parsePlan: wrong plans name the field and what was expected', () => {
   });
 
   test('an unknown nested field does not echo its value', () => {
-    const issues = expectIssue(plan({ source: { password: 'hunter2' } }), 'source.password', 'unknown field (expected one of: engine, url, tls)');
+    const issues = expectIssue(plan({ source: { password: 'hunter2' } }), 'source.password', 'unknown field (expected one of: engine, url, auth, tls)');
     expect(JSON.stringify(issues)).not.toContain('hunter2');
   });
 
@@ -573,6 +573,16 @@ describe('unsupportedFeatures', () => {
     expect(unsupportedFeatures(ok(plan({ mode: 'cdc', runner: 'aws', aws })))).toEqual([expect.objectContaining({ path: 'mode', message: expect.stringContaining('not supported yet with runner aws') })]);
     expect(unsupportedFeatures(ok(plan({ mode: 'dump-restore', keys })))).toEqual([expect.objectContaining({ path: 'keys', message: expect.stringContaining('mode dump-restore restores them as pg_dump wrote them') })]);
     expect(unsupportedFeatures(ok(plan({ mode: 'cdc', keys })))).toEqual([expect.objectContaining({ path: 'keys', message: expect.stringContaining('mode cdc replicates into tables made some other way') })]);
+  });
+
+  test('auth: iam is for PostgreSQL over TLS with runner native', () => {
+    const aws = { region: 'eu-west-1', replicationInstance: { id: 'r', class: 'dms.t3.medium' } };
+    const tls = { mode: 'verify-full', ca: 'file:/etc/rds-ca.pem' };
+    expect(unsupportedFeatures(ok(plan({ target: { auth: 'iam', tls } })))).toEqual([]);
+    expect(unsupportedFeatures(ok(plan({ target: { auth: 'iam' } })))).toEqual([expect.objectContaining({ path: 'target.tls', message: expect.stringContaining('auth: iam needs TLS') })]);
+    expect(unsupportedFeatures(ok(plan({ source: { engine: 'mysql', url: 'env:S', auth: 'iam', tls } })))).toEqual([expect.objectContaining({ path: 'source.auth', message: expect.stringContaining('not supported yet for a mysql source') })]);
+    expect(unsupportedFeatures(ok(plan({ runner: 'aws', aws, source: { auth: 'iam', tls } })))).toEqual([expect.objectContaining({ path: 'source.auth', message: expect.stringContaining('DMS endpoints need a password') })]);
+    expectIssue(plan({ source: { auth: 'token' } }), 'source.auth', 'expected one of password, iam, got "token"');
   });
 
   test('a surrogate key is bigint or uuid', () => {

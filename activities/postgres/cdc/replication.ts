@@ -10,7 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { Client, type ClientConfig, type Connection } from 'pg';
 import { FailureType } from '../../../plan/failure-types';
 import { formatLsn, parseLsn } from '../lsn';
-import { closeQuietly, type PgEndpoint } from '../../pg/connection';
+import { closeQuietly, connectionUrl, type PgEndpoint } from '../../pg/connection';
 import { toFailure } from '../../pg/errors';
 import { decodePgoutput } from './pgoutput';
 import type { WalMessage } from './types';
@@ -171,7 +171,7 @@ async function createSlotOn(client: Client, slot: string, snapshot: 'export' | '
 async function connectReplication(ep: PgEndpoint, purpose: string): Promise<Client> {
   // @types/pg lacks `replication`, which pg passes on in the startup message.
   const config: ClientConfig & { replication: 'database' } = {
-    connectionString: ep.url,
+    connectionString: await connectionUrl(ep),
     ssl: ep.ssl,
     application_name: `dbferry ${purpose}`.slice(0, 63),
     connectionTimeoutMillis: 15_000,

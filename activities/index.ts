@@ -110,7 +110,7 @@ export function createActivities(deps: ActivityDeps = defaultDeps) {
     managedLoad: async (input: ActivityInput) => managedLoad(input, await deps.target(input.plan)),
     validate: async (input: ActivityInput) => validate(input, ...(await sides(input.plan))),
     prepareCdc: async (input: ActivityInput) =>
-      managed(input.plan) ? prepareManagedCdc(input, await deps.target(input.plan)) : prepareCdc(input, ...(await sides(input.plan))),
+      managed(input.plan) ? prepareManagedCdc(input, ...(await sides(input.plan))) : prepareCdc(input, ...(await sides(input.plan))),
     streamChanges: async (input: ActivityInput) =>
       managed(input.plan) ? followManagedCdc(input, await deps.target(input.plan)) : streamChanges(input, ...(await sides(input.plan)), { alert: deps.alert }),
     beginCutover: async (input: ActivityInput) =>

@@ -40,15 +40,18 @@ export function unsupportedFeatures(plan: Plan): PlanIssue[] {
       issues.push({ path: `${side}.tls`, message: `auth: iam needs TLS (RDS takes IAM tokens over TLS only): give ${side}.tls.mode require, verify-ca or verify-full` });
     }
   }
-  if (plan.runner === 'aws' && (plan.mode === 'dump-restore' || plan.mode === 'cdc')) {
+  if (plan.runner === 'aws' && plan.mode === 'dump-restore') {
+    issues.push({ path: 'mode', value: plan.mode, message: 'dump-restore runs pg_dump/pg_restore on the workers: use runner native (aws.rds serves it there too)' });
+  }
+  if (plan.runner === 'aws' && plan.mode === 'cdc' && plan.source.engine === 'postgres') {
     issues.push({
       path: 'mode',
       value: plan.mode,
-      message:
-        plan.mode === 'dump-restore'
-          ? 'dump-restore runs pg_dump/pg_restore on the workers: use runner native (aws.rds serves it there too)'
-          : 'not supported yet with runner aws (a DMS task from a start position): use mode full-load-and-cdc, or runner native',
+      message: 'mode cdc with runner aws is not supported yet from PostgreSQL (DMS needs a replication slot made beforehand for a start position): use runner native, or mode full-load-and-cdc',
     });
+  }
+  if (plan.runner === 'aws' && plan.cdc.startPosition !== undefined && plan.source.engine === 'mysql' && mysqlStartKind(plan.cdc.startPosition) === 'gtid') {
+    issues.push({ path: 'cdc.startPosition', value: plan.cdc.startPosition, message: 'DMS starts from a binlog file:offset (e.g. mysql-bin-changelog.000024:373), not a GTID set' });
   }
   if (plan.cdc.startPosition !== undefined && plan.source.engine === 'mysql' && !mysqlStartKind(plan.cdc.startPosition)) {
     issues.push({

@@ -1,6 +1,6 @@
 import { ActivityCancellationType, CancellationScope, condition, isCancellation } from '@temporalio/workflow';
 import type { ActivityInput, CdcResult } from '../plan/migration-types';
-import { quick, summarized } from './activity-calls';
+import { long, quick, summarized } from './activity-calls';
 import { Aborted, type OperatorGate } from './operator-gate';
 import { cdcRetry } from './retry-policy';
 
@@ -23,7 +23,9 @@ const applier = summarized({
 export async function runCdc(input: ActivityInput, gate: OperatorGate): Promise<CdcResult> {
   const { state } = gate;
   const name = input.plan.name;
-  const prepared = await quick('prepareCdc', `CDC: prepare the source's change stream and the progress row`, input);
+  // With a managed service (aws runner, mode cdc) preparing may wait for its resources to be made.
+  const prepare = input.plan.runner === 'aws' ? long : quick;
+  const prepared = await prepare('prepareCdc', `CDC: prepare the source's change stream and the progress row`, input);
   state.cdcPrepared(prepared);
   gate.publish();
   const stopAsked = () => state.hasDecision() || state.cdcPauseWanted;

@@ -22,6 +22,8 @@ const STEP_LISTS: Record<Plan['runner'], Partial<Record<Plan['mode'], StepName[]
   aws: {
     'full-load': ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'validate'],
     'full-load-and-cdc': ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'cdc', 'validate', 'finalize'],
+    // A DMS task of type cdc, from the plan's position: the target was loaded some other way.
+    cdc: ['preflight', 'cdc', 'validate', 'finalize'],
   },
 };
 

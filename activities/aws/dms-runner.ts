@@ -24,6 +24,8 @@ import { qualifiedTable } from '../../plan/sql-names';
 import { initProgress } from '../apply/progress';
 import { heartbeatNow, withHeartbeat } from '../heartbeat';
 import { resolveMysqlEndpoint } from '../mysql/connection';
+import type { SourceEngine } from '../engine';
+import { ensureCdcModel } from '../native/prepare-cdc';
 import { withConnection, type PgEndpoint } from '../pg/connection';
 import { ensureBookkeeping } from '../target/bookkeeping';
 import { loadModel } from '../target/model';
@@ -44,8 +46,11 @@ export interface ManagedLoadPrepared {
  */
 export async function prepareManagedLoad({ plan }: ActivityInput): Promise<ManagedLoadPrepared> {
   const progress = { step: 'replication instance' };
-  const say = (s: string) => (progress.step = s);
-  return withHeartbeat(() => ({ ...progress }), async () => {
+  return withHeartbeat(() => ({ ...progress }), () => prepareDms(plan, (s) => (progress.step = s)));
+}
+
+async function prepareDms(plan: Plan, say: (s: string) => void): Promise<ManagedLoadPrepared> {
+  {
     const instance = await ensureReplicationInstance(plan, (s) => say(`waiting for ${s}`));
     say('endpoints');
     const [source, target] = await Promise.all([ensureEndpoint(plan, 'source'), ensureEndpoint(plan, 'target')]);
@@ -56,7 +61,7 @@ export async function prepareManagedLoad({ plan }: ActivityInput): Promise<Manag
     await ensureTask(plan, { instance: instance.arn, source, target, ...(mysqlDatabase !== undefined ? { mysqlDatabase } : {}) }, (s) => say(`waiting for ${s}`));
     const subscribed = await ensureEventSubscription(plan);
     return { task: dmsNames(plan).task, replicationInstance: plan.aws!.replicationInstance!.id, instanceCreated: instance.created, eventSubscription: subscribed };
-  });
+  }
 }
 
 async function taskOrFail(plan: Plan): Promise<ReplicationTask> {
@@ -213,14 +218,26 @@ function loadResult(plan: Plan, model: SchemaModel, stats: TableStatistics[], st
   };
 }
 
-/** The CDC step's progress row on the target (cutover writes its stop request there). */
-export async function prepareManagedCdc({ plan, migration }: ActivityInput, tgt: PgEndpoint): Promise<CdcPrepareResult> {
+/**
+ * The CDC step's progress row on the target (cutover writes its stop request there). Mode cdc
+ * has no full-load step: the model is read from the source (the target was loaded some other
+ * way) and DMS's resources are made here, the task of type cdc.
+ */
+export async function prepareManagedCdc({ plan, migration }: ActivityInput, engine: SourceEngine, tgt: PgEndpoint): Promise<CdcPrepareResult> {
   const task = `DMS replication task ${dmsNames(plan).task}`;
-  await withConnection(tgt, 'prepare CDC', async (c) => {
-    await ensureBookkeeping(c);
-    await initProgress(c, migration, { commitPosition: '', endPosition: '' }, task);
+  const progress = { step: 'prepare CDC' };
+  return withHeartbeat(() => ({ ...progress }), async () => {
+    if (plan.mode === 'cdc') {
+      await ensureCdcModel({ plan, migration }, engine, tgt);
+      await prepareDms(plan, (s) => (progress.step = s));
+    }
+    await withConnection(tgt, 'prepare CDC', async (c) => {
+      await ensureBookkeeping(c);
+      await initProgress(c, migration, { commitPosition: '', endPosition: '' }, task);
+    });
+    const from = plan.mode === 'cdc' ? (plan.cdc.startPosition ?? 'when the task starts') : 'where the full load began (DMS cached the changes since)';
+    return { sourceObjects: [task], startPosition: from };
   });
-  return { sourceObjects: [task], startPosition: 'where the full load began (DMS cached the changes since)' };
 }
 
 /** DMS's CDC latency (the larger of source and target), seconds, from CloudWatch; undefined before DMS reports one. */
@@ -282,7 +299,14 @@ export async function followManagedCdc({ plan, migration }: ActivityInput, tgt: 
     const phase = dmsTaskPhase(t.Status, t.StopReason);
     const errored = (await tableStatistics(plan, arn)).filter((s) => dmsTableDone(s.TableState) === 'error');
     if (errored.length > 0) await reloadErrored(plan, tgt, t, model, errored);
-    if (phase !== 'running' && phase !== 'starting') await startTask(plan, arn, 'resume-processing');
+    if (!t.ReplicationTaskStartDate) {
+      // Mode cdc: a task never started begins at the plan's position (or now).
+      await awsCall('StartReplicationTask', () =>
+        awsClients(plan).dms.send(
+          new StartReplicationTaskCommand({ ReplicationTaskArn: arn, StartReplicationTaskType: 'start-replication', ...(plan.cdc.startPosition ? { CdcStartPosition: plan.cdc.startPosition } : {}) }),
+        ),
+      );
+    } else if (phase !== 'running' && phase !== 'starting') await startTask(plan, arn, 'resume-processing');
     let quietSince: { changes: number; at: number } | undefined;
     for (;;) {
       if (signal?.aborted) throw ApplicationFailure.create({ type: FailureType.Transient, message: 'cancelled' });

@@ -16,21 +16,7 @@ import { ensureBookkeeping, readModel } from '../target/bookkeeping';
  * needs (PostgreSQL: publication and slot) and the progress row the applier resumes from.
  */
 export async function prepareCdc({ plan, migration }: ActivityInput, engine: SourceEngine, tgt: PgEndpoint): Promise<CdcPrepareResult> {
-  const { progress, model } = await withConnection(tgt, 'prepare CDC', async (c) => {
-    await ensureBookkeeping(c);
-    const applied = await appliedPosition(c, migration.runId);
-    const recorded = await readModel(c, migration.runId);
-    if (recorded) return { progress: applied, model: recorded };
-    // Mode cdc: the target's tables were made some other way, under the mapping's names.
-    const m = targetModelOrThrow(await engine.introspect(), plan);
-    await checkTargetTables(c, m, tgt);
-    await c.query('INSERT INTO _dbferry.migrations (run_id, name, model, statements_done) VALUES ($1, $2, $3, NULL) ON CONFLICT (run_id) DO NOTHING', [
-      migration.runId,
-      migration.name,
-      JSON.stringify(m),
-    ]);
-    return { progress: applied, model: m };
-  });
+  const { progress, model } = await ensureCdcModel({ plan, migration }, engine, tgt);
   if (plan.mode === 'full-load-and-cdc' && !progress) await refuseReplayedKeylessTables(tgt, model, migration.runId, engine);
 
   const afterLoad = plan.mode === 'full-load-and-cdc';
@@ -49,6 +35,29 @@ export async function prepareCdc({ plan, migration }: ActivityInput, engine: Sou
     initProgress(c, migration, { commitPosition: prepared.appliedThrough, endPosition: prepared.start }, prepared.resources.join(', ')),
   );
   return { sourceObjects: prepared.resources, startPosition: prepared.start };
+}
+
+/**
+ * The schema model CDC applies under, and where an earlier attempt stopped: the one the load
+ * recorded, or (mode cdc, whose target was loaded some other way) read from the source now and
+ * checked against the target's tables.
+ */
+export async function ensureCdcModel({ plan, migration }: Pick<ActivityInput, 'plan' | 'migration'>, engine: SourceEngine, tgt: PgEndpoint) {
+  return withConnection(tgt, 'prepare CDC', async (c) => {
+    await ensureBookkeeping(c);
+    const applied = await appliedPosition(c, migration.runId);
+    const recorded = await readModel(c, migration.runId);
+    if (recorded) return { progress: applied, model: recorded };
+    // Mode cdc: the target's tables were made some other way, under the mapping's names.
+    const m = targetModelOrThrow(await engine.introspect(), plan);
+    await checkTargetTables(c, m, tgt);
+    await c.query('INSERT INTO _dbferry.migrations (run_id, name, model, statements_done) VALUES ($1, $2, $3, NULL) ON CONFLICT (run_id) DO NOTHING', [
+      migration.runId,
+      migration.name,
+      JSON.stringify(m),
+    ]);
+    return { progress: applied, model: m };
+  });
 }
 
 /** The source positions the load's tables were read at (engines without a slot start CDC at the earliest). */

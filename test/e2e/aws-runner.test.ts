@@ -496,5 +496,57 @@ aws:
         await dropDatabase('target', targetDb);
       }
     });
+
+    it('mode cdc: a DMS task of type cdc from the plan’s binlog position into a target loaded some other way', async () => {
+      const my = maria!.my;
+      const name = uniqueName('awscdc').replace(/_/g, '-');
+      const targetDb = uniqueName('awscdc_tgt');
+      const tgt = await createDatabase('target', targetDb);
+      await my.query(`CREATE DATABASE cdcshop; CREATE TABLE cdcshop.items (id int PRIMARY KEY, name varchar(50) NOT NULL, price decimal(10,2));
+                      INSERT INTO cdcshop.items VALUES (1, 'one', 1.50), (2, 'two', 2.00), (3, 'three', NULL)`);
+      // Loaded some other way, as of this position.
+      await withClient(tgt, (c) =>
+        c.query(`CREATE SCHEMA cdcshop; CREATE TABLE cdcshop.items (id int PRIMARY KEY, name varchar(50) NOT NULL, price numeric(10,2));
+                 INSERT INTO cdcshop.items VALUES (1, 'one', 1.50), (2, 'two', 2.00), (3, 'three', NULL)`),
+      );
+      const [status] = (await my.query('SHOW MASTER STATUS')) as unknown as [Array<{ File: string; Position: number }>];
+      const position = `${status[0]!.File}:${status[0]!.Position}`;
+      // Written after that position, before the task starts: DMS must bring it over.
+      await my.query(`INSERT INTO cdcshop.items VALUES (4, 'four', 4.25); UPDATE cdcshop.items SET name = 'TWO' WHERE id = 2; DELETE FROM cdcshop.items WHERE id = 3`);
+      const key = name.replace(/-/g, '_').toUpperCase();
+      process.env[`SRC_${key}`] = maria!.maria.url('cdcshop');
+      process.env[`TGT_${key}`] = tgt;
+      const plan = writePlan(`
+name: ${name}
+mode: cdc
+runner: aws
+source: { engine: mysql, url: env:SRC_${key} }
+target: { engine: postgres, url: env:TGT_${key} }
+cdc: { startPosition: "${position}" }
+aws:
+  region: eu-west-1
+  replicationInstance: { id: ri-${name}, class: dms.t3.medium }
+`);
+      try {
+        const start = await started(['start', plan, '--wait', '--json']);
+        expect({ code: start.code, err: start.code === 0 ? '' : start.stdout + start.stderr }).toEqual({ code: 0, err: '' });
+        expect(fake.inputsOf('CreateReplicationTask')[0]).toMatchObject({ MigrationType: 'cdc' });
+        expect(fake.inputsOf('StartReplicationTask')).toEqual([expect.objectContaining({ StartReplicationTaskType: 'start-replication', CdcStartPosition: position })]);
+        await my.query(`INSERT INTO cdcshop.items VALUES (5, 'five', 5.00)`);
+        await untilStatus(name, (x) => x.lag?.caughtUp === true, env);
+        const cut = await started(['cutover', name, '--wait', '--json']);
+        expect({ code: cut.code, err: cut.code === 0 ? '' : cut.stdout + cut.stderr }).toEqual({ code: 0, err: '' });
+        expect(json(cut).validation.tables).toEqual([expect.objectContaining({ table: 'cdcshop.items', equal: true, sourceRows: '4', targetRows: '4' })]);
+        const rows = await withClient(tgt, (c) => c.query(`SELECT id, name, price::text FROM cdcshop.items ORDER BY id`));
+        expect(rows.rows).toEqual([
+          { id: 1, name: 'one', price: '1.50' },
+          { id: 2, name: 'TWO', price: '2.00' },
+          { id: 4, name: 'four', price: '4.25' },
+          { id: 5, name: 'five', price: '5.00' },
+        ]);
+      } finally {
+        await dropDatabase('target', targetDb);
+      }
+    });
   });
 });

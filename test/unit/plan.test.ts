@@ -570,7 +570,12 @@ describe('unsupportedFeatures', () => {
     const aws = { region: 'eu-west-1', replicationInstance: { id: 'r', class: 'dms.t3.medium' } };
     expect(unsupportedFeatures(ok(plan({ mode: 'full-load-and-cdc', runner: 'aws', aws, source: { engine: 'mysql', url: 'env:S' }, keys })))).toEqual([]);
     expect(unsupportedFeatures(ok(plan({ mode: 'dump-restore', runner: 'aws', aws })))).toEqual([expect.objectContaining({ path: 'mode', message: expect.stringContaining('use runner native') })]);
-    expect(unsupportedFeatures(ok(plan({ mode: 'cdc', runner: 'aws', aws })))).toEqual([expect.objectContaining({ path: 'mode', message: expect.stringContaining('not supported yet with runner aws') })]);
+    expect(unsupportedFeatures(ok(plan({ mode: 'cdc', runner: 'aws', aws })))).toEqual([expect.objectContaining({ path: 'mode', message: expect.stringContaining('not supported yet from PostgreSQL') })]);
+    const mysql = { engine: 'mysql', url: 'env:S' };
+    expect(unsupportedFeatures(ok(plan({ mode: 'cdc', runner: 'aws', aws, source: mysql, cdc: { startPosition: 'mysql-bin-changelog.000024:373' } })))).toEqual([]);
+    expect(unsupportedFeatures(ok(plan({ mode: 'cdc', runner: 'aws', aws, source: mysql, cdc: { startPosition: '0-1-1234' } })))).toEqual([
+      expect.objectContaining({ path: 'cdc.startPosition', message: expect.stringContaining('not a GTID set') }),
+    ]);
     expect(unsupportedFeatures(ok(plan({ mode: 'dump-restore', keys })))).toEqual([expect.objectContaining({ path: 'keys', message: expect.stringContaining('mode dump-restore restores them as pg_dump wrote them') })]);
     expect(unsupportedFeatures(ok(plan({ mode: 'cdc', keys })))).toEqual([expect.objectContaining({ path: 'keys', message: expect.stringContaining('mode cdc replicates into tables made some other way') })]);
   });

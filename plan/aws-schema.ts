@@ -28,7 +28,11 @@ export const awsSchema = strict(
     ).optional(),
     replicationInstance: strict(
       {
-        id: awsName('a replication instance identifier', 'the replication instance identifier'),
+        // DMS keeps identifiers in lower case: an upper-case one would never be found again.
+        id: awsName('a replication instance identifier', 'the replication instance identifier').regex(
+          /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/,
+          expected('a replication instance identifier: lower-case letters, digits and single hyphens, starting with a letter'),
+        ),
         class: awsName('a replication instance class, e.g. dms.t3.medium', 'a class, e.g. dms.t3.medium'),
       },
       'a mapping with id and class',

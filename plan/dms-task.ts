@@ -56,7 +56,10 @@ export function dmsTableMapping(tables: Plan['tables'], mysqlDatabase?: string):
   if (tables.mappings) return JSON.stringify(tables.mappings);
   // A MySQL source's default selection is the database its URL names, as dbferry's own.
   if (mysqlDatabase !== undefined && selectsByDefault(tables)) tables = { ...tables, include: [`"${mysqlDatabase.replace(/"/g, '""')}".%`] };
-  const locatorPart = (p: NamePattern) => ('exact' in p ? p.exact : p.glob);
+  // In a DMS locator `%` is any run, `_` any one character and `[…]` a set: dbferry's `_`
+  // and `[` are literal, so they go in brackets.
+  const literal = (t: string) => t.replace(/[_[]/g, (c) => `[${c}]`);
+  const locatorPart = (p: NamePattern) => ('exact' in p ? literal(p.exact) : p.glob.split('%').map(literal).join('%'));
   const rule = (pattern: string, action: 'include' | 'exclude', n: number): DmsSelectionRule => {
     const parsed = parseTablePattern(pattern);
     if (!parsed.ok) throw new Error(`tables pattern ${pattern}: ${parsed.message}`);
@@ -123,9 +126,12 @@ export function dmsTaskPhase(status: string | undefined, stopReason: string | un
     case 'failed':
       return 'failed';
     case 'stopped':
-      if (reason.includes('CACHED_CHANGES_NOT_APPLIED')) return 'loaded-changes-held';
+      // DMS's words (ReplicationTask.StopReason): "Stop Reason STOPPED_AFTER_FULL_LOAD" is the
+      // stop StopTaskCachedChangesNotApplied asks for; after the cached events it is the same
+      // for dbferry (CDC resumes from there).
+      if (reason.includes('STOPPED_AFTER_FULL_LOAD') || reason.includes('STOPPED_AFTER_CACHED_EVENTS')) return 'loaded-changes-held';
       if (reason.includes('FULL_LOAD_ONLY_FINISHED')) return 'loaded';
-      if (reason.includes('FATAL_ERROR') || reason.includes('RECOVERABLE_ERROR')) return 'failed';
+      if (/FATAL_ERROR|RECOVERABLE_ERROR|LOW_MEMORY|LOW_DISK|LICENSE_LIMITS/.test(reason)) return 'failed';
       return 'stopped';
     default:
       return 'other';

@@ -98,7 +98,11 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
       return v;
     });
     if (!report.validation) state.markValidationSkipped();
-    report.finalize = await step('finalize', () => quick('finalizeCutover', 'cutover: carry sequences, remove what CDC holds on the source', input));
+    report.finalize = await step('finalize', () =>
+      plan.runner === 'aws'
+        ? long('finalizeCutover', 'finalize: stop the DMS task, carry sequences (and delete what the migration made in AWS when aws.cleanup)', input)
+        : quick('finalizeCutover', 'cutover: carry sequences, remove what CDC holds on the source', input),
+    );
 
     state.completed(now());
     gate.publish();

@@ -20,7 +20,8 @@ const STEP_LISTS: Record<Plan['runner'], Partial<Record<Plan['mode'], StepName[]
   // The same steps with AWS DMS moving the rows: its task stops after the full load with its
   // cached changes held, so keys and indexes are built before it applies them.
   aws: {
-    'full-load': ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'validate'],
+    // finalize: the task is stopped, the sequences carried again, and (aws.cleanup) DMS's resources deleted.
+    'full-load': ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'validate', 'finalize'],
     'full-load-and-cdc': ['preflight', 'create-database', 'create-tables', 'full-load', 'build-indexes', 'cdc', 'validate', 'finalize'],
     // A DMS task of type cdc, from the plan's position: the target was loaded some other way.
     cdc: ['preflight', 'cdc', 'validate', 'finalize'],

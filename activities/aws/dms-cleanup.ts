@@ -22,6 +22,7 @@ import type { Plan } from '../../plan/plan-schema';
 import { awsCall, awsClients, isNotFound, pollMs } from './aws-call';
 import { describeEndpoint, describeInstance, describeTask } from './dms-resources';
 import { stopTask } from './dms-runner';
+import { withHeartbeat } from '../heartbeat';
 
 /** Runs an AWS request whose "not found" means the work is already done. */
 async function gone(what: string, send: () => Promise<unknown>): Promise<boolean> {
@@ -35,6 +36,19 @@ async function gone(what: string, send: () => Promise<unknown>): Promise<boolean
 }
 
 export async function cleanupManaged(plan: Plan, removeAll: boolean): Promise<CleanupResult> {
+  return withHeartbeat(() => ({ step: removeAll ? 'deleting what the migration made in AWS' : 'stopping the DMS task' }), () => cleanup(plan, removeAll));
+}
+
+/** Polls until `gone` says so; false when it did not happen in time. */
+async function until(gone: () => Promise<boolean>): Promise<boolean> {
+  for (let i = 0; i < 240; i++) {
+    if (await gone()) return true;
+    await sleep(pollMs());
+  }
+  return false;
+}
+
+async function cleanup(plan: Plan, removeAll: boolean): Promise<CleanupResult> {
   const names = dmsNames(plan);
   const out: CleanupResult = { dropped: [], kept: [] };
   const stopped = await stopTask(plan);
@@ -52,18 +66,24 @@ export async function cleanupManaged(plan: Plan, removeAll: boolean): Promise<Cl
   if (task?.ReplicationTaskArn) {
     await gone('DeleteReplicationTask', () => dms.send(new DeleteReplicationTaskCommand({ ReplicationTaskArn: task.ReplicationTaskArn! })));
     // Endpoints cannot go while a task uses them.
-    for (let i = 0; i < 240 && (await describeTask(plan)); i++) await sleep(pollMs());
-    out.dropped.push(`DMS replication task ${names.task}`);
+    if (await until(async () => !(await describeTask(plan)))) out.dropped.push(`DMS replication task ${names.task}`);
+    else out.kept.push(`DMS replication task ${names.task} (still being deleted: run dbferry cleanup ${plan.name} again)`);
   }
   for (const side of ['source', 'target'] as const) {
     const ep = await describeEndpoint(plan, side);
     if (ep?.EndpointArn && (await gone('DeleteEndpoint', () => dms.send(new DeleteEndpointCommand({ EndpointArn: ep.EndpointArn! }))))) {
-      out.dropped.push(`DMS ${side} endpoint ${ep.EndpointIdentifier}`);
+      // Deleting is asynchronous: a certificate cannot go while an endpoint still uses it.
+      if (await until(async () => !(await describeEndpoint(plan, side)))) out.dropped.push(`DMS ${side} endpoint ${ep.EndpointIdentifier}`);
+      else out.kept.push(`DMS ${side} endpoint ${ep.EndpointIdentifier} (still being deleted)`);
     }
   }
   for (const id of [names.sourceCertificate, names.targetCertificate]) {
-    const found = await awsCall('DescribeCertificates', () => dms.send(new DescribeCertificatesCommand({ Filters: [{ Name: 'certificate-id', Values: [id] }] }))).catch(() => undefined);
-    const arn = found?.Certificates?.[0]?.CertificateArn;
+    let arn: string | undefined;
+    try {
+      arn = (await awsCall('DescribeCertificates', () => dms.send(new DescribeCertificatesCommand({ Filters: [{ Name: 'certificate-id', Values: [id] }] })))).Certificates?.[0]?.CertificateArn;
+    } catch (err) {
+      if (!(err instanceof ApplicationFailure && isNotFound({ name: (err.details?.[0] as { code?: string } | undefined)?.code }))) throw err;
+    }
     if (arn && (await gone('DeleteCertificate', () => dms.send(new DeleteCertificateCommand({ CertificateArn: arn }))))) out.dropped.push(`DMS certificate ${id}`);
   }
   const instance = await describeInstance(plan);

@@ -89,12 +89,12 @@ export async function ensureReplicationInstance(plan: Plan, progress: (s: string
   const spec = plan.aws!.replicationInstance!;
   let created = false;
   if (!(await describeInstance(plan))) {
-    await create('CreateReplicationInstance', () =>
+    const r = await create('CreateReplicationInstance', () =>
       awsClients(plan).dms.send(
         new CreateReplicationInstanceCommand({ ReplicationInstanceIdentifier: spec.id, ReplicationInstanceClass: spec.class, PubliclyAccessible: false, Tags: tags(plan) }),
       ),
     );
-    created = true;
+    created = r !== undefined;
   }
   const ready = await waitFor(
     `replication instance ${spec.id} to be available`,
@@ -124,15 +124,21 @@ async function endpointSettings(plan: Plan, side: Side) {
   const url = new URL(side === 'target' ? (await resolveEndpoint(plan, 'target')).url : await resolveSecret(ep.url, `${side}.url`));
   const password = decodeURIComponent(url.password);
   const engine = ep.engine === 'mysql' ? (url.protocol === 'mariadb:' ? 'mariadb' : 'mysql') : 'postgres';
-  const database = decodeURIComponent(url.pathname.replace(/^\//, '')) || (ep.engine === 'postgres' ? 'postgres' : '');
+  const database = decodeURIComponent(url.pathname.replace(/^\//, '')) || 'postgres';
   return {
     EngineName: engine,
     ServerName: url.hostname,
     Port: Number(url.port || (ep.engine === 'mysql' ? 3306 : 5432)),
     Username: decodeURIComponent(url.username),
     Password: password,
-    ...(database ? { DatabaseName: database } : {}),
+    // A MySQL endpoint names no database (DMS: "don't specify DatabaseName"): the task's
+    // selection rules name it as the schema.
+    ...(ep.engine === 'postgres' ? { DatabaseName: database } : {}),
     SslMode: dmsSslMode(ep.tls),
+    // DMS writes the target as a replica: foreign-key actions and the application's triggers
+    // already happened on the source (the native applier does the same); dbferry's own
+    // key-redesign triggers are ENABLE ALWAYS and still fire.
+    ...(side === 'target' ? { PostgreSQLSettings: { AfterConnectScript: 'SET session_replication_role = replica' } } : {}),
     secrets: [password, url.password].filter(Boolean),
   };
 }
@@ -221,12 +227,41 @@ export async function testEndpoint(plan: Plan, side: Side, instanceArn: string, 
   }
 }
 
-export async function describeTask(plan: Plan): Promise<ReplicationTask | undefined> {
+export async function describeTask(plan: Plan, withSettings = false): Promise<ReplicationTask | undefined> {
   const id = dmsNames(plan).task;
   const r = await find('DescribeReplicationTasks', () =>
-    awsClients(plan).dms.send(new DescribeReplicationTasksCommand({ Filters: [{ Name: 'replication-task-id', Values: [id] }], WithoutSettings: true })),
+    awsClients(plan).dms.send(new DescribeReplicationTasksCommand({ Filters: [{ Name: 'replication-task-id', Values: [id] }], WithoutSettings: !withSettings })),
   );
   return r?.ReplicationTasks?.[0];
+}
+
+/**
+ * A task found under this migration's identifier must be the one this plan makes (an earlier
+ * migration of the same name, aborted and not cleaned up, may have left another): its type,
+ * instance, endpoints and table mapping are compared, and a different one is refused.
+ */
+function refuseOtherTask(plan: Plan, t: ReplicationTask, want: { instance: string; source: string; target: string; mapping: string }): void {
+  const differences: string[] = [];
+  if (t.MigrationType !== dmsMigrationType(plan.mode)) differences.push(`migration type ${t.MigrationType} (the plan's: ${dmsMigrationType(plan.mode)})`);
+  if (t.ReplicationInstanceArn && t.ReplicationInstanceArn !== want.instance) differences.push('another replication instance');
+  if (t.SourceEndpointArn && t.SourceEndpointArn !== want.source) differences.push('another source endpoint');
+  if (t.TargetEndpointArn && t.TargetEndpointArn !== want.target) differences.push('another target endpoint');
+  if (t.TableMappings && !sameJson(t.TableMappings, want.mapping)) differences.push('another table mapping');
+  if (differences.length === 0) return;
+  throw ApplicationFailure.create({
+    type: FailureType.TargetObjectConflict,
+    nonRetryable: true,
+    message: `DMS task ${dmsNames(plan).task} exists with ${differences.join(', ')}: left by an earlier migration named ${plan.name}?`,
+    details: [{ hint: `delete it (dbferry cleanup ${plan.name} for the earlier run, or in the console), then dbferry retry` }],
+  });
+}
+
+function sameJson(a: string, b: string): boolean {
+  try {
+    return JSON.stringify(JSON.parse(a)) === JSON.stringify(JSON.parse(b));
+  } catch {
+    return a === b;
+  }
 }
 
 /** The task, adopted or created (DO_NOTHING, the plan's mapping as given), once DMS has it ready. */
@@ -235,7 +270,10 @@ export async function ensureTask(
   arns: { instance: string; source: string; target: string; mysqlDatabase?: string },
   progress: (s: string) => void,
 ): Promise<ReplicationTask> {
-  if (!(await describeTask(plan))) {
+  const mapping = dmsTableMapping(plan.tables, arns.mysqlDatabase);
+  const existing = await describeTask(plan, true);
+  if (existing) refuseOtherTask(plan, existing, { ...arns, mapping });
+  else {
     await create('CreateReplicationTask', () =>
       awsClients(plan).dms.send(
         new CreateReplicationTaskCommand({
@@ -244,7 +282,7 @@ export async function ensureTask(
           SourceEndpointArn: arns.source,
           TargetEndpointArn: arns.target,
           MigrationType: dmsMigrationType(plan.mode),
-          TableMappings: dmsTableMapping(plan.tables, arns.mysqlDatabase),
+          TableMappings: mapping,
           ReplicationTaskSettings: dmsTaskSettings(plan.mode),
           Tags: tags(plan),
         }),

@@ -5,7 +5,7 @@
  * changes, validation over `pg` after the drain, a person asked when DMS fails.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import {
   DescribeTableStatisticsCommand,
   ReloadTablesCommand,
@@ -121,30 +121,90 @@ function tableErrors(plan: Plan, errored: TableStatistics[]): ApplicationFailure
   });
 }
 
-/** Empties target tables before DMS loads them again: with DO_NOTHING it would append to what is there. */
-async function emptyTables(tgt: PgEndpoint, tables: TableModel[]): Promise<void> {
+/**
+ * Empties target tables before DMS loads them again: with DO_NOTHING it would append to what is
+ * there. During the load nothing references them yet (TRUNCATE); during CDC foreign keys exist,
+ * so the rows are deleted as a replica (no foreign-key action on other tables; dbferry's own
+ * key-redesign triggers, ENABLE ALWAYS, still unlink what pointed at them).
+ */
+async function emptyTables(tgt: PgEndpoint, tables: TableModel[], when: 'load' | 'cdc'): Promise<void> {
   if (tables.length === 0) return;
-  await withConnection(tgt, 'empty tables before a DMS reload', (c) => c.query(`TRUNCATE ${tables.map((t) => qualifiedTable(t.schema, t.name)).join(', ')}`));
+  const names = tables.map((t) => qualifiedTable(t.schema, t.name));
+  await withConnection(tgt, 'empty tables before a DMS reload', async (c) => {
+    if (when === 'load') {
+      await c.query(`TRUNCATE ${names.join(', ')}`);
+      return;
+    }
+    await c.query('BEGIN');
+    try {
+      await c.query('SET LOCAL session_replication_role = replica');
+      for (const n of names) await c.query(`DELETE FROM ${n}`);
+      await c.query('COMMIT');
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  });
 }
 
-async function startTask(plan: Plan, arn: string, type: 'start-replication' | 'resume-processing' | 'reload-target'): Promise<void> {
-  await awsCall('StartReplicationTask', () => awsClients(plan).dms.send(new StartReplicationTaskCommand({ ReplicationTaskArn: arn, StartReplicationTaskType: type })));
+/**
+ * Starts the task. A lost answer makes the same request twice: DMS refuses the second
+ * (InvalidResourceStateFault), and a task found starting or running is what was asked for.
+ */
+async function startTask(plan: Plan, arn: string, type: 'start-replication' | 'resume-processing' | 'reload-target', cdcStartPosition?: string): Promise<void> {
+  try {
+    await awsCall('StartReplicationTask', () =>
+      awsClients(plan).dms.send(new StartReplicationTaskCommand({ ReplicationTaskArn: arn, StartReplicationTaskType: type, ...(cdcStartPosition ? { CdcStartPosition: cdcStartPosition } : {}) })),
+    );
+  } catch (err) {
+    const now = awsCodeOf(err) === 'InvalidResourceStateFault' ? (await describeTask(plan))?.Status : undefined;
+    if (now !== 'starting' && now !== 'running') throw err;
+  }
 }
 
-/** Tables DMS suspended: emptied and reloaded (the operator's retry after fixing the cause). */
-async function reloadErrored(plan: Plan, tgt: PgEndpoint, t: ReplicationTask, model: SchemaModel, errored: TableStatistics[]): Promise<void> {
+const awsCodeOf = (err: unknown) => (err instanceof ApplicationFailure ? (err.details?.[0] as { code?: string } | undefined)?.code : undefined);
+
+/**
+ * Tables DMS suspended, in a running task: emptied and reloaded alone (the operator's retry
+ * after fixing the cause). Returns their names: they show "Table error" until DMS takes the
+ * reload up. DMS reloads tables only in a running task.
+ */
+async function reloadErrored(plan: Plan, tgt: PgEndpoint, arn: string, model: SchemaModel, errored: TableStatistics[], when: 'load' | 'cdc'): Promise<Set<string>> {
   const byName = tablesByDmsName(model);
-  await emptyTables(tgt, errored.flatMap((s) => byName.get(dmsKey(s)) ?? []));
+  const unknown = errored.filter((s) => !byName.has(dmsKey(s)));
+  if (unknown.length > 0) {
+    // Reloading a table dbferry cannot empty would append to it.
+    throw ApplicationFailure.create({
+      type: FailureType.DmsTableError,
+      nonRetryable: true,
+      message: `DMS suspended ${unknown.map(dmsKey).join(', ')}, which this migration's model does not have: dbferry cannot empty ${unknown.length > 1 ? 'them' : 'it'} before a reload`,
+      details: [{ table: dmsKey(unknown[0]!), hint: 'check the task\'s table mapping against the plan; reload the table by hand (empty it first), then dbferry retry' }],
+    });
+  }
+  await emptyTables(tgt, errored.map((s) => byName.get(dmsKey(s))!), when);
   await awsCall('ReloadTables', () =>
     awsClients(plan).dms.send(
       new ReloadTablesCommand({
-        ReplicationTaskArn: t.ReplicationTaskArn!,
+        ReplicationTaskArn: arn,
         TablesToReload: errored.map((s) => ({ SchemaName: s.SchemaName!, TableName: s.TableName! })),
         ReloadOption: 'data-reload',
       }),
     ),
   );
+  return new Set(errored.map(dmsKey));
 }
+
+/**
+ * Errors DMS reports for tables, but not for those a reload was just asked for until DMS has
+ * taken it up (their state left "Table error" once).
+ */
+function newErrors(stats: TableStatistics[], reloading: Set<string>): TableStatistics[] {
+  for (const x of stats) if (reloading.has(dmsKey(x)) && dmsTableDone(x.TableState) !== 'error') reloading.delete(dmsKey(x));
+  return stats.filter((x) => dmsTableDone(x.TableState) === 'error' && !reloading.has(dmsKey(x)));
+}
+
+/** How long a task may take to leave the state it was in before a start. */
+const LEAVE_STATE_MS = 15 * 60_000;
 
 /**
  * The full load: starts the task (or, on the operator's retry, reloads what failed: a failed
@@ -161,19 +221,20 @@ export async function managedLoad(input: ActivityInput, tgt: PgEndpoint): Promis
     const arn = t.ReplicationTaskArn!;
     const phase = dmsTaskPhase(t.Status, t.StopReason);
     const errored = (await tableStatistics(plan, arn)).filter((s) => dmsTableDone(s.TableState) === 'error');
-    // A task with CDC resumed to reload suspended tables goes on into CDC: done once they are in.
-    let resumed = false;
-    if (phase === 'failed' || (phase === 'stopped' && t.ReplicationTaskStartDate)) {
-      await emptyTables(tgt, model.tables);
+    let reloading = new Set<string>();
+    // After a start, the state the task was in is old news until DMS has moved on from it.
+    let startedAt: number | undefined;
+    if (phase === 'failed' || (t.ReplicationTaskStartDate && phase !== 'running' && phase !== 'starting' && (phase === 'stopped' || errored.length > 0))) {
+      // DMS stopped (failed, stopped by someone, or done with tables suspended): it reloads
+      // tables only while running, so the whole task is reloaded, from emptied tables.
+      await emptyTables(tgt, model.tables, 'load');
       await startTask(plan, arn, 'reload-target');
-    } else if (errored.length > 0) {
-      await reloadErrored(plan, tgt, t, model, errored);
-      if (phase !== 'running') {
-        await startTask(plan, arn, 'resume-processing');
-        resumed = plan.mode === 'full-load-and-cdc';
-      }
-    } else if (phase === 'starting' && !t.ReplicationTaskStartDate) {
+      startedAt = Date.now();
+    } else if (errored.length > 0 && phase === 'running') {
+      reloading = await reloadErrored(plan, tgt, arn, model, errored, 'load');
+    } else if (t.Status === 'ready') {
       await startTask(plan, arn, 'start-replication');
+      startedAt = Date.now();
     }
     for (;;) {
       await sleep(pollMs());
@@ -189,13 +250,18 @@ export async function managedLoad(input: ActivityInput, tgt: PgEndpoint): Promis
           .map((x) => ({ table: dmsKey(x), rows: Number(x.FullLoadRows ?? 0) })),
       });
       heartbeatNow({ ...progress });
-      const bad = stats.filter((x) => dmsTableDone(x.TableState) === 'error');
-      if (bad.length > 0) throw tableErrors(plan, bad);
       const now = dmsTaskPhase(t.Status, t.StopReason);
+      if (startedAt !== undefined) {
+        if (now === 'starting' || now === 'running') startedAt = undefined;
+        else if (Date.now() - startedAt < LEAVE_STATE_MS) continue;
+        else throw ApplicationFailure.create({ type: FailureType.Transient, message: `DMS task ${dmsNames(plan).task} did not start (still ${t.Status})` });
+      }
+      const bad = newErrors(stats, reloading);
+      if (bad.length > 0) throw tableErrors(plan, bad);
       if (now === 'failed') throw taskFailure(plan, t, 'failed');
       if (now === 'stopped') throw taskFailure(plan, t, 'stopped before the full load was done');
+      if (reloading.size > 0) continue;
       if (now === 'loaded' || now === 'loaded-changes-held') return loadResult(plan, model, stats, started);
-      if (resumed && now === 'running' && stats.length > 0 && stats.every((x) => dmsTableDone(x.TableState) === 'done')) return loadResult(plan, model, stats, started);
     }
   });
 }
@@ -296,39 +362,43 @@ export async function followManagedCdc({ plan, migration }: ActivityInput, tgt: 
   return withHeartbeat(() => beat ?? { step: 'resuming the DMS task' }, async (signal) => {
     let t = await taskOrFail(plan);
     const arn = t.ReplicationTaskArn!;
-    const phase = dmsTaskPhase(t.Status, t.StopReason);
-    const errored = (await tableStatistics(plan, arn)).filter((s) => dmsTableDone(s.TableState) === 'error');
-    if (errored.length > 0) await reloadErrored(plan, tgt, t, model, errored);
-    if (!t.ReplicationTaskStartDate) {
+    let errored = (await tableStatistics(plan, arn)).filter((s) => dmsTableDone(s.TableState) === 'error');
+    if (t.Status === 'ready') {
       // Mode cdc: a task never started begins at the plan's position (or now).
-      await awsCall('StartReplicationTask', () =>
-        awsClients(plan).dms.send(
-          new StartReplicationTaskCommand({ ReplicationTaskArn: arn, StartReplicationTaskType: 'start-replication', ...(plan.cdc.startPosition ? { CdcStartPosition: plan.cdc.startPosition } : {}) }),
-        ),
-      );
-    } else if (phase !== 'running' && phase !== 'starting') await startTask(plan, arn, 'resume-processing');
+      await startTask(plan, arn, 'start-replication', plan.cdc.startPosition);
+    } else if (t.Status !== 'running' && t.Status !== 'starting') {
+      await startTask(plan, arn, 'resume-processing');
+    }
+    let reloading = new Set<string>();
     let quietSince: { changes: number; at: number } | undefined;
+    const since = Date.now();
     for (;;) {
-      if (signal?.aborted) throw ApplicationFailure.create({ type: FailureType.Transient, message: 'cancelled' });
+      if (signal?.aborted) {
+        // A pause (or abort) stops DMS too: nothing is applied until resume starts it again.
+        await stopTask(plan);
+        throw new CancelledFailure('CDC stopped: the DMS task is stopped');
+      }
       await sleep(pollMs());
       t = await taskOrFail(plan);
       const stats = await tableStatistics(plan, arn);
-      const bad = stats.filter((x) => dmsTableDone(x.TableState) === 'error');
-      if (bad.length > 0) throw tableErrors(plan, bad);
       const now = dmsTaskPhase(t.Status, t.StopReason);
-      if (now === 'failed') throw taskFailure(plan, t, 'failed');
-      if (now === 'stopped' || now === 'loaded' || now === 'loaded-changes-held') {
-        if (!t.ReplicationTaskStartDate) continue;
-        // Stopped outside dbferry (the console, a person): resumed, it continues from its checkpoint.
-        await startTask(plan, arn, 'resume-processing');
+      if (now === 'starting' || (now !== 'running' && Date.now() - since < LEAVE_STATE_MS && t.Status !== 'failed')) continue;
+      // Tables suspended before (the operator's retry): reloaded now that the task runs.
+      if (errored.length > 0) {
+        reloading = await reloadErrored(plan, tgt, arn, model, errored, 'cdc');
+        errored = [];
         continue;
       }
+      const bad = newErrors(stats, reloading);
+      if (bad.length > 0) throw tableErrors(plan, bad);
+      if (now === 'failed') throw taskFailure(plan, t, 'failed');
+      if (now !== 'running') throw taskFailure(plan, t, `stopped during CDC (${t.StopReason ?? t.Status})`);
       const stop = await stopRequest(tgt, migration.runId);
       const latency = await cdcLatency(plan, t, new Date(Date.now() - 10 * 60_000));
       const tables = cdcTables(model, stats);
       const changes = changesOf(tables);
       if (!quietSince || quietSince.changes !== changes) quietSince = { changes, at: Date.now() };
-      const caughtUp = now === 'running' && latency !== undefined && latency.seconds <= CAUGHT_UP_SECONDS;
+      const caughtUp = reloading.size === 0 && latency !== undefined && latency.seconds <= CAUGHT_UP_SECONDS;
       beat = {
         appliedPosition: t.RecoveryCheckpoint ?? '',
         sourcePosition: '',
@@ -340,7 +410,7 @@ export async function followManagedCdc({ plan, migration }: ActivityInput, tgt: 
         tables: tables.slice(0, 200),
         at: new Date().toISOString(),
       };
-      if (stop && latency && latency.at.getTime() >= Date.parse(stop.at) && latency.seconds <= 1 && Date.now() - quietSince.at >= QUIET_MS) {
+      if (stop && caughtUp && latency!.at.getTime() >= Date.parse(stop.at) && latency!.seconds <= 1 && Date.now() - quietSince.at >= QUIET_MS) {
         return { stoppedAt: 'cutover', appliedPosition: t.RecoveryCheckpoint ?? '', markerPosition: stop.at, transactions: 0, changes, tables };
       }
     }
@@ -394,17 +464,24 @@ export async function beginManagedCutover({ plan, migration }: ActivityInput, tg
   });
 }
 
-/** Stops the task (a no-op when it is not running) and waits until DMS says it stopped. */
+/** Stops the task (a no-op when it is not running) and waits until DMS says it stopped, heartbeating. */
 export async function stopTask(plan: Plan): Promise<string | undefined> {
-  const t = await describeTask(plan);
-  if (!t?.ReplicationTaskArn) return undefined;
-  if (t.Status === 'running' || t.Status === 'starting') {
-    await awsCall('StopReplicationTask', () => awsClients(plan).dms.send(new StopReplicationTaskCommand({ ReplicationTaskArn: t.ReplicationTaskArn! })));
-  }
-  for (let i = 0; i < 240; i++) {
-    const now = await describeTask(plan);
-    if (!now || (now.Status !== 'running' && now.Status !== 'starting' && now.Status !== 'stopping')) return `stopped DMS replication task ${dmsNames(plan).task}`;
-    await sleep(pollMs());
-  }
-  throw ApplicationFailure.create({ type: FailureType.Transient, message: `DMS task ${dmsNames(plan).task} did not stop` });
+  return withHeartbeat(() => ({ step: `stopping DMS task ${dmsNames(plan).task}` }), async () => {
+    const t = await describeTask(plan);
+    if (!t?.ReplicationTaskArn) return undefined;
+    if (t.Status === 'running' || t.Status === 'starting') {
+      try {
+        await awsCall('StopReplicationTask', () => awsClients(plan).dms.send(new StopReplicationTaskCommand({ ReplicationTaskArn: t.ReplicationTaskArn! })));
+      } catch (err) {
+        // Already stopping (a lost answer, or stopped meanwhile): waited for below.
+        if (awsCodeOf(err) !== 'InvalidResourceStateFault') throw err;
+      }
+    }
+    for (let i = 0; i < 240; i++) {
+      const now = await describeTask(plan);
+      if (!now || (now.Status !== 'running' && now.Status !== 'starting' && now.Status !== 'stopping')) return `stopped DMS replication task ${dmsNames(plan).task}`;
+      await sleep(pollMs());
+    }
+    throw ApplicationFailure.create({ type: FailureType.Transient, message: `DMS task ${dmsNames(plan).task} did not stop` });
+  });
 }

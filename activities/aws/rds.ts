@@ -8,7 +8,7 @@ import { CreateDBInstanceCommand, DescribeDBInstancesCommand, waitUntilDBInstanc
 import { CREATED_BY_TAG } from '../../plan/dms-task';
 import { FailureType } from '../../plan/failure-types';
 import type { Plan } from '../../plan/plan-schema';
-import { awsCall, awsClients, isNotFound, pollMs } from './aws-call';
+import { awsCall, awsClients, isNotFound, isTransientAwsError, pollMs } from './aws-call';
 
 /** The instance, or undefined when RDS has none by that identifier. */
 export async function describeRdsInstance(plan: Plan): Promise<DBInstance | undefined> {
@@ -94,11 +94,16 @@ export async function ensureRdsInstance(plan: Plan, master: { user: string; pass
     }
   }
   const delay = Math.max(1, Math.round(pollMs() / 1000));
-  const r = await waitUntilDBInstanceAvailable({ client: rds, maxWaitTime: 3600, minDelay: delay, maxDelay: Math.max(delay, 60) }, { DBInstanceIdentifier: spec.instanceId }).catch((err: Error) => {
-    throw ApplicationFailure.create({ type: FailureType.Transient, message: `RDS instance ${spec.instanceId} did not become available: ${err.message}` });
+  // The waiter returns on success only: a timeout or a transient error is tried again (the
+  // instance may still come up), a terminal state (failed, incompatible-parameters…) waits for a person.
+  await waitUntilDBInstanceAvailable({ client: rds, maxWaitTime: 3600, minDelay: delay, maxDelay: Math.max(delay, 60) }, { DBInstanceIdentifier: spec.instanceId }).catch((err: Error) => {
+    const again = err.name === 'TimeoutError' || isTransientAwsError(err);
+    throw ApplicationFailure.create({
+      type: again ? FailureType.Transient : FailureType.AwsRequestRefused,
+      nonRetryable: !again,
+      message: `RDS instance ${spec.instanceId} did not become available: ${err.message}`,
+      details: [{ endpoint: 'target', hint: `see the instance in the RDS console (events), repair or replace it, then dbferry retry` }],
+    });
   });
-  if (r.state !== 'SUCCESS') {
-    throw ApplicationFailure.create({ type: FailureType.AwsRequestRefused, nonRetryable: true, message: `RDS instance ${spec.instanceId} did not become available (${r.state})` });
-  }
   return { instanceId: spec.instanceId, created };
 }

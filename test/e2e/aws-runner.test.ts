@@ -194,6 +194,7 @@ aws:
       expect(at('CreateReplicationTask')).toBeLessThan(at('CreateEventSubscription'));
       expect(at('CreateEventSubscription')).toBeLessThan(at('StartReplicationTask'));
       expect(fake.inputsOf('StartReplicationTask').map((i) => i.StartReplicationTaskType)).toEqual(['start-replication', 'resume-processing']);
+      expect(fake.inputsOf('CreateEndpoint').find((i) => i.EndpointType === 'target')).toMatchObject({ PostgreSQLSettings: { AfterConnectScript: 'SET session_replication_role = replica' } });
       for (const ep of fake.inputsOf('CreateEndpoint')) expect(ep).toMatchObject({ EngineName: 'postgres', SslMode: 'verify-ca', CertificateArn: expect.stringContaining(':cert:') });
       expect(fake.inputsOf('ImportCertificate').map((i) => i.CertificatePem)).toEqual(
         expect.arrayContaining([readFileSync(requiredEnv('DBFERRY_TEST_SOURCE_CA'), 'utf8').trim(), readFileSync(requiredEnv('DBFERRY_TEST_TARGET_CA'), 'utf8').trim()]),
@@ -211,6 +212,15 @@ aws:
       expect(fake.keysWhenResumed).toEqual({ 'shop.customers': true, 'shop.Order Lines': true });
       // Nothing secret left the worker except towards AWS itself (the endpoint's password).
       expect(JSON.stringify(json(start))).not.toContain(requiredEnv('DBFERRY_TEST_SOURCE_PASSWORD'));
+
+      // A pause stops DMS too (nothing is applied until resume), and resume starts it again.
+      const paused = await started(['pause', s.name]);
+      expect({ code: paused.code, err: paused.stderr }).toEqual({ code: 0, err: '' });
+      expect([...fake.tasks.values()][0]!.status).toMatch(/^stopp/);
+      const resumed = await started(['resume', s.name]);
+      expect({ code: resumed.code, err: resumed.stderr }).toEqual({ code: 0, err: '' });
+      await waitFor('DMS resumed', async () => fake.inputsOf('StartReplicationTask').length === 3);
+      expect(fake.inputsOf('StartReplicationTask').map((i) => i.StartReplicationTaskType)).toEqual(['start-replication', 'resume-processing', 'resume-processing']);
 
       // Changes during CDC, then cutover once the application stopped writing.
       await withClient(s.src, (c) =>
@@ -442,10 +452,11 @@ aws:
       try {
         const start = await started(['start', plan, '--wait', '--json']);
         expect({ code: start.code, err: start.code === 0 ? '' : start.stdout + start.stderr }).toEqual({ code: 0, err: '' });
-        expect(fake.inputsOf('CreateEndpoint').map((i) => [i.EndpointType, i.EngineName, i.DatabaseName])).toEqual(
+        // A MySQL endpoint names no database (the selection rules do); the target is written as a replica.
+        expect(fake.inputsOf('CreateEndpoint').map((i) => [i.EndpointType, i.EngineName, i.DatabaseName, (i.PostgreSQLSettings as { AfterConnectScript?: string } | undefined)?.AfterConnectScript])).toEqual(
           expect.arrayContaining([
-            ['source', 'mysql', 'shop'],
-            ['target', 'postgres', targetDb],
+            ['source', 'mysql', undefined, undefined],
+            ['target', 'postgres', targetDb, 'SET session_replication_role = replica'],
           ]),
         );
         expect(JSON.parse(fake.inputsOf('CreateReplicationTask')[0]!.TableMappings as string).rules).toEqual([

@@ -79,6 +79,10 @@ interface Task extends Resource {
   tables: Map<string, TableStat>;
   /** The load or reload running in the background. */
   busy?: Promise<void>;
+  /** What a start asked for, begun when DMS is next looked at (a start goes through `starting`). */
+  pending?: () => Promise<void>;
+  /** The load is over but tables are suspended: the task runs on until they are reloaded. */
+  finishWhenReloaded?: boolean;
 }
 
 /** One command as dbferry sent it: its name and input. */
@@ -349,6 +353,10 @@ export class FakeAws {
     return {
       ReplicationTaskIdentifier: t.id,
       ReplicationTaskArn: t.arn,
+      ReplicationInstanceArn: t.input.ReplicationInstanceArn,
+      SourceEndpointArn: t.input.SourceEndpointArn,
+      TargetEndpointArn: t.input.TargetEndpointArn,
+      TableMappings: t.input.TableMappings,
       Status: t.status,
       StopReason: t.stopReason,
       LastFailureMessage: t.lastFailure,
@@ -379,6 +387,12 @@ export class FakeAws {
       if (t.status === 'creating') t.status = 'ready';
       if (t.status === 'stopping') Object.assign(t, { status: 'stopped', stopReason: 'Stop Reason NORMAL' });
       if (t.status === 'deleting') this.tasks.delete(t.id);
+      if (t.status === 'starting') {
+        t.status = 'running';
+        const work = t.pending;
+        t.pending = undefined;
+        if (work) t.busy = this.#background(t, work());
+      }
     }
     return { ReplicationTasks: this.#filtered(view, 'replication tasks') };
   }
@@ -386,16 +400,19 @@ export class FakeAws {
   #startTask(i: { ReplicationTaskArn: string; StartReplicationTaskType: string }) {
     const t = this.#task(i.ReplicationTaskArn);
     if (t.status === 'running' || t.status === 'starting') throw new InvalidResourceStateFault({ message: `task is ${t.status}`, ...meta });
-    t.startDate ??= new Date();
-    Object.assign(t, { status: 'running', stopReason: undefined, lastFailure: undefined });
+    if (t.status === 'creating') throw new InvalidResourceStateFault({ message: 'task is being created', ...meta });
+    t.startDate = new Date();
+    Object.assign(t, { status: 'starting', stopReason: undefined, lastFailure: undefined });
     if (t.input.MigrationType === 'cdc' && i.StartReplicationTaskType === 'start-replication') {
-      t.busy = this.#background(t, this.#beginCdc(t));
+      t.pending = () => this.#beginCdc(t);
     } else if (i.StartReplicationTaskType === 'resume-processing') {
-      t.cdc = t.input.MigrationType !== 'full-load';
-      if (!t.cdc) t.busy = this.#background(t, this.#finishLoad(t));
-      else if (!this.keysWhenResumed) t.busy = this.#background(t, this.#keysNow(t).then((k) => void (this.keysWhenResumed = k)));
+      t.pending = async () => {
+        t.cdc = t.input.MigrationType !== 'full-load';
+        if (!t.cdc) await this.#finishLoad(t);
+        else if (!this.keysWhenResumed) this.keysWhenResumed = await this.#keysNow(t);
+      };
     } else {
-      t.busy = this.#background(t, this.#load(t));
+      t.pending = () => this.#load(t);
     }
     return { ReplicationTask: this.#taskView(t) };
   }
@@ -407,17 +424,29 @@ export class FakeAws {
 
   #stopTask(i: { ReplicationTaskArn: string }) {
     const t = this.#task(i.ReplicationTaskArn);
+    if (t.status !== 'running' && t.status !== 'starting') throw new InvalidResourceStateFault({ message: `task is ${t.status}`, ...meta });
     t.status = 'stopping';
+    t.pending = undefined;
     t.cdc = false;
     return { ReplicationTask: this.#taskView(t) };
   }
 
-  async #reloadTables(i: { ReplicationTaskArn: string; TablesToReload: { SchemaName: string; TableName: string }[] }) {
+  /** DMS reloads tables only in a running task, in the background. */
+  #reloadTables(i: { ReplicationTaskArn: string; TablesToReload: { SchemaName: string; TableName: string }[] }) {
     const t = this.#task(i.ReplicationTaskArn);
-    t.busy = (async () => {
-      for (const x of i.TablesToReload) await this.#copyTable(t, t.tables.get(`${x.SchemaName}.${x.TableName}`)!);
-    })();
-    await t.busy;
+    if (t.status !== 'running') throw new InvalidResourceStateFault({ message: `ReloadTables needs a running task; this one is ${t.status}`, ...meta });
+    const tables = i.TablesToReload.map((x) => t.tables.get(`${x.SchemaName}.${x.TableName}`)!);
+    for (const x of tables) x.state = 'Before load';
+    t.busy = this.#background(
+      t,
+      (async () => {
+        for (const x of tables) await this.#copyTable(t, x);
+        if (t.finishWhenReloaded && ![...t.tables.values()].some((x) => x.state !== 'Table completed')) {
+          t.finishWhenReloaded = false;
+          await this.#finishLoad(t);
+        }
+      })(),
+    );
     return { ReplicationTaskArn: t.arn };
   }
 
@@ -447,8 +476,10 @@ export class FakeAws {
 
   #latency(i: { MetricName: string; Dimensions?: { Name: string; Value: string }[] }) {
     const taskResource = i.Dimensions?.find((d) => d.Name === 'ReplicationTaskIdentifier')?.Value;
+    const instanceId = i.Dimensions?.find((d) => d.Name === 'ReplicationInstanceIdentifier')?.Value;
     const t = [...this.tasks.values()].find((x) => x.arn.endsWith(`:${taskResource}`));
-    if (!t?.cdc) return { Datapoints: [] };
+    // CloudWatch has datapoints only under the task's own dimensions, and only while CDC runs.
+    if (!t?.cdc || t.status !== 'running' || this.instances.get(instanceId ?? '')?.arn !== t.input.ReplicationInstanceArn) return { Datapoints: [] };
     return { Datapoints: [{ Timestamp: new Date(), Maximum: 0, Unit: 'Seconds' }] };
   }
 
@@ -487,6 +518,7 @@ export class FakeAws {
     const i = ep.input;
     const c = new Client({ host: i.ServerName, port: i.Port, database: i.DatabaseName, user: i.Username, password: i.Password, ssl: this.#ssl(ep) as never });
     await c.connect();
+    if (i.PostgreSQLSettings?.AfterConnectScript) await c.query(i.PostgreSQLSettings.AfterConnectScript);
     return c;
   }
 
@@ -528,13 +560,13 @@ export class FakeAws {
       bigNumberStrings: true,
       decimalNumbers: false,
     } as never);
-    const database = i.DatabaseName ?? '';
     const bq = (x: string) => '`' + x.replace(/`/g, '``') + '`';
     return {
+      // A MySQL endpoint names no database: the task's selection rules pick among all of them.
       tables: async () => {
         const [rows] = await my.query(
-          `SELECT TABLE_SCHEMA AS \`schema\`, TABLE_NAME AS \`table\` FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA = ? ORDER BY 1, 2`,
-          [database],
+          `SELECT TABLE_SCHEMA AS \`schema\`, TABLE_NAME AS \`table\` FROM information_schema.TABLES
+            WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1, 2`,
         );
         return rows as { schema: string; table: string }[];
       },
@@ -560,7 +592,7 @@ export class FakeAws {
   /** The tables the task's selection rules name (`%` wildcards; exclude rules win). */
   async #selected(t: Task): Promise<{ schema: string; table: string }[]> {
     const rules = (JSON.parse(t.input.TableMappings!) as { rules: Record<string, any>[] }).rules.filter((r) => r['rule-type'] === 'selection');
-    const like = (pattern: string, v: string) => new RegExp(`^${pattern.split('%').map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`).test(v);
+    const like = (pattern: string, v: string) => dmsLike(pattern).test(v);
     const src = await this.#source(this.#sides(t).source);
     try {
       const matches = (x: { schema: string; table: string }, action: string) =>
@@ -582,7 +614,9 @@ export class FakeAws {
         return;
       }
     }
-    await this.#finishLoad(t);
+    // Suspended tables keep the task running until they are reloaded.
+    if ([...t.tables.values()].some((x) => x.state === 'Table error')) t.finishWhenReloaded = true;
+    else await this.#finishLoad(t);
   }
 
   /**
@@ -611,7 +645,7 @@ export class FakeAws {
   async #finishLoad(t: Task): Promise<void> {
     const settings = JSON.parse(t.input.ReplicationTaskSettings ?? '{}') as { FullLoadSettings?: { StopTaskCachedChangesNotApplied?: boolean } };
     if (t.input.MigrationType === 'full-load') Object.assign(t, { status: 'stopped', stopReason: 'Stop Reason FULL_LOAD_ONLY_FINISHED' });
-    else if (settings.FullLoadSettings?.StopTaskCachedChangesNotApplied) Object.assign(t, { status: 'stopped', stopReason: 'Stop Reason CACHED_CHANGES_NOT_APPLIED' });
+    else if (settings.FullLoadSettings?.StopTaskCachedChangesNotApplied) Object.assign(t, { status: 'stopped', stopReason: 'Stop Reason STOPPED_AFTER_FULL_LOAD' });
     else t.cdc = true;
   }
 
@@ -641,7 +675,7 @@ export class FakeAws {
   /**
    * CDC: what changed on the source since the last look, applied by the source's key (UPDATE
    * for a row that kept its key, as DMS sends it), from one source snapshot in one target
-   * transaction, without firing the target's foreign-key triggers mid-way.
+   * transaction, as the target endpoint's AfterConnectScript set the session up.
    */
   async #mirror(t: Task): Promise<void> {
     const { source, target } = this.#sides(t);
@@ -649,7 +683,6 @@ export class FakeAws {
     try {
       await src.snapshot();
       await tgt.query('BEGIN');
-      await tgt.query('SET LOCAL session_replication_role = replica');
       for (const s of t.tables.values()) {
         const q = `${quote(s.schema)}.${quote(s.table)}`;
         const key = await src.key(s.schema, s.table);
@@ -705,6 +738,22 @@ interface SourceReader {
 }
 
 const keyOf = (key: string[], r: Row) => JSON.stringify(key.map((k) => r[k]));
+
+/** A DMS object-locator name as a regular expression: `%` any run, `_` any one character, `[…]` a set. */
+function dmsLike(pattern: string): RegExp {
+  let out = '';
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '%') out += '.*';
+    else if (c === '_') out += '.';
+    else if (c === '[') {
+      const end = pattern.indexOf(']', i + 2);
+      out += `[${pattern.slice(i + 1, end).replace(/[\\\]^]/g, '\\$&')}]`;
+      i = end;
+    } else out += c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${out}$`);
+}
 
 const quote = (s: string) => `"${s.replace(/"/g, '""')}"`;
 

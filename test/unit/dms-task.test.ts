@@ -15,10 +15,11 @@ describe('what the aws runner asks of DMS', () => {
   test('a DMS mapping goes as it was given; patterns become selection rules, quoted parts taken literally', () => {
     const mappings = { rules: [{ 'rule-type': 'selection' as const, 'rule-id': '7', 'rule-name': 'x', 'rule-action': 'include' as const, 'object-locator': { 'schema-name': 'Shop', 'table-name': '%' } }] };
     expect(JSON.parse(dmsTableMapping({ include: [], exclude: [], mappings }))).toEqual(mappings);
-    expect(JSON.parse(dmsTableMapping({ include: ['shop.%', '"my.schema".orders'], exclude: ['shop.tmp_%'] })).rules).toEqual([
+    // `_` and `[` are literal in dbferry's patterns, wildcards in DMS's: bracketed.
+    expect(JSON.parse(dmsTableMapping({ include: ['shop.%', '"my.schema".order_lines'], exclude: ['shop.tmp_%'] })).rules).toEqual([
       { 'rule-type': 'selection', 'rule-id': '1', 'rule-name': 'dbferry-include-1', 'rule-action': 'include', 'object-locator': { 'schema-name': 'shop', 'table-name': '%' } },
-      { 'rule-type': 'selection', 'rule-id': '2', 'rule-name': 'dbferry-include-2', 'rule-action': 'include', 'object-locator': { 'schema-name': 'my.schema', 'table-name': 'orders' } },
-      { 'rule-type': 'selection', 'rule-id': '3', 'rule-name': 'dbferry-exclude-3', 'rule-action': 'exclude', 'object-locator': { 'schema-name': 'shop', 'table-name': 'tmp_%' } },
+      { 'rule-type': 'selection', 'rule-id': '2', 'rule-name': 'dbferry-include-2', 'rule-action': 'include', 'object-locator': { 'schema-name': 'my.schema', 'table-name': 'order[_]lines' } },
+      { 'rule-type': 'selection', 'rule-id': '3', 'rule-name': 'dbferry-exclude-3', 'rule-action': 'exclude', 'object-locator': { 'schema-name': 'shop', 'table-name': 'tmp[_]%' } },
     ]);
   });
 
@@ -26,7 +27,7 @@ describe('what the aws runner asks of DMS', () => {
     const rules = (include: string[], exclude: string[] = []) => JSON.parse(dmsTableMapping({ include, exclude }, 'shop')).rules.map((r: any) => [r['rule-action'], r['object-locator']]);
     expect(rules(['%.%'], ['%.tmp_%'])).toEqual([
       ['include', { 'schema-name': 'shop', 'table-name': '%' }],
-      ['exclude', { 'schema-name': '%', 'table-name': 'tmp_%' }],
+      ['exclude', { 'schema-name': '%', 'table-name': 'tmp[_]%' }],
     ]);
     expect(rules(['other.%'])).toEqual([['include', { 'schema-name': 'other', 'table-name': '%' }]]);
   });
@@ -50,7 +51,9 @@ describe('what the aws runner asks of DMS', () => {
   });
 
   test('task and table states in dbferry words', () => {
-    expect(dmsTaskPhase('stopped', 'Stop Reason CACHED_CHANGES_NOT_APPLIED')).toBe('loaded-changes-held');
+    expect(dmsTaskPhase('stopped', 'Stop Reason STOPPED_AFTER_FULL_LOAD')).toBe('loaded-changes-held');
+    expect(dmsTaskPhase('stopped', 'Stop Reason STOPPED_AFTER_CACHED_EVENTS')).toBe('loaded-changes-held');
+    expect(dmsTaskPhase('stopped', 'Stop Reason STOPPED_DUE_TO_LOW_DISK')).toBe('failed');
     expect(dmsTaskPhase('stopped', 'Stop Reason FULL_LOAD_ONLY_FINISHED')).toBe('loaded');
     expect(dmsTaskPhase('stopped', 'Stop Reason FATAL_ERROR')).toBe('failed');
     expect(dmsTaskPhase('stopped', 'Stop Reason NORMAL')).toBe('stopped');

@@ -112,7 +112,7 @@ export function createActivities(deps: ActivityDeps = defaultDeps) {
     prepareCdc: async (input: ActivityInput) =>
       managed(input.plan) ? prepareManagedCdc(input, ...(await sides(input.plan))) : prepareCdc(input, ...(await sides(input.plan))),
     streamChanges: async (input: ActivityInput) =>
-      managed(input.plan) ? followManagedCdc(input, await deps.target(input.plan)) : streamChanges(input, ...(await sides(input.plan)), { alert: deps.alert }),
+      managed(input.plan) ? followManagedCdc(input, await deps.target(input.plan), { alert: deps.alert }) : streamChanges(input, ...(await sides(input.plan)), { alert: deps.alert }),
     beginCutover: async (input: ActivityInput) =>
       managed(input.plan) ? beginManagedCutover(input, await deps.target(input.plan)) : beginCutover(input, ...(await sides(input.plan))),
     finalizeCutover: async (input: ActivityInput) => {

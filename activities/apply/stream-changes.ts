@@ -4,6 +4,7 @@ import type { Client } from 'pg';
 import { FailureType } from '../../plan/failure-types';
 import type { Alert, ActivityInput, CdcProgress, CdcResult, CdcTableStats } from '../../plan/migration-types';
 import type { ChangeEvent, ChangeStream, EnginePosition, SourceEngine, SourceRowChange } from '../engine';
+import { CdcAlarms } from './cdc-alarms';
 import { withHeartbeat } from '../heartbeat';
 import { closeQuietly, connect, type PgEndpoint } from '../pg/connection';
 import { toFailure } from '../pg/errors';
@@ -448,48 +449,6 @@ function keylessChange(m: SourceRowChange, table: string, position: EnginePositi
     });
   }
   return m.kind === 'update' ? { kind: 'update' as const, old: m.old.tuple, new: m.new } : { kind: 'delete' as const, old: m.old.tuple };
-}
-
-/**
- * Lag and retained-data alerts, once per breach (again only after the value has come back under
- * half the threshold). A delivery that fails is kept for the heartbeat (`dbferry status`).
- */
-class CdcAlarms {
-  #lagAlerted = false;
-  #retainedAlerted = false;
-  #missed: Array<{ kind: string; at: string; error: string }> = [];
-
-  constructor(
-    private readonly plan: ActivityInput['plan'],
-    private readonly deps: StreamChangesDeps,
-  ) {}
-
-  details() {
-    return this.#missed.length ? { alertsMissed: this.#missed } : {};
-  }
-
-  async check(lagSeconds: number, retainedBytes: number, retainedBy: string): Promise<void> {
-    const a = this.plan.alerts;
-    if (!a?.webhook) return;
-    const gb = retainedBytes / 1024 ** 3;
-    if (!this.#lagAlerted && lagSeconds > a.lagSeconds) {
-      this.#lagAlerted = true;
-      await this.#send('cdc-lag', `:hourglass: dbferry migration *${this.plan.name}*: CDC is ${lagSeconds.toFixed(0)} s behind the source (alert threshold ${a.lagSeconds} s)`);
-    } else if (lagSeconds < a.lagSeconds / 2) this.#lagAlerted = false;
-    if (!this.#retainedAlerted && gb > a.slotWalGb) {
-      this.#retainedAlerted = true;
-      await this.#send('slot-wal', `:floppy_disk: dbferry migration *${this.plan.name}*: ${retainedBy} holds ${gb.toFixed(1)} GB on the source (threshold ${a.slotWalGb} GB): CDC is behind or stopped, and the source's disk fills`);
-    } else if (gb < a.slotWalGb / 2) this.#retainedAlerted = false;
-  }
-
-  async #send(kind: 'cdc-lag' | 'slot-wal', text: string): Promise<void> {
-    const at = new Date().toISOString();
-    try {
-      await this.deps.alert(this.plan, { kind, text, at });
-    } catch (err) {
-      this.#missed = [...this.#missed, { kind, at, error: (err as Error).message }].slice(-20);
-    }
-  }
 }
 
 function sum(s: CdcTableStats): number {

@@ -17,10 +17,11 @@ import {
 import { GetMetricStatisticsCommand } from '@aws-sdk/client-cloudwatch';
 import { DMS_LOB_MODE, dmsNames, dmsTableDone, dmsTaskPhase } from '../../plan/dms-task';
 import { FailureType } from '../../plan/failure-types';
-import type { ActivityInput, CdcPrepareResult, CdcProgress, CdcResult, CdcTableStats, CutoverAck, FullLoadResult, ManagedLoadProgress, TableLoadResult } from '../../plan/migration-types';
+import type { ActivityInput, Alert, CdcPrepareResult, CdcProgress, CdcResult, CdcTableStats, CutoverAck, FullLoadResult, ManagedLoadProgress, TableLoadResult } from '../../plan/migration-types';
 import type { Plan } from '../../plan/plan-schema';
 import { qualifiedKey, sourceTable, type SchemaModel, type TableModel } from '../../plan/schema-model';
 import { qualifiedTable } from '../../plan/sql-names';
+import { CdcAlarms } from '../apply/cdc-alarms';
 import { initProgress } from '../apply/progress';
 import { heartbeatNow, withHeartbeat } from '../heartbeat';
 import { resolveMysqlEndpoint } from '../mysql/connection';
@@ -356,8 +357,9 @@ const CAUGHT_UP_SECONDS = 5;
  * counted for the quiet period. The task keeps running: finalize stops it once validation
  * has found every table equal, so a drain judged too early loses nothing.
  */
-export async function followManagedCdc({ plan, migration }: ActivityInput, tgt: PgEndpoint): Promise<CdcResult> {
+export async function followManagedCdc({ plan, migration }: ActivityInput, tgt: PgEndpoint, deps: { alert(plan: Plan, alert: Alert): Promise<void> }): Promise<CdcResult> {
   const model = await loadModel(tgt, migration.runId);
+  const alarms = new CdcAlarms(plan, deps);
   let beat: CdcProgress | undefined;
   return withHeartbeat(() => beat ?? { step: 'resuming the DMS task' }, async (signal) => {
     let t = await taskOrFail(plan);
@@ -399,7 +401,10 @@ export async function followManagedCdc({ plan, migration }: ActivityInput, tgt: 
       const changes = changesOf(tables);
       if (!quietSince || quietSince.changes !== changes) quietSince = { changes, at: Date.now() };
       const caughtUp = reloading.size === 0 && latency !== undefined && latency.seconds <= CAUGHT_UP_SECONDS;
+      // DMS holds the source's changes itself (its slot or the binlog): lag is what alerts here.
+      if (latency) await alarms.check(latency.seconds, 0, '');
       beat = {
+        ...alarms.details(),
         appliedPosition: t.RecoveryCheckpoint ?? '',
         sourcePosition: '',
         lagBytes: '0',

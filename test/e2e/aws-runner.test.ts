@@ -213,6 +213,14 @@ aws:
       // Nothing secret left the worker except towards AWS itself (the endpoint's password).
       expect(JSON.stringify(json(start))).not.toContain(requiredEnv('DBFERRY_TEST_SOURCE_PASSWORD'));
 
+      // DMS falling behind: its latency is the lag in status, and past alerts.lagSeconds (60) an alert goes to SNS.
+      fake.latencySeconds = 120;
+      const behind = await untilStatus(s.name, (x) => x.lag?.seconds === 120, env);
+      expect(behind.lag.caughtUp).toBe(false);
+      await waitFor('the lag alert on SNS', async () => fake.published.some((p) => p.Message?.includes('"kind":"cdc-lag"') && p.Message.includes('120 s behind')));
+      fake.latencySeconds = 0;
+      await untilStatus(s.name, (x) => x.lag?.caughtUp === true, env);
+
       // A pause stops DMS too (nothing is applied until resume), and resume starts it again.
       const paused = await started(['pause', s.name]);
       expect({ code: paused.code, err: paused.stderr }).toEqual({ code: 0, err: '' });

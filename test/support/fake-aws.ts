@@ -120,6 +120,8 @@ export class FakeAws {
   failLoadOnce?: string;
   /** This table (schema.table) loads half its rows, then goes to Table error, once. */
   tableErrorOnce?: string;
+  /** DMS's CDC latency as CloudWatch reports it. */
+  latencySeconds = 0;
   /** Each table's full load takes at least this long (a load slow enough to watch). */
   slowLoadMs = 0;
   /** This table (schema.table) loses one row on the way and says nothing (Table completed): DMS's word is not proof. */
@@ -480,7 +482,7 @@ export class FakeAws {
     const t = [...this.tasks.values()].find((x) => x.arn.endsWith(`:${taskResource}`));
     // CloudWatch has datapoints only under the task's own dimensions, and only while CDC runs.
     if (!t?.cdc || t.status !== 'running' || this.instances.get(instanceId ?? '')?.arn !== t.input.ReplicationInstanceArn) return { Datapoints: [] };
-    return { Datapoints: [{ Timestamp: new Date(), Maximum: 0, Unit: 'Seconds' }] };
+    return { Datapoints: [{ Timestamp: new Date(), Maximum: this.latencySeconds, Unit: 'Seconds' }] };
   }
 
   #createSubscription(i: { SubscriptionName: string }) {
@@ -517,6 +519,8 @@ export class FakeAws {
   async #connect(ep: FakeEndpoint): Promise<Client> {
     const i = ep.input;
     const c = new Client({ host: i.ServerName, port: i.Port, database: i.DatabaseName, user: i.Username, password: i.Password, ssl: this.#ssl(ep) as never });
+    // A database dropped under an open session (a test's cleanup) must not crash the test run.
+    c.on('error', () => undefined);
     await c.connect();
     if (i.PostgreSQLSettings?.AfterConnectScript) await c.query(i.PostgreSQLSettings.AfterConnectScript);
     return c;

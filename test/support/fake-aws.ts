@@ -564,6 +564,7 @@ export class FakeAws {
       bigNumberStrings: true,
       decimalNumbers: false,
     } as never);
+    my.on('error', () => undefined);
     const bq = (x: string) => '`' + x.replace(/`/g, '``') + '`';
     return {
       // A MySQL endpoint names no database: the task's selection rules pick among all of them.

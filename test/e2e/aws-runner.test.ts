@@ -7,7 +7,7 @@ import { cliEnv, dbferry, writePlan } from '../support/cli';
 import { tableFingerprint } from '../support/compare';
 import { createDatabase, dropDatabase, requiredEnv, serverUrl, uniqueName, withClient } from '../support/databases';
 import { FakeAws } from '../support/fake-aws';
-import { createTablesSql, keyFacts, KEYS_PLAN, orderIds, seed, sourceRows, startWorkload, targetRows, type Exec } from '../support/key-redesign';
+import { createTablesSql, KEY_CONSTRAINTS, keyFacts, KEYS_PLAN, orderIds, seed, sourceRows, startWorkload, targetRows, type Exec } from '../support/key-redesign';
 import { startMariaSource, type MariaSource } from '../support/mariadb-source';
 import { untilStatus, waitFor } from '../support/wait';
 
@@ -95,6 +95,22 @@ async function expectSameRows(s: Scenario): Promise<void> {
   for (const t of TABLES) expect({ t, ...(await tableFingerprint(s.tgt(), t)) }).toEqual({ t, ...(await tableFingerprint(s.src, t)) });
 }
 
+/** A plan for the aws runner (its replication instance named after the migration). */
+function awsPlan(o: { name: string; mode: string; source: string; target: string; extra?: string; sns?: boolean }): string {
+  return writePlan(`
+name: ${o.name}
+mode: ${o.mode}
+runner: aws
+source: ${o.source}
+target: ${o.target}
+${o.extra ?? ''}
+aws:
+  region: eu-west-1
+  replicationInstance: { id: ri-${o.name}, class: dms.t3.medium }
+${o.sns ? '  snsTopicArn: arn:aws:sns:eu-west-1:123456789012:dbferry' : ''}
+`);
+}
+
 const started = (args: string[]) => dbferry(args, env);
 const json = (r: { stdout: string }) => JSON.parse(r.stdout);
 
@@ -164,18 +180,7 @@ aws:
   it('RDS PostgreSQL → RDS PostgreSQL with DMS full load + CDC over verify-ca endpoints: keys built before the cached changes, cutover, cleanup', async () => {
     const s = await scenario('awspg');
     const mapping = { rules: [{ 'rule-type': 'selection', 'rule-id': '1', 'rule-name': 'shop', 'object-locator': { 'schema-name': 'shop', 'table-name': '%' }, 'rule-action': 'include' }] };
-    const plan = writePlan(`
-name: ${s.name}
-mode: full-load-and-cdc
-runner: aws
-source: { engine: postgres, url: ${urls(s).source}, tls: { mode: verify-ca, ca: file:${requiredEnv('DBFERRY_TEST_SOURCE_CA')} } }
-target: { engine: postgres, url: ${urls(s).target}, tls: { mode: verify-ca, ca: file:${requiredEnv('DBFERRY_TEST_TARGET_CA')} } }
-tables: { mappings: file:mappings.json }
-aws:
-  region: eu-west-1
-  replicationInstance: { id: ri-${s.name}, class: dms.t3.medium }
-  snsTopicArn: arn:aws:sns:eu-west-1:123456789012:dbferry
-`);
+    const plan = awsPlan({ name: s.name, mode: 'full-load-and-cdc', source: `{ engine: postgres, url: ${urls(s).source}, tls: { mode: verify-ca, ca: file:${requiredEnv('DBFERRY_TEST_SOURCE_CA')} } }`, target: `{ engine: postgres, url: ${urls(s).target}, tls: { mode: verify-ca, ca: file:${requiredEnv('DBFERRY_TEST_TARGET_CA')} } }`, extra: `tables: { mappings: file:mappings.json }`, sns: true });
     writeFileSync(join(dirname(plan), 'mappings.json'), JSON.stringify(mapping, null, 2));
     // The replication instance exists already: adopted, and kept by cleanup.
     fake.addInstance(`ri-${s.name}`);
@@ -265,18 +270,7 @@ aws:
 
   it('a task that fails, throttling and a lost CreateReplicationTask answer: one task, a pause with DMS’s message on SNS, retry reloads from empty tables', async () => {
     const s = await scenario('awsfail');
-    const plan = writePlan(`
-name: ${s.name}
-mode: full-load
-runner: aws
-source: { engine: postgres, url: ${urls(s).source} }
-target: { engine: postgres, url: ${urls(s).target} }
-tables: { include: ["shop.%"] }
-aws:
-  region: eu-west-1
-  replicationInstance: { id: ri-${s.name}, class: dms.t3.medium }
-  snsTopicArn: arn:aws:sns:eu-west-1:123456789012:dbferry
-`);
+    const plan = awsPlan({ name: s.name, mode: 'full-load', source: `{ engine: postgres, url: ${urls(s).source} }`, target: `{ engine: postgres, url: ${urls(s).target} }`, extra: `tables: { include: ["shop.%"] }`, sns: true });
     fake.throttleOnce.add('CreateEndpoint');
     fake.throttleOnce.add('DescribeTableStatistics');
     fake.loseAnswerOnce.add('CreateReplicationTask');
@@ -322,17 +316,7 @@ aws:
     const s = await scenario('awstable');
     const arn = `arn:aws:secretsmanager:eu-west-1:123456789012:secret:${s.name}/source-AbCdEf`;
     fake.secretValues.set(arn, s.src);
-    const plan = writePlan(`
-name: ${s.name}
-mode: full-load
-runner: aws
-source: { engine: postgres, url: aws-secret:${arn} }
-target: { engine: postgres, url: ${urls(s).target} }
-tables: { include: ["shop.%"] }
-aws:
-  region: eu-west-1
-  replicationInstance: { id: ri-${s.name}, class: dms.t3.medium }
-`);
+    const plan = awsPlan({ name: s.name, mode: 'full-load', source: `{ engine: postgres, url: aws-secret:${arn} }`, target: `{ engine: postgres, url: ${urls(s).target} }`, extra: `tables: { include: ["shop.%"] }` });
     fake.tableErrorOnce = 'shop.Order Lines';
     try {
       const start = await started(['start', plan, '--wait', '--json']);
@@ -358,16 +342,7 @@ aws:
 
   it('a row DMS lost while reporting the table completed: validation over pg says different', async () => {
     const s = await scenario('awslost');
-    const plan = writePlan(`
-name: ${s.name}
-mode: full-load
-runner: aws
-source: { engine: postgres, url: ${urls(s).source} }
-target: { engine: postgres, url: ${urls(s).target} }
-aws:
-  region: eu-west-1
-  replicationInstance: { id: ri-${s.name}, class: dms.t3.medium }
-`);
+    const plan = awsPlan({ name: s.name, mode: 'full-load', source: `{ engine: postgres, url: ${urls(s).source} }`, target: `{ engine: postgres, url: ${urls(s).target} }` });
     // A child table's row: a parent's would already fail its foreign key's VALIDATE.
     fake.loseRowOf = 'shop.Order Lines';
     fake.slowLoadMs = 3000;
@@ -392,16 +367,7 @@ aws:
 
   it('an endpoint DMS cannot reach pauses with its message; abort, then cleanup leaves nothing in AWS', async () => {
     const s = await scenario('awsabort');
-    const plan = writePlan(`
-name: ${s.name}
-mode: full-load-and-cdc
-runner: aws
-source: { engine: postgres, url: ${urls(s).source} }
-target: { engine: postgres, url: ${urls(s).target} }
-aws:
-  region: eu-west-1
-  replicationInstance: { id: ri-${s.name}, class: dms.t3.medium }
-`);
+    const plan = awsPlan({ name: s.name, mode: 'full-load-and-cdc', source: `{ engine: postgres, url: ${urls(s).source} }`, target: `{ engine: postgres, url: ${urls(s).target} }` });
     fake.failConnectionTest = { endpointId: `dbferry-${s.name}-target`, message: 'Test connection failed for endpoint: could not connect to server: Connection timed out' };
     try {
       const start = await started(['start', plan, '--wait', '--json']);
@@ -445,18 +411,7 @@ aws:
       const key = name.replace(/-/g, '_').toUpperCase();
       process.env[`SRC_${key}`] = maria!.maria.url('shop');
       process.env[`TGT_${key}`] = tgt;
-      const plan = writePlan(`
-name: ${name}
-mode: full-load-and-cdc
-runner: aws
-source: { engine: mysql, url: env:SRC_${key} }
-target: { engine: postgres, url: env:TGT_${key} }
-${KEYS_PLAN}
-aws:
-  region: eu-west-1
-  replicationInstance: { id: ri-${name}, class: dms.t3.medium }
-  snsTopicArn: arn:aws:sns:eu-west-1:123456789012:dbferry
-`);
+      const plan = awsPlan({ name, mode: 'full-load-and-cdc', source: `{ engine: mysql, url: env:SRC_${key} }`, target: `{ engine: postgres, url: env:TGT_${key} }`, extra: KEYS_PLAN, sns: true });
       try {
         const start = await started(['start', plan, '--wait', '--json']);
         expect({ code: start.code, err: start.code === 0 ? '' : start.stdout + start.stderr }).toEqual({ code: 0, err: '' });
@@ -495,14 +450,7 @@ aws:
         const facts = await keyFacts(tgt);
         expect(facts.wrongLinks).toEqual({ order_items: 0, payments: 0 });
         expect(facts.distinctIds).toBe(true);
-        expect(facts.constraints).toEqual([
-          'order_items f FOREIGN KEY (order_id) REFERENCES shop.orders(id) ON DELETE SET NULL valid',
-          'order_items p PRIMARY KEY (customer_id, order_no, line_no) valid',
-          'orders p PRIMARY KEY (id) valid',
-          'orders u UNIQUE (customer_id, order_no) valid',
-          'payments f FOREIGN KEY (order_id) REFERENCES shop.orders(id) ON DELETE SET NULL valid',
-          'payments p PRIMARY KEY (payment_id) valid',
-        ]);
+        expect(facts.constraints).toEqual(KEY_CONSTRAINTS);
         // DMS updates a row in place: an order it did not delete keeps its surrogate key.
         const idsAfter = await orderIds(tgt);
         const kept = [...idsBefore].filter(([k]) => idsAfter.has(k));
@@ -535,17 +483,7 @@ aws:
       const key = name.replace(/-/g, '_').toUpperCase();
       process.env[`SRC_${key}`] = maria!.maria.url('cdcshop');
       process.env[`TGT_${key}`] = tgt;
-      const plan = writePlan(`
-name: ${name}
-mode: cdc
-runner: aws
-source: { engine: mysql, url: env:SRC_${key} }
-target: { engine: postgres, url: env:TGT_${key} }
-cdc: { startPosition: "${position}" }
-aws:
-  region: eu-west-1
-  replicationInstance: { id: ri-${name}, class: dms.t3.medium }
-`);
+      const plan = awsPlan({ name, mode: 'cdc', source: `{ engine: mysql, url: env:SRC_${key} }`, target: `{ engine: postgres, url: env:TGT_${key} }`, extra: `cdc: { startPosition: "${position}" }` });
       try {
         const start = await started(['start', plan, '--wait', '--json']);
         expect({ code: start.code, err: start.code === 0 ? '' : start.stdout + start.stderr }).toEqual({ code: 0, err: '' });

@@ -25,6 +25,16 @@ export const KEYS_PLAN = `keys:
       - { column: order_id, parent: shop.orders, on: { customer_id: customer_id, order_no: order_no } }
 `;
 
+/** The target's keys after the scenario's redesign (as keyFacts lists them), where the items have no foreign key on the source. */
+export const KEY_CONSTRAINTS = [
+  'order_items f FOREIGN KEY (order_id) REFERENCES shop.orders(id) ON DELETE SET NULL valid',
+  'order_items p PRIMARY KEY (customer_id, order_no, line_no) valid',
+  'orders p PRIMARY KEY (id) valid',
+  'orders u UNIQUE (customer_id, order_no) valid',
+  'payments f FOREIGN KEY (order_id) REFERENCES shop.orders(id) ON DELETE SET NULL valid',
+  'payments p PRIMARY KEY (payment_id) valid',
+];
+
 /** The source's columns of each table: what is compared (the target adds id / order_id). */
 export const COLUMNS: Record<string, string[]> = {
   orders: ['customer_id', 'order_no', 'placed', 'total'],

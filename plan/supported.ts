@@ -32,9 +32,7 @@ export function unsupportedFeatures(plan: Plan): PlanIssue[] {
   for (const side of ['source', 'target'] as const) {
     const ep = plan[side] as Plan['source'] & { auth?: string };
     if (ep.auth !== 'iam') continue;
-    if (ep.engine === 'mysql') {
-      issues.push({ path: `${side}.auth`, value: 'iam', message: 'not supported yet for a mysql source (its clear-text token plugin): use auth: password, with the URL in aws-secret:ARN' });
-    } else if (plan.runner === 'aws') {
+    if (plan.runner === 'aws') {
       issues.push({ path: `${side}.auth`, value: 'iam', message: 'DMS endpoints need a password: with runner aws use auth: password (the URL may come from aws-secret:ARN)' });
     } else if (!ep.tls || ep.tls.mode === 'disable') {
       issues.push({ path: `${side}.tls`, message: `auth: iam needs TLS (RDS takes IAM tokens over TLS only): give ${side}.tls.mode require, verify-ca or verify-full` });
@@ -42,13 +40,6 @@ export function unsupportedFeatures(plan: Plan): PlanIssue[] {
   }
   if (plan.runner === 'aws' && plan.mode === 'dump-restore') {
     issues.push({ path: 'mode', value: plan.mode, message: 'dump-restore runs pg_dump/pg_restore on the workers: use runner native (aws.rds serves it there too)' });
-  }
-  if (plan.runner === 'aws' && plan.mode === 'cdc' && plan.source.engine === 'postgres') {
-    issues.push({
-      path: 'mode',
-      value: plan.mode,
-      message: 'mode cdc with runner aws is not supported yet from PostgreSQL (DMS needs a replication slot made beforehand for a start position): use runner native, or mode full-load-and-cdc',
-    });
   }
   if (plan.runner === 'aws' && plan.cdc.startPosition !== undefined && plan.source.engine === 'mysql' && mysqlStartKind(plan.cdc.startPosition) === 'gtid') {
     issues.push({ path: 'cdc.startPosition', value: plan.cdc.startPosition, message: 'DMS starts from a binlog file:offset (e.g. mysql-bin-changelog.000024:373), not a GTID set' });

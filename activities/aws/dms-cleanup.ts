@@ -21,6 +21,7 @@ import type { CleanupResult } from '../../plan/migration-types';
 import type { Plan } from '../../plan/plan-schema';
 import { awsCall, awsClients, isNotFound, pollMs } from './aws-call';
 import { describeEndpoint, describeInstance, describeTask } from './dms-resources';
+import { dropDmsSlot } from './dms-pg-slot';
 import { stopTask } from './dms-runner';
 import { withHeartbeat } from '../heartbeat';
 
@@ -52,6 +53,9 @@ async function cleanup(plan: Plan, removeAll: boolean): Promise<CleanupResult> {
   const names = dmsNames(plan);
   const out: CleanupResult = { dropped: [], kept: [] };
   const stopped = await stopTask(plan);
+  // The slot a cdc task read keeps WAL on the source: it goes once the task has stopped.
+  const slot = await dropDmsSlot(plan);
+  if (slot) out.dropped.push(slot);
   if (!removeAll) {
     if (stopped) out.dropped.push(stopped);
     if (await describeTask(plan)) out.kept.push(`DMS task ${names.task}, its endpoints and event subscription (dbferry cleanup ${plan.name} deletes them)`);

@@ -30,6 +30,7 @@ import { CREATED_BY_TAG, dmsMigrationType, dmsNames, dmsSslMode, dmsTableMapping
 import { FailureType } from '../../plan/failure-types';
 import type { Plan } from '../../plan/plan-schema';
 import { resolveEndpoint } from '../pg/connection';
+import { readsOwnSlot } from './dms-pg-slot';
 import { resolveSecret } from '../secrets';
 import { awsCall, awsClients, isNotFound, pollMs } from './aws-call';
 
@@ -139,6 +140,8 @@ async function endpointSettings(plan: Plan, side: Side) {
     // already happened on the source (the native applier does the same); dbferry's own
     // key-redesign triggers are ENABLE ALWAYS and still fire.
     ...(side === 'target' ? { PostgreSQLSettings: { AfterConnectScript: 'SET session_replication_role = replica' } } : {}),
+    // Mode cdc from PostgreSQL: the slot dbferry made, which DMS starts reading at the plan's position.
+    ...(side === 'source' && readsOwnSlot(plan) ? { PostgreSQLSettings: { SlotName: plan.cdc.slot, PluginName: 'test-decoding' as const } } : {}),
     secrets: [password, url.password].filter(Boolean),
   };
 }

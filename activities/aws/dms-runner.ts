@@ -31,6 +31,7 @@ import { withConnection, type PgEndpoint } from '../pg/connection';
 import { ensureBookkeeping } from '../target/bookkeeping';
 import { loadModel } from '../target/model';
 import { awsCall, awsClients, pollMs } from './aws-call';
+import { ensureDmsSlot, readsOwnSlot } from './dms-pg-slot';
 import { describeTask, ensureEndpoint, ensureEventSubscription, ensureReplicationInstance, ensureTask, testEndpoint } from './dms-resources';
 
 export interface ManagedLoadPrepared {
@@ -296,6 +297,7 @@ export async function prepareManagedCdc({ plan, migration }: ActivityInput, engi
   return withHeartbeat(() => ({ ...progress }), async () => {
     if (plan.mode === 'cdc') {
       await ensureCdcModel({ plan, migration }, engine, tgt);
+      if (readsOwnSlot(plan)) await ensureDmsSlot(plan);
       await prepareDms(plan, (s) => (progress.step = s));
     }
     await withConnection(tgt, 'prepare CDC', async (c) => {
@@ -367,7 +369,7 @@ export async function followManagedCdc({ plan, migration }: ActivityInput, tgt: 
     let errored = (await tableStatistics(plan, arn)).filter((s) => dmsTableDone(s.TableState) === 'error');
     if (t.Status === 'ready') {
       // Mode cdc: a task never started begins at the plan's position (or now).
-      await startTask(plan, arn, 'start-replication', plan.cdc.startPosition);
+      await startTask(plan, arn, 'start-replication', readsOwnSlot(plan) ? await ensureDmsSlot(plan) : plan.cdc.startPosition);
     } else if (t.Status !== 'running' && t.Status !== 'starting') {
       await startTask(plan, arn, 'resume-processing');
     }

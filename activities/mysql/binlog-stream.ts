@@ -21,7 +21,7 @@ import { FailureType } from '../../plan/failure-types';
 import { sourceColumns, qualifiedKey, type ColumnModel, type SchemaModel, type TableModel } from '../../plan/schema-model';
 import type { ChangeEvent, ChangeStream, EnginePosition, SourceCdcState, SourceRelation, SourceRelationColumn } from '../engine';
 import { BINLOG_VALUE_OPTIONS, binlogRowEncoder, readExactly } from './binlog-values';
-import { closeMysql, connectMysql, mysqlFailure, type MysqlEndpoint } from './connection';
+import { closeMysql, connectMysql, mysqlConnectionAuth, mysqlFailure, type MysqlEndpoint } from './connection';
 import { ddlVerdict } from './binlog-ddl';
 import { compareMysqlPositions, mysqlPosition, parseMysqlPosition } from './position';
 import { introspectMysql } from './introspect';
@@ -73,7 +73,7 @@ export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStream
   };
 
   const z = new ZongJi({
-    uri: ep.url,
+    ...(await mysqlConnectionAuth(ep)),
     ...(ep.ssl ? { ssl: ep.ssl } : {}),
     // Values as the load reads them (binlog-values.ts).
     ...BINLOG_VALUE_OPTIONS,
@@ -396,7 +396,7 @@ const GTID_QUIET_MS = 2_000;
  * With no such transaction yet, the end of what the server sent (the binlog's end).
  */
 export async function resolveGtidStart(ep: MysqlEndpoint, gtidSet: string, serverId: number): Promise<EnginePosition> {
-  const z = new ZongJi({ uri: ep.url, ...(ep.ssl ? { ssl: ep.ssl } : {}), ...BINLOG_VALUE_OPTIONS, connectTimeout: 15_000 });
+  const z = new ZongJi({ ...(await mysqlConnectionAuth(ep)), ...(ep.ssl ? { ssl: ep.ssl } : {}), ...BINLOG_VALUE_OPTIONS, connectTimeout: 15_000 });
   try {
     return await new Promise<EnginePosition>((resolve, reject) => {
       let file = '';

@@ -6,6 +6,7 @@ import type { Plan } from '../../plan/plan-schema';
 import { describeEndpoint } from '../../plan/secret-ref';
 import { resolveSecret, resolveUrl } from '../secrets';
 import { scrub } from '../scrub';
+import { rdsAuthToken, type IamAuth } from '../aws/iam-token';
 
 /** A resolved MySQL/MariaDB source: the URL with its secret, kept inside the activity. */
 export interface MysqlEndpoint {
@@ -16,6 +17,20 @@ export interface MysqlEndpoint {
   database: string;
   ssl?: ConnectionOptions['ssl'];
   secrets: string[];
+  /** `auth: iam`: a fresh RDS IAM token is the password of each new connection (mysqlConnectionAuth). */
+  iam?: IamAuth;
+}
+
+/**
+ * What a new connection authenticates with: the URL, or with `auth: iam` a token made now as
+ * its password, sent as RDS asks for it (the clear-text plugin, over the TLS the plan requires).
+ */
+export async function mysqlConnectionAuth(ep: MysqlEndpoint): Promise<{ uri: string; authPlugins?: ConnectionOptions['authPlugins'] }> {
+  if (!ep.iam) return { uri: ep.url };
+  const token = await rdsAuthToken(ep.iam, 'source');
+  const u = new URL(ep.url);
+  u.password = encodeURIComponent(token);
+  return { uri: u.toString(), authPlugins: { mysql_clear_password: () => () => Buffer.from(`${token}\0`) } };
 }
 
 export async function resolveMysqlEndpoint(plan: Plan): Promise<MysqlEndpoint> {
@@ -42,6 +57,9 @@ export async function resolveMysqlEndpoint(plan: Plan): Promise<MysqlEndpoint> {
     description: `source ${describeEndpoint('mysql', url)}`,
     database,
     ...(ssl ? { ssl } : {}),
+    ...(ep.auth === 'iam'
+      ? { iam: { host: parsed.hostname, port: Number(parsed.port || 3306), user: decodeURIComponent(parsed.username), region: plan.aws?.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? '' } }
+      : {}),
     secrets: [parsed.password ? decodeURIComponent(parsed.password) : '', parsed.password].filter(Boolean),
   };
 }
@@ -61,7 +79,7 @@ export async function connectMysql(ep: MysqlEndpoint, purpose: string): Promise<
   let c: Connection;
   try {
     c = await createConnection({
-      uri: ep.url,
+      ...(await mysqlConnectionAuth(ep)),
       ...(ep.ssl ? { ssl: ep.ssl } : {}),
       charset: 'utf8mb4_general_ci',
       timezone: 'Z',

@@ -59,6 +59,12 @@ afterAll(async () => {
 
 const TABLES = ['shop.customers', 'shop."Order Lines"'];
 
+const SHOP_SQL = `CREATE SCHEMA shop;
+  CREATE TABLE shop.customers (id int PRIMARY KEY, name text NOT NULL, since date);
+  CREATE TABLE shop."Order Lines" (id bigint PRIMARY KEY, customer_id int NOT NULL REFERENCES shop.customers, amount numeric(12,2), "Note" text);
+  INSERT INTO shop.customers SELECT g, 'customer ' || g, date '2024-01-01' + g FROM generate_series(1, 40) g;
+  INSERT INTO shop."Order Lines" SELECT g, 1 + g % 40, g * 1.25, CASE WHEN g % 7 = 0 THEN NULL ELSE 'note ''' || g || '''' END FROM generate_series(1, 200) g;`;
+
 interface Scenario {
   name: string;
   sourceDb: string;
@@ -73,13 +79,7 @@ async function scenario(prefix: string): Promise<Scenario> {
   const sourceDb = uniqueName(`${prefix}_src`);
   const targetDb = uniqueName(`${prefix}_tgt`);
   const src = await createDatabase('source', sourceDb);
-  await withClient(src, async (c) => {
-    await c.query(`CREATE SCHEMA shop;
-      CREATE TABLE shop.customers (id int PRIMARY KEY, name text NOT NULL, since date);
-      CREATE TABLE shop."Order Lines" (id bigint PRIMARY KEY, customer_id int NOT NULL REFERENCES shop.customers, amount numeric(12,2), "Note" text);
-      INSERT INTO shop.customers SELECT g, 'customer ' || g, date '2024-01-01' + g FROM generate_series(1, 40) g;
-      INSERT INTO shop."Order Lines" SELECT g, 1 + g % 40, g * 1.25, CASE WHEN g % 7 = 0 THEN NULL ELSE 'note ''' || g || '''' END FROM generate_series(1, 200) g;`);
-  });
+  await withClient(src, (c) => c.query(SHOP_SQL));
   const key = name.replace(/-/g, '_').toUpperCase();
   process.env[`SRC_${key}`] = src;
   process.env[`TGT_${key}`] = serverUrl('target', targetDb);
@@ -263,6 +263,38 @@ aws:
       expect(json(cleaned).kept).toEqual([`DMS replication instance ri-${s.name} (adopted, not created by this migration)`]);
       expect(fake.leftovers().filter((x) => x.includes(s.name))).toEqual([`instance ri-${s.name}`]);
     } finally {
+      await dropDatabase('source', s.sourceDb);
+      await dropDatabase('target', s.targetDb);
+    }
+  });
+
+  it('mode cdc from PostgreSQL: DMS reads from a slot dbferry made, at the plan’s LSN; the slot is dropped when the migration ends', async () => {
+    const s = await scenario('awspgcdc');
+    // Loaded some other way (the same rows), then the source moves on.
+    const tgt = await createDatabase('target', s.targetDb);
+    await withClient(tgt, (c) => c.query(SHOP_SQL));
+    const lsn = (await withClient(s.src, (c) => c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l'))).rows[0]!.l;
+    const slot = `dbferry_${s.name.replace(/-/g, '_')}`;
+    const plan = awsPlan({ name: s.name, mode: 'cdc', source: `{ engine: postgres, url: ${urls(s).source} }`, target: `{ engine: postgres, url: ${urls(s).target} }`, extra: `cdc: { startPosition: "${lsn}" }` });
+    const slots = () => withClient(s.src, async (c) => (await c.query<{ plugin: string }>('SELECT plugin FROM pg_replication_slots WHERE slot_name = $1', [slot])).rows);
+    try {
+      const start = await started(['start', plan, '--wait', '--json']);
+      expect({ code: start.code, err: start.code === 0 ? '' : start.stdout + start.stderr }).toEqual({ code: 0, err: '' });
+      expect(fake.inputsOf('CreateEndpoint').find((i) => i.EndpointType === 'source')).toMatchObject({ PostgreSQLSettings: { SlotName: slot, PluginName: 'test-decoding' } });
+      expect(await slots()).toEqual([{ plugin: 'test_decoding' }]);
+      // The slot was made after the plan's LSN: DMS starts at the slot's own start, not before.
+      const startedAt = fake.inputsOf('StartReplicationTask')[0]!.CdcStartPosition as string;
+      expect(startedAt).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+      await withClient(s.src, (c) => c.query(`UPDATE shop.customers SET name = 'renamed' WHERE id = 7; DELETE FROM shop."Order Lines" WHERE id = 3`));
+      await untilStatus(s.name, (x) => x.lag?.caughtUp === true, env);
+      const cut = await started(['cutover', s.name, '--wait', '--json']);
+      expect({ code: cut.code, err: cut.code === 0 ? '' : cut.stdout + cut.stderr }).toEqual({ code: 0, err: '' });
+      expect(json(cut).validation.tables.map((t: { equal: boolean }) => t.equal)).toEqual([true, true]);
+      await expectSameRows(s);
+      expect(json(cut).finalize.cleanup.dropped).toContain(`replication slot ${slot} on the source`);
+      expect(await slots()).toEqual([]);
+    } finally {
+      await withClient(s.src, (c) => c.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot])).catch(() => undefined);
       await dropDatabase('source', s.sourceDb);
       await dropDatabase('target', s.targetDb);
     }

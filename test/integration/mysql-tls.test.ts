@@ -2,6 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createConnection } from 'mysql2/promise';
+import { Signer } from '@aws-sdk/rds-signer';
+import { closeMysql, connectMysql, resolveMysqlEndpoint } from '../../activities/mysql/connection';
 import { mysqlEngine } from '../../activities/mysql/mysql-engine';
 import { startMariaDb, type MariaDbServer } from '../../local/mariadb-server';
 import { parsePlan } from '../../plan';
@@ -65,6 +67,40 @@ describe('MySQL (MariaDB) source over TLS', () => {
     expect(await connect({ mode: 'require' })).toBe('connected: shop.items');
     expect(await connect({ mode: 'verify-ca', ca })).toBe('connected: shop.items');
     expect(await connect({ mode: 'verify-full', ca })).toBe('connected: shop.items');
+  });
+
+  it('auth: iam connects with an RDS IAM token made for each connection (the AWS SDK signer faked)', async () => {
+    const token = 'my.abc.eu-west-1.rds.amazonaws.com:3306/?Action=connect&DBUser=iam_user&X-Amz-Signature=feed';
+    const c = await createConnection({ uri: maria.url(), multipleStatements: true });
+    await c.query(`CREATE USER 'iam_user'@'127.0.0.1' IDENTIFIED BY '${token}' REQUIRE SSL; GRANT SELECT ON shop.* TO 'iam_user'@'127.0.0.1';`);
+    await c.end();
+    let signed = 0;
+    const sign = jest.spyOn(Signer.prototype, 'getAuthToken').mockImplementation(async () => {
+      signed++;
+      return token;
+    });
+    try {
+      process.env.DBFERRY_TEST_IAM_URL = `mysql://iam_user@127.0.0.1:${maria.port}/shop`;
+      const parsed = parsePlan({
+        name: 'iam',
+        mode: 'full-load',
+        source: { engine: 'mysql', url: 'env:DBFERRY_TEST_IAM_URL', auth: 'iam', tls: { mode: 'require' } },
+        target: { engine: 'postgres', url: 'env:UNUSED' },
+        aws: { region: 'eu-west-1' },
+      });
+      if (!parsed.ok) throw new Error(JSON.stringify(parsed.issues));
+      const ep = await resolveMysqlEndpoint(parsed.plan);
+      expect(ep.iam).toEqual({ host: '127.0.0.1', port: maria.port, user: 'iam_user', region: 'eu-west-1' });
+      for (let i = 0; i < 2; i++) {
+        const my = await connectMysql(ep, 'iam test');
+        const [rows] = await my.query('SELECT CURRENT_USER() AS u');
+        await closeMysql(my);
+        expect(rows).toEqual([{ u: 'iam_user@127.0.0.1' }]);
+      }
+      expect(signed).toBe(2);
+    } finally {
+      sign.mockRestore();
+    }
   });
 
   it('refuses, naming the source, without TLS (the user requires it) and with a certificate of another CA', async () => {

@@ -83,6 +83,8 @@ interface Task extends Resource {
   pending?: () => Promise<void>;
   /** The load is over but tables are suspended: the task runs on until they are reloaded. */
   finishWhenReloaded?: boolean;
+  /** The CdcStartPosition of the last start. */
+  cdcStart?: string;
 }
 
 /** One command as dbferry sent it: its name and input. */
@@ -399,11 +401,12 @@ export class FakeAws {
     return { ReplicationTasks: this.#filtered(view, 'replication tasks') };
   }
 
-  #startTask(i: { ReplicationTaskArn: string; StartReplicationTaskType: string }) {
+  #startTask(i: { ReplicationTaskArn: string; StartReplicationTaskType: string; CdcStartPosition?: string }) {
     const t = this.#task(i.ReplicationTaskArn);
     if (t.status === 'running' || t.status === 'starting') throw new InvalidResourceStateFault({ message: `task is ${t.status}`, ...meta });
     if (t.status === 'creating') throw new InvalidResourceStateFault({ message: 'task is being created', ...meta });
     t.startDate = new Date();
+    t.cdcStart = i.CdcStartPosition;
     Object.assign(t, { status: 'starting', stopReason: undefined, lastFailure: undefined });
     if (t.input.MigrationType === 'cdc' && i.StartReplicationTaskType === 'start-replication') {
       t.pending = () => this.#beginCdc(t);
@@ -631,6 +634,13 @@ export class FakeAws {
    * form, such as 1.50 and "1.50", are rewritten once, harmlessly).
    */
   async #beginCdc(t: Task): Promise<void> {
+    const slot = this.#sides(t).source.input.PostgreSQLSettings?.SlotName;
+    if (slot) {
+      // DMS checks the named slot exists and a start position was given.
+      const pg = await this.#connect(this.#sides(t).source);
+      const found = await pg.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot]).finally(() => pg.end());
+      if (found.rowCount === 0 || !t.cdcStart) throw new Error(`Replication slot ${slot} does not exist or no CdcStartPosition was given`);
+    }
     const tgt = await this.#connect(this.#sides(t).target);
     const src = await this.#source(this.#sides(t).source);
     try {

@@ -570,7 +570,7 @@ describe('unsupportedFeatures', () => {
     const aws = { region: 'eu-west-1', replicationInstance: { id: 'r', class: 'dms.t3.medium' } };
     expect(unsupportedFeatures(ok(plan({ mode: 'full-load-and-cdc', runner: 'aws', aws, source: { engine: 'mysql', url: 'env:S' }, keys })))).toEqual([]);
     expect(unsupportedFeatures(ok(plan({ mode: 'dump-restore', runner: 'aws', aws })))).toEqual([expect.objectContaining({ path: 'mode', message: expect.stringContaining('use runner native') })]);
-    expect(unsupportedFeatures(ok(plan({ mode: 'cdc', runner: 'aws', aws })))).toEqual([expect.objectContaining({ path: 'mode', message: expect.stringContaining('not supported yet from PostgreSQL') })]);
+    expect(unsupportedFeatures(ok(plan({ mode: 'cdc', runner: 'aws', aws, cdc: { startPosition: '0/16B3748' } })))).toEqual([]);
     const mysql = { engine: 'mysql', url: 'env:S' };
     expect(unsupportedFeatures(ok(plan({ mode: 'cdc', runner: 'aws', aws, source: mysql, cdc: { startPosition: 'mysql-bin-changelog.000024:373' } })))).toEqual([]);
     expect(unsupportedFeatures(ok(plan({ mode: 'cdc', runner: 'aws', aws, source: mysql, cdc: { startPosition: '0-1-1234' } })))).toEqual([
@@ -580,12 +580,12 @@ describe('unsupportedFeatures', () => {
     expect(unsupportedFeatures(ok(plan({ mode: 'cdc', keys })))).toEqual([expect.objectContaining({ path: 'keys', message: expect.stringContaining('mode cdc replicates into tables made some other way') })]);
   });
 
-  test('auth: iam is for PostgreSQL over TLS with runner native', () => {
+  test('auth: iam is for the workers’ own connections, over TLS, with runner native', () => {
     const aws = { region: 'eu-west-1', replicationInstance: { id: 'r', class: 'dms.t3.medium' } };
     const tls = { mode: 'verify-full', ca: 'file:/etc/rds-ca.pem' };
     expect(unsupportedFeatures(ok(plan({ target: { auth: 'iam', tls } })))).toEqual([]);
     expect(unsupportedFeatures(ok(plan({ target: { auth: 'iam' } })))).toEqual([expect.objectContaining({ path: 'target.tls', message: expect.stringContaining('auth: iam needs TLS') })]);
-    expect(unsupportedFeatures(ok(plan({ source: { engine: 'mysql', url: 'env:S', auth: 'iam', tls } })))).toEqual([expect.objectContaining({ path: 'source.auth', message: expect.stringContaining('not supported yet for a mysql source') })]);
+    expect(unsupportedFeatures(ok(plan({ source: { engine: 'mysql', url: 'env:S', auth: 'iam', tls } })))).toEqual([]);
     expect(unsupportedFeatures(ok(plan({ runner: 'aws', aws, source: { auth: 'iam', tls } })))).toEqual([expect.objectContaining({ path: 'source.auth', message: expect.stringContaining('DMS endpoints need a password') })]);
     expectIssue(plan({ source: { auth: 'token' } }), 'source.auth', 'expected one of password, iam, got "token"');
   });

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities';
@@ -20,6 +20,7 @@ jest.setTimeout(6 * 60_000);
  * (test/support/fake-aws.ts), so "equal" is about real rows, read here independently.
  */
 const queue = `aws-${uniqueName('q')}`;
+const BUNDLE = join(__dirname, '..', '..', 'dist', 'workflow-bundle.js');
 const env = cliEnv(queue);
 let fake: FakeAws;
 let worker: Worker;
@@ -33,7 +34,8 @@ beforeAll(async () => {
   worker = await Worker.create({
     connection,
     taskQueue: queue,
-    ...workflowSource(),
+    // The bundle the build made (the CLI runs from dist/ too): no bundling in the test.
+    ...(existsSync(BUNDLE) ? { workflowBundle: { codePath: BUNDLE } } : workflowSource()),
     activities: createActivities(),
     maxHeartbeatThrottleInterval: '1s',
     shutdownGraceTime: '2s',

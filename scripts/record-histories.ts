@@ -21,11 +21,11 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Client as TemporalClient, Connection } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { Client as PgClient } from 'pg';
 import { migrationWorkflowId } from '../workflows/search-attributes';
 import { startPostgresCluster, type PostgresCluster } from '../local/postgres-cluster';
 import { startDevServer, type DevServer } from '../local/temporal-dev-server';
-import { historyToJson } from './history-json';
 
 const SCENARIOS = ['full-load', 'pause-retry', 'cdc-cutover'] as const;
 type Scenario = (typeof SCENARIOS)[number];
@@ -237,7 +237,7 @@ async function fetchHistories(address: string, name: string): Promise<Recorded[]
         if (child) queue.push(child);
       }
       if (!/^[A-Za-z0-9._-]+$/.test(workflowId)) throw new Error(`workflow ID ${workflowId} cannot be a file name`);
-      out.push({ workflowId, json: historyToJson(history) });
+      out.push({ workflowId, json: historyToJSON(history) });
     }
     return out;
   } finally {

@@ -2,7 +2,8 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type ReplayResult, type WorkflowBundle } from '@temporalio/worker';
 import { DeterminismViolationError } from '@temporalio/workflow';
-import { historyFromJson } from '../../scripts/history-json';
+// The SDK's documented path for the JSON history format (the Web UI's download, `temporal workflow show --output json`).
+import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils';
 
 /**
  * Upgrades don't break running migrations: the current workflow code replays the histories of
@@ -59,7 +60,7 @@ async function bundle(workflowsPath: string): Promise<WorkflowBundle> {
 
 async function replay(workflowBundle: WorkflowBundle, histories: Recorded[]): Promise<ReplayResult[]> {
   const results: ReplayResult[] = [];
-  const input = histories.map((h) => ({ workflowId: h.workflowId, history: historyFromJson(JSON.parse(h.json)) }));
+  const input = histories.map((h) => ({ workflowId: h.workflowId, history: historyFromJSON(JSON.parse(h.json)) }));
   for await (const r of Worker.runReplayHistories({ workflowBundle }, input)) results.push(r);
   return results;
 }
@@ -82,6 +83,16 @@ describe('recorded migration histories replay against the current workflow code'
     for (const h of histories) {
       const decoded = h.json.replace(/"data": ?"([A-Za-z0-9+/=]*)"/g, (_m, b64: string) => JSON.stringify(Buffer.from(b64, 'base64').toString('utf8')));
       expect({ file: h.file, credentials: /[a-z][a-z0-9+.-]*:\/\/[^/\s"@:]+:[^/\s"@]+@/i.test(decoded) }).toEqual({ file: h.file, credentials: false });
+    }
+  });
+
+  it("reads and writes Temporal's JSON history format with the SDK's own functions (one protobufjs copy)", () => {
+    // Two protobufjs copies made these throw "type must be a Type"; package.json pins the one the SDK uses.
+    for (const h of histories) {
+      const history = historyFromJSON(JSON.parse(h.json));
+      const again = JSON.parse(historyToJSON(history)) as { events: Array<{ eventId: string; eventType: string }> };
+      const original = JSON.parse(h.json) as { events: Array<{ eventId: string; eventType: string }> };
+      expect(again.events.map((e) => [e.eventId, e.eventType])).toEqual(original.events.map((e) => [e.eventId, e.eventType]));
     }
   });
 

@@ -21,26 +21,39 @@ import { loadPlanFile } from './plan-file';
 import { cdcProgress, formatPreflight, formatReport, formatStatus } from './render';
 import { setupNamespace } from './setup-namespace';
 import { watchMigration } from './watch';
-import { temporalOptionsFromEnv, withClient, type TemporalOptions } from './temporal';
+import { temporalOptions, withClient, type TemporalFlags, type TemporalOptions } from './temporal';
+
+// gRPC gives TLS the address's host as the server name; for an IP address Node then warns
+// (DEP0123) on stderr, into output that scripts and log pipelines parse. The certificate is still
+// checked against the address.
+const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+process.emitWarning = ((...args: unknown[]) => {
+  if (args.slice(1).some((a) => a === 'DEP0123' || (typeof a === 'object' && a !== null && (a as { code?: unknown }).code === 'DEP0123'))) return;
+  emitWarning(...args);
+}) as typeof process.emitWarning;
 
 const program = new Command('dbferry')
-  .description('Database migrations (PostgreSQL → PostgreSQL) as durable Temporal workflows')
+  .description('Database migrations (PostgreSQL and MySQL/MariaDB → PostgreSQL) as durable Temporal workflows')
   .version(require('../../package.json').version as string)
-  .addOption(new Option('--address <host:port>', 'Temporal frontend').env('TEMPORAL_ADDRESS').default(TEMPORAL_DEFAULTS.address))
-  .addOption(new Option('--namespace <ns>', 'Temporal namespace').env('TEMPORAL_NAMESPACE').default(TEMPORAL_DEFAULTS.namespace))
-  .addOption(new Option('--task-queue <name>', 'task queue of the dbferry workers').env('DBFERRY_TASK_QUEUE').default(TEMPORAL_DEFAULTS.taskQueue))
+  .addOption(new Option('--address <host:port>', `Temporal frontend (env TEMPORAL_ADDRESS, or the profile's; default ${TEMPORAL_DEFAULTS.address})`))
+  .addOption(new Option('--namespace <ns>', `Temporal namespace (env TEMPORAL_NAMESPACE, or the profile's; default ${TEMPORAL_DEFAULTS.namespace})`))
+  .addOption(new Option('--profile <name>', 'the profile of temporal.toml to use (env TEMPORAL_PROFILE; file TEMPORAL_CONFIG_FILE)'))
+  .addOption(new Option('--task-queue <name>', `task queue of the dbferry workers (env DBFERRY_TASK_QUEUE; default ${TEMPORAL_DEFAULTS.taskQueue})`))
   .showHelpAfterError()
   .exitOverride()
   .addHelpText(
     'after',
     `
+Temporal connection: as the Temporal CLI (envconfig): a temporal.toml profile, then TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_CLIENT_CERT_PATH,
+TEMPORAL_TLS_CLIENT_KEY_PATH, TEMPORAL_TLS_SERVER_NAME, TEMPORAL_TLS=true, then the flags above.
+
 Exit codes: 0 ok · 1 failed · 2 bad plan or arguments · 3 awaiting operator · 4 unknown migration
             5 refused · 6 Temporal unreachable · 7 aborted`,
   );
 
 function temporal(): TemporalOptions {
-  const o = program.opts<{ address: string; namespace: string; taskQueue: string }>();
-  return { ...temporalOptionsFromEnv(), address: o.address, namespace: o.namespace, taskQueue: o.taskQueue };
+  return temporalOptions(program.opts<TemporalFlags>());
 }
 
 const print = (json: boolean | undefined, obj: unknown, text: () => string) => console.log(json ? JSON.stringify(obj, null, 2) : text());
@@ -210,11 +223,15 @@ program
   .command('worker')
   .description('run a worker: it polls the task queue and one of its own (for MySQL loaders beside their read point), and resolves the plan secrets from its own environment')
   .option('--max-activities <n>', 'activities run at once', (v) => positiveInt(v, '--max-activities'), 20)
-  .action(async (opts: { maxActivities: number }) => {
+  .addOption(new Option('--metrics-port <n>', 'serve Prometheus metrics at http://0.0.0.0:<n>/metrics (the SDK\'s worker metrics and dbferry\'s)').env('DBFERRY_METRICS_PORT').argParser((v) => positiveInt(v, '--metrics-port')))
+  .addOption(new Option('--log-format <format>', 'log lines on stderr: text, or json (one object per line)').env('DBFERRY_LOG_FORMAT').argParser((v) => oneOfFlag(v.toLowerCase(), ['text', 'json'], '--log-format')).default('text'))
+  .addOption(new Option('--log-level <level>', 'the least severe level logged').env('DBFERRY_LOG_LEVEL').argParser((v) => oneOfFlag(v.toUpperCase(), ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'], '--log-level')).default('INFO'))
+  .action(async (opts: { maxActivities: number; metricsPort?: number; logFormat: 'text' | 'json'; logLevel: 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' }) => {
     const o = temporal();
     // Temporal unreachable: exit 6 naming the address, as every other command (not the SDK's raw transport error).
     await withClient(o, async () => undefined);
-    const { runWorker } = await import('../worker/worker');
+    const [{ runWorker }, { installWorkerRuntime }] = await Promise.all([import('../worker/worker'), import('../worker/runtime')]);
+    installWorkerRuntime({ metricsPort: opts.metricsPort, logFormat: opts.logFormat, logLevel: opts.logLevel });
     await runWorker({ ...o, maxConcurrentActivities: opts.maxActivities });
   });
 
@@ -263,21 +280,30 @@ function positiveInt(v: string, flag: string): number {
   return n;
 }
 
+function oneOfFlag<T extends string>(v: string, allowed: readonly T[], flag: string): T {
+  if (!(allowed as readonly string[]).includes(v)) throw new CliError(Exit.BadInput, `${flag}: expected ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+  return v as T;
+}
+
 function sourceEngine(v: string): 'postgres' | 'mysql' {
   if (v !== 'postgres' && v !== 'mysql') throw new CliError(Exit.BadInput, `--source: expected postgres or mysql, got ${JSON.stringify(v)}`);
   return v;
 }
 
-async function main() {
+// The SDK runtime, before a command runs: the worker installs its own (logger, metrics).
+program.hook('preAction', async (_program, command) => {
+  if (command.name() === 'worker') return;
   // The SDK's INFO lines (worker state changes) drown the CLI's own output.
   const { Runtime, DefaultLogger } = await import('@temporalio/worker');
   // Only a worker needs the SDK to turn SIGINT/SIGTERM into a graceful shutdown; for every other
   // command the SDK would swallow the first Ctrl-C (and a `demo` handles its own).
-  const runsWorker = ['worker', 'demo'].includes(process.argv[2] ?? '');
   Runtime.install({
     logger: new DefaultLogger((process.env.DBFERRY_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN'),
-    ...(runsWorker ? {} : { shutdownSignals: [] }),
+    ...(command.name() === 'demo' ? {} : { shutdownSignals: [] }),
   });
+});
+
+async function main() {
   try {
     await program.parseAsync(process.argv);
   } catch (err) {

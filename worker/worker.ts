@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { ownTaskQueueName, setOwnTaskQueue, workerIdentity } from '../activities/identity';
-import type { TemporalOptions } from '../plan/temporal-options';
+import { activityTelemetry } from './activity-telemetry';
+import { connectionOptions, type TemporalOptions } from '../plan/temporal-options';
 
 export interface WorkerSettings extends TemporalOptions {
   /** Activities run at once on this worker (each load lane holds two connections). */
@@ -29,6 +30,8 @@ export async function createWorker(s: WorkerSettings, connection: NativeConnecti
     // This process's own queue carries activities only (loaders beside a read point held here).
     ...(opts.ownQueue ? {} : workflowSource()),
     activities: createActivities(),
+    // Every activity's log lines and metrics carry its migration and step.
+    interceptors: { activity: [activityTelemetry] },
     maxConcurrentActivityTaskExecutions: s.maxConcurrentActivities ?? 20,
     // The SDK would send heartbeats only every 80% of the heartbeat timeout: one slow send on a
     // busy machine and a live loader looks lost. Activities heartbeat on their own timers (every
@@ -46,12 +49,15 @@ export async function createWorker(s: WorkerSettings, connection: NativeConnecti
  * schedules activities that must run beside one another (activities/identity.ts).
  */
 export async function runWorker(s: WorkerSettings): Promise<void> {
-  const connection = await NativeConnection.connect({ address: s.address });
+  const connection = await NativeConnection.connect(connectionOptions(s));
   try {
     const ownQueue = ownTaskQueueName(s.taskQueue);
     const [shared, own] = await Promise.all([createWorker(s, connection), createWorker(s, connection, { ownQueue })]);
     setOwnTaskQueue(ownQueue);
-    console.error(`dbferry worker: polling task queue ${s.taskQueue} (and its own, ${ownQueue}) on ${s.address} (namespace ${s.namespace})`);
+    Runtime.instance().logger.info(`dbferry worker: polling task queue ${s.taskQueue} (and its own, ${ownQueue}) on ${s.address} (namespace ${s.namespace}${s.tls ? ', TLS' : ''}${s.apiKey ? ', API key' : ''})`, {
+      taskQueue: s.taskQueue,
+      namespace: s.namespace,
+    });
     // Both stop together: whichever ends first (a signal, a fatal error) shuts the other down.
     const stopOther = (w: Worker) => () => {
       if (w.getState() === 'RUNNING') w.shutdown();

@@ -2,6 +2,8 @@ import {
   ApplicationFailure,
   condition,
   isCancellation,
+  log,
+  metricMeter,
   patched,
   setCurrentDetails,
   setHandler,
@@ -9,6 +11,7 @@ import {
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { Alert, CutoverAck, Phase, StepName } from '../plan/migration-types';
+import { METRICS } from '../plan/metric-names';
 import type { Plan } from '../plan/plan-schema';
 import { summarized } from './activity-calls';
 import { describeFailure } from './failures';
@@ -161,9 +164,12 @@ export class OperatorGate {
     if (!steps.includes(name)) return undefined;
     const { state, plan } = this;
     let leaveOut: string | undefined;
+    // The worker's log says what the migration is doing (the workflow logger writes nothing on replay).
+    const where = { migration: plan.name, step: name };
     for (;;) {
       state.stepStarted(name, this.now());
       this.publish();
+      log.info(`step ${name} started`, where);
       try {
         // Inside the step: should removing the table fail, the step pauses again with the cause.
         if (leaveOut && this.leaveOut) await this.leaveOut(leaveOut);
@@ -171,6 +177,7 @@ export class OperatorGate {
         const result = await run();
         state.stepSucceeded(name, this.now());
         this.publish();
+        log.info(`step ${name} done`, where);
         return result;
       } catch (err) {
         // A cancelled workflow ends as cancelled, not as a step waiting for a person.
@@ -178,6 +185,8 @@ export class OperatorGate {
         const failure = describeFailure(name, err, this.now());
         state.stepFailed(failure);
         this.publish();
+        metricMeter.createCounter(METRICS.operatorPauses, 'pauses', 'Steps that failed and wait for an operator (retry, skip or abort)').add(1, where);
+        log.warn(`step ${name} failed (${failure.type}): waiting for an operator: dbferry retry, skip or abort ${plan.name}`, { ...where, ...(failure.table ? { table: failure.table } : {}), failure: failure.message });
         this.alert({
           kind: 'paused',
           step: name,
@@ -193,6 +202,7 @@ export class OperatorGate {
         const decision = state.takeDecision(this.now())!;
         leaveOut = decision.leaveOut;
         this.publish();
+        log.info(`operator decided ${decision.action} for step ${name}`, { ...where, decision: decision.action, ...(decision.reason ? { reason: decision.reason } : {}) });
         if (decision.action !== 'abort') {
           this.alert({ kind: 'resumed', step: name, text: `dbferry migration *${plan.name}*: ${decision.action} of step *${name}* by the operator${decision.reason ? ` (${decision.reason})` : ''}` });
         }

@@ -6,6 +6,7 @@ import type { Alert, ActivityInput, CdcProgress, CdcResult, CdcTableStats } from
 import type { ChangeEvent, ChangeStream, EnginePosition, SourceEngine, SourceRowChange } from '../engine';
 import { CdcAlarms } from './cdc-alarms';
 import { withHeartbeat } from '../heartbeat';
+import { cdcApplied, cdcState } from '../telemetry';
 import { closeQuietly, connect, type PgEndpoint } from '../pg/connection';
 import { toFailure } from '../pg/errors';
 import { cutoverMarker } from '../../plan/cutover-marker';
@@ -182,7 +183,9 @@ export async function streamChanges(
             );
           }
           if (!live.sourcePosition || later(state.position, live.sourcePosition)) live.sourcePosition = state.position;
-          await alarms.check(progress().lagSeconds, state.retainedBytes, state.retainedBy);
+          const lagSeconds = progress().lagSeconds;
+          cdcState(lagSeconds, state.retainedBytes);
+          await alarms.check(lagSeconds, state.retainedBytes, state.retainedBy);
         })().catch(() => undefined);
       }, POLL_MS);
       signal?.addEventListener('abort', () => clearInterval(poll));
@@ -247,6 +250,7 @@ export async function streamChanges(
         live.transactions += batch.transactions;
         live.changes += batch.changes;
         live.pendingSince = undefined;
+        cdcApplied(pending.values());
         for (const p of pending.values()) {
           const tot = totals.get(p.table) ?? { table: p.table, inserts: 0, updates: 0, deletes: 0, truncates: 0 };
           tot.inserts += p.inserts;

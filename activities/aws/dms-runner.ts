@@ -24,6 +24,7 @@ import { qualifiedTable } from '../../plan/sql-names';
 import { CdcAlarms } from '../apply/cdc-alarms';
 import { initProgress } from '../apply/progress';
 import { heartbeatNow, withHeartbeat } from '../heartbeat';
+import { cdcState } from '../telemetry';
 import { resolveMysqlEndpoint } from '../mysql/connection';
 import type { SourceEngine } from '../engine';
 import { ensureCdcModel } from '../native/prepare-cdc';
@@ -404,7 +405,10 @@ export async function followManagedCdc({ plan, migration }: ActivityInput, tgt: 
       if (!quietSince || quietSince.changes !== changes) quietSince = { changes, at: Date.now() };
       const caughtUp = reloading.size === 0 && latency !== undefined && latency.seconds <= CAUGHT_UP_SECONDS;
       // DMS holds the source's changes itself (its slot or the binlog): lag is what alerts here.
-      if (latency) await alarms.check(latency.seconds, 0, '');
+      if (latency) {
+        cdcState(latency.seconds);
+        await alarms.check(latency.seconds, 0, '');
+      }
       beat = {
         ...alarms.details(),
         appliedPosition: t.RecoveryCheckpoint ?? '',

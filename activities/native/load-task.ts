@@ -11,6 +11,7 @@ import { sourceColumns, type TableModel } from '../../plan/schema-model';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { ReadPointGone, type SourceEngine, type SourceReader } from '../engine';
 import { withHeartbeat } from '../heartbeat';
+import { loadTaskDone, unitLoaded } from '../telemetry';
 import { ownTaskQueue } from '../identity';
 import { closeQuietly, connect, withConnection, type PgEndpoint } from '../pg/connection';
 import { ensureBookkeeping } from '../target/bookkeeping';
@@ -54,6 +55,7 @@ export async function loadTask({ plan, migration, task }: LoadTaskInput, engine:
       await target.query('BEGIN');
       if (await claimTask(target, migration.runId, task, units)) {
         await target.query('COMMIT');
+        loadTaskDone(task, units.length, 0n, true);
         return { task, alreadyLoaded: true, units: units.length, rows: '0', bytes: 0 };
       }
       const snap = await joinNewestReadPoint(engine, target, migration.runId, progress, signal);
@@ -63,6 +65,8 @@ export async function loadTask({ plan, migration, task }: LoadTaskInput, engine:
       for (const unit of units) {
         const table = tables.get(unit.table);
         if (!table) throw missingTable(tgt, unit.table);
+        const started = Date.now();
+        const bytesBefore = progress.bytes;
         const n = await copyUnit({ source, target }, table, unit, {
           snapshot: source.readPoint?.token ?? snap.snapshot,
           position: source.readPoint?.position ?? snap.position,
@@ -74,8 +78,10 @@ export async function loadTask({ plan, migration, task }: LoadTaskInput, engine:
         });
         rows += BigInt(n);
         progress.unitsDone++;
+        unitLoaded({ table: unit.table, label: progress.current ?? unit.table, rows: Number(n), bytes: progress.bytes - bytesBefore, ms: Date.now() - started });
       }
       await target.query('COMMIT');
+      loadTaskDone(task, units.length, rows, false);
       return { task, alreadyLoaded: false, units: units.length, rows: rows.toString(), bytes: progress.bytes, generation: snap.generation };
     } catch (err) {
       // A target left mid-COPY may not answer: bounded, and the connection is closed anyway.

@@ -6,6 +6,7 @@ import type { ActivityInput, TableValidationResult, ValidateResult } from '../..
 import { descendantsOf, qualifiedKey, sourceTable, type TableModel } from '../../plan/schema-model';
 import type { ChecksumMethod, SourceEngine, SourceReader } from '../engine';
 import { withHeartbeat } from '../heartbeat';
+import { tableValidated } from '../telemetry';
 import { targetChecksum } from '../pg/checksum';
 import { closeQuietly, connect, withConnection, type PgEndpoint } from '../pg/connection';
 import { toFailure } from '../pg/errors';
@@ -202,13 +203,15 @@ async function validateTables(
         const references = await checkReferences(lanes[i]!.target, tgt, t);
         const computed = await checkComputed(lanes[i]!.target, tgt, t);
         const same = (x: Omit<Compared, 'withDescendants' | 'references' | 'computed'>) => x.sourceRows === x.targetRows && x.checksum !== 'different';
+        const equal = same(r) && (!r.withDescendants || same(r.withDescendants)) && references.every((x) => x.wrong === '0') && computed.every((x) => x.wrong === '0');
         results.push({
           table: qualifiedKey(t),
           ...r,
           ...(references.length > 0 ? { references } : {}),
           ...(computed.length > 0 ? { computed } : {}),
-          equal: same(r) && (!r.withDescendants || same(r.withDescendants)) && references.every((x) => x.wrong === '0') && computed.every((x) => x.wrong === '0'),
+          equal,
         });
+        tableValidated(qualifiedKey(t), equal);
         progress.tablesDone++;
       });
     } finally {

@@ -1,0 +1,86 @@
+import { Context, log } from '@temporalio/activity';
+import type { MetricMeter } from '@temporalio/common';
+import { METRICS } from '../plan/metric-names';
+
+/**
+ * dbferry's metrics and log lines from activities, through the SDK: the runtime exports the
+ * metrics (Prometheus on `dbferry worker --metrics-port`) and writes the lines with the
+ * worker's logger. The worker's activity interceptor adds the migration and step to both
+ * (worker/activity-telemetry.ts). Outside an activity (a test calling a function directly)
+ * there is nothing to report to, and nothing is.
+ */
+function meter(): MetricMeter | undefined {
+  try {
+    return Context.current().metricMeter;
+  } catch {
+    return undefined;
+  }
+}
+
+function inActivity(): boolean {
+  try {
+    Context.current();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One unit (a table or a chunk of one) copied by the full load. */
+export function unitLoaded(u: { table: string; label: string; rows: number; bytes: number; ms: number }): void {
+  const m = meter();
+  m?.createCounter(METRICS.rowsLoaded, 'rows', 'Rows copied into the target by the full load (a load task that is retried copies its rows again)').add(u.rows, { table: u.table });
+  m?.createCounter(METRICS.bytesLoaded, 'bytes', 'Bytes of COPY data read from the source by the full load').add(u.bytes, { table: u.table });
+  if (!inActivity()) return;
+  const seconds = u.ms / 1000;
+  log.info(`copied ${u.label}: ${u.rows} rows in ${seconds.toFixed(1)} s`, {
+    table: u.table,
+    rows: u.rows,
+    bytes: u.bytes,
+    seconds: Number(seconds.toFixed(3)),
+    rowsPerSecond: seconds > 0 ? Math.round(u.rows / seconds) : u.rows,
+  });
+}
+
+/** A load task (a group of units) committed. */
+export function loadTaskDone(task: number, units: number, rows: bigint, alreadyLoaded: boolean): void {
+  meter()?.createCounter(METRICS.loadTasksDone, 'tasks', 'Load tasks committed (a task loads one or more tables or chunks)').add(1);
+  if (inActivity()) log.info(alreadyLoaded ? `load task ${task} was already loaded (a retry)` : `load task ${task} done: ${units} units, ${rows} rows`, { task, units, rows: rows.toString() });
+}
+
+export interface AppliedCounts {
+  table: string;
+  inserts: number;
+  updates: number;
+  deletes: number;
+  truncates: number;
+}
+
+/** The changes a CDC batch applied, by table and kind. */
+export function cdcApplied(counts: Iterable<AppliedCounts>): void {
+  const m = meter();
+  if (!m) return;
+  const c = m.createCounter(METRICS.cdcChangesApplied, 'changes', 'Source changes applied to the target by CDC, by table and kind');
+  for (const s of counts) {
+    for (const kind of ['inserts', 'updates', 'deletes', 'truncates'] as const) {
+      if (s[kind] > 0) c.add(s[kind], { table: s.table, kind: kind.slice(0, -1) });
+    }
+  }
+}
+
+/** How far CDC is behind, and what the source keeps for it (slot WAL, binlog). */
+export function cdcState(lagSeconds: number, retainedBytes?: bigint | number): void {
+  const m = meter();
+  m?.createGauge(METRICS.cdcLagSeconds, 'float', 's', 'Seconds the oldest change not yet applied to the target has waited').set(lagSeconds);
+  if (retainedBytes !== undefined) {
+    m?.createGauge(METRICS.sourceRetainedBytes, 'int', 'bytes', 'Source log (PostgreSQL WAL of the slot, MySQL binlog) kept for this migration').set(Number(retainedBytes));
+  }
+}
+
+/** One table's validation result. */
+export function tableValidated(table: string, equal: boolean): void {
+  meter()?.createCounter(METRICS.tablesValidated, 'tables', 'Tables validated, by result (equal or different)').add(1, { table, result: equal ? 'equal' : 'different' });
+  if (!inActivity()) return;
+  if (equal) log.info(`validated ${table}: equal`, { table, result: 'equal' });
+  else log.warn(`validated ${table}: DIFFERENT`, { table, result: 'different' });
+}

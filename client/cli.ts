@@ -166,8 +166,12 @@ for (const action of ['retry', 'skip', 'abort'] as DecisionAction[]) {
     .command(`${action} <name>`)
     .description(help)
     .option('--reason <text>', 'why (recorded in the migration history)')
-    .action(async (name: string, opts: { reason?: string }) => {
-      await withClient(temporal(), async (client) => console.log(await decide(client, name, action, opts.reason)));
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, opts: { reason?: string; json?: boolean }) => {
+      await withClient(temporal(), async (client) => {
+        const message = await decide(client, name, action, opts.reason);
+        print(opts.json, { name, action, ...(opts.reason ? { reason: opts.reason } : {}), message }, () => message);
+      });
     });
 }
 
@@ -176,8 +180,12 @@ for (const action of ['pause', 'resume'] as const) {
     .command(`${action} <name>`)
     .description(action === 'pause' ? 'hold CDC apply (the source keeps the changes: a PostgreSQL slot; a MySQL binlog within its retention)' : 'continue CDC apply after a pause')
     .option('--reason <text>', 'why (recorded in the migration status)')
-    .action(async (name: string, opts: { reason?: string }) => {
-      await withClient(temporal(), async (client) => console.log(await pauseOrResume(client, name, action, opts.reason)));
+    .option('--json', 'machine-readable output')
+    .action(async (name: string, opts: { reason?: string; json?: boolean }) => {
+      await withClient(temporal(), async (client) => {
+        const message = await pauseOrResume(client, name, action, opts.reason);
+        print(opts.json, { name, action, ...(opts.reason ? { reason: opts.reason } : {}), message }, () => message);
+      });
     });
 }
 
@@ -236,6 +244,30 @@ program
   });
 
 program
+  .command('init <file>')
+  .description("write a commented starter plan for two URL references (the source engine from the URL's scheme, when this shell can read it); - prints it")
+  .requiredOption('--source <ref>', 'the source URL: env:VAR, file:PATH, aws-secret:ARN, or an inline URL without a password')
+  .requiredOption('--target <ref>', 'the target (PostgreSQL) URL, as --source')
+  .addOption(new Option('--source-engine <engine>', 'postgres or mysql, when the source URL cannot be read here').argParser((v) => sourceEngine(v)))
+  .option('--name <name>', "the migration's name (default: from the source URL's database)")
+  .option('--force', 'overwrite the file when it exists')
+  .option('--json', 'machine-readable output')
+  .action(async (file: string, opts: { source: string; target: string; sourceEngine?: 'postgres' | 'mysql'; name?: string; force?: boolean; json?: boolean }) => {
+    const { initPlan } = await import('./init-plan');
+    const { text, result } = initPlan(file, opts);
+    if (file === '-' && !opts.json) process.stdout.write(text);
+    else print(opts.json, file === '-' ? { ...result, plan: text } : result, () => `wrote ${file} (migration ${result.name}, source ${result.sourceEngine}): edit it, then dbferry check ${file}`);
+  });
+
+program
+  .command('schema')
+  .description("print the plan file's JSON Schema (for editors: # yaml-language-server: $schema=<file>)")
+  .action(async () => {
+    const { planJsonSchema } = await import('../plan/plan-json-schema');
+    console.log(JSON.stringify(planJsonSchema(), null, 2));
+  });
+
+program
   .command('dev-server')
   .description("a local Temporal dev server with dbferry's search attributes registered (foreground)")
   .option('--port <n>', 'frontend port', (v) => positiveInt(v, '--port'), 7233)
@@ -249,9 +281,13 @@ program
 program
   .command('setup-namespace')
   .description("register dbferry's search attributes on an existing Temporal cluster")
-  .action(async () => {
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { json?: boolean }) => {
     const o = temporal();
-    await withClient(o, async (client) => console.log(await setupNamespace(client, o.namespace)));
+    await withClient(o, async (client) => {
+      const r = await setupNamespace(client, o.namespace);
+      print(opts.json, r, () => r.message);
+    });
   });
 
 program
@@ -303,6 +339,10 @@ program.hook('preAction', async (_program, command) => {
   });
 });
 
+function jsonRequested(): boolean {
+  return process.argv.slice(2).includes('--json');
+}
+
 async function main() {
   try {
     await program.parseAsync(process.argv);
@@ -312,9 +352,12 @@ async function main() {
     }
     if (err instanceof CliError) {
       console.error(`dbferry: ${err.message}`);
+      // A script reading --json output gets JSON on failure too (the exit code says which failure).
+      if (jsonRequested()) console.log(JSON.stringify({ error: { exitCode: err.exitCode, message: err.message } }));
       process.exit(err.exitCode);
     }
     console.error(`dbferry: ${err instanceof Error ? err.message : String(err)}`);
+    if (jsonRequested()) console.log(JSON.stringify({ error: { exitCode: Exit.Failed, message: err instanceof Error ? err.message : String(err) } }));
     if (process.env.DBFERRY_DEBUG) console.error(err);
     process.exit(Exit.Failed);
   }

@@ -5,14 +5,23 @@ import { SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 const KEYWORD = 2;
 
 /** Registers dbferry's search attributes on a namespace; those already there are left alone. */
-export async function setupNamespace(client: Client, namespace: string): Promise<string> {
+export async function setupNamespace(client: Client, namespace: string): Promise<NamespaceSetup> {
   const existing = await client.connection.operatorService.listSearchAttributes({ namespace });
   const have = new Set(Object.keys(existing.customAttributes ?? {}));
-  const missing = SEARCH_ATTRIBUTES.map((s) => s.name).filter((n) => !have.has(n));
-  if (missing.length === 0) return `namespace ${namespace}: dbferry's search attributes are already registered`;
+  const names = SEARCH_ATTRIBUTES.map((s) => s.name);
+  const missing = names.filter((n) => !have.has(n));
+  const alreadyRegistered = names.filter((n) => have.has(n));
+  if (missing.length === 0) return { namespace, registered: [], alreadyRegistered, message: `namespace ${namespace}: dbferry's search attributes are already registered` };
   await client.connection.operatorService.addSearchAttributes({
     namespace,
     searchAttributes: Object.fromEntries(missing.map((n) => [n, KEYWORD])),
   });
-  return `namespace ${namespace}: registered ${missing.join(', ')} (Keyword)`;
+  return { namespace, registered: missing, alreadyRegistered, message: `namespace ${namespace}: registered ${missing.join(', ')} (Keyword)` };
+}
+
+export interface NamespaceSetup {
+  namespace: string;
+  registered: string[];
+  alreadyRegistered: string[];
+  message: string;
 }

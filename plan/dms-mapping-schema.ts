@@ -13,31 +13,36 @@ import { expected, nonEmptyString, oneOf, required, strict, type RawIssue } from
 
 const objectLocator = strict(
   {
-    'schema-name': nonEmptyString('a schema name (% is a wildcard)', 'a schema name'),
-    'table-name': nonEmptyString('a table name (% is a wildcard)', 'a table name'),
-    'table-type': z.literal('table', expected('table (views are not supported yet)')).optional(),
+    'schema-name': nonEmptyString('a schema name (% is a wildcard)', 'a schema name').describe('The source schema (MySQL: database); % is a wildcard.'),
+    'table-name': nonEmptyString('a table name (% is a wildcard)', 'a table name').describe('The source table; % is a wildcard.'),
+    'table-type': z.literal('table', expected('table (views are not supported yet)')).describe('table (views are not supported yet).').optional(),
   },
   'a mapping with schema-name and table-name',
   'schema-name and table-name',
-);
+).describe('The source tables the rule selects: schema-name and table-name.');
 
 const ruleId = z.union([z.string(), z.number()], expected('a string or a number'));
+const RULE_ID = 'The rule\'s id, a string or a number; messages name the rule by it.';
+const RULE_NAME = 'The rule\'s name, a string or a number.';
 
 export const selectionRuleSchema = strict(
   {
-    'rule-type': z.literal('selection'),
-    'rule-id': ruleId.optional(),
-    'rule-name': ruleId.optional(),
-    'rule-action': oneOf(['include', 'exclude', 'explicit'], 'include, exclude or explicit'),
+    'rule-type': z.literal('selection').describe('selection: the rule selects source tables.'),
+    'rule-id': ruleId.describe(RULE_ID).optional(),
+    'rule-name': ruleId.describe(RULE_NAME).optional(),
+    'rule-action': oneOf(['include', 'exclude', 'explicit'], 'include, exclude or explicit').describe(
+      'include (the tables the locator matches), exclude (leave them out) or explicit (one table, named without %).',
+    ),
     'object-locator': objectLocator,
-    'load-order': z.number(expected('a number')).optional(),
+    'load-order': z.number(expected('a number')).describe('A number, as DMS takes it.').optional(),
     filters: z
       .array(z.unknown(), expected('a list'))
       .max(0, { error: 'not supported yet: selection rule filters (only whole tables are selected)' })
+      .describe('Not supported yet: only an empty list (whole tables are selected).')
       .optional(),
   },
   'a selection rule',
-);
+).describe('A DMS selection rule: which source tables migrate.');
 
 // ---------------------------------------------------------------------------------------------
 // Transformation rules
@@ -102,60 +107,65 @@ const count = (what: string) => z.int(expected(what)).nonnegative(expected(what)
 
 const dataTypeSchema = strict(
   {
-    type: oneOf(DMS_DATA_TYPES, `a DMS data type: ${DMS_DATA_TYPES.join(', ')}`),
-    length: count('a length (a positive integer)').optional(),
-    precision: count('a precision (an integer)').optional(),
-    scale: count('a scale (an integer)').optional(),
+    type: oneOf(DMS_DATA_TYPES, `a DMS data type: ${DMS_DATA_TYPES.join(', ')}`).describe('A DMS data type.'),
+    length: count('a length (a positive integer)').describe('string, wstring and bytes: the length, a positive integer.').optional(),
+    precision: count('a precision (an integer)').describe('numeric: the precision (1 to 1000); datetime: fractional-second digits (at most 6).').optional(),
+    scale: count('a scale (an integer)').describe('numeric: the scale (needs precision); datetime: fractional-second digits (at most 6).').optional(),
   },
   'a data type ({"type": …} with length, precision or scale where the type takes them)',
   'a data type ({"type": …})',
-);
+).describe('A DMS data type: {"type": …} with length, precision or scale where the type takes them.');
 
 export type DmsDataType = z.output<typeof dataTypeSchema>;
 
 const transformationLocator = strict(
   {
-    'schema-name': nonEmptyString('a schema name (% is a wildcard)', 'a schema name'),
-    'table-name': nonEmptyString('a table name (% is a wildcard)').optional(),
-    'table-type': z.literal('table', expected('table (views are not supported yet)')).optional(),
-    'column-name': nonEmptyString('a column name (% is a wildcard)').optional(),
-    'data-type': dataTypeSchema.optional(),
-    'table-tablespace-name': z.unknown().optional(),
-    'index-tablespace-name': z.unknown().optional(),
+    'schema-name': nonEmptyString('a schema name (% is a wildcard)', 'a schema name').describe('The source schema (MySQL: database); % is a wildcard.'),
+    'table-name': nonEmptyString('a table name (% is a wildcard)')
+      .describe('The source table (% is a wildcard); table and column rules need it.')
+      .optional(),
+    'table-type': z.literal('table', expected('table (views are not supported yet)')).describe('table (views are not supported yet).').optional(),
+    'column-name': nonEmptyString('a column name (% is a wildcard)')
+      .describe('The source column (% is a wildcard); column rules other than add-column need it.')
+      .optional(),
+    'data-type': dataTypeSchema.describe('Column rules other than add-column: only columns of this DMS data type.').optional(),
+    'table-tablespace-name': z.unknown().describe('Not supported (tablespace rules).').optional(),
+    'index-tablespace-name': z.unknown().describe('Not supported (tablespace rules).').optional(),
   },
   'a mapping with schema-name, table-name and column-name',
   'schema-name (and table-name, column-name as the rule-target needs)',
-);
+).describe('The source objects the rule applies to: schema-name, and table-name and column-name as the rule-target needs.');
 
 const primaryKeyDef = strict(
   {
-    name: nonEmptyString('a name for the key', 'the key\'s name'),
-    origin: oneOf(['primary-key', 'unique-index']).optional(),
+    name: nonEmptyString('a name for the key', 'the key\'s name').describe('The key\'s name.'),
+    origin: oneOf(['primary-key', 'unique-index']).describe('primary-key or unique-index.').optional(),
     columns: z
       .array(nonEmptyString('a column name'), expected('a list of column names', 'the key\'s columns'))
-      .min(1, expected('at least one column')),
+      .min(1, expected('at least one column'))
+      .describe('The key\'s columns: a non-empty list of column names, each once.'),
   },
   'a mapping with name, origin and columns',
   'name and columns',
-);
+).describe('define-primary-key: the key, {name, origin, columns}.');
 
 export const transformationRuleSchema = strict(
   {
-    'rule-type': z.literal('transformation'),
-    'rule-id': ruleId,
-    'rule-name': ruleId.optional(),
-    'rule-target': enumWithReasons(TRANSFORMATION_TARGETS, REFUSED_TARGETS, TRANSFORMATION_TARGETS.join(', ')),
-    'rule-action': enumWithReasons(TRANSFORMATION_ACTIONS, REFUSED_ACTIONS, 'what the rule does, e.g. rename'),
+    'rule-type': z.literal('transformation').describe('transformation: the rule changes names, columns, types or keys.'),
+    'rule-id': ruleId.describe(`${RULE_ID} Required, and no other rule may have the same one.`),
+    'rule-name': ruleId.describe(RULE_NAME).optional(),
+    'rule-target': enumWithReasons(TRANSFORMATION_TARGETS, REFUSED_TARGETS, TRANSFORMATION_TARGETS.join(', ')).describe('What the rule changes: schema, table or column.'),
+    'rule-action': enumWithReasons(TRANSFORMATION_ACTIONS, REFUSED_ACTIONS, 'what the rule does, e.g. rename').describe('What the rule does, e.g. rename.'),
     'object-locator': transformationLocator,
-    value: z.string(expected('a string')).optional(),
-    'old-value': z.string(expected('a string')).optional(),
-    'data-type': dataTypeSchema.optional(),
-    expression: z.string(expected('an expression (a string)')).optional(),
+    value: z.string(expected('a string')).describe('The new name, or the prefix or suffix to add, remove or put in place; add-column: the new column\'s name.').optional(),
+    'old-value': z.string(expected('a string')).describe('replace-prefix, replace-suffix: the prefix or suffix to replace.').optional(),
+    'data-type': dataTypeSchema.describe('add-column, change-data-type: the column\'s new DMS data type.').optional(),
+    expression: z.string(expected('an expression (a string)')).describe('add-column: the value, an expression in DMS\'s SQLite subset ($column references).').optional(),
     'primary-key-def': primaryKeyDef.optional(),
-    'before-image-def': z.unknown().optional(),
+    'before-image-def': z.unknown().describe('Not supported (add-before-image-columns).').optional(),
   },
   'a transformation rule',
-);
+).describe('A DMS transformation rule: renames, prefixes and suffixes, removed, added and retyped columns, primary keys.');
 
 export type DmsTransformationRule = z.output<typeof transformationRuleSchema>;
 
@@ -423,4 +433,11 @@ const mappingRules = z.array(z.unknown(), expected('a list of rules', 'a list of
   }
 });
 
-export const tableMappingSchema = strict({ rules: mappingRules }, 'an AWS DMS table-mapping document ({"rules": [...]})');
+export const tableMappingSchema = strict(
+  {
+    rules: mappingRules.describe(
+      'Selection and transformation rules (table-settings rules are not supported yet); at least one selection rule with rule-action include or explicit.',
+    ),
+  },
+  'an AWS DMS table-mapping document ({"rules": [...]})',
+);

@@ -49,82 +49,129 @@ const tablePattern = z.string(expected('a schema.table pattern (a string)')).sup
 
 const tls = strict(
   {
-    mode: oneOf(TLS_MODES, TLS_MODES.join(', ')),
-    ca: secretRef('ca', 'a reference to the CA bundle: env:VAR, file:PATH or aws-secret:ARN').optional(),
+    mode: oneOf(TLS_MODES, TLS_MODES.join(', ')).describe(
+      'disable (no TLS), require (encrypted, certificate not checked), verify-ca (certificate checked against the CA) or verify-full (certificate and host name checked). With runner aws, also the DMS endpoint\'s SSL mode.',
+    ),
+    ca: secretRef('ca', 'a reference to the CA bundle: env:VAR, file:PATH or aws-secret:ARN')
+      .describe('The CA bundle (PEM) that signed the server\'s certificate, by reference: env:VAR, file:PATH or aws-secret:ARN. Optional: without it the workers trust Node.js\'s default CAs.')
+      .optional(),
   },
   'a mapping with mode and ca',
-).optional();
+)
+  .describe('TLS for dbferry\'s connections to this database: mode and ca. Optional: without it dbferry sets up no TLS.')
+  .optional();
 
 /** How the workers authenticate: the URL's password, or an RDS IAM token made per connection. */
-const auth = oneOf(['password', 'iam'] as const, 'password or iam').default('password');
+const auth = oneOf(['password', 'iam'] as const, 'password or iam')
+  .default('password')
+  .describe('How the workers log in: password (the URL\'s) or iam (an RDS IAM token made for each connection; the URL names the user without a password; needs tls; runner native only).');
+
+const URL_DESCRIPTION = (example: string) =>
+  `The connection URL (${example}), by reference: env:VAR, file:PATH or aws-secret:ARN, resolved by the workers; an inline URL is accepted only without a password.`;
 
 const source = strict(
   {
-    engine: oneOf(SOURCE_ENGINES, 'postgres or mysql'),
-    url: secretRef('url', URL_WHAT, URL_HINT),
+    engine: oneOf(SOURCE_ENGINES, 'postgres or mysql').describe('The source\'s engine: postgres (PostgreSQL) or mysql (MySQL and MariaDB).'),
+    url: secretRef('url', URL_WHAT, URL_HINT).describe(
+      URL_DESCRIPTION('postgres://user:password@host:5432/database or mysql://user:password@host:3306/database'),
+    ),
     auth,
     tls,
   },
   'a mapping with engine, url, auth and tls',
   'the source database: engine and url',
-);
+).describe('The database to migrate from: engine, url, auth and tls.');
 
 const target = strict(
   {
-    engine: oneOf(TARGET_ENGINES, 'postgres'),
-    url: secretRef('url', URL_WHAT, URL_HINT),
+    engine: oneOf(TARGET_ENGINES, 'postgres').describe('The target\'s engine: postgres.'),
+    url: secretRef('url', URL_WHAT, URL_HINT).describe(
+      `${URL_DESCRIPTION('postgres://user:password@host:5432/database')} With aws.rds, the instance's endpoint replaces its host.`,
+    ),
     auth,
     tls,
-    createDatabase: z.boolean(expected('true or false')).default(true),
+    createDatabase: z
+      .boolean(expected('true or false'))
+      .default(true)
+      .describe('true: create the database the target URL names when it is missing; false: a missing database is an error.'),
   },
   'a mapping with engine, url, auth, tls and createDatabase',
   'the target database: engine and url',
-);
+).describe('The PostgreSQL database to migrate into: engine, url, auth, tls and createDatabase.');
 
 const tables = strict(
   {
-    include: z.array(tablePattern, expected('a list of schema.table patterns')).optional(),
-    exclude: z.array(tablePattern, expected('a list of schema.table patterns')).optional(),
-    mappings: tableMappingSchema.optional(),
+    include: z
+      .array(tablePattern, expected('a list of schema.table patterns'))
+      .describe(
+        'The tables to migrate: a non-empty list of schema.table patterns (MySQL: database.table), % matching any text, "quoted" parts matched exactly. Default: every table (%.%; a MySQL source: the database its URL names).',
+      )
+      .optional(),
+    exclude: z
+      .array(tablePattern, expected('a list of schema.table patterns'))
+      .describe('Tables left out of those include selects: a list of schema.table patterns. Default: none.')
+      .optional(),
+    mappings: tableMappingSchema
+      .describe('An AWS DMS table-mapping document ({"rules": [...]}: selection and transformation rules), inline or as file:PATH (a JSON file the CLI reads, relative to the plan file). Not together with include or exclude.')
+      .optional(),
   },
   'a mapping with include/exclude or mappings',
-).prefault({});
+)
+  .prefault({})
+  .describe('Which tables migrate: include/exclude patterns, or a DMS table mapping in mappings (not both).');
 
 const keySpec = strict(
   {
-    table: tableName,
+    table: tableName.describe('The table to redesign: one schema.table (no % pattern), a selected table.'),
     surrogateKey: strict(
       {
-        column: nonEmptyString('a column name', 'the new key column'),
-        type: oneOf(['bigint', 'uuid'], 'its type: bigint (an identity) or uuid (gen_random_uuid())'),
+        column: nonEmptyString('a column name', 'the new key column').describe('The new key column\'s name: it becomes the table\'s first column.'),
+        type: oneOf(['bigint', 'uuid'], 'its type: bigint (an identity) or uuid (gen_random_uuid())').describe(
+          'bigint (GENERATED BY DEFAULT AS IDENTITY) or uuid (DEFAULT gen_random_uuid()).',
+        ),
       },
       'a mapping with column and type',
-    ).optional(),
+    )
+      .describe('A new primary key column: {column, type}. The source\'s key stays as a unique constraint.')
+      .optional(),
     references: z
       .array(
         strict(
           {
-            column: nonEmptyString('a column name', 'the referencing column to add'),
-            parent: tableName,
+            column: nonEmptyString('a column name', 'the referencing column to add').describe(
+              'The column to add to this table: it holds the parent\'s surrogate key and references it.',
+            ),
+            parent: tableName.describe('The parent table: one schema.table with a surrogateKey in keys.'),
             on: z
               .record(z.string(), z.string(expected('a parent column name')), expected('a mapping of child column: parent column', 'child column: parent column pairs'))
-              .refine((on) => Object.keys(on).length > 0, { error: 'expected at least one child column: parent column pair' }),
+              .refine((on) => Object.keys(on).length > 0, { error: 'expected at least one child column: parent column pair' })
+              .describe('How a row finds its parent: child column: parent column pairs, which must be the parent\'s source key.'),
           },
           'a mapping with column, parent and on',
         ),
         expected('a list'),
       )
+      .describe('New foreign keys to parents given a surrogate key: a list of {column, parent, on}.')
       .optional(),
   },
   'a mapping with table, surrogateKey and references',
-).refine((k) => k.surrogateKey !== undefined || k.references !== undefined, {
-  error: 'needs surrogateKey or references (an entry with neither changes nothing)',
-});
+)
+  .refine((k) => k.surrogateKey !== undefined || k.references !== undefined, {
+    error: 'needs surrogateKey or references (an entry with neither changes nothing)',
+  })
+  .describe('One table\'s key redesign: table, with surrogateKey, references or both.');
 
 const objects = strict(
-  { grants: z.boolean(expected('true or false')).default(false) },
+  {
+    grants: z
+      .boolean(expected('true or false'))
+      .default(false)
+      .describe('true: copy GRANTs too (the roles must exist on the target); false: no grants are copied.'),
+  },
   'a mapping with grants',
-).prefault({});
+)
+  .prefault({})
+  .describe('PostgreSQL sources: schema objects beyond tables (views, functions, triggers, policies, comments...) always migrate; grants only when asked.');
 
 const load = strict(
   {
@@ -132,11 +179,22 @@ const load = strict(
       .int(expected('an integer from 1 to 64'))
       .min(1, expected('an integer from 1 to 64'))
       .max(64, expected('an integer from 1 to 64'))
-      .default(4),
-    chunkRows: z.int(expected('a positive integer')).positive(expected('a positive integer')).optional(),
+      .default(4)
+      .describe(
+        'An integer from 1 to 64: how many tables (or chunks) load at once, and how many index builds and table validations run at once. Mode dump-restore: pg_dump -j and pg_restore -j.',
+      ),
+    chunkRows: z
+      .int(expected('a positive integer'))
+      .positive(expected('a positive integer'))
+      .describe(
+        'Runner native: a positive integer; a table of more than 1.5 times this many rows loads in chunks of about this many rows (primary-key ranges, or page ranges without a key; MySQL: integer keys only). Default: every table loads whole.',
+      )
+      .optional(),
   },
   'a mapping with parallel and chunkRows',
-).prefault({});
+)
+  .prefault({})
+  .describe('How much runs at once (parallel) and how tables are split (chunkRows).');
 
 const pgIdentifier = z
   .string(expected('a PostgreSQL identifier (lowercase letters, digits, _; at most 63)'))
@@ -144,25 +202,60 @@ const pgIdentifier = z
 
 const cdc = strict(
   {
-    slot: pgIdentifier.optional(),
-    publication: pgIdentifier.optional(),
-    startPosition: nonEmptyString('a position: an LSN (0/16B3748), file:pos or a GTID set').optional(),
+    slot: pgIdentifier
+      .describe('PostgreSQL source: the logical replication slot dbferry creates, a lowercase identifier (letters, digits, _; at most 63). Default: dbferry_<name> (- becomes _).')
+      .optional(),
+    publication: pgIdentifier
+      .describe('PostgreSQL source: the publication CDC reads, created for the selected tables, or an existing one used as it is. Default: dbferry_<name> (- becomes _).')
+      .optional(),
+    startPosition: nonEmptyString('a position: an LSN (0/16B3748), file:pos or a GTID set')
+      .describe(
+        'Mode cdc only: where CDC starts. PostgreSQL: an LSN (0/16B3748); MySQL: a binlog file:offset (binlog.000012:4567) or a GTID set (0-1-1234). Default: from now.',
+      )
+      .optional(),
     /** MySQL source: tables without a primary key are refused for CDC unless matched by their whole row. */
-    keylessTables: z.enum(['refuse', 'whole-row'], expected('refuse or whole-row')).optional(),
+    keylessTables: z
+      .enum(['refuse', 'whole-row'], expected('refuse or whole-row'))
+      .describe('MySQL source: CDC of tables without a primary key. refuse (the default: check blocks on them) or whole-row (changes find their row by all its values).')
+      .optional(),
   },
   'a mapping with slot, publication, startPosition and keylessTables',
-).prefault({});
+)
+  .prefault({})
+  .describe('Change data capture (modes full-load-and-cdc and cdc): slot, publication, startPosition and keylessTables.');
 
-const validate = strict({ checksums: z.boolean(expected('true or false')).default(true) }, 'a mapping with checksums').prefault({});
+const validate = strict(
+  {
+    checksums: z
+      .boolean(expected('true or false'))
+      .default(true)
+      .describe('true: compare a checksum of every table\'s rows too; false: row counts only.'),
+  },
+  'a mapping with checksums',
+)
+  .prefault({})
+  .describe('How the target is compared with the source: row counts always, checksums unless turned off.');
 
 const alerts = strict(
   {
-    webhook: secretRef('webhook', 'a reference to the webhook URL: env:VAR, file:PATH or aws-secret:ARN').optional(),
-    lagSeconds: z.number(expected('a positive number of seconds')).positive(expected('a positive number of seconds')).default(60),
-    slotWalGb: z.number(expected('a positive number of GB')).positive(expected('a positive number of GB')).default(10),
+    webhook: secretRef('webhook', 'a reference to the webhook URL: env:VAR, file:PATH or aws-secret:ARN')
+      .describe('The URL dbferry POSTs alerts to (JSON with a Slack-compatible text), by reference: env:VAR, file:PATH or aws-secret:ARN (the URL carries a token).')
+      .optional(),
+    lagSeconds: z
+      .number(expected('a positive number of seconds'))
+      .positive(expected('a positive number of seconds'))
+      .default(60)
+      .describe('Alert when CDC is more than this many seconds behind the source: a positive number.'),
+    slotWalGb: z
+      .number(expected('a positive number of GB'))
+      .positive(expected('a positive number of GB'))
+      .default(10)
+      .describe('Alert when the source holds more than this many GB for CDC (a PostgreSQL slot\'s WAL, MySQL binlog not yet applied): a positive number; runner native.'),
   },
   'a mapping with webhook, lagSeconds and slotWalGb',
-).optional();
+)
+  .describe('Where alerts go (webhook; aws.snsTopicArn too) and the CDC thresholds that raise them. Optional.')
+  .optional();
 
 export const PLAN_FIELDS = ['name', 'mode', 'runner', 'source', 'target', 'tables', 'keys', 'objects', 'load', 'cdc', 'validate', 'alerts', 'aws'] as const;
 
@@ -177,13 +270,25 @@ export const planInputSchema = strict(
     name: z
       .string(expected(NAME_WHAT, `the migration's name; the workflow id is migration-<name>`))
       .regex(PLAN_NAME, expected(NAME_WHAT))
-      .max(PLAN_NAME_MAX, expected(NAME_WHAT)),
-    mode: oneOf(MODES).default('full-load'),
-    runner: oneOf(RUNNERS).default('native'),
+      .max(PLAN_NAME_MAX, expected(NAME_WHAT))
+      .describe(
+        `The migration's name: lowercase letters, digits and -, starting with a letter or digit, at most ${PLAN_NAME_MAX} characters. The workflow id is migration-<name>.`,
+      ),
+    mode: oneOf(MODES)
+      .default('full-load')
+      .describe(
+        'full-load (copy once), full-load-and-cdc (copy, then apply changes until cutover), cdc (changes only, into tables loaded some other way) or dump-restore (pg_dump and pg_restore; PostgreSQL to PostgreSQL, runner native).',
+      ),
+    runner: oneOf(RUNNERS)
+      .default('native')
+      .describe('What moves the rows: native (dbferry\'s workers) or aws (AWS DMS; needs aws.region and aws.replicationInstance; not with mode dump-restore).'),
     source,
     target,
     tables,
-    keys: z.array(keySpec, expected('a list of key redesigns')).default([]),
+    keys: z
+      .array(keySpec, expected('a list of key redesigns'))
+      .default([])
+      .describe('Key redesign (modes full-load and full-load-and-cdc): a list of {table, surrogateKey, references}.'),
     objects,
     load,
     cdc,

@@ -1,4 +1,4 @@
-/** Exit codes of PLAN.md: scripts and runbooks depend on them. */
+/** Exit codes (README, "CLI"; docs/plan.md): scripts and runbooks depend on them. */
 export const Exit = {
   Ok: 0,
   Failed: 1,

@@ -34,7 +34,9 @@ export function planNameFrom(database: string | undefined): string {
  */
 export function starterPlan(p: StarterPlanInput): string {
   // Comments in one column, whatever the names and references are.
-  const c = (code: string, comment: string) => `${code.padEnd(36)}# ${comment}`;
+  const c = (code: string, comment: string) => `${code.padEnd(34)}  # ${comment}`;
+  // A reference as YAML reads it back: plain when it is safe, else a quoted string.
+  const scalar = (v: string) => (/^[A-Za-z0-9_/@.%?=&+-][A-Za-z0-9_:/@.%?=&+-]*$/.test(v) && !/:(\s|$)/.test(v) ? v : JSON.stringify(v));
   const mysql = p.source.engine === 'mysql';
   const include = mysql ? `${p.source.database ?? '%'}.%` : 'public.%';
   return `${p.schema ? `# yaml-language-server: $schema=${p.schema}\n` : ''}# A dbferry plan (reference: docs/plan.md; \`dbferry schema\` prints its JSON Schema).
@@ -45,12 +47,12 @@ ${c(`# runner: native`, `native (default) | aws (AWS DMS moves the rows)`)}
 
 source:
   engine: ${p.source.engine}
-${c(`  url: ${p.source.ref}`, `a reference each worker resolves: env:VAR, file:PATH or aws-secret:ARN`)}
+${c(`  url: ${scalar(p.source.ref)}`, `a reference each worker resolves: env:VAR, file:PATH or aws-secret:ARN`)}
   # tls: { mode: verify-full, ca: file:/etc/ssl/source-ca.pem }
 
 target:
   engine: postgres
-  url: ${p.target.ref}
+  url: ${scalar(p.target.ref)}
 ${c(`  # createDatabase: true`, `CREATE DATABASE when the URL's database is missing`)}
   # tls: { mode: verify-full, ca: file:/etc/ssl/target-ca.pem }
 

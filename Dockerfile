@@ -84,6 +84,8 @@ ENV NODE_ENV=production \
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
+# The plan's JSON Schema: `dbferry init` points editors at it (`dbferry schema` prints it from the code).
+COPY schema ./schema
 
 USER 10001:10001
 

@@ -34,6 +34,7 @@ import { createTables } from './target/create-tables';
 import { columnRules, mappedSource } from './mapped-source';
 import { targetModelOrThrow } from './target/target-model';
 import { leaveOutTable } from './target/leave-out';
+import { cdcStopped } from './telemetry';
 import { cleanupManaged } from './aws/dms-cleanup';
 import { describeRdsInstance } from './aws/rds';
 import { beginManagedCutover, followManagedCdc, managedLoad, prepareManagedCdc, prepareManagedLoad, stopTask } from './aws/dms-runner';
@@ -111,8 +112,14 @@ export function createActivities(deps: ActivityDeps = defaultDeps) {
     validate: async (input: ActivityInput) => validate(input, ...(await sides(input.plan))),
     prepareCdc: async (input: ActivityInput) =>
       managed(input.plan) ? prepareManagedCdc(input, ...(await sides(input.plan))) : prepareCdc(input, ...(await sides(input.plan))),
-    streamChanges: async (input: ActivityInput) =>
-      managed(input.plan) ? followManagedCdc(input, await deps.target(input.plan), { alert: deps.alert }) : streamChanges(input, ...(await sides(input.plan)), { alert: deps.alert }),
+    streamChanges: async (input: ActivityInput) => {
+      try {
+        return managed(input.plan) ? await followManagedCdc(input, await deps.target(input.plan), { alert: deps.alert }) : await streamChanges(input, ...(await sides(input.plan)), { alert: deps.alert });
+      } finally {
+        // However CDC ended here, this worker's lag gauges no longer describe it.
+        cdcStopped();
+      }
+    },
     beginCutover: async (input: ActivityInput) =>
       managed(input.plan) ? beginManagedCutover(input, await deps.target(input.plan)) : beginCutover(input, ...(await sides(input.plan))),
     finalizeCutover: async (input: ActivityInput) => {

@@ -17,6 +17,15 @@ function meter(): MetricMeter | undefined {
   }
 }
 
+/** Metrics never fail the work they describe (the SDK throws on a negative gauge, for one). */
+function safely(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // A lost sample; the next one reports again.
+  }
+}
+
 function inActivity(): boolean {
   try {
     Context.current();
@@ -29,8 +38,10 @@ function inActivity(): boolean {
 /** One unit (a table or a chunk of one) copied by the full load. */
 export function unitLoaded(u: { table: string; label: string; rows: number; bytes: number; ms: number }): void {
   const m = meter();
-  m?.createCounter(METRICS.rowsLoaded, 'rows', 'Rows copied into the target by the full load (a load task that is retried copies its rows again)').add(u.rows, { table: u.table });
-  m?.createCounter(METRICS.bytesLoaded, 'bytes', 'Bytes of COPY data read from the source by the full load').add(u.bytes, { table: u.table });
+  safely(() => {
+    m?.createCounter(METRICS.rowsLoaded, 'rows', 'Rows copied into the target by the full load (a load task that is retried copies its rows again)').add(u.rows, { table: u.table });
+    m?.createCounter(METRICS.bytesLoaded, 'bytes', 'Bytes of COPY data read from the source by the full load').add(u.bytes, { table: u.table });
+  });
   if (!inActivity()) return;
   const seconds = u.ms / 1000;
   log.info(`copied ${u.label}: ${u.rows} rows in ${seconds.toFixed(1)} s`, {
@@ -44,7 +55,8 @@ export function unitLoaded(u: { table: string; label: string; rows: number; byte
 
 /** A load task (a group of units) committed. */
 export function loadTaskDone(task: number, units: number, rows: bigint, alreadyLoaded: boolean): void {
-  meter()?.createCounter(METRICS.loadTasksDone, 'tasks', 'Load tasks committed (a task loads one or more tables or chunks)').add(1);
+  // A retry that finds its task committed is not a second task done.
+  if (!alreadyLoaded) safely(() => meter()?.createCounter(METRICS.loadTasksDone, 'tasks', 'Load tasks committed (a task loads one or more tables or chunks)').add(1));
   if (inActivity()) log.info(alreadyLoaded ? `load task ${task} was already loaded (a retry)` : `load task ${task} done: ${units} units, ${rows} rows`, { task, units, rows: rows.toString() });
 }
 
@@ -60,26 +72,38 @@ export interface AppliedCounts {
 export function cdcApplied(counts: Iterable<AppliedCounts>): void {
   const m = meter();
   if (!m) return;
-  const c = m.createCounter(METRICS.cdcChangesApplied, 'changes', 'Source changes applied to the target by CDC, by table and kind');
-  for (const s of counts) {
-    for (const kind of ['inserts', 'updates', 'deletes', 'truncates'] as const) {
-      if (s[kind] > 0) c.add(s[kind], { table: s.table, kind: kind.slice(0, -1) });
+  safely(() => {
+    const c = m.createCounter(METRICS.cdcChangesApplied, 'changes', 'Source changes applied to the target by CDC, by table and kind');
+    for (const s of counts) {
+      for (const kind of ['inserts', 'updates', 'deletes', 'truncates'] as const) {
+        if (s[kind] > 0) c.add(s[kind], { table: s.table, kind: kind.slice(0, -1) });
+      }
     }
-  }
+  });
 }
 
 /** How far CDC is behind, and what the source keeps for it (slot WAL, binlog). */
 export function cdcState(lagSeconds: number, retainedBytes?: bigint | number): void {
   const m = meter();
-  m?.createGauge(METRICS.cdcLagSeconds, 'float', 's', 'Seconds the oldest change not yet applied to the target has waited').set(lagSeconds);
-  if (retainedBytes !== undefined) {
-    m?.createGauge(METRICS.sourceRetainedBytes, 'int', 'bytes', 'Source log (PostgreSQL WAL of the slot, MySQL binlog) kept for this migration').set(Number(retainedBytes));
-  }
+  safely(() => {
+    m?.createGauge(METRICS.cdcLagSeconds, 'float', 's', 'Seconds the oldest change not yet applied to the target has waited').set(Math.max(0, lagSeconds));
+    if (retainedBytes !== undefined) {
+      m?.createGauge(METRICS.sourceRetainedBytes, 'int', 'bytes', 'Source log (PostgreSQL WAL of the slot, MySQL binlog) kept for this migration').set(Math.max(0, Number(retainedBytes)));
+    }
+  });
+}
+
+/**
+ * CDC stopped on this worker (cutover, pause, abort, or the activity moved elsewhere): its
+ * gauges go to 0, so a stale lag does not keep an alert firing; the worker that follows on sets its own.
+ */
+export function cdcStopped(): void {
+  cdcState(0, 0);
 }
 
 /** One table's validation result. */
 export function tableValidated(table: string, equal: boolean): void {
-  meter()?.createCounter(METRICS.tablesValidated, 'tables', 'Tables validated, by result (equal or different)').add(1, { table, result: equal ? 'equal' : 'different' });
+  safely(() => meter()?.createCounter(METRICS.tablesValidated, 'tables', 'Tables validated, by result (equal or different)').add(1, { table, result: equal ? 'equal' : 'different' }));
   if (!inActivity()) return;
   if (equal) log.info(`validated ${table}: equal`, { table, result: 'equal' });
   else log.warn(`validated ${table}: DIFFERENT`, { table, result: 'different' });

@@ -233,7 +233,7 @@ program
   .option('--max-activities <n>', 'activities run at once', (v) => positiveInt(v, '--max-activities'), 20)
   .addOption(new Option('--metrics-port <n>', 'serve Prometheus metrics at http://0.0.0.0:<n>/metrics (the SDK\'s worker metrics and dbferry\'s)').env('DBFERRY_METRICS_PORT').argParser((v) => positiveInt(v, '--metrics-port')))
   .addOption(new Option('--log-format <format>', 'log lines on stderr: text, or json (one object per line)').env('DBFERRY_LOG_FORMAT').argParser((v) => oneOfFlag(v.toLowerCase(), ['text', 'json'], '--log-format')).default('text'))
-  .addOption(new Option('--log-level <level>', 'the least severe level logged').env('DBFERRY_LOG_LEVEL').argParser((v) => oneOfFlag(v.toUpperCase(), ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'], '--log-level')).default('INFO'))
+  .addOption(new Option('--log-level <level>', 'the least severe level logged').env('DBFERRY_LOG_LEVEL').argParser((v) => oneOfFlag(v.toUpperCase(), LOG_LEVELS, '--log-level')).default('INFO'))
   .action(async (opts: { maxActivities: number; metricsPort?: number; logFormat: 'text' | 'json'; logLevel: 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' }) => {
     const o = temporal();
     // Temporal unreachable: exit 6 naming the address, as every other command (not the SDK's raw transport error).
@@ -248,7 +248,7 @@ program
   .description("write a commented starter plan for two URL references (the source engine from the URL's scheme, when this shell can read it); - prints it")
   .requiredOption('--source <ref>', 'the source URL: env:VAR, file:PATH, aws-secret:ARN, or an inline URL without a password')
   .requiredOption('--target <ref>', 'the target (PostgreSQL) URL, as --source')
-  .addOption(new Option('--source-engine <engine>', 'postgres or mysql, when the source URL cannot be read here').argParser((v) => sourceEngine(v)))
+  .addOption(new Option('--source-engine <engine>', 'postgres or mysql, when the source URL cannot be read here').argParser((v) => sourceEngine(v, '--source-engine')))
   .option('--name <name>', "the migration's name (default: from the source URL's database)")
   .option('--force', 'overwrite the file when it exists')
   .option('--json', 'machine-readable output')
@@ -294,9 +294,10 @@ program
   .command('demo')
   .description('the local demo migration: Temporal dev server, a source and a target server, a sample shop database')
   .option('--rows <n>', 'orders in the sample database', (v) => positiveInt(v, '--rows'), 150000)
-  .option('--source <engine>', 'the source: postgres, or mysql (a throwaway MariaDB server)', (v) => sourceEngine(v), 'postgres')
+  .option('--source <engine>', 'the source: postgres, or mysql (a throwaway MariaDB server)', (v) => sourceEngine(v, '--source'), 'postgres')
   .option('--keep', 'keep the servers and the Web UI running until Ctrl-C')
-  .action(async (opts: { rows: number; keep?: boolean; source: 'postgres' | 'mysql' }) => {
+  .option('--json', 'the report as JSON (with the Web UI link)')
+  .action(async (opts: { rows: number; keep?: boolean; source: 'postgres' | 'mysql'; json?: boolean }) => {
     const { runDemo } = await import('../local/demo');
     process.exitCode = await runDemo(opts);
   });
@@ -316,13 +317,15 @@ function positiveInt(v: string, flag: string): number {
   return n;
 }
 
+const LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
+
 function oneOfFlag<T extends string>(v: string, allowed: readonly T[], flag: string): T {
   if (!(allowed as readonly string[]).includes(v)) throw new CliError(Exit.BadInput, `${flag}: expected ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
   return v as T;
 }
 
-function sourceEngine(v: string): 'postgres' | 'mysql' {
-  if (v !== 'postgres' && v !== 'mysql') throw new CliError(Exit.BadInput, `--source: expected postgres or mysql, got ${JSON.stringify(v)}`);
+function sourceEngine(v: string, flag: string): 'postgres' | 'mysql' {
+  if (v !== 'postgres' && v !== 'mysql') throw new CliError(Exit.BadInput, `${flag}: expected postgres or mysql, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -333,8 +336,9 @@ program.hook('preAction', async (_program, command) => {
   const { Runtime, DefaultLogger } = await import('@temporalio/worker');
   // Only a worker needs the SDK to turn SIGINT/SIGTERM into a graceful shutdown; for every other
   // command the SDK would swallow the first Ctrl-C (and a `demo` handles its own).
+  const level = process.env.DBFERRY_LOG_LEVEL ? oneOfFlag(process.env.DBFERRY_LOG_LEVEL.toUpperCase(), LOG_LEVELS, 'DBFERRY_LOG_LEVEL') : 'WARN';
   Runtime.install({
-    logger: new DefaultLogger((process.env.DBFERRY_LOG_LEVEL as 'WARN' | undefined) ?? 'WARN'),
+    logger: new DefaultLogger(level),
     ...(command.name() === 'demo' ? {} : { shutdownSignals: [] }),
   });
 });
@@ -348,6 +352,8 @@ async function main() {
     await program.parseAsync(process.argv);
   } catch (err) {
     if (err instanceof CommanderError) {
+      // Commander has printed its message (help, version, or what was wrong with the arguments).
+      if (err.exitCode !== 0 && jsonRequested()) console.log(JSON.stringify({ error: { exitCode: Exit.BadInput, message: err.message.replace(/^error: /, '') } }));
       process.exit(err.exitCode === 0 ? 0 : Exit.BadInput);
     }
     if (err instanceof CliError) {

@@ -3,7 +3,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { parsePlanYaml } from '../plan';
 import { parseSecretRef, secretRefProblem } from '../plan/secret-ref';
 import { engineOfUrl, planNameFrom, starterPlan } from '../plan/starter-plan';
-import type { SourceEngine } from '../plan/plan-schema';
+import { PLAN_NAME, PLAN_NAME_MAX, type SourceEngine } from '../plan/plan-schema';
 import { CliError, Exit } from './exit-codes';
 
 export interface InitOptions {
@@ -41,14 +41,21 @@ export function initPlan(file: string, o: InitOptions): { text: string; result: 
   }
   const targetEngine = target ? engineOfUrl(target) : undefined;
   if (targetEngine && targetEngine !== 'postgres') throw new CliError(Exit.BadInput, `--target: expected a PostgreSQL URL (postgres:// or postgresql://): dbferry migrates into PostgreSQL`);
-  const database = source ? databaseOf(source) : undefined;
-  const name = o.name ?? planNameFrom(database);
-  const text = starterPlan({ name, source: { engine, ref: o.source, ...(database ? { database } : {}) }, target: { ref: o.target }, ...schemaPath(file) });
+  if (o.name !== undefined && (!PLAN_NAME.test(o.name) || o.name.length > PLAN_NAME_MAX)) {
+    throw new CliError(Exit.BadInput, `--name: expected lower-case letters, digits and -, starting with a letter or digit, at most ${PLAN_NAME_MAX} characters, got ${JSON.stringify(o.name)}`);
+  }
+  const name = o.name ?? planNameFrom(source ? databaseOf(source) : undefined);
+  const text = starterPlan({ name, source: { engine, ref: o.source }, target: { ref: o.target }, ...schemaPath(file) });
   const parsed = parsePlanYaml(text);
-  if (!parsed.ok) throw new CliError(Exit.BadInput, `the starter plan is not valid: ${parsed.issues.map((i) => i.message).join('; ')} (--name must match [a-z0-9][a-z0-9-]*)`);
+  // What init writes must be a plan dbferry takes: anything else is dbferry's bug, not the user's.
+  if (!parsed.ok) throw new Error(`the starter plan is not valid: ${parsed.issues.map((i) => i.message).join('; ')}`);
   if (file !== '-') {
     if (existsSync(file) && !o.force) throw new CliError(Exit.Refused, `${file} exists: not overwritten (--force overwrites it)`);
-    writeFileSync(file, text);
+    try {
+      writeFileSync(file, text);
+    } catch (err) {
+      throw new CliError(Exit.Failed, `${file}: cannot write the plan (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
   }
   return { text, result: { file, name, sourceEngine: engine } };
 }

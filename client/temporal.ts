@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { Client, Connection, WorkflowNotFoundError, type WorkflowExecutionDescription } from '@temporalio/client';
@@ -22,7 +23,11 @@ export interface TemporalFlags {
  * The CLI and the worker read it alike, so a profile that works for `temporal` works here.
  */
 export function temporalOptions(flags: TemporalFlags = {}, env: NodeJS.ProcessEnv = process.env): TemporalOptions {
-  const vars = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+  // An empty variable is an unset one (as the shell's VAR= means), not an empty address or queue.
+  const vars = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined && e[1] !== ''));
+  if (vars.TEMPORAL_CONFIG_FILE && !existsSync(vars.TEMPORAL_CONFIG_FILE)) {
+    throw new CliError(Exit.BadInput, `TEMPORAL_CONFIG_FILE ${vars.TEMPORAL_CONFIG_FILE}: no such file`);
+  }
   const profileName = flags.profile ?? vars.TEMPORAL_PROFILE;
   let connect: ReturnType<typeof toClientOptions>;
   try {
@@ -64,14 +69,14 @@ export function temporalConnectProblem(err: unknown, o: Pick<TemporalOptions, 'a
   const text = errorText(err);
   const where = `Temporal at ${o.address}${o.origin ? ` (${o.origin})` : ''}`;
   const detail = relevantLine(text);
-  if (/certificate|self[- ]signed|unable to verify|UnknownIssuer|CERT_|handshake|alert|wrong version number|tls|ssl/i.test(text)) {
+  if (/\b(UNAUTHENTICATED|PERMISSION_DENIED)\b|unauthori[sz]ed|invalid api key|forbidden/i.test(text)) {
+    return `${where} refused the credentials: ${detail} (${o.apiKey ? 'check TEMPORAL_API_KEY' : 'no API key is set: TEMPORAL_API_KEY'}, or the client certificate)`;
+  }
+  if (/certificate|self[- ]signed|unable to verify|UnknownIssuer|\bCERT_|ERR_SSL|wrong version number|TLS handshake/i.test(text)) {
     const hint = o.tls
       ? "the server's certificate must be signed by the CA in TEMPORAL_TLS_SERVER_CA_CERT_PATH (or the profile's tls.server_ca_cert_path) and name the address, or TEMPORAL_TLS_SERVER_NAME; a server that asks for a client certificate needs TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH"
       : 'the connection is plaintext: a server that wants TLS needs TEMPORAL_TLS=true or a server CA (TEMPORAL_TLS_SERVER_CA_CERT_PATH)';
     return `TLS with ${where} failed: ${detail} (${hint})`;
-  }
-  if (/UNAUTHENTICATED|PERMISSION_DENIED|unauthori[sz]ed|api key|forbidden/i.test(text)) {
-    return `${where} refused the credentials: ${detail} (${o.apiKey ? 'check TEMPORAL_API_KEY' : 'no API key is set: TEMPORAL_API_KEY'}, or the client certificate)`;
   }
   const tlsHint = o.tls ? '' : '; plaintext: a server that wants TLS needs TEMPORAL_TLS=true or a server CA';
   return `cannot reach ${where}: ${detail} (set TEMPORAL_ADDRESS, --address or a temporal.toml profile${tlsHint})`;
@@ -97,8 +102,11 @@ async function tlsHandshakeProblem(o: TemporalOptions): Promise<string | undefin
       socket.destroy();
       resolve(r);
     };
+    // Only a failure after the TCP connection is a TLS problem: a refused or unreachable address is not.
+    let connected = false;
+    socket.once('connect', () => (connected = true));
     socket.once('secureConnect', () => done(undefined));
-    socket.once('error', (e) => done(e.message));
+    socket.once('error', (e) => done(connected ? e.message : undefined));
     socket.once('timeout', () => done(undefined));
   });
 }

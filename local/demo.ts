@@ -21,7 +21,7 @@ const say = (m: string) => console.error(`[demo] ${m}`);
  * or MariaDB with `source: mysql`) and a target PostgreSQL server, a sample shop database, a
  * worker, and the migration of examples/demo-plan.yaml (demo-plan-mysql.yaml).
  */
-export async function runDemo(opts: { rows: number; keep?: boolean; source?: 'postgres' | 'mysql' }): Promise<number> {
+export async function runDemo(opts: { rows: number; keep?: boolean; source?: 'postgres' | 'mysql'; json?: boolean }): Promise<number> {
   const base = resolve('.dbferry-demo');
   mkdirSync(base, { recursive: true });
   const mysql = opts.source === 'mysql';
@@ -64,13 +64,17 @@ export async function runDemo(opts: { rows: number; keep?: boolean; source?: 'po
         await startMigration(client, o, plan);
         say(`migration ${plan.name} started; watch it at ${temporal.uiUrl}/namespaces/default/workflows/${migrationWorkflowId(plan.name)}`);
         const outcome = await waitForOutcome(client, plan.name, (s) => say(`phase: ${s.phase}`));
-        if (outcome.kind === 'completed') console.log(formatReport(outcome.report));
-        else if (outcome.kind === 'awaiting-operator' || outcome.kind === 'caught-up') console.log(formatStatus(outcome.status));
-        else console.log(outcome.message);
+        const webUi = `${temporal.uiUrl}/namespaces/default/workflows/${migrationWorkflowId(plan.name)}`;
+        if (opts.json) console.log(JSON.stringify({ outcome: outcome.kind, ...('report' in outcome ? { report: outcome.report } : 'status' in outcome ? { status: outcome.status } : {}), ...('message' in outcome ? { message: outcome.message } : {}), webUi }, null, 2));
+        else {
+          if (outcome.kind === 'completed') console.log(formatReport(outcome.report));
+          else if (outcome.kind === 'awaiting-operator' || outcome.kind === 'caught-up') console.log(formatStatus(outcome.status));
+          else console.log(outcome.message);
+          console.log(`\nTemporal Web UI: ${webUi}`);
+        }
         return WAIT_EXIT[outcome.kind];
       }),
     );
-    console.log(`\nTemporal Web UI: ${temporal.uiUrl}/namespaces/default/workflows/${migrationWorkflowId(plan.name)}`);
     if (opts.keep) {
       say('servers keep running (--keep); press Ctrl-C to stop them');
       await new Promise<void>((r) => process.once('SIGINT', () => r()));

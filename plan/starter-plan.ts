@@ -2,7 +2,7 @@ import { PLAN_NAME, PLAN_NAME_MAX, type SourceEngine } from './plan-schema';
 
 export interface StarterPlanInput {
   name: string;
-  source: { engine: SourceEngine; ref: string; database?: string };
+  source: { engine: SourceEngine; ref: string };
   target: { ref: string };
   /** Where the plan's JSON Schema is, for editors (a path relative to the plan, or a URL). */
   schema?: string;
@@ -38,7 +38,8 @@ export function starterPlan(p: StarterPlanInput): string {
   // A reference as YAML reads it back: plain when it is safe, else a quoted string.
   const scalar = (v: string) => (/^[A-Za-z0-9_/@.%?=&+-][A-Za-z0-9_:/@.%?=&+-]*$/.test(v) && !/:(\s|$)/.test(v) ? v : JSON.stringify(v));
   const mysql = p.source.engine === 'mysql';
-  const include = mysql ? `${p.source.database ?? '%'}.%` : 'public.%';
+  // MySQL: %.% is every table of the URL's database (its name needs no quoting here then).
+  const include = mysql ? '%.%' : 'public.%';
   return `${p.schema ? `# yaml-language-server: $schema=${p.schema}\n` : ''}# A dbferry plan (reference: docs/plan.md; \`dbferry schema\` prints its JSON Schema).
 # Check it with \`dbferry check <this file>\`, then \`dbferry start <this file> --wait\`.
 ${c(`name: ${p.name}`, `the migration's name: workflow id migration-${p.name}`)}
@@ -57,8 +58,8 @@ ${c(`  # createDatabase: true`, `CREATE DATABASE when the URL's database is miss
   # tls: { mode: verify-full, ca: file:/etc/ssl/target-ca.pem }
 
 tables:
-${c(`  include: ["${include}"]`, `${mysql ? "database" : "schema"}.table patterns; % matches anything`)}
-  # exclude: ["${mysql ? (p.source.database ?? 'db') : 'public'}.tmp_%"]
+${c(`  include: ["${include}"]`, mysql ? `every table of the URL's database; database.table patterns, % matches anything` : `schema.table patterns; % matches anything`)}
+  # exclude: ["${mysql ? '%' : 'public'}.tmp_%"]
 
 load:
 ${c(`  parallel: 4`, `tables (or chunks) loaded at once, 1-64`)}

@@ -29,15 +29,21 @@ export function formatLogLine(e: LogEntry, format: LogFormat, worker: string): s
     fields[k] = v instanceof Error ? { type: v.name, message: v.message } : typeof v === 'bigint' ? v.toString() : v;
   }
   const time = new Date(Number(e.timestampNanos / 1_000_000n)).toISOString();
+  // Scrubbed value by value: a pattern run over the whole line could reach across fields (and out of a JSON string).
   if (format === 'json') {
-    return scrubCredentials(JSON.stringify({ time, level: e.level.toLowerCase(), msg: e.message, ...fields, worker }, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
+    return JSON.stringify({ time, level: e.level.toLowerCase(), msg: e.message, ...fields, worker }, (_k, v: unknown) =>
+      typeof v === 'bigint' ? v.toString() : typeof v === 'string' ? scrubCredentials(v) : v,
+    );
   }
   // A terminal reader needs less: the identifiers that only join lines up stay in JSON.
   const kv = Object.entries(fields)
     .filter(([k]) => !TEXT_HIDDEN.has(k))
-    .map(([k, v]) => `${k}=${typeof v === 'string' ? (/\s/.test(v) ? JSON.stringify(v) : v) : JSON.stringify(v)}`)
+    .map(([k, v]) => {
+      const text = scrubCredentials(typeof v === 'string' ? v : JSON.stringify(v));
+      return `${k}=${typeof v === 'string' && /\s/.test(text) ? JSON.stringify(text) : text}`;
+    })
     .join(' ');
-  return scrubCredentials(`${time} ${e.level.padEnd(5)} ${e.message}${kv ? ` ${kv}` : ''}`);
+  return `${time} ${e.level.padEnd(5)} ${scrubCredentials(e.message)}${kv ? ` ${kv}` : ''}`;
 }
 
 /**

@@ -184,8 +184,8 @@ export async function streamChanges(
           }
           if (!live.sourcePosition || later(state.position, live.sourcePosition)) live.sourcePosition = state.position;
           const lagSeconds = progress().lagSeconds;
-          cdcState(lagSeconds, state.retainedBytes);
           await alarms.check(lagSeconds, state.retainedBytes, state.retainedBy);
+          cdcState(lagSeconds, state.retainedBytes);
         })().catch(() => undefined);
       }, POLL_MS);
       signal?.addEventListener('abort', () => clearInterval(poll));

@@ -406,8 +406,8 @@ export async function followManagedCdc({ plan, migration }: ActivityInput, tgt: 
       const caughtUp = reloading.size === 0 && latency !== undefined && latency.seconds <= CAUGHT_UP_SECONDS;
       // DMS holds the source's changes itself (its slot or the binlog): lag is what alerts here.
       if (latency) {
-        cdcState(latency.seconds);
         await alarms.check(latency.seconds, 0, '');
+        cdcState(latency.seconds);
       }
       beat = {
         ...alarms.details(),

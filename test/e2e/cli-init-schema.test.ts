@@ -25,7 +25,7 @@ describe('dbferry init, schema and --json', () => {
     const parsed = parsePlanYaml(text);
     if (!parsed.ok) throw new Error(JSON.stringify(parsed.issues));
     expect(parsed.plan).toEqual(expect.objectContaining({ name: 'shop-db', mode: 'full-load', source: expect.objectContaining({ engine: 'mysql', url: 'env:OLD_DB' }), target: expect.objectContaining({ url: 'env:NEW_DB' }) }));
-    expect(parsed.plan.tables).toEqual(expect.objectContaining({ include: ['Shop_DB.%'] }));
+    expect(parsed.plan.tables).toEqual(expect.objectContaining({ include: ['%.%'] }));
 
     const again = await dbferry(['init', file, '--source', 'env:OLD_DB', '--target', 'env:NEW_DB', '--json'], env({ OLD_DB: 'postgres://x@h/a' }));
     expect(again.code).toBe(5);
@@ -48,6 +48,12 @@ describe('dbferry init, schema and --json', () => {
     expect(inline.code).toBe(2);
     expect(inline.stderr).toMatch(/^dbferry: --source: an inline URL must not contain a password/m);
     expect(inline.stderr + inline.stdout).not.toContain('hunter2');
+    const badName = await dbferry(['init', '-', '--source', 'postgres://app@db/x', '--target', 'env:T', '--name', 'Shop DB'], env());
+    expect(badName.code).toBe(2);
+    expect(badName.stderr).toMatch(/^dbferry: --name: expected lower-case letters/m);
+    const odd = await dbferry(['init', '-', '--source', 'mysql://app@db/a%22b.c%25', '--target', 'env:T'], env());
+    expect(odd.code).toBe(0);
+    expect(parsePlanYaml(odd.stdout).ok).toBe(true);
     const wrongTarget = await dbferry(['init', '-', '--source', 'postgres://app@db/x', '--target', 'mysql://app@db/y'], env());
     expect(wrongTarget.code).toBe(2);
     expect(wrongTarget.stderr).toContain('--target: expected a PostgreSQL URL');

@@ -38,5 +38,8 @@ describe('dbferry demo', () => {
     const r = await demo(['--source', 'oracle']);
     expect(r.code).toBe(2);
     expect(r.out).toMatch(/--source: expected postgres or mysql, got "oracle"/);
+    const j = await demo(['--source', 'oracle', '--json']);
+    expect(j.code).toBe(2);
+    expect(j.out).toContain('{"error":{"exitCode":2,"message":"--source: expected postgres or mysql, got \\"oracle\\""}}');
   });
 });

@@ -209,7 +209,11 @@ load: { parallel: 2, chunkRows: 400 }
   it('flags win over the profile; a profile that is not in the file is exit 2 naming it', async () => {
     const flagged = await dbferry(['--profile', 'prod', '--address', '127.0.0.1:1', 'list'], cliEnv);
     expect(flagged.code).toBe(6);
-    expect(flagged.stderr).toContain('Temporal at 127.0.0.1:1');
+    // Nothing listens there: unreachable, not a TLS problem (although the profile's TLS applies).
+    expect(flagged.stderr).toMatch(/^dbferry: cannot reach Temporal at 127\.0\.0\.1:1 \(profile prod\)/m);
+    const noFile = await dbferry(['list'], { ...cliEnv, TEMPORAL_CONFIG_FILE: join(pki.dir, 'nope.toml') });
+    expect(noFile.code).toBe(2);
+    expect(noFile.stderr).toContain('nope.toml: no such file');
     const missing = await dbferry(['--profile', 'staging', 'list'], cliEnv);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/Temporal client configuration .*temporal\.toml.*staging/);

@@ -16,6 +16,8 @@ export interface WorkerTelemetry {
 /** Noise every line would carry and nobody reads (the task token is long, and a credential of sorts). */
 const DROPPED = new Set(['taskToken', 'sdkComponent', 'isLocal']);
 
+const TEXT_FIRST = ['migration', 'step', 'table', 'attempt'];
+const textRank = (k: string) => (TEXT_FIRST.includes(k) ? TEXT_FIRST.indexOf(k) : TEXT_FIRST.length);
 const TEXT_HIDDEN = new Set(['namespace', 'taskQueue', 'workflowRunId', 'runId', 'workflowType', 'activityId']);
 
 /**
@@ -35,9 +37,11 @@ export function formatLogLine(e: LogEntry, format: LogFormat, worker: string): s
       typeof v === 'bigint' ? v.toString() : typeof v === 'string' ? scrubCredentials(v) : v,
     );
   }
-  // A terminal reader needs less: the identifiers that only join lines up stay in JSON.
+  // A terminal reader needs less: the identifiers that only join lines up stay in JSON; the
+  // fields an operator filters by come first.
   const kv = Object.entries(fields)
     .filter(([k]) => !TEXT_HIDDEN.has(k))
+    .sort(([a], [b]) => textRank(a) - textRank(b))
     .map(([k, v]) => {
       const text = scrubCredentials(typeof v === 'string' ? v : JSON.stringify(v));
       return `${k}=${typeof v === 'string' && /\s/.test(text) ? JSON.stringify(text) : text}`;
@@ -45,6 +49,13 @@ export function formatLogLine(e: LogEntry, format: LogFormat, worker: string): s
     .join(' ');
   return `${time} ${e.level.padEnd(5)} ${scrubCredentials(e.message)}${kv ? ` ${kv}` : ''}`;
 }
+
+/**
+ * By design, not news: the worker's own queue carries activities only (no workflows), and
+ * dbferry has no Nexus services. The SDK says so at every start, the first as a WARN that an
+ * operator would chase.
+ */
+const EXPECTED_SDK_NOTICES = /^No (workflows|Nexus services) registered/;
 
 /**
  * The SDK runtime of a worker process: its logger (the SDK's lines, the workflow logger's and
@@ -55,7 +66,10 @@ export function installWorkerRuntime(t: WorkerTelemetry): void {
   // Every line says which worker wrote it.
   const worker = workerIdentity();
   Runtime.install({
-    logger: new DefaultLogger(t.logLevel, (e) => process.stderr.write(formatLogLine(e, t.logFormat, worker) + '\n')),
+    logger: new DefaultLogger(t.logLevel, (e) => {
+      if (EXPECTED_SDK_NOTICES.test(e.message)) return;
+      process.stderr.write(formatLogLine(e, t.logFormat, worker) + '\n');
+    }),
     telemetryOptions: {
       logging: { filter: { core: t.logLevel === 'TRACE' || t.logLevel === 'DEBUG' ? t.logLevel : 'WARN', other: 'ERROR' }, forward: {} },
       ...(t.metricsPort ? { metrics: { prometheus: { bindAddress: `0.0.0.0:${t.metricsPort}` } } } : {}),

@@ -75,9 +75,19 @@ export function isTransientAwsError(err: unknown): boolean {
 }
 
 /** True when AWS answered that the named resource does not exist. */
-export function isNotFound(err: unknown): boolean {
+function isNotFound(err: unknown): boolean {
   const name = (err as AwsError)?.name ?? '';
   return /NotFound/.test(name);
+}
+
+/** AWS's error code in a failure awsCall raised (its details carry it), or '' for any other error. */
+export function awsFailureCode(err: unknown): string {
+  return (err instanceof ApplicationFailure ? (err.details?.[0] as { code?: string } | undefined)?.code : undefined) ?? '';
+}
+
+/** True when a failure awsCall raised says the resource does not exist. */
+export function failedAsNotFound(err: unknown): boolean {
+  return isNotFound({ name: awsFailureCode(err) });
 }
 
 /** Attempts of one request before its failure goes to Temporal's retry (and then a person). */

@@ -19,7 +19,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { CREATED_BY_TAG, dmsNames } from '../../plan/dms-task';
 import type { CleanupResult } from '../../plan/migration-types';
 import type { Plan } from '../../plan/plan-schema';
-import { awsCall, awsClients, isNotFound, pollMs } from './aws-call';
+import { awsCall, awsClients, failedAsNotFound, pollMs } from './aws-call';
 import { describeEndpoint, describeInstance, describeTask } from './dms-resources';
 import { dropDmsSlot } from './dms-pg-slot';
 import { stopTask } from './dms-runner';
@@ -31,7 +31,7 @@ async function gone(what: string, send: () => Promise<unknown>): Promise<boolean
     await awsCall(what, send);
     return true;
   } catch (err) {
-    if (err instanceof ApplicationFailure && isNotFound({ name: (err.details?.[0] as { code?: string } | undefined)?.code })) return false;
+    if (failedAsNotFound(err)) return false;
     throw err;
   }
 }
@@ -86,7 +86,7 @@ async function cleanup(plan: Plan, removeAll: boolean): Promise<CleanupResult> {
     try {
       arn = (await awsCall('DescribeCertificates', () => dms.send(new DescribeCertificatesCommand({ Filters: [{ Name: 'certificate-id', Values: [id] }] })))).Certificates?.[0]?.CertificateArn;
     } catch (err) {
-      if (!(err instanceof ApplicationFailure && isNotFound({ name: (err.details?.[0] as { code?: string } | undefined)?.code }))) throw err;
+      if (!(failedAsNotFound(err))) throw err;
     }
     if (arn && (await gone('DeleteCertificate', () => dms.send(new DeleteCertificateCommand({ CertificateArn: arn }))))) out.dropped.push(`DMS certificate ${id}`);
   }

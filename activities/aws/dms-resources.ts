@@ -32,13 +32,11 @@ import type { Plan } from '../../plan/plan-schema';
 import { resolveEndpoint } from '../pg/connection';
 import { readsOwnSlot } from './dms-pg-slot';
 import { resolveSecret } from '../secrets';
-import { awsCall, awsClients, isNotFound, pollMs } from './aws-call';
+import { awsCall, awsClients, awsFailureCode, failedAsNotFound, pollMs } from './aws-call';
 
 type Side = 'source' | 'target';
 
 const tags = (plan: Plan): Tag[] => [{ Key: CREATED_BY_TAG, Value: plan.name }];
-
-const awsCode = (err: unknown) => (err instanceof ApplicationFailure ? (err.details?.[0] as { code?: string } | undefined)?.code : undefined) ?? '';
 
 /**
  * Sends a create request. "Already exists" means an earlier attempt made it (its answer was
@@ -48,7 +46,7 @@ async function create<T>(what: string, send: () => Promise<T>, secrets: string[]
   try {
     return await awsCall(what, send, secrets);
   } catch (err) {
-    if (/AlreadyExists/.test(awsCode(err))) return undefined;
+    if (/AlreadyExists/.test(awsFailureCode(err))) return undefined;
     throw err;
   }
 }
@@ -58,7 +56,7 @@ async function find<T>(what: string, describe: () => Promise<T | undefined>): Pr
   try {
     return await awsCall(what, describe);
   } catch (err) {
-    if (isNotFound({ name: awsCode(err) })) return undefined;
+    if (failedAsNotFound(err)) return undefined;
     throw err;
   }
 }
@@ -199,7 +197,7 @@ export async function testEndpoint(plan: Plan, side: Side, instanceArn: string, 
     await awsCall('TestConnection', () => dms.send(new TestConnectionCommand({ ReplicationInstanceArn: instanceArn, EndpointArn: endpointArn })));
   } catch (err) {
     // A test already running (a retried step) is waited for like ours.
-    if (awsCode(err) !== 'InvalidResourceStateFault') throw err;
+    if (awsFailureCode(err) !== 'InvalidResourceStateFault') throw err;
   }
   const outcome = await waitFor(
     `the DMS connection test of the ${side} endpoint`,

@@ -31,7 +31,7 @@ import { ensureCdcModel } from '../native/prepare-cdc';
 import { withConnection, type PgEndpoint } from '../pg/connection';
 import { ensureBookkeeping } from '../target/bookkeeping';
 import { loadModel } from '../target/model';
-import { awsCall, awsClients, pollMs } from './aws-call';
+import { awsCall, awsClients, awsFailureCode, pollMs } from './aws-call';
 import { ensureDmsSlot, readsOwnSlot } from './dms-pg-slot';
 import { describeTask, ensureEndpoint, ensureEventSubscription, ensureReplicationInstance, ensureTask, testEndpoint } from './dms-resources';
 
@@ -160,12 +160,10 @@ async function startTask(plan: Plan, arn: string, type: 'start-replication' | 'r
       awsClients(plan).dms.send(new StartReplicationTaskCommand({ ReplicationTaskArn: arn, StartReplicationTaskType: type, ...(cdcStartPosition ? { CdcStartPosition: cdcStartPosition } : {}) })),
     );
   } catch (err) {
-    const now = awsCodeOf(err) === 'InvalidResourceStateFault' ? (await describeTask(plan))?.Status : undefined;
+    const now = awsFailureCode(err) === 'InvalidResourceStateFault' ? (await describeTask(plan))?.Status : undefined;
     if (now !== 'starting' && now !== 'running') throw err;
   }
 }
-
-const awsCodeOf = (err: unknown) => (err instanceof ApplicationFailure ? (err.details?.[0] as { code?: string } | undefined)?.code : undefined);
 
 /**
  * Tables DMS suspended, in a running task: emptied and reloaded alone (the operator's retry
@@ -485,7 +483,7 @@ export async function stopTask(plan: Plan): Promise<string | undefined> {
         await awsCall('StopReplicationTask', () => awsClients(plan).dms.send(new StopReplicationTaskCommand({ ReplicationTaskArn: t.ReplicationTaskArn! })));
       } catch (err) {
         // Already stopping (a lost answer, or stopped meanwhile): waited for below.
-        if (awsCodeOf(err) !== 'InvalidResourceStateFault') throw err;
+        if (awsFailureCode(err) !== 'InvalidResourceStateFault') throw err;
       }
     }
     for (let i = 0; i < 240; i++) {

@@ -8,7 +8,7 @@ import { CreateDBInstanceCommand, DescribeDBInstancesCommand, waitUntilDBInstanc
 import { CREATED_BY_TAG } from '../../plan/dms-task';
 import { FailureType } from '../../plan/failure-types';
 import type { Plan } from '../../plan/plan-schema';
-import { awsCall, awsClients, isNotFound, isTransientAwsError, pollMs } from './aws-call';
+import { awsCall, awsClients, failedAsNotFound, isTransientAwsError, pollMs } from './aws-call';
 
 /** The instance, or undefined when RDS has none by that identifier. */
 export async function describeRdsInstance(plan: Plan): Promise<DBInstance | undefined> {
@@ -17,7 +17,7 @@ export async function describeRdsInstance(plan: Plan): Promise<DBInstance | unde
     const r = await awsCall('DescribeDBInstances', () => awsClients(plan).rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: id })));
     return r.DBInstances?.[0];
   } catch (err) {
-    if (err instanceof ApplicationFailure && isNotFound({ name: (err.details?.[0] as { code?: string } | undefined)?.code })) return undefined;
+    if (failedAsNotFound(err)) return undefined;
     throw err;
   }
 }

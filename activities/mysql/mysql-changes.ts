@@ -90,12 +90,15 @@ export class MysqlChanges implements ChangeSource {
   }
 
   /**
-   * The source's clock, to the second: binlog events carry whole seconds, so a change in this
-   * very second must count as after it (cutover then waits rather than miss it).
+   * The source's clock, as the next whole second: binlog events carry whole seconds, so a change
+   * stamped with this very second may have committed before the check began (an application
+   * that stopped writing a moment ago would be refused). Counting from the next second, writes
+   * that go on are still seen (the quiet period spans two more whole seconds), and a last one
+   * within this second is before the marker, so CDC applies it.
    */
   async now(): Promise<string> {
     return withMysql(this.ep, 'cutover', async (c) => {
-      const [r] = await c.query("SELECT DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%d %H:%i:%s+00') AS now");
+      const [r] = await c.query("SELECT DATE_FORMAT(UTC_TIMESTAMP() + INTERVAL 1 SECOND, '%Y-%m-%d %H:%i:%s+00') AS now");
       return (r as Array<{ now: string }>)[0]!.now;
     });
   }

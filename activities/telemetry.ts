@@ -9,13 +9,16 @@ import { METRICS } from '../plan/metric-names';
  * (worker/activity-telemetry.ts). Outside an activity (a test calling a function directly)
  * there is nothing to report to, and nothing is.
  */
-function meter(): MetricMeter | undefined {
+function activityContext(): Context | undefined {
   try {
-    return Context.current().metricMeter;
+    return Context.current();
   } catch {
     return undefined;
   }
 }
+
+const meter = (): MetricMeter | undefined => activityContext()?.metricMeter;
+const inActivity = (): boolean => activityContext() !== undefined;
 
 /** Metrics never fail the work they describe (the SDK throws on a negative gauge, for one). */
 function safely(fn: () => void): void {
@@ -23,15 +26,6 @@ function safely(fn: () => void): void {
     fn();
   } catch {
     // A lost sample; the next one reports again.
-  }
-}
-
-function inActivity(): boolean {
-  try {
-    Context.current();
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -320,13 +320,12 @@ function positiveInt(v: string, flag: string): number {
 const LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR'] as const;
 
 function oneOfFlag<T extends string>(v: string, allowed: readonly T[], flag: string): T {
-  if (!(allowed as readonly string[]).includes(v)) throw new CliError(Exit.BadInput, `${flag}: expected ${allowed.join(', ')}, got ${JSON.stringify(v)}`);
+  if (!(allowed as readonly string[]).includes(v)) throw new CliError(Exit.BadInput, `${flag}: expected ${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}, got ${JSON.stringify(v)}`);
   return v as T;
 }
 
 function sourceEngine(v: string, flag: string): 'postgres' | 'mysql' {
-  if (v !== 'postgres' && v !== 'mysql') throw new CliError(Exit.BadInput, `${flag}: expected postgres or mysql, got ${JSON.stringify(v)}`);
-  return v;
+  return oneOfFlag(v, ['postgres', 'mysql'] as const, flag);
 }
 
 // The SDK runtime, before a command runs: the worker installs its own (logger, metrics).

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { parsePlanYaml } from '../plan';
-import { parseSecretRef, secretRefProblem } from '../plan/secret-ref';
+import { describeEndpoint, parseSecretRef, secretRefProblem } from '../plan/secret-ref';
 import { engineOfUrl, planNameFrom, starterPlan } from '../plan/starter-plan';
 import { PLAN_NAME, PLAN_NAME_MAX, type SourceEngine } from '../plan/plan-schema';
 import { CliError, Exit } from './exit-codes';
@@ -44,7 +44,7 @@ export function initPlan(file: string, o: InitOptions): { text: string; result: 
   if (o.name !== undefined && (!PLAN_NAME.test(o.name) || o.name.length > PLAN_NAME_MAX)) {
     throw new CliError(Exit.BadInput, `--name: expected lower-case letters, digits and -, starting with a letter or digit, at most ${PLAN_NAME_MAX} characters, got ${JSON.stringify(o.name)}`);
   }
-  const name = o.name ?? planNameFrom(source ? databaseOf(source) : undefined);
+  const name = o.name ?? planNameFrom(source ? databaseOf(engine, source) : undefined);
   const text = starterPlan({ name, source: { engine, ref: o.source }, target: { ref: o.target }, ...schemaPath(file) });
   const parsed = parsePlanYaml(text);
   // What init writes must be a plan dbferry takes: anything else is dbferry's bug, not the user's.
@@ -82,14 +82,10 @@ function describeUnreadable(ref: string): string {
   return 'an AWS Secrets Manager secret is read by the workers only';
 }
 
-function databaseOf(url: string): string | undefined {
-  const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*\/([^?#]+)/.exec(url);
-  if (!m) return undefined;
-  try {
-    return decodeURIComponent(m[1]!);
-  } catch {
-    return undefined;
-  }
+/** The database a URL names (path or dbname), read as the endpoint description reads it. */
+function databaseOf(engine: string, url: string): string | undefined {
+  // engine/host:port/database: the host part never holds a '/'.
+  return describeEndpoint(engine, url).split('/').slice(2).join('/') || undefined;
 }
 
 /** The repository's JSON Schema, relative to the new plan, for editors (the yaml-language-server line). */

@@ -1,4 +1,5 @@
-import { PLAN_NAME, PLAN_NAME_MAX, type SourceEngine } from './plan-schema';
+import { PLAN_NAME, PLAN_NAME_MAX, SOURCE_ENGINES, type SourceEngine } from './plan-schema';
+import { urlSchemesFor } from './secret-ref';
 
 export interface StarterPlanInput {
   name: string;
@@ -13,9 +14,7 @@ export function engineOfUrl(url: string): SourceEngine | 'unknown' | undefined {
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(url);
   if (!m) return undefined;
   const scheme = m[1]!.toLowerCase();
-  if (scheme === 'postgres' || scheme === 'postgresql') return 'postgres';
-  if (scheme === 'mysql' || scheme === 'mariadb') return 'mysql';
-  return 'unknown';
+  return SOURCE_ENGINES.find((e) => urlSchemesFor(e).includes(scheme)) ?? 'unknown';
 }
 
 /** A plan name from a database name: lower case, `-` for anything else, at most 50 characters. */

@@ -3,9 +3,9 @@ import type { Client } from 'pg';
 import { sourceColumns, type ColumnModel, type TableModel } from '../../plan/schema-model';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { StringDecoder } from 'node:string_decoder';
-import { to as copyTo } from 'pg-copy-streams';
 import { pgCanonical, pgCanonicalChecksumSql } from '../cross-engine/canonical';
 import { JsonDigest, jsonRowKey } from '../cross-engine/json-digest';
+import { copyOutStream } from './copy-out-stream';
 
 /**
  * How a table's rows are summed into a checksum (engine.ts's ChecksumMethod); the ledger records
@@ -71,7 +71,7 @@ export async function targetChecksum(c: Client, t: TableModel, withChecksum: boo
   // One JSON array per row of its key's canonical texts and its documents' texts: COPY text
   // escapes only its backslashes (json escapes every control character).
   const row = `json_build_array(${[...key.map(pgCanonical), ...json.map((col) => `${quoteIdent(col.name)}::text`)].join(', ')})::text`;
-  const out = c.query(copyTo(`COPY (SELECT ${row} FROM ${only ? 'ONLY ' : ''}${qualifiedTable(t.schema, t.name)}${where}) TO STDOUT`));
+  const out = c.query(copyOutStream(`COPY (SELECT ${row} FROM ${only ? 'ONLY ' : ''}${qualifiedTable(t.schema, t.name)}${where}) TO STDOUT`));
   const decoder = new StringDecoder('utf8');
   let rest = '';
   for await (const chunk of out as AsyncIterable<Buffer>) {

@@ -1,7 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
 import { FailureType } from '../../plan/failure-types';
 import { chunkFilter, type ChunkRange } from '../../plan/load-chunks';
 import type { MigrationRef } from '../../plan/migration-types';
@@ -9,6 +8,7 @@ import { sourceColumns, qualifiedKey, type TableModel } from '../../plan/schema-
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { ReadPointGone, type HeldReadPoint, type RowFormat, type SourceReader, type TableChecksum } from '../engine';
 import { checksumQuery, sourceChecksum } from '../pg/checksum';
+import { copyOutStream } from '../pg/copy-out-stream';
 import { closeQuietly, connect, withConnection, type PgEndpoint } from '../pg/connection';
 import { toFailure } from '../pg/errors';
 import { ensurePublication } from './cdc/publication';
@@ -124,7 +124,7 @@ class PgReader implements SourceReader {
     const where = chunkFilter(t, range);
     // ONLY: an inheritance parent's own rows; its children are tables of their own.
     const query = where ? `(SELECT ${colList} FROM ONLY ${name}${where})` : `${name} (${colList})`;
-    return this.client.query(copyTo(`COPY ${query} TO STDOUT WITH (FORMAT ${format})`));
+    return this.client.query(copyOutStream(`COPY ${query} TO STDOUT WITH (FORMAT ${format})`));
   }
 
   async checksum(t: TableModel, range: ChunkRange, withChecksum: boolean): Promise<TableChecksum> {

@@ -121,10 +121,11 @@ export function formatReport(r: MigrationReport): string {
 }
 
 export function formatPreflight(r: PreflightReport): string {
-  const out = [`source: ${r.source.description} (${serverName(r.source)})`, `target: ${r.target.description} (${serverName(r.target)})`, `tables selected: ${r.tables.length}`];
+  const out = [`source: ${r.source.description} (${serverName(r.source)})`, `target: ${r.target.description} (${serverName(r.target)})`, `tables selected: ${r.selected?.tables ?? r.tables.length}`];
   if (r.findings.length === 0) out.push('findings: none');
   for (const f of r.findings) out.push(`${f.severity.toUpperCase()}: ${f.message}`);
   if (r.targetSchema) out.push('', '-- target schema (keys, indexes and foreign keys are built after the load)', ...r.targetSchema.map((s) => s.trimEnd() + ';'));
+  if (r.targetSchemaOmitted) out.push(`-- … and ${r.targetSchemaOmitted} more statements`);
   return out.join('\n');
 }
 

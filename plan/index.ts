@@ -6,3 +6,4 @@ export * from './parse-plan';
 export * from './supported';
 export * from './migration-types';
 export * from './failure-types';
+export * from './table-lists';

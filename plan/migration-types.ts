@@ -160,9 +160,14 @@ export interface PreflightReport {
   source: EndpointInfo;
   target: EndpointInfo;
   findings: Finding[];
+  /** The largest tables selected (at most TABLES_LISTED, plan/table-lists.ts). */
   tables: { name: string; estimatedRows: string; estimatedBytes: string }[];
-  /** The target DDL dbferry would run, for `dbferry check`. */
+  /** Every table selected: their number and estimated size (absent in results of earlier versions: `tables` was all). */
+  selected?: { tables: number; estimatedRows: string; estimatedBytes: string };
+  /** The target DDL dbferry would run, for `dbferry check` (at most TARGET_SCHEMA_LISTED statements). */
   targetSchema?: string[];
+  /** Statements of the target DDL left out of `targetSchema`. */
+  targetSchemaOmitted?: number;
 }
 
 export interface CreateDatabaseResult {
@@ -173,7 +178,10 @@ export interface CreateDatabaseResult {
 }
 
 export interface CreateTablesResult {
+  /** At most TABLES_LISTED of the tables created (plan/table-lists.ts). */
   tables: string[];
+  /** How many were created (absent in results of earlier versions: `tables` was all). */
+  tableCount?: number;
   statements: number;
   /** True when this migration had already created them (a retried step). */
   alreadyCreated: boolean;
@@ -207,7 +215,10 @@ export interface FullLoadResult {
   /** How the tables' read points were taken, in words, where the engine says more than the snapshot (MySQL). */
   readPoint?: string;
   snapshots: LoadSnapshot[];
+  /** The largest tables loaded (at most TABLES_LISTED). */
   tables: TableLoadResult[];
+  /** Over every table loaded (absent in results of earlier versions: `tables` was all). */
+  totals?: { tables: number; rows: string; bytes: number };
   ms?: number;
 }
 
@@ -285,8 +296,10 @@ export interface HeldSnapshot {
 /** Mode dump-restore: pg_dump of the selected tables inside one snapshot, pg_restore into the target. */
 export interface DumpRestoreResult {
   snapshot: string;
-  /** Rows per table, counted inside the dump's snapshot (what validation compares against). */
+  /** Rows per table, counted inside the dump's snapshot (what validation compares against): the largest, at most TABLES_LISTED. */
   tables: { table: string; rows: string }[];
+  /** Over every table restored (absent in results of earlier versions: `tables` was all). */
+  totals?: { tables: number; rows: string };
   /** Size of the dump directory (compressed). */
   bytes: number;
   /** pg_dump -j and pg_restore -j (load.parallel). */
@@ -331,7 +344,10 @@ export interface TableValidationResult {
 }
 
 export interface ValidateResult {
+  /** The differing tables first, then the others (at most TABLES_LISTED); every table's result is in `_dbferry.table_validations` on the target. */
   tables: TableValidationResult[];
+  /** Over every table validated (absent in results of earlier versions: `tables` was all). */
+  totals?: { tables: number; equal: number; different: number };
   ms: number;
 }
 
@@ -375,6 +391,7 @@ export interface CdcResult {
   markerPosition: string;
   transactions: number;
   changes: number;
+  /** The busiest tables (at most TABLES_LISTED); the counts of every table are in `_dbferry` on the target. */
   tables: CdcTableStats[];
 }
 

@@ -16,9 +16,11 @@ import type {
   TableStats,
   TableValidationResult,
   TableLoadResult,
+  TableTotals,
   CdcPrepareResult,
 } from '../plan/migration-types';
 import { CHANGES_NOT_CAPTURED } from '../plan/failure-types';
+import { tableTotals } from './reporting';
 
 export const STEP_PHASE: Record<StepName, Phase> = {
   preflight: 'preflight',
@@ -67,6 +69,11 @@ export class MigrationState {
   readonly #status: MigrationStatus;
   #pending?: OperatorDecision;
   #byName?: Map<string, TableStats>;
+  /**
+   * Counts over every table where the steps' results name only some (a large schema:
+   * plan/table-lists.ts); `tables` then holds the named ones.
+   */
+  #counted: { tables?: number; fullLoadRows?: string; equal?: number; different?: number; validationSkipped?: boolean } = {};
 
   constructor(init: { name: string; mode: MigrationStatus['mode']; steps: StepName[]; now: string }) {
     this.#status = {
@@ -90,7 +97,19 @@ export class MigrationState {
 
   /** A deep copy: handlers and memo must never hand out the live object. */
   snapshot(): MigrationStatus {
-    return JSON.parse(JSON.stringify(this.#status)) as MigrationStatus;
+    const s = JSON.parse(JSON.stringify(this.#status)) as MigrationStatus;
+    const all = this.#counted.tables;
+    if (all === undefined || all <= s.tables.length) return s;
+    return { ...s, tablesOmitted: all - s.tables.length, totals: this.#totals(all, s.tables) };
+  }
+
+  /** Totals over all `tables` tables, from the steps' counts where they gave them, else from those named. */
+  #totals(tables: number, named: TableStats[]): TableTotals {
+    const own = tableTotals(named);
+    const c = this.#counted;
+    const equal = c.equal ?? own.equal;
+    const different = c.different ?? own.different;
+    return { tables, fullLoadRows: c.fullLoadRows ?? own.fullLoadRows, equal, different, pending: c.validationSkipped ? 0 : Math.max(0, tables - equal - different) };
   }
 
   setEndpoints(source: string, target: string): void {
@@ -197,6 +216,7 @@ export class MigrationState {
     if (leaveOut) {
       (this.#status.leftOut ??= []).push({ table: leaveOut, at: now ?? this.#status.failure?.at ?? '', ...(d.reason ? { reason: d.reason } : {}) });
       this.#status.tables = this.#status.tables.filter((t) => t.name !== leaveOut);
+      if (this.#counted.tables !== undefined) this.#counted.tables--;
       this.#byName = undefined;
       rec.note = `${leaveOut} taken out of the migration by the operator${d.reason ? `: ${d.reason}` : ''}`;
       return { ...d, leaveOut };
@@ -310,13 +330,16 @@ export class MigrationState {
     }
   }
 
-  setTables(names: string[]): void {
+  /** The tables of the migration: `names`, or some of them when `count` says there are more. */
+  setTables(names: string[], count?: number): void {
     const known = new Map(this.#status.tables.map((t) => [t.name, t]));
     this.#status.tables = names.map((name) => known.get(name) ?? emptyStats(name));
     this.#byName = undefined;
+    this.#counted = count !== undefined && count > names.length ? { ...this.#counted, tables: count } : {};
   }
 
-  recordLoad(results: Array<Pick<TableLoadResult, 'table' | 'rows'> & Partial<TableLoadResult>>): void {
+  /** Rows loaded, of every table or (with `totals`) of those named, with the totals over all. */
+  recordLoad(results: Array<Pick<TableLoadResult, 'table' | 'rows'> & Partial<TableLoadResult>>, totals?: { tables: number; rows: string }): void {
     for (const r of results) {
       const t = this.#table(r.table);
       t.fullLoadRows = r.rows;
@@ -324,19 +347,22 @@ export class MigrationState {
       if (r.converted) t.converted = r.converted;
       t.validation = 'pending';
     }
+    if (totals && totals.tables > results.length) this.#counted = { ...this.#counted, tables: totals.tables, fullLoadRows: totals.rows };
   }
 
-  recordValidation(results: TableValidationResult[]): void {
+  recordValidation(results: TableValidationResult[], totals?: { tables: number; equal: number; different: number }): void {
     for (const r of results) {
       const t = this.#table(r.table);
       t.sourceRows = r.sourceRows;
       t.targetRows = r.targetRows;
       t.validation = r.equal ? 'equal' : 'different';
     }
+    if (totals && totals.tables > results.length) this.#counted = { ...this.#counted, tables: totals.tables, equal: totals.equal, different: totals.different };
   }
 
   markValidationSkipped(): void {
     for (const t of this.#status.tables) if (t.validation === 'pending') t.validation = 'skipped';
+    if (this.#counted.tables !== undefined) this.#counted.validationSkipped = true;
   }
 
   #step(step: StepName): StepRecord {

@@ -14,6 +14,9 @@ import { compactReport, compactStatus, leftBehind } from './reporting';
 import { DBFERRY_SOURCE, DBFERRY_TARGET } from './search-attributes';
 import { stepsOf } from './steps';
 
+/** Differing tables a validation failure's message names (the rest are counted). */
+const MISMATCHES_NAMED = 20;
+
 export interface MigrationInput {
   plan: Plan;
 }
@@ -40,7 +43,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
         { key: DBFERRY_SOURCE, value: pre.source.description },
         { key: DBFERRY_TARGET, value: pre.target.description },
       ]);
-      state.setTables(pre.tables.map((t) => t.name));
+      state.setTables(pre.tables.map((t) => t.name), pre.selected?.tables);
       const blocking = pre.findings.filter((f) => f.severity === 'blocking');
       if (blocking.length > 0) {
         throw ApplicationFailure.create({
@@ -61,15 +64,15 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
 
     report.dumpRestore = await step('dump-restore', () => long('dumpRestore', 'pg_dump the source, pg_restore into the target', input));
     if (report.dumpRestore) {
-      state.setTables(report.dumpRestore.tables.map((t) => t.table));
-      state.recordLoad(report.dumpRestore.tables);
+      state.setTables(report.dumpRestore.tables.map((t) => t.table), report.dumpRestore.totals?.tables);
+      state.recordLoad(report.dumpRestore.tables, report.dumpRestore.totals);
     }
 
     const created = await step('create-tables', () => long('createTables', 'create schemas, types, sequences and tables on the target', input));
-    if (created) state.setTables(created.tables);
+    if (created) state.setTables(created.tables, created.tableCount);
     let loadAttempt = 0;
     report.load = await step('full-load', () => (plan.runner === 'aws' ? runManagedLoad(input) : runFullLoad(input, ++loadAttempt)));
-    if (report.load) state.recordLoad(report.load.tables);
+    if (report.load) state.recordLoad(report.load.tables, report.load.totals);
     report.build = await step('build-indexes', () => long('buildIndexes', 'build keys, indexes and foreign keys; carry sequences; analyze', input));
 
     report.cdc = await step('cdc', () => runCdc(input, gate));
@@ -77,13 +80,16 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
 
     report.validation = await step('validate', async () => {
       const v = await long('validate', 'validate: row counts and checksums of every table', input);
-      state.recordValidation(v.tables);
+      state.recordValidation(v.tables, v.totals);
       const different = v.tables.filter((t) => !t.equal);
       if (different.length > 0) {
+        // The message names a few; every table's result is in _dbferry.table_validations.
+        const more = (v.totals?.different ?? different.length) - Math.min(different.length, MISMATCHES_NAMED);
         throw ApplicationFailure.create({
           type: FailureType.ValidationMismatch,
           nonRetryable: true,
           message: `rows differ between source and target in ${different
+            .slice(0, MISMATCHES_NAMED)
             .map(
               (t) =>
                 `${t.table} (source ${t.sourceRows} rows, target ${t.targetRows}, checksum ${t.checksum}` +
@@ -91,7 +97,7 @@ export async function migrationWorkflow({ plan }: MigrationInput): Promise<Migra
                 `${(t.references ?? []).filter((r) => r.wrong !== '0').map((r) => `; ${r.wrong} rows whose ${r.column} does not point at the parent their natural key names`).join('')}` +
                 `${(t.computed ?? []).filter((x) => x.wrong !== '0').map((x) => `; ${x.wrong} rows whose ${x.column} is not what its mapping expression gives`).join('')})`,
             )
-            .join(', ')}`,
+            .join(', ')}${more > 0 ? `, and ${more} more tables (every table's result: SELECT * FROM _dbferry.table_validations WHERE NOT equal, on the target)` : ''}`,
           details: [{ table: different[0]?.table, hint: 'inspect the table, then run dbferry retry to validate again' }],
         });
       }

@@ -1,5 +1,6 @@
 import type { CleanupResult, MigrationReport, MigrationStatus, TableStats, TableTotals } from '../plan/migration-types';
 import type { Plan } from '../plan/plan-schema';
+import { TABLES_LISTED } from '../plan/table-lists';
 
 /** Plain words for the Web UI's "current details": what the migration is doing now. */
 export function currentDetails(s: MigrationStatus): string {
@@ -26,9 +27,10 @@ export function leftBehind(s: MigrationStatus, plan: Plan, sourceCleanup?: Clean
     out.push(`${target}: the database may have been created by this migration; it is kept`);
   }
   if (stepDone('create-tables') || stepDone('dump-restore')) {
-    const loaded = s.tables.filter((t) => t.fullLoadRows !== undefined).length;
+    // A large schema's status names only some tables: its totals count the rows of all.
+    const loaded = s.totals ? `${s.totals.fullLoadRows} rows loaded` : `${s.tables.filter((t) => t.fullLoadRows !== undefined).length} loaded`;
     out.push(
-      `${target}: ${s.tables.length} table(s) created by this migration are kept (${loaded} loaded); drop them before starting ${plan.name} again`,
+      `${target}: ${s.totals?.tables ?? s.tables.length} table(s) created by this migration are kept (${loaded}); drop them before starting ${plan.name} again`,
     );
     out.push(`${target}: schema _dbferry keeps this migration's bookkeeping (safe to drop once the tables are gone)`);
   }
@@ -47,9 +49,8 @@ export function leftBehind(s: MigrationStatus, plan: Plan, sourceCleanup?: Clean
 /**
  * Per-table entries kept in the memo and the final report. A memo is rewritten on every phase
  * change and a payload over 2 MB fails the workflow task: 10,000 tables of statistics would.
- * The query (`statusQuery`) still answers with every table.
  */
-export const TABLES_IN_MEMO = 200;
+export const TABLES_IN_MEMO = TABLES_LISTED;
 
 export function tableTotals(tables: TableStats[]): TableTotals {
   const totals: TableTotals = { tables: tables.length, fullLoadRows: '0', equal: 0, different: 0, pending: 0 };
@@ -68,7 +69,8 @@ export function tableTotals(tables: TableStats[]): TableTotals {
 export function compactStatus(s: MigrationStatus, limit = TABLES_IN_MEMO): MigrationStatus {
   if (s.tables.length <= limit) return s;
   const ranked = [...s.tables].sort((a, b) => Number(b.validation === 'different') - Number(a.validation === 'different'));
-  return { ...s, tables: ranked.slice(0, limit), tablesOmitted: s.tables.length - limit, totals: tableTotals(s.tables) };
+  // Totals the state already counted over every table (a large schema) stay as they are.
+  return { ...s, tables: ranked.slice(0, limit), tablesOmitted: (s.tablesOmitted ?? 0) + s.tables.length - limit, totals: s.totals ?? tableTotals(s.tables) };
 }
 
 /** The final report, small enough for a workflow result whatever the number of tables. */

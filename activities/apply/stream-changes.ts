@@ -1,3 +1,4 @@
+import { busiest, TABLES_LISTED } from '../../plan/table-lists';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { Client } from 'pg';
@@ -23,8 +24,6 @@ const BATCH_CHANGES = 50_000;
 const BATCH_MS = 10;
 /** …and committed at once when the stream has nothing more right now. */
 const IDLE_MS = 5;
-/** Heartbeat details list the busiest tables only: details must stay small. */
-const TABLES_IN_HEARTBEAT = 200;
 /** How often an applier without in-stream markers looks for cutover's stop position (and records how far it read). */
 const STOP_CHECK_MS = 1_000;
 /** How often the source's position (and retained data) is read while streaming. */
@@ -103,7 +102,7 @@ export async function streamChanges(
       caughtUp,
       transactions: live.transactions,
       changes: live.changes,
-      tables: [...totals.values()].sort((a, b) => sum(b) - sum(a)).slice(0, TABLES_IN_HEARTBEAT),
+      tables: [...totals.values()].sort((a, b) => sum(b) - sum(a)).slice(0, TABLES_LISTED),
       at: new Date().toISOString(),
     };
   };
@@ -436,7 +435,7 @@ export async function streamChanges(
       markerPosition,
       transactions: live.transactions,
       changes: live.changes,
-      tables: [...totals.values()].sort((a, b) => a.table.localeCompare(b.table)),
+      tables: busiest([...totals.values()]),
     };
   }
 }

@@ -4,6 +4,7 @@
  * created before the task starts, keys and indexes built while the task holds its cached
  * changes, validation over `pg` after the drain, a person asked when DMS fails.
  */
+import { busiest, largerFirst, listed, TABLES_LISTED } from '../../plan/table-lists';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import {
@@ -280,7 +281,8 @@ function loadResult(plan: Plan, model: SchemaModel, stats: TableStatistics[], st
     position: '',
     readPoint: `AWS DMS task ${dmsNames(plan).task} (each table read at its own moment${plan.mode === 'full-load-and-cdc' ? '; its cached changes make them agree' : ''}); ${DMS_LOB_MODE}`,
     snapshots: [],
-    tables: [...tables.values()].sort((a, b) => a.table.localeCompare(b.table)),
+    tables: listed([...tables.values()], largerFirst((t) => t.rows)).sort((a, b) => a.table.localeCompare(b.table)),
+    totals: { tables: tables.size, rows: [...tables.values()].reduce((n, t) => n + BigInt(t.rows), 0n).toString(), bytes: 0 },
     ms: Date.now() - started,
   };
 }
@@ -416,11 +418,11 @@ export async function followManagedCdc({ plan, migration }: ActivityInput, tgt: 
         caughtUp,
         transactions: 0,
         changes,
-        tables: tables.slice(0, 200),
+        tables: tables.slice(0, TABLES_LISTED),
         at: new Date().toISOString(),
       };
       if (stop && caughtUp && latency!.at.getTime() >= Date.parse(stop.at) && latency!.seconds <= 1 && Date.now() - quietSince.at >= QUIET_MS) {
-        return { stoppedAt: 'cutover', appliedPosition: t.RecoveryCheckpoint ?? '', markerPosition: stop.at, transactions: 0, changes, tables };
+        return { stoppedAt: 'cutover', appliedPosition: t.RecoveryCheckpoint ?? '', markerPosition: stop.at, transactions: 0, changes, tables: busiest(tables) };
       }
     }
   });

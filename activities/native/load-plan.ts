@@ -1,3 +1,4 @@
+import { largerFirst, listed } from '../../plan/table-lists';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { FailureType } from '../../plan/failure-types';
@@ -129,9 +130,16 @@ export async function finishLoad({ plan, migration }: ActivityInput, tgt: PgEndp
         position: first?.position ?? '',
         ...(readPoint ? { readPoint } : {}),
         snapshots: snaps.rows.map((s) => ({ generation: s.generation, snapshot: s.snapshot, position: s.position, at: new Date(s.created_at).toISOString() })),
-        tables: [...loads.values()]
-          .map((l) => ({ table: l.table_key, rows: l.rows, bytes: Number(l.bytes), chunks: Number(l.chunks), ms: Number(l.ms), ...(l.converted ? { converted: l.converted } : {}) }))
-          .sort((a, b) => a.table.localeCompare(b.table)),
+        // Tables whose values were changed on the way first (the report says what), then the largest.
+        tables: listed(
+          [...loads.values()].map((l) => ({ table: l.table_key, rows: l.rows, bytes: Number(l.bytes), chunks: Number(l.chunks), ms: Number(l.ms), ...(l.converted ? { converted: l.converted } : {}) })),
+          (a, b) => Number(b.converted !== undefined) - Number(a.converted !== undefined) || largerFirst((t: { bytes: number }) => t.bytes)(a, b),
+        ).sort((a, b) => a.table.localeCompare(b.table)),
+        totals: {
+          tables: loads.size,
+          rows: [...loads.values()].reduce((n, l) => n + BigInt(l.rows), 0n).toString(),
+          bytes: [...loads.values()].reduce((n, l) => n + Number(l.bytes), 0),
+        },
       },
     };
   }).catch((err) => {

@@ -8,6 +8,7 @@ import { targetModel } from '../../plan/target-model';
 import { qualifiedKey, sourceTable, type SchemaModel } from '../../plan/schema-model';
 import { createSchemaStatements, postLoadStatements } from '../target/ddl';
 import { targetChecks } from '../target/preflight';
+import { largerFirst, listed } from '../../plan/table-lists';
 
 /**
  * Checks both endpoints before anything is written: connectivity, versions, privileges, what
@@ -58,14 +59,44 @@ export async function preflight(
     if (tgt && Number(targetInfo.version.split('.')[0]) < Number(source.info.version.split('.')[0])) {
       findings.push({ severity: 'warning', code: 'target-older', message: `target PostgreSQL ${targetInfo.version} is older than the source's ${source.info.version}` });
     }
+    const tables = targetTables.map((t) => ({ name: qualifiedKey(t), estimatedRows: t.estimatedRows, estimatedBytes: t.estimatedBytes }));
+    const schema = input.withTargetSchema && mapped.ok ? targetSchemaStatements(mapped.model, mapped.notes) : undefined;
     return {
       source: source.info,
       target: targetInfo,
-      findings,
-      tables: targetTables.map((t) => ({ name: qualifiedKey(t), estimatedRows: t.estimatedRows, estimatedBytes: t.estimatedBytes })),
-      targetSchema: input.withTargetSchema && mapped.ok ? targetSchemaStatements(mapped.model, mapped.notes) : undefined,
+      findings: boundedFindings(findings),
+      tables: listed(tables, largerFirst((t) => t.estimatedBytes)),
+      selected: {
+        tables: tables.length,
+        estimatedRows: tables.reduce((n, t) => n + BigInt(t.estimatedRows), 0n).toString(),
+        estimatedBytes: tables.reduce((n, t) => n + BigInt(t.estimatedBytes), 0n).toString(),
+      },
+      ...(schema ? { targetSchema: schema.slice(0, TARGET_SCHEMA_LISTED), ...(schema.length > TARGET_SCHEMA_LISTED ? { targetSchemaOmitted: schema.length - TARGET_SCHEMA_LISTED } : {}) } : {}),
     };
   });
+}
+
+/** Statements of the target DDL `check` shows: a 50,000-table schema's would not fit a result. */
+const TARGET_SCHEMA_LISTED = 2_000;
+/** Findings of one kind named one by one; more of that kind (one per table of a large schema) are counted. */
+const FINDINGS_PER_CODE = 50;
+
+/** The findings, at most FINDINGS_PER_CODE of each code, the rest of that code counted in one more finding. */
+export function boundedFindings(findings: Finding[]): Finding[] {
+  const seen = new Map<string, number>();
+  const out: Finding[] = [];
+  for (const f of findings) {
+    const key = `${f.severity}:${f.code}`;
+    const n = (seen.get(key) ?? 0) + 1;
+    seen.set(key, n);
+    if (n <= FINDINGS_PER_CODE) out.push(f);
+  }
+  for (const [key, n] of seen) {
+    if (n <= FINDINGS_PER_CODE) continue;
+    const [severity, code] = key.split(/:(.*)/s) as [Finding['severity'], string];
+    out.push({ severity, code, message: `and ${n - FINDINGS_PER_CODE} more ${severity} findings like the ones above (${code})` });
+  }
+  return out;
 }
 
 /** The target of an RDS instance that does not exist yet: checked once create-database made it. */

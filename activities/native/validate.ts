@@ -10,7 +10,8 @@ import { tableValidated } from '../telemetry';
 import { targetChecksum } from '../pg/checksum';
 import { closeQuietly, connect, withConnection, type PgEndpoint } from '../pg/connection';
 import { toFailure } from '../pg/errors';
-import { readTableLoads } from '../target/bookkeeping';
+import { readTableLoads, recordValidations } from '../target/bookkeeping';
+import { listed } from '../../plan/table-lists';
 import { loadModel } from '../target/model';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { orphansQuery, wrongLinksQuery } from '../target/reference-ddl';
@@ -85,7 +86,7 @@ async function validateAgainstLoad({ plan, migration }: ActivityInput, tgt: PgEn
   const model = await loadModel(tgt, migration.runId);
   const loads = await withConnection(tgt, 'validate', (c) => readTableLoads(c, migration.runId));
   const descendants = descendantsOf(model);
-  return validateTables(plan, model.tables, tgt, undefined, async ({ target }, t) => {
+  return validateTables({ plan, migration }, model.tables, tgt, undefined, async ({ target }, t) => {
     const key = qualifiedKey(t);
     const load = loads.get(key);
     const method = (load?.checksum_method ?? 'text-hash') as ChecksumMethod;
@@ -115,7 +116,7 @@ async function validateBothSides({ plan, migration }: ActivityInput, engine: Sou
     const r = await count(target, tgt, t, plan.validate.checksums, s.method, !tree);
     return { sourceRows: s.rows, targetRows: r.rows, checksum: !plan.validate.checksums ? 'not-checked' : r.checksum === s.checksum ? 'equal' : 'different' };
   };
-  return validateTables(plan, model.tables, tgt, engine, async ({ source, target }, t) => {
+  return validateTables({ plan, migration }, model.tables, tgt, engine, async ({ source, target }, t) => {
     const own = await compare(source!, target, t, false);
     // A parent as an application reads it: with its partitions' or children's rows.
     if (descendants.has(qualifiedKey(t))) own.withDescendants = await compare(source!, target, t, true);
@@ -185,7 +186,7 @@ interface Lane {
  * connection (and source reader, when the source is read now); heartbeats the count done.
  */
 async function validateTables(
-  plan: ActivityInput['plan'],
+  { plan, migration }: Pick<ActivityInput, 'plan' | 'migration'>,
   tables: TableModel[],
   tgt: PgEndpoint,
   engine: SourceEngine | undefined,
@@ -217,6 +218,13 @@ async function validateTables(
     } finally {
       await Promise.all(lanes.flatMap((l) => (l.source ? [closeQuietly(l.target), l.source.close()] : [closeQuietly(l.target)])));
     }
-    return { tables: results.sort((a, b) => a.table.localeCompare(b.table)), ms: Date.now() - started };
+    await withConnection(tgt, 'record the validation', (c) => recordValidations(c, migration.runId, results));
+    const different = results.filter((r) => !r.equal).length;
+    return {
+      // The differing tables first: none hides among those left out.
+      tables: listed(results, (a, b) => Number(a.equal) - Number(b.equal)).sort((a, b) => Number(a.equal) - Number(b.equal) || a.table.localeCompare(b.table)),
+      totals: { tables: results.length, equal: results.length - different, different },
+      ms: Date.now() - started,
+    };
   });
 }

@@ -1,3 +1,4 @@
+import { largerFirst, listed } from '../../plan/table-lists';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -140,9 +141,11 @@ export async function dumpRestorePostgres({ plan, migration }: ActivityInput): P
       progress.phase = 'analyze';
       await finishTarget(tgt, migration, model, counts, snapshot, jobs, signal, progress);
       progress.phase = 'done';
+      const restoredRows = model.tables.map((t) => ({ table: qualifiedKey(t), rows: counts.get(qualifiedKey(t))?.rows ?? '0' }));
       return {
         snapshot,
-        tables: model.tables.map((t) => ({ table: qualifiedKey(t), rows: counts.get(qualifiedKey(t))?.rows ?? '0' })).sort((a, b) => a.table.localeCompare(b.table)),
+        tables: listed(restoredRows, largerFirst((t) => t.rows)).sort((a, b) => a.table.localeCompare(b.table)),
+        totals: { tables: restoredRows.length, rows: restoredRows.reduce((n, t) => n + BigInt(t.rows), 0n).toString() },
         bytes,
         jobs,
         dumpMs,

@@ -6,6 +6,7 @@ import { FailureType } from '../../plan/failure-types';
 import type { Plan } from '../../plan/plan-schema';
 import type { QualifiedName, SchemaObjects, SqlObject } from '../../plan/schema-model';
 import { quoteIdent } from '../../plan/sql-names';
+import type { Client } from 'pg';
 import { withConnection, type PgEndpoint } from '../pg/connection';
 import { checkToolVersion, conninfoDbname, errorLines, findPgTools, libpqEnv, runTool, serverMajor } from './pg-tools';
 
@@ -69,7 +70,10 @@ export async function dumpSchemaObjects(
   const tools = await findPgTools();
   const work = await mkdtemp(join(process.env.DBFERRY_DUMP_DIR || tmpdir(), 'dbferry-schema-'));
   try {
-    const version = await withConnection(src, 'read the server version', async (c) => Number((await c.query("SELECT current_setting('server_version_num') AS v")).rows[0].v));
+    const version = await withConnection(src, 'read the server version', async (c) => {
+      await refuseLockTableOverflow(c, src, schemas);
+      return Number((await c.query("SELECT current_setting('server_version_num') AS v")).rows[0].v);
+    });
     checkToolVersion(tools, serverMajor(version), src.description);
     const env = await libpqEnv(src, tls, { appName: 'dbferry schema', workDir: work, toolMajor: tools.major });
     const privileges = opts.grants ? [] : ['--no-privileges'];
@@ -85,6 +89,45 @@ export async function dumpSchemaObjects(
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** The share of the source's lock table pg_dump may take: the rest is the application's. */
+const PG_DUMP_LOCK_SHARE = 0.8;
+
+/** Whether pg_dump's locks on `tables` tables would overflow the lock table, and the setting that fits them. */
+export function lockTableOverflow(s: { tables: number; per: number; connections: number; prepared: number }): { slots: number; needed: number } | undefined {
+  const slots = s.per * (s.connections + s.prepared);
+  if (s.tables <= slots * PG_DUMP_LOCK_SHARE) return undefined;
+  // Rounded up to a multiple of 64 (the default), as the setting is usually written.
+  return { slots, needed: Math.ceil(s.tables / PG_DUMP_LOCK_SHARE / (s.connections + s.prepared) / 64) * 64 };
+}
+
+/**
+ * pg_dump takes a lock on every table of the schemas it reads, in one transaction, and the
+ * server's lock table is shared by every session: a schema of tens of thousands of tables can
+ * fill it, and then the application's own queries fail with "out of shared memory" too (seen
+ * with 50,000 tables on a default server). Refused before it runs, with the setting to change.
+ */
+async function refuseLockTableOverflow(c: Client, src: PgEndpoint, schemas: string[]): Promise<void> {
+  const r = await c.query<{ tables: number; per: number; connections: number; prepared: number }>(
+    `SELECT (SELECT count(*) FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace WHERE n.nspname = ANY($1) AND k.relkind IN ('r', 'p'))::int AS tables,
+            current_setting('max_locks_per_transaction')::int AS per, current_setting('max_connections')::int AS connections,
+            current_setting('max_prepared_transactions')::int AS prepared`,
+    [schemas],
+  );
+  const { tables, per, connections, prepared } = r.rows[0]!;
+  const overflow = lockTableOverflow(r.rows[0]!);
+  if (!overflow) return;
+  const { slots, needed } = overflow;
+  throw ApplicationFailure.create({
+    type: FailureType.DatabaseError,
+    nonRetryable: true,
+    message:
+      `${src.description}: pg_dump reads the schema objects under a lock on each of the ${tables} tables of schema${schemas.length > 1 ? 's' : ''} ${schemas.join(', ')} at once, ` +
+      `and the server's lock table holds about ${slots} locks for every session together (max_locks_per_transaction ${per} × (max_connections ${connections} + max_prepared_transactions ${prepared})): ` +
+      `it would fill it, and the application's queries would fail with "out of shared memory"`,
+    details: [{ endpoint: src.description, hint: `set max_locks_per_transaction to at least ${needed} on the source (it takes a restart), or split the tables over several migrations (tables.include), then run dbferry retry` }],
+  });
 }
 
 async function tool(bin: string, args: string[], env: NodeJS.ProcessEnv, src: PgEndpoint, name: string): Promise<void> {

@@ -66,7 +66,8 @@ async function schemaObjectFindings(src: PgEndpoint, plan: Plan, model: SchemaMo
     const dumped = await dumpSchemaObjects(src, plan.source.tls, model.schemas, tableSelector(plan), { grants: grantsAsked(plan) });
     for (const message of dumped.leftOut) out.push({ severity: 'warning', code: 'schema-object', message: `${src.description}: ${message}` });
   } catch (err) {
-    out.push({ severity: 'blocking', code: 'schema-objects', message: (err as Error).message });
+    const hint = (err as { details?: Array<{ hint?: string }> }).details?.[0]?.hint;
+    out.push({ severity: 'blocking', code: 'schema-objects', message: `${(err as Error).message}${hint ? `: ${hint}` : ''}` });
   }
   // Each read alone: a user that may not read pg_subscription still learns of the rest.
   const whole = await withConnection(src, 'preflight', async (c) => {

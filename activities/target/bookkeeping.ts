@@ -1,5 +1,6 @@
 import type { Client } from 'pg';
 import type { SchemaModel } from '../../plan/schema-model';
+import type { TableValidationResult } from '../../plan/migration-types';
 
 /**
  * dbferry's own bookkeeping lives on the target in schema `_dbferry`, written in the same
@@ -84,6 +85,16 @@ CREATE TABLE IF NOT EXISTS _dbferry.cdc_stats (
   truncates  bigint NOT NULL DEFAULT 0,
   PRIMARY KEY (run_id, table_key)
 );
+-- Every table's result of the run's latest validation (the step's own result names at most
+-- 200 tables: plan/table-lists.ts); "result" is TableValidationResult as JSON.
+CREATE TABLE IF NOT EXISTS _dbferry.table_validations (
+  run_id        text NOT NULL,
+  table_key     text NOT NULL,
+  equal         boolean NOT NULL,
+  result        jsonb NOT NULL,
+  validated_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (run_id, table_key)
+);
 -- Targets prepared by an earlier version.
 ALTER TABLE _dbferry.migrations ADD COLUMN IF NOT EXISTS statements_done int;
 ALTER TABLE _dbferry.table_loads ADD COLUMN IF NOT EXISTS ms bigint NOT NULL DEFAULT 0;
@@ -130,7 +141,7 @@ export async function ensureBookkeeping(target: Client): Promise<void> {
   const { rows } = await target.query(
     `SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('_dbferry.cdc_progress') AND attname = 'stop_position' AND NOT attisdropped)
         AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('_dbferry.migrations') AND attname = 'left_out' AND NOT attisdropped)
-        AND to_regclass('_dbferry.cdc_stats') IS NOT NULL AS present`,
+        AND to_regclass('_dbferry.cdc_stats') IS NOT NULL AND to_regclass('_dbferry.table_validations') IS NOT NULL AS present`,
   );
   if (!rows[0]?.present) await target.query(BOOKKEEPING_DDL);
 }
@@ -187,4 +198,24 @@ export async function readTableLoads(target: Client, runId: string): Promise<Map
     [runId],
   );
   return new Map(r.rows.map((row) => [row.table_key, row]));
+}
+
+/** Records every table's validation result of this run (replacing an earlier validation's). */
+export async function recordValidations(target: Client, runId: string, results: TableValidationResult[]): Promise<void> {
+  await target.query('BEGIN');
+  try {
+    await target.query('DELETE FROM _dbferry.table_validations WHERE run_id = $1', [runId]);
+    // In slices: one statement's parameters stay small whatever the number of tables.
+    for (let i = 0; i < results.length; i += 5_000) {
+      await target.query(
+        `INSERT INTO _dbferry.table_validations (run_id, table_key, equal, result)
+         SELECT $1, r->>'table', (r->>'equal')::boolean, r FROM jsonb_array_elements($2::jsonb) r`,
+        [runId, JSON.stringify(results.slice(i, i + 5_000))],
+      );
+    }
+    await target.query('COMMIT');
+  } catch (err) {
+    await target.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
 }

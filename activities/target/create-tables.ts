@@ -1,3 +1,4 @@
+import { largerFirst, listed } from '../../plan/table-lists';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ActivityInput, CreateTablesResult } from '../../plan/migration-types';
 import { qualifiedKey, type SchemaModel } from '../../plan/schema-model';
@@ -124,5 +125,5 @@ async function createSchemaObjects(c: Client, tgt: PgEndpoint, model: SchemaMode
 }
 
 function result(model: SchemaModel, statements: number, alreadyCreated: boolean): CreateTablesResult {
-  return { tables: model.tables.map(qualifiedKey), statements, alreadyCreated };
+  return { tables: listed(model.tables, largerFirst((t) => t.estimatedBytes)).map(qualifiedKey), tableCount: model.tables.length, statements, alreadyCreated };
 }

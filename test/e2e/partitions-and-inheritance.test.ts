@@ -131,6 +131,10 @@ ${extra}
     expect(status.failure.message).toContain('with its partitions or children');
     // Every table's own rows are equal: only the parent as queried tells the difference.
     expect(status.tables.filter((x: { validation: string }) => x.validation === 'different').map((x: { name: string }) => x.name)).toEqual(['sales.payment']);
+    // Every table's result is kept on the target, the differing one among them.
+    const kept = await withClient(t.url, (c) => c.query<{ table_key: string; equal: boolean }>('SELECT table_key, equal FROM _dbferry.table_validations ORDER BY table_key'));
+    expect(kept.rows.filter((r) => !r.equal).map((r) => r.table_key)).toEqual(['sales.payment']);
+    expect(kept.rows.map((r) => r.table_key)).toEqual(status.tables.map((x: { name: string }) => x.name).sort());
     expect((await dbferry(['abort', `${name}-diff`], cliEnv(queue))).code).toBe(0);
   });
 

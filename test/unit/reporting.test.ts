@@ -144,6 +144,36 @@ describe('compactStatus / compactReport', () => {
     expect(JSON.stringify(c).length).toBeLessThan(64 * 1024);
   });
 
+  it('a 50,000-table schema whose steps name 200 tables: totals come from the steps counts, over every table', () => {
+    const s = new MigrationState({ name: 'huge', mode: 'full-load', steps: ['create-tables', 'full-load', 'validate'], now: T });
+    const named = Array.from({ length: 200 }, (_, i) => `public.t${i}`);
+    s.setTables(named, 50_000);
+    expect(s.snapshot()).toMatchObject({ tablesOmitted: 49_800, totals: { tables: 50_000, fullLoadRows: '0', equal: 0, different: 0, pending: 50_000 } });
+    s.recordLoad(named.map((table) => ({ table, rows: '3' })), { tables: 50_000, rows: '100000' });
+    expect(s.snapshot().totals).toEqual({ tables: 50_000, fullLoadRows: '100000', equal: 0, different: 0, pending: 50_000 });
+    // The validation names the differing tables first, among at most 200.
+    const results = named.map((table, i) => ({ table, sourceRows: '3', targetRows: i < 3 ? '2' : '3', checksum: 'equal' as const, equal: i >= 3 }));
+    s.recordValidation(results, { tables: 50_000, equal: 49_997, different: 3 });
+    const snap = s.snapshot();
+    expect(snap.totals).toEqual({ tables: 50_000, fullLoadRows: '100000', equal: 49_997, different: 3, pending: 0 });
+    expect(snap.tables).toHaveLength(200);
+    // The memo keeps the counted totals (not the 200 named tables' own), with the differing first.
+    const memo = compactStatus(snap, 10);
+    expect(memo.totals).toEqual(snap.totals);
+    expect(memo.tablesOmitted).toBe(49_990);
+    expect(memo.tables.slice(0, 3).map((t) => t.validation)).toEqual(['different', 'different', 'different']);
+    // An aborted migration says how many tables it leaves, not how many it named.
+    expect(leftBehind({ ...snap, steps: [{ step: 'create-tables', status: 'Succeeded', operatorRetries: 0 }] }, { name: 'huge', target: {} } as never).join('\n')).toContain('50000 table(s) created by this migration are kept (100000 rows loaded)');
+  });
+
+  it('a schema whose steps named every table (results of earlier versions) counts them itself', () => {
+    const s = new MigrationState({ name: 'old', mode: 'full-load', steps: ['create-tables', 'full-load', 'validate'], now: T });
+    s.setTables(['a.x', 'a.y']);
+    s.recordLoad([{ table: 'a.x', rows: '1' }, { table: 'a.y', rows: '2' }]);
+    expect(s.snapshot().totals).toBeUndefined();
+    expect(s.snapshot().tablesOmitted).toBeUndefined();
+  });
+
   it('keeps every differing table in a compacted report', () => {
     const status = many(1000);
     const validation = { ms: 1, tables: status.tables.map((t) => ({ table: t.name, sourceRows: '2', targetRows: t.validation === 'equal' ? '2' : '1', checksum: 'not-checked' as const, equal: t.validation === 'equal' })) };

@@ -19,6 +19,7 @@ import {
 } from './migrations';
 import { loadPlanFile } from './plan-file';
 import { cdcProgress, formatPreflight, formatReport, formatStatus } from './render';
+import { estimateLoad } from '../plan/capacity';
 import { setupNamespace } from './setup-namespace';
 import { watchMigration } from './watch';
 import { temporalOptions, withClient, type TemporalFlags, type TemporalOptions } from './temporal';
@@ -150,7 +151,10 @@ program
     const plan = loadPlanFile(planPath);
     const o = temporal();
     await withClient(o, async (client) => {
-      const report = await runCheck(client, o, plan);
+      const checked = await runCheck(client, o, plan);
+      // The rates behind it were measured for PostgreSQL sources loaded by dbferry itself.
+      const estimate = plan.source.engine === 'postgres' && plan.runner === 'native' && (plan.mode === 'full-load' || plan.mode === 'full-load-and-cdc') ? estimateLoad(checked.selected) : undefined;
+      const report = estimate ? { ...checked, estimate } : checked;
       print(opts.json, report, () => formatPreflight(report));
       if (report.findings.some((f) => f.severity === 'blocking')) process.exitCode = Exit.Failed;
     });

@@ -1,20 +1,8 @@
+import { formatBytes, formatDuration } from '../plan/units';
+import type { LoadEstimate } from '../plan/capacity';
 import type { CdcProgress, MigrationReport, MigrationStatus, PreflightReport, StepRecord, TableTotals } from '../plan/migration-types';
 
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} kB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MB`;
-}
-
 /** Human-readable output. `--json` prints the objects themselves instead. */
-
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${ms} ms`;
-  const s = ms / 1000;
-  if (s < 60) return `${s.toFixed(1)} s`;
-  const m = Math.floor(s / 60);
-  return `${m} min ${Math.round(s - m * 60)} s`;
-}
 
 function stepDuration(s: StepRecord, now: number): string {
   if (!s.startedAt) return '';
@@ -120,8 +108,9 @@ export function formatReport(r: MigrationReport): string {
   return out.join('\n');
 }
 
-export function formatPreflight(r: PreflightReport): string {
+export function formatPreflight(r: PreflightReport & { estimate?: LoadEstimate }): string {
   const out = [`source: ${r.source.description} (${serverName(r.source)})`, `target: ${r.target.description} (${serverName(r.target)})`, `tables selected: ${r.selected?.tables ?? r.tables.length}`];
+  if (r.estimate) out.push(`estimate: ${r.estimate.text}`);
   if (r.findings.length === 0) out.push('findings: none');
   for (const f of r.findings) out.push(`${f.severity.toUpperCase()}: ${f.message}`);
   if (r.targetSchema) out.push('', '-- target schema (keys, indexes and foreign keys are built after the load)', ...r.targetSchema.map((s) => s.trimEnd() + ';'));

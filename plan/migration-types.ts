@@ -164,7 +164,7 @@ export interface PreflightReport {
   tables: { name: string; estimatedRows: string; estimatedBytes: string }[];
   /** Every table selected: their number and estimated size (absent in results of earlier versions: `tables` was all). */
   selected?: { tables: number; estimatedRows: string; estimatedBytes: string };
-  /** The target DDL dbferry would run, for `dbferry check` (at most TARGET_SCHEMA_LISTED statements). */
+  /** The target DDL dbferry would run, for `dbferry check` (its first 256 kB). */
   targetSchema?: string[];
   /** Statements of the target DDL left out of `targetSchema`. */
   targetSchemaOmitted?: number;

@@ -99,8 +99,11 @@ export class MigrationState {
   snapshot(): MigrationStatus {
     const s = JSON.parse(JSON.stringify(this.#status)) as MigrationStatus;
     const all = this.#counted.tables;
-    if (all === undefined || all <= s.tables.length) return s;
-    return { ...s, tablesOmitted: all - s.tables.length, totals: this.#totals(all, s.tables) };
+    if (all === undefined) return s;
+    // The steps named different tables: together they may be as many as there are, yet no
+    // step gave figures for all of them, so the totals are the counted ones.
+    const omitted = all - s.tables.length;
+    return { ...s, ...(omitted > 0 ? { tablesOmitted: omitted } : {}), totals: this.#totals(all, s.tables) };
   }
 
   /** Totals over all `tables` tables, from the steps' counts where they gave them, else from those named. */
@@ -215,8 +218,16 @@ export class MigrationState {
     const rec = this.#step(this.#status.failure?.step ?? 'cdc');
     if (leaveOut) {
       (this.#status.leftOut ??= []).push({ table: leaveOut, at: now ?? this.#status.failure?.at ?? '', ...(d.reason ? { reason: d.reason } : {}) });
+      const gone = this.#status.tables.find((t) => t.name === leaveOut);
       this.#status.tables = this.#status.tables.filter((t) => t.name !== leaveOut);
-      if (this.#counted.tables !== undefined) this.#counted.tables--;
+      if (this.#counted.tables !== undefined) {
+        // Its rows leave the totals when they are known (named by the load); else they stay counted.
+        const c = this.#counted;
+        c.tables = c.tables! - 1;
+        if (c.fullLoadRows !== undefined && gone?.fullLoadRows !== undefined) c.fullLoadRows = (BigInt(c.fullLoadRows) - BigInt(gone.fullLoadRows)).toString();
+        if (gone?.validation === 'equal' && c.equal !== undefined) c.equal--;
+        if (gone?.validation === 'different' && c.different !== undefined) c.different--;
+      }
       this.#byName = undefined;
       rec.note = `${leaveOut} taken out of the migration by the operator${d.reason ? `: ${d.reason}` : ''}`;
       return { ...d, leaveOut };
@@ -357,7 +368,18 @@ export class MigrationState {
       t.targetRows = r.targetRows;
       t.validation = r.equal ? 'equal' : 'different';
     }
-    if (totals && totals.tables > results.length) this.#counted = { ...this.#counted, tables: totals.tables, equal: totals.equal, different: totals.different };
+    if (totals && totals.tables > results.length) {
+      this.#counted = { ...this.#counted, tables: totals.tables, equal: totals.equal, different: totals.different };
+      // The result names every differing table first: when it names all of them, the tables it
+      // leaves out are equal; otherwise what an earlier validation said of them is stale.
+      const named = new Set(results.map((r) => r.table));
+      const allDifferingNamed = results.filter((r) => !r.equal).length === totals.different;
+      for (const t of this.#status.tables) {
+        if (named.has(t.name)) continue;
+        if (allDifferingNamed) t.validation = 'equal';
+        else if (t.validation === 'different' || t.validation === 'equal') t.validation = 'pending';
+      }
+    }
   }
 
   markValidationSkipped(): void {

@@ -1,4 +1,4 @@
-import { largerFirst, listed } from '../../plan/table-lists';
+import { largerFirst, listed, TABLES_LISTED } from '../../plan/table-lists';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Client } from 'pg';
 import { FailureType } from '../../plan/failure-types';
@@ -100,7 +100,8 @@ export async function finishLoad({ plan, migration }: ActivityInput, tgt: PgEndp
       await c.query(`TRUNCATE ${tables.map((t) => `ONLY ${qualifiedTable(t.schema, t.name)}`).join(', ')}`);
       await c.query('DELETE FROM _dbferry.table_loads WHERE run_id = $1 AND table_key = ANY($2)', [migration.runId, keys]);
       await c.query('COMMIT');
-      return { reloadTables: keys };
+      // Named for the message only (a chunked table at a time): at most TABLES_LISTED.
+      return { reloadTables: keys.slice(0, TABLES_LISTED) };
     }
     const missing = await c.query<{ label: string }>(
       `SELECT u->>'table' || CASE WHEN (u->>'chunk')::int > 0 THEN ' #' || (u->>'chunk') ELSE '' END AS label

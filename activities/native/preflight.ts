@@ -71,13 +71,21 @@ export async function preflight(
         estimatedRows: tables.reduce((n, t) => n + BigInt(t.estimatedRows), 0n).toString(),
         estimatedBytes: tables.reduce((n, t) => n + BigInt(t.estimatedBytes), 0n).toString(),
       },
-      ...(schema ? { targetSchema: schema.slice(0, TARGET_SCHEMA_LISTED), ...(schema.length > TARGET_SCHEMA_LISTED ? { targetSchemaOmitted: schema.length - TARGET_SCHEMA_LISTED } : {}) } : {}),
+      ...(schema ? shownSchema(schema) : {}),
     };
   });
 }
 
-/** Statements of the target DDL `check` shows: a 50,000-table schema's would not fit a result. */
-const TARGET_SCHEMA_LISTED = 2_000;
+/** Bytes of the target DDL `check` shows: a 50,000-table schema's would not fit a result (2 MB). */
+const TARGET_SCHEMA_BYTES = 256 * 1024;
+
+/** The target DDL's first statements, up to TARGET_SCHEMA_BYTES, and how many are left out. */
+function shownSchema(statements: string[]): { targetSchema: string[]; targetSchemaOmitted?: number } {
+  let bytes = 0;
+  let n = 0;
+  while (n < statements.length && bytes + Buffer.byteLength(statements[n]!) <= TARGET_SCHEMA_BYTES) bytes += Buffer.byteLength(statements[n++]!);
+  return n < statements.length ? { targetSchema: statements.slice(0, n), targetSchemaOmitted: statements.length - n } : { targetSchema: statements };
+}
 /** Findings of one kind named one by one; more of that kind (one per table of a large schema) are counted. */
 const FINDINGS_PER_CODE = 50;
 

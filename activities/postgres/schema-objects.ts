@@ -95,11 +95,11 @@ export async function dumpSchemaObjects(
 const PG_DUMP_LOCK_SHARE = 0.8;
 
 /** Whether pg_dump's locks on `tables` tables would overflow the lock table, and the setting that fits them. */
-export function lockTableOverflow(s: { tables: number; per: number; connections: number; prepared: number }): { slots: number; needed: number } | undefined {
-  const slots = s.per * (s.connections + s.prepared);
+export function lockTableOverflow(s: { tables: number; per: number; backends: number; prepared: number }): { slots: number; needed: number } | undefined {
+  const slots = s.per * (s.backends + s.prepared);
   if (s.tables <= slots * PG_DUMP_LOCK_SHARE) return undefined;
   // Rounded up to a multiple of 64 (the default), as the setting is usually written.
-  return { slots, needed: Math.ceil(s.tables / PG_DUMP_LOCK_SHARE / (s.connections + s.prepared) / 64) * 64 };
+  return { slots, needed: Math.ceil(s.tables / PG_DUMP_LOCK_SHARE / (s.backends + s.prepared) / 64) * 64 };
 }
 
 /**
@@ -109,13 +109,16 @@ export function lockTableOverflow(s: { tables: number; per: number; connections:
  * with 50,000 tables on a default server). Refused before it runs, with the setting to change.
  */
 async function refuseLockTableOverflow(c: Client, src: PgEndpoint, schemas: string[]): Promise<void> {
-  const r = await c.query<{ tables: number; per: number; connections: number; prepared: number }>(
+  // The server sizes its lock table by every backend it may run (PostgreSQL's MaxBackends).
+  const r = await c.query<{ tables: number; per: number; backends: number; prepared: number }>(
     `SELECT (SELECT count(*) FROM pg_class k JOIN pg_namespace n ON n.oid = k.relnamespace WHERE n.nspname = ANY($1) AND k.relkind IN ('r', 'p'))::int AS tables,
-            current_setting('max_locks_per_transaction')::int AS per, current_setting('max_connections')::int AS connections,
+            current_setting('max_locks_per_transaction')::int AS per,
+            current_setting('max_connections')::int + current_setting('autovacuum_max_workers')::int + 1
+              + current_setting('max_worker_processes')::int + current_setting('max_wal_senders')::int AS backends,
             current_setting('max_prepared_transactions')::int AS prepared`,
     [schemas],
   );
-  const { tables, per, connections, prepared } = r.rows[0]!;
+  const { tables, per, backends, prepared } = r.rows[0]!;
   const overflow = lockTableOverflow(r.rows[0]!);
   if (!overflow) return;
   const { slots, needed } = overflow;
@@ -124,9 +127,9 @@ async function refuseLockTableOverflow(c: Client, src: PgEndpoint, schemas: stri
     nonRetryable: true,
     message:
       `${src.description}: pg_dump reads the schema objects under a lock on each of the ${tables} tables of schema${schemas.length > 1 ? 's' : ''} ${schemas.join(', ')} at once, ` +
-      `and the server's lock table holds about ${slots} locks for every session together (max_locks_per_transaction ${per} × (max_connections ${connections} + max_prepared_transactions ${prepared})): ` +
+      `and the server's lock table holds about ${slots} locks for every session together (max_locks_per_transaction ${per} × (${backends} backends + max_prepared_transactions ${prepared})): ` +
       `it would fill it, and the application's queries would fail with "out of shared memory"`,
-    details: [{ endpoint: src.description, hint: `set max_locks_per_transaction to at least ${needed} on the source (it takes a restart), or split the tables over several migrations (tables.include), then run dbferry retry` }],
+    details: [{ endpoint: src.description, hint: `set max_locks_per_transaction to at least ${needed} on the source (it takes a restart), or split the schemas over several migrations (tables.include by schema: pg_dump locks every table of each schema it reads), then run dbferry retry` }],
   });
 }
 

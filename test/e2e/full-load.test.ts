@@ -38,6 +38,12 @@ load: { parallel: 3, chunkRows: 1000 }
     const ok = await dbferry(['check', planFile], cliEnv(queue));
     expect(ok.code).toBe(0);
     expect(ok.stdout).toContain('tables selected: 5');
+    // The estimate for these tables' size at the measured rate (plan/capacity.ts).
+    expect(ok.stdout).toMatch(/^estimate: about \d+(\.\d)? (ms|s|min \d+ s) for \d+(\.\d)? (B|kB|MB) in 5 tables, at the rate measured on one worker/m);
+    const json = JSON.parse((await dbferry(['check', planFile, '--json'], cliEnv(queue))).stdout);
+    expect(json.selected.tables).toBe(5);
+    expect(json.estimate).toMatchObject({ tables: 5, bytes: json.selected.estimatedBytes, seconds: expect.any(Number) });
+    expect(Number(json.selected.estimatedBytes)).toBeGreaterThan(0);
     expect(ok.stdout).toMatch(/CREATE TABLE public\.customers|CREATE TABLE "public"\."customers"/);
     const none = writePlan(`name: ${name}-none\nsource: { engine: postgres, url: env:SRC_URL }\ntarget: { engine: postgres, url: env:TGT_URL }\ntables: { include: ["nosuchschema.%"] }\n`);
     const blocked = await dbferry(['check', none, '--json'], cliEnv(queue));

@@ -166,6 +166,25 @@ describe('compactStatus / compactReport', () => {
     expect(leftBehind({ ...snap, steps: [{ step: 'create-tables', status: 'Succeeded', operatorRetries: 0 }] }, { name: 'huge', target: {} } as never).join('\n')).toContain('50000 table(s) created by this migration are kept (100000 rows loaded)');
   });
 
+  it('counted totals stay even when the steps together named every table, and a new validation replaces the old', () => {
+    // 250 tables: create-tables (an earlier version) named all, the load and validation 200.
+    const s = new MigrationState({ name: 'mid', mode: 'full-load', steps: ['create-tables', 'full-load', 'validate'], now: T });
+    const all = Array.from({ length: 250 }, (_, i) => `public.t${String(i).padStart(3, '0')}`);
+    s.setTables(all);
+    s.recordLoad(all.slice(0, 200).map((table) => ({ table, rows: '10' })), { tables: 250, rows: '2500' });
+    expect(s.snapshot().totals).toEqual({ tables: 250, fullLoadRows: '2500', equal: 0, different: 0, pending: 250 });
+    expect(s.snapshot().tablesOmitted).toBeUndefined();
+    // The first validation: 210 differ, 200 of them named.
+    s.recordValidation(all.slice(0, 200).map((table) => ({ table, sourceRows: '10', targetRows: '9', checksum: 'different' as const, equal: false })), { tables: 250, equal: 40, different: 210 });
+    expect(s.snapshot().totals).toMatchObject({ equal: 40, different: 210, pending: 0 });
+    // Retried after a fix: every table equal, 200 named; none stays "different" or "pending".
+    s.recordValidation(all.slice(50, 250).map((table) => ({ table, sourceRows: '10', targetRows: '10', checksum: 'equal' as const, equal: true })), { tables: 250, equal: 250, different: 0 });
+    const after = s.snapshot();
+    expect(after.totals).toEqual({ tables: 250, fullLoadRows: '2500', equal: 250, different: 0, pending: 0 });
+    expect(after.tables.filter((t) => t.validation !== 'equal')).toEqual([]);
+    expect(compactStatus(after).totals).toEqual(after.totals);
+  });
+
   it('a schema whose steps named every table (results of earlier versions) counts them itself', () => {
     const s = new MigrationState({ name: 'old', mode: 'full-load', steps: ['create-tables', 'full-load', 'validate'], now: T });
     s.setTables(['a.x', 'a.y']);

@@ -35,12 +35,13 @@ describe('results that name at most TABLES_LISTED tables', () => {
 
 describe("pg_dump's locks on a large schema", () => {
   it('fit in 80% of the lock table; past that, the setting that fits them', () => {
-    // A default server (64 × 100 = 6,400 locks): 5,000 tables fit, 50,000 do not.
-    expect(lockTableOverflow({ tables: 5_000, per: 64, connections: 100, prepared: 0 })).toBeUndefined();
-    const over = lockTableOverflow({ tables: 50_000, per: 64, connections: 100, prepared: 0 })!;
-    expect(over).toEqual({ slots: 6_400, needed: 640 });
+    // A default server: 64 locks × 122 backends (100 connections, 3 autovacuum workers and the
+    // launcher, 8 worker processes, 10 WAL senders) = 7,808: 6,000 tables fit, 50,000 do not.
+    expect(lockTableOverflow({ tables: 6_000, per: 64, backends: 122, prepared: 0 })).toBeUndefined();
+    const over = lockTableOverflow({ tables: 50_000, per: 64, backends: 122, prepared: 0 })!;
+    expect(over).toEqual({ slots: 7_808, needed: 576 });
     // The setting it names makes them fit.
-    expect(lockTableOverflow({ tables: 50_000, per: over.needed, connections: 100, prepared: 0 })).toBeUndefined();
-    expect(lockTableOverflow({ tables: 50_000, per: over.needed - 64, connections: 100, prepared: 0 })).toBeDefined();
+    expect(lockTableOverflow({ tables: 50_000, per: over.needed, backends: 122, prepared: 0 })).toBeUndefined();
+    expect(lockTableOverflow({ tables: 50_000, per: over.needed - 64, backends: 122, prepared: 0 })).toBeDefined();
   });
 });

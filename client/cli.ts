@@ -145,7 +145,7 @@ program
 
 program
   .command('check <plan>')
-  .description('validate the plan, run preflight on the workers, print the target schema')
+  .description("validate the plan, run preflight on the workers, print the target schema and an estimate of the migration's duration")
   .option('--json', 'machine-readable output')
   .action(async (planPath: string, opts: { json?: boolean }) => {
     const plan = loadPlanFile(planPath);

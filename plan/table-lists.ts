@@ -7,14 +7,9 @@
  */
 export const TABLES_LISTED = 200;
 
-/** At most `limit` of `items`: ordered by `rank` (those that matter most first), then as given. */
+/** At most `limit` of `items`: ordered by `rank` (those that matter most first), then as given (the sort is stable). */
 export function listed<T>(items: readonly T[], rank: (a: T, b: T) => number, limit = TABLES_LISTED): T[] {
-  if (items.length <= limit) return [...items];
-  return items
-    .map((item, i) => ({ item, i }))
-    .sort((a, b) => rank(a.item, b.item) || a.i - b.i)
-    .slice(0, limit)
-    .map((x) => x.item);
+  return items.length <= limit ? [...items] : [...items].sort(rank).slice(0, limit);
 }
 
 /** Larger first, for `listed`: sizes as numbers or as the decimal texts big counts travel in. */

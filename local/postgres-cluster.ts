@@ -26,6 +26,11 @@ export interface PostgresCluster {
   url(database?: string): string;
   /** Restarts the server (fast shutdown: sessions end, as in a real restart). */
   restart(): Promise<void>;
+  /**
+   * Kills the server as a crash would (immediate shutdown: commits not yet written out of its WAL
+   * buffers are lost, as after a power cut with synchronous_commit off) and starts it again.
+   */
+  crash(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -112,6 +117,10 @@ export async function startPostgresCluster(opts: ClusterOptions = {}): Promise<P
     url,
     async restart() {
       await runAs(user, join(bin, 'pg_ctl'), ['-D', dataDir, '-l', join(dir, 'server.log'), '-m', 'fast', '-w', '-t', '60', 'restart']);
+    },
+    async crash() {
+      await runAs(user, join(bin, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', '-w', 'stop']);
+      await runAs(user, join(bin, 'pg_ctl'), ['-D', dataDir, '-l', join(dir, 'server.log'), '-w', '-t', '60', 'start']);
     },
     async stop() {
       await runAs(user, join(bin, 'pg_ctl'), ['-D', dataDir, '-m', 'immediate', '-w', 'stop']).catch(() => undefined);

@@ -10,7 +10,7 @@ export const STALLED_AFTER_MS = 500;
  * caught up. Comparing with the newest position only would, under a steady writer, almost
  * never say yes (the source is always a few changes further by the time they are applied);
  * comparing with "no message for a while" says yes while the source is still decoding a large
- * transaction. A position read at time t that the durable applied position has passed means the
+ * transaction. A position read at time t that the applied position has passed means the
  * target had, at t at the latest, all the source had: that is what "caught up" promises.
  * Unless the stream has gone silent since the newest position was read while the target is
  * short of it (the source is decoding, or failing on, a transaction it cannot send yet).
@@ -32,7 +32,7 @@ export class SourcePositions {
     this.#lastEventAt = at;
   }
 
-  /** Whether `applied` (durable on the target) has reached a source position read within the window. */
+  /** Whether `applied` (committed on the target) has reached a source position read within the window. */
   caughtUp(applied: EnginePosition, now: number): boolean {
     if (!applied) return false;
     const newest = this.#seen[this.#seen.length - 1];

@@ -1,7 +1,7 @@
 import { busiest, TABLES_LISTED } from '../../plan/table-lists';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import type { Client } from 'pg';
+import type { Client, QueryResult } from 'pg';
 import { FailureType } from '../../plan/failure-types';
 import type { Alert, ActivityInput, CdcProgress, CdcResult, CdcTableStats } from '../../plan/migration-types';
 import type { ChangeEvent, ChangeStream, EnginePosition, SourceEngine, SourceRowChange } from '../engine';
@@ -17,6 +17,8 @@ import { KeylessApplier } from './keyless';
 import { readProgress, type AppliedPosition } from './progress';
 import { RelationTracker } from './relations';
 import { SourcePositions } from './caught-up';
+import { commitsWithoutWaiting, DurableCommits } from './durable-commits';
+import { parseLsn } from '../postgres/lsn';
 
 /** Source transactions grouped into one target transaction: at most this many changes… */
 const BATCH_CHANGES = 50_000;
@@ -30,6 +32,11 @@ const STOP_CHECK_MS = 1_000;
 const POLL_MS = 1_000;
 /** Heartbeats (with the lag and "caught up" that `status` shows) this often. */
 const HEARTBEAT_MS = 1_000;
+/**
+ * How often an idle applier asks whether its last commits reached the target's disk (the WAL
+ * writer flushes them within wal_writer_delay, 200 ms by default): until then the source keeps them.
+ */
+const FLUSH_POLL_MS = 100;
 
 const IDLE = Symbol('idle');
 
@@ -78,7 +85,10 @@ export async function streamChanges(
   let pending = new Map<string, CdcTableStats>();
   const live = {
     applied: undefined as AppliedPosition | undefined,
+    /** The source may forget up to here: durable on the target. */
     confirmed: '' as EnginePosition,
+    /** The target has (visibly, maybe not yet on disk) everything up to here. */
+    reached: '' as EnginePosition,
     sourcePosition: undefined as EnginePosition | undefined,
     transactions: 0,
     changes: 0,
@@ -87,13 +97,14 @@ export async function streamChanges(
     streaming: false,
   };
   const progress = (): CdcProgress => {
-    let source = live.confirmed;
+    let source = live.reached;
     for (const p of [stream?.sourcePosition(), live.sourcePosition]) if (p && source && later(p, source)) source = p;
-    const lagBytes = source && live.confirmed ? cdc.distance(live.confirmed, source) : 0n;
+    const lagBytes = source && live.reached ? cdc.distance(live.reached, source) : 0n;
     // Caught up only once this attempt streams and has passed a position it read from the
     // source lately: before that (or while the stream keeps failing) nothing says the target
-    // has what the source has.
-    const caughtUp = live.streaming && seen.caughtUp(live.confirmed, Date.now());
+    // has what the source has. What the target shows counts, on disk or not yet: cutover's
+    // last commit waits for the disk.
+    const caughtUp = live.streaming && seen.caughtUp(live.reached, Date.now());
     return {
       appliedPosition: live.applied?.endPosition ?? '',
       sourcePosition: source,
@@ -112,10 +123,12 @@ export async function streamChanges(
     try {
       target = await connect(tgt, { purpose: 'cdc apply' });
       await target.query('SET session_replication_role = replica');
+      const asyncCommit = await commitsWithoutWaiting(target);
       const start = await readProgress(target, migration.runId, tgt);
       for (const s of start.tables) totals.set(s.table, s);
       live.applied = start.position;
       live.confirmed = start.position.endPosition;
+      live.reached = live.confirmed;
       live.transactions = start.transactions;
       live.changes = start.changes;
       if (start.markerPosition) return result(start.markerPosition);
@@ -137,11 +150,26 @@ export async function streamChanges(
       live.streaming = true;
       // Everything before an idle report has been handed over: with nothing pending, the
       // source may forget up to there (it held only changes of other tables).
+      const confirm = (p: EnginePosition) => {
+        live.confirmed = p;
+        if (later(p, live.reached)) live.reached = p;
+        s.confirm(p);
+      };
+      const durable = new DurableCommits();
+      /** `p` for the source to forget once what is applied is on the target's disk. */
+      const confirmWhenDurable = (p: EnginePosition) => {
+        if (later(p, live.reached)) live.reached = p;
+        if (!durable.extend(p)) confirm(p);
+      };
+      const readFlushed = async () => {
+        const r = await t.query<{ flushed: string }>('SELECT pg_current_wal_flush_lsn()::text AS flushed');
+        const p = durable.flushedTo(parseLsn(r.rows[0]!.flushed));
+        if (p) confirm(p);
+      };
       s.onIdle((p) => {
         seen.event(Date.now());
-        if (!live.inTarget && current === undefined && later(p, live.confirmed)) {
-          live.confirmed = p;
-          s.confirm(p);
+        if (!live.inTarget && current === undefined && later(p, live.confirmed) && later(p, live.applied!.endPosition)) {
+          confirmWhenDurable(p);
         } else if (!cdc.marksInStream) {
           // Reported in stream order, after every transaction before it (MySQL's idle reports
           // are events, not keepalives: the source may not say it again): confirmed once the
@@ -202,6 +230,8 @@ export async function streamChanges(
       };
 
       const commitBatch = async (position: AppliedPosition) => {
+        // The commit's end in the target's WAL, and how far that WAL is on disk.
+        let committedAt: { lsn: bigint; flushed: bigint } | undefined;
         try {
           await flushAll();
           const r = await t.query(
@@ -238,14 +268,22 @@ export async function streamChanges(
               [migration.runId, rows.map((x) => x.table), rows.map((x) => x.inserts), rows.map((x) => x.updates), rows.map((x) => x.deletes), rows.map((x) => x.truncates)],
             );
           }
-          await t.query('COMMIT');
+          // The last transaction before cutover waits for the disk: cutover reports it done.
+          const commit = await t.query(
+            `${markerPosition !== undefined && asyncCommit ? 'SET LOCAL synchronous_commit = on; ' : ''}COMMIT${
+              asyncCommit ? '; SELECT pg_current_wal_insert_lsn()::text AS lsn, pg_current_wal_flush_lsn()::text AS flushed' : ''
+            }`,
+          );
+          if (asyncCommit) {
+            const row = (commit as unknown as QueryResult[]).at(-1)!.rows[0] as { lsn: string; flushed: string };
+            committedAt = { lsn: parseLsn(row.lsn), flushed: parseLsn(row.flushed) };
+          }
         } catch (err) {
           await t.query('ROLLBACK').catch(() => undefined);
           throw err;
         }
         live.inTarget = false;
         live.applied = position;
-        live.confirmed = position.endPosition;
         live.transactions += batch.transactions;
         live.changes += batch.changes;
         live.pendingSince = undefined;
@@ -260,12 +298,16 @@ export async function streamChanges(
         }
         pending = new Map();
         batch = { transactions: 0, changes: 0, startedAt: 0, lastChangeAt: undefined, lastChangeTable: undefined };
-        // Only now is it durable on the target: the source may forget it.
-        s.confirm(position.endPosition);
-        if (idleSeen && current === undefined && later(idleSeen, live.confirmed)) {
-          live.confirmed = idleSeen;
-          s.confirm(idleSeen);
+        live.reached = position.endPosition;
+        // Only once it is durable on the target may the source forget it.
+        if (committedAt) {
+          durable.committed(committedAt.lsn, position.endPosition);
+          const p = durable.flushedTo(committedAt.flushed);
+          if (p) confirm(p);
+        } else {
+          confirm(position.endPosition);
         }
+        if (idleSeen && current === undefined && later(idleSeen, position.endPosition)) confirmWhenDurable(idleSeen);
         idleSeen = undefined;
       };
 
@@ -306,6 +348,7 @@ export async function streamChanges(
         const r = await t.query<{ stop_position: string | null }>('SELECT stop_position FROM _dbferry.cdc_progress WHERE run_id = $1', [migration.runId]);
         const stop = r.rows[0]?.stop_position;
         if (!stop || later(stop, live.confirmed)) return undefined;
+        await t.query('SET synchronous_commit = on');
         await t.query('UPDATE _dbferry.cdc_progress SET marker_position = $2, updated_at = now() WHERE run_id = $1', [migration.runId, stop]);
         return stop;
       };
@@ -325,9 +368,15 @@ export async function streamChanges(
             committed = undefined;
             continue;
           }
-        } else if (!cdc.marksInStream && !live.inTarget && current === undefined) {
-          r = await unlessFailed(Promise.race([next, nextTick()]));
-          if (r === IDLE) continue;
+        } else if (!live.inTarget && current === undefined && (durable.waiting || !cdc.marksInStream)) {
+          // Between transactions, all committed: ask the target how far its disk is while
+          // commits wait for it (and look for the stop position on the timer, see above).
+          const waiting = durable.waiting;
+          r = await unlessFailed(Promise.race([next, waiting ? sleep(FLUSH_POLL_MS).then((): typeof IDLE => IDLE) : nextTick()]));
+          if (r === IDLE) {
+            if (waiting) await readFlushed();
+            continue;
+          }
         } else {
           r = await unlessFailed(next);
         }

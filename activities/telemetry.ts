@@ -20,6 +20,24 @@ function activityContext(): Context | undefined {
 const meter = (): MetricMeter | undefined => activityContext()?.metricMeter;
 const inActivity = (): boolean => activityContext() !== undefined;
 
+/**
+ * Distinct `table` label values one worker gives its metrics. Every value is a time series per
+ * metric for the life of the process, in the worker and in Prometheus: a schema of 50,000
+ * tables would be 200,000 series. The first tables a worker reports keep their names; the
+ * rest are summed under OTHER_TABLES (their names are in the logs and the migration's status).
+ */
+export const TABLE_LABELS = 1_000;
+export const OTHER_TABLES = '(other tables)';
+const labelled = new Set<string>();
+
+/** The `table` label for a table: its name, or OTHER_TABLES once TABLE_LABELS tables have one. */
+export function tableLabel(table: string): string {
+  if (labelled.has(table)) return table;
+  if (labelled.size >= TABLE_LABELS) return OTHER_TABLES;
+  labelled.add(table);
+  return table;
+}
+
 /** Metrics never fail the work they describe (the SDK throws on a negative gauge, for one). */
 function safely(fn: () => void): void {
   try {
@@ -33,8 +51,8 @@ function safely(fn: () => void): void {
 export function unitLoaded(u: { table: string; label: string; rows: number; bytes: number; ms: number }): void {
   const m = meter();
   safely(() => {
-    m?.createCounter(METRICS.rowsLoaded, 'rows', 'Rows copied into the target by the full load (a load task that is retried copies its rows again)').add(u.rows, { table: u.table });
-    m?.createCounter(METRICS.bytesLoaded, 'bytes', 'Bytes of COPY data read from the source by the full load').add(u.bytes, { table: u.table });
+    m?.createCounter(METRICS.rowsLoaded, 'rows', 'Rows copied into the target by the full load (a load task that is retried copies its rows again)').add(u.rows, { table: tableLabel(u.table) });
+    m?.createCounter(METRICS.bytesLoaded, 'bytes', 'Bytes of COPY data read from the source by the full load').add(u.bytes, { table: tableLabel(u.table) });
   });
   if (!inActivity()) return;
   const seconds = u.ms / 1000;
@@ -70,7 +88,7 @@ export function cdcApplied(counts: Iterable<AppliedCounts>): void {
     const c = m.createCounter(METRICS.cdcChangesApplied, 'changes', 'Source changes applied to the target by CDC, by table and kind');
     for (const s of counts) {
       for (const kind of ['inserts', 'updates', 'deletes', 'truncates'] as const) {
-        if (s[kind] > 0) c.add(s[kind], { table: s.table, kind: kind.slice(0, -1) });
+        if (s[kind] > 0) c.add(s[kind], { table: tableLabel(s.table), kind: kind.slice(0, -1) });
       }
     }
   });
@@ -97,7 +115,7 @@ export function cdcStopped(): void {
 
 /** One table's validation result. */
 export function tableValidated(table: string, equal: boolean): void {
-  safely(() => meter()?.createCounter(METRICS.tablesValidated, 'tables', 'Tables validated, by result (equal or different)').add(1, { table, result: equal ? 'equal' : 'different' }));
+  safely(() => meter()?.createCounter(METRICS.tablesValidated, 'tables', 'Tables validated, by result (equal or different)').add(1, { table: tableLabel(table), result: equal ? 'equal' : 'different' }));
   if (!inActivity()) return;
   if (equal) log.info(`validated ${table}: equal`, { table, result: 'equal' });
   else log.warn(`validated ${table}: DIFFERENT`, { table, result: 'different' });

@@ -83,7 +83,7 @@ export function toFrame(status: MigrationStatus | undefined, live: unknown[], cd
       };
     });
   const tables = status?.totals
-    ? { total: status.totals.tables, loaded: status.totals.tables - status.totals.pending }
+    ? { total: status.totals.tables, loaded: status.totals.loaded ?? status.totals.tables - status.totals.pending }
     : { total: status?.tables.length ?? 0, loaded: status?.tables.filter((t) => t.fullLoadRows !== undefined).length ?? 0 };
   const frame: WatchFrame = { at: new Date(now).toISOString(), phase: status?.phase ?? 'preflight', tables, loading };
   const managed = live.find((x): x is ManagedLoadProgress => (x as { activity?: string }).activity === 'managedLoad' && Array.isArray((x as ManagedLoadProgress).loading));

@@ -136,6 +136,8 @@ export interface MigrationStatus {
 
 export interface TableTotals {
   tables: number;
+  /** Tables the full load has finished (absent in statuses of versions before it was counted). */
+  loaded?: number;
   fullLoadRows: string;
   equal: number;
   different: number;

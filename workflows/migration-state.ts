@@ -73,7 +73,7 @@ export class MigrationState {
    * Counts over every table where the steps' results name only some (a large schema:
    * plan/table-lists.ts); `tables` then holds the named ones.
    */
-  #counted: { tables?: number; fullLoadRows?: string; equal?: number; different?: number; validationSkipped?: boolean } = {};
+  #counted: { tables?: number; loaded?: number; fullLoadRows?: string; equal?: number; different?: number; validationSkipped?: boolean } = {};
 
   constructor(init: { name: string; mode: MigrationStatus['mode']; steps: StepName[]; now: string }) {
     this.#status = {
@@ -112,7 +112,7 @@ export class MigrationState {
     const c = this.#counted;
     const equal = c.equal ?? own.equal;
     const different = c.different ?? own.different;
-    return { tables, fullLoadRows: c.fullLoadRows ?? own.fullLoadRows, equal, different, pending: c.validationSkipped ? 0 : Math.max(0, tables - equal - different) };
+    return { tables, loaded: c.loaded ?? own.loaded, fullLoadRows: c.fullLoadRows ?? own.fullLoadRows, equal, different, pending: c.validationSkipped ? 0 : Math.max(0, tables - equal - different) };
   }
 
   setEndpoints(source: string, target: string): void {
@@ -224,6 +224,7 @@ export class MigrationState {
         // Its rows leave the totals when they are known (named by the load); else they stay counted.
         const c = this.#counted;
         c.tables = c.tables! - 1;
+        if (c.loaded !== undefined && gone?.fullLoadRows !== undefined) c.loaded--;
         if (c.fullLoadRows !== undefined && gone?.fullLoadRows !== undefined) c.fullLoadRows = (BigInt(c.fullLoadRows) - BigInt(gone.fullLoadRows)).toString();
         if (gone?.validation === 'equal' && c.equal !== undefined) c.equal--;
         if (gone?.validation === 'different' && c.different !== undefined) c.different--;
@@ -358,7 +359,7 @@ export class MigrationState {
       if (r.converted) t.converted = r.converted;
       t.validation = 'pending';
     }
-    if (totals && totals.tables > results.length) this.#counted = { ...this.#counted, tables: totals.tables, fullLoadRows: totals.rows };
+    if (totals && totals.tables > results.length) this.#counted = { ...this.#counted, tables: totals.tables, loaded: totals.tables, fullLoadRows: totals.rows };
   }
 
   recordValidation(results: TableValidationResult[], totals?: { tables: number; equal: number; different: number }): void {

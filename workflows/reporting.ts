@@ -53,9 +53,10 @@ export function leftBehind(s: MigrationStatus, plan: Plan, sourceCleanup?: Clean
 export const TABLES_IN_MEMO = TABLES_LISTED;
 
 export function tableTotals(tables: TableStats[]): TableTotals {
-  const totals: TableTotals = { tables: tables.length, fullLoadRows: '0', equal: 0, different: 0, pending: 0 };
+  const totals: TableTotals = { tables: tables.length, loaded: 0, fullLoadRows: '0', equal: 0, different: 0, pending: 0 };
   let rows = 0n;
   for (const t of tables) {
+    if (t.fullLoadRows !== undefined) totals.loaded!++;
     rows += BigInt(t.fullLoadRows ?? '0');
     if (t.validation === 'equal') totals.equal++;
     else if (t.validation === 'different') totals.different++;

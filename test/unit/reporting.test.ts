@@ -140,7 +140,7 @@ describe('compactStatus / compactReport', () => {
     expect(c.tables).toHaveLength(200);
     expect(c.tables[0]).toMatchObject({ name: 'public.t9999', validation: 'different' });
     expect(c.tablesOmitted).toBe(9_800);
-    expect(c.totals).toEqual({ tables: 10_000, fullLoadRows: '20000', equal: 9_999, different: 1, pending: 0 });
+    expect(c.totals).toEqual({ tables: 10_000, loaded: 10_000, fullLoadRows: '20000', equal: 9_999, different: 1, pending: 0 });
     expect(JSON.stringify(c).length).toBeLessThan(64 * 1024);
   });
 
@@ -148,14 +148,14 @@ describe('compactStatus / compactReport', () => {
     const s = new MigrationState({ name: 'huge', mode: 'full-load', steps: ['create-tables', 'full-load', 'validate'], now: T });
     const named = Array.from({ length: 200 }, (_, i) => `public.t${i}`);
     s.setTables(named, 50_000);
-    expect(s.snapshot()).toMatchObject({ tablesOmitted: 49_800, totals: { tables: 50_000, fullLoadRows: '0', equal: 0, different: 0, pending: 50_000 } });
+    expect(s.snapshot()).toMatchObject({ tablesOmitted: 49_800, totals: { tables: 50_000, loaded: 0, fullLoadRows: '0', equal: 0, different: 0, pending: 50_000 } });
     s.recordLoad(named.map((table) => ({ table, rows: '3' })), { tables: 50_000, rows: '100000' });
-    expect(s.snapshot().totals).toEqual({ tables: 50_000, fullLoadRows: '100000', equal: 0, different: 0, pending: 50_000 });
+    expect(s.snapshot().totals).toEqual({ tables: 50_000, loaded: 50_000, fullLoadRows: '100000', equal: 0, different: 0, pending: 50_000 });
     // The validation names the differing tables first, among at most 200.
     const results = named.map((table, i) => ({ table, sourceRows: '3', targetRows: i < 3 ? '2' : '3', checksum: 'equal' as const, equal: i >= 3 }));
     s.recordValidation(results, { tables: 50_000, equal: 49_997, different: 3 });
     const snap = s.snapshot();
-    expect(snap.totals).toEqual({ tables: 50_000, fullLoadRows: '100000', equal: 49_997, different: 3, pending: 0 });
+    expect(snap.totals).toEqual({ tables: 50_000, loaded: 50_000, fullLoadRows: '100000', equal: 49_997, different: 3, pending: 0 });
     expect(snap.tables).toHaveLength(200);
     // The memo keeps the counted totals (not the 200 named tables' own), with the differing first.
     const memo = compactStatus(snap, 10);
@@ -172,7 +172,7 @@ describe('compactStatus / compactReport', () => {
     const all = Array.from({ length: 250 }, (_, i) => `public.t${String(i).padStart(3, '0')}`);
     s.setTables(all);
     s.recordLoad(all.slice(0, 200).map((table) => ({ table, rows: '10' })), { tables: 250, rows: '2500' });
-    expect(s.snapshot().totals).toEqual({ tables: 250, fullLoadRows: '2500', equal: 0, different: 0, pending: 250 });
+    expect(s.snapshot().totals).toEqual({ tables: 250, loaded: 250, fullLoadRows: '2500', equal: 0, different: 0, pending: 250 });
     expect(s.snapshot().tablesOmitted).toBeUndefined();
     // The first validation: 210 differ, 200 of them named.
     s.recordValidation(all.slice(0, 200).map((table) => ({ table, sourceRows: '10', targetRows: '9', checksum: 'different' as const, equal: false })), { tables: 250, equal: 40, different: 210 });
@@ -180,7 +180,7 @@ describe('compactStatus / compactReport', () => {
     // Retried after a fix: every table equal, 200 named; none stays "different" or "pending".
     s.recordValidation(all.slice(50, 250).map((table) => ({ table, sourceRows: '10', targetRows: '10', checksum: 'equal' as const, equal: true })), { tables: 250, equal: 250, different: 0 });
     const after = s.snapshot();
-    expect(after.totals).toEqual({ tables: 250, fullLoadRows: '2500', equal: 250, different: 0, pending: 0 });
+    expect(after.totals).toEqual({ tables: 250, loaded: 250, fullLoadRows: '2500', equal: 250, different: 0, pending: 0 });
     expect(after.tables.filter((t) => t.validation !== 'equal')).toEqual([]);
     expect(compactStatus(after).totals).toEqual(after.totals);
   });

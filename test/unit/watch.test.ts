@@ -24,6 +24,14 @@ describe('dbferry watch frames', () => {
     expect(f.loading).toEqual([{ unit: 'public.b chunk 2/4', bytes: 40_000_000, estimatedBytes: 100_000_000, percent: 40, bytesPerSecond: 4_000_000, etaSeconds: 15 }]);
   });
 
+  it('a schema too large to name every table: loaded comes from the counted totals, not from what validation left pending', () => {
+    const now = Date.parse('2026-11-21T00:00:02Z');
+    const loadedNotValidated = { tables: 50_000, loaded: 50_000, fullLoadRows: '100000', equal: 0, different: 0, pending: 50_000 };
+    expect(toFrame(status({ totals: loadedNotValidated }), [], undefined, undefined, now).tables).toEqual({ total: 50_000, loaded: 50_000 });
+    const notYet = { tables: 50_000, loaded: 0, fullLoadRows: '0', equal: 0, different: 0, pending: 50_000 };
+    expect(toFrame(status({ totals: notYet }), [], undefined, undefined, now).tables).toEqual({ total: 50_000, loaded: 0 });
+  });
+
   it('an estimate below what was copied caps at 100 % with no time left', () => {
     const now = Date.parse('2026-11-21T00:00:02Z');
     const beat = { activity: 'loadTask', task: 1, current: 'public.a', unitBytes: 5_000, unitEstBytes: 1_000, unitStartedAt: '2026-11-21T00:00:00Z' };

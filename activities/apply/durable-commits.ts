@@ -2,12 +2,11 @@ import type { Client } from 'pg';
 import type { EnginePosition } from '../engine';
 
 /**
- * The applier commits on the target without waiting for its disk (synchronous_commit = off, as
- * PostgreSQL's own subscriptions do): waiting for each commit's WAL flush put the target's
- * fsync latency, spikes included, into the lag of every change. A commit that is visible but not
- * yet on disk can still be lost in a crash of the target, together with the progress row of the
- * same transaction; so the source may forget a position only once the target's WAL is flushed
- * past the commit that applied it. This queue holds the commits waiting for that, in commit order.
+ * A commit on the target that is visible but not yet on its disk (synchronous_commit = off: the
+ * target's own setting, or the applier's, see commitsWithoutWaiting) can still be lost in a crash
+ * of the target, together with the progress row of the same transaction; so the source may
+ * forget a position only once the target's WAL is flushed past the commit that applied it. This
+ * queue holds the commits waiting for that, in commit order.
  */
 export class DurableCommits {
   #waiting: Array<{ lsn: bigint; position: EnginePosition }> = [];
@@ -45,8 +44,9 @@ export class DurableCommits {
 }
 
 /**
- * Commits that do not wait for the target's disk, when the target can say how far its WAL is
- * flushed (DurableCommits): false keeps the target's own setting, each commit waiting. Also
+ * Commits that do not wait for the target's disk (as PostgreSQL's own subscriptions do: waiting
+ * adds the target's fsync latency to every change's lag), when the target can say how far its
+ * WAL is flushed (DurableCommits): false keeps the target's own setting. Also
  * false when the target replicates synchronously: its local flush would not say that a standby
  * it fails over to has the commit.
  */

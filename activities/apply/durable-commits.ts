@@ -2,11 +2,11 @@ import type { Client } from 'pg';
 import type { EnginePosition } from '../engine';
 
 /**
- * A commit on the target that is visible but not yet on its disk (synchronous_commit = off: the
- * target's own setting, or the applier's, see commitsWithoutWaiting) can still be lost in a crash
- * of the target, together with the progress row of the same transaction; so the source may
- * forget a position only once the target's WAL is flushed past the commit that applied it. This
- * queue holds the commits waiting for that, in commit order.
+ * A commit on the target that is visible but not yet on its disk (synchronous_commit = off, see
+ * commitsWithoutWaiting) can still be lost in a crash of the target, together with the progress
+ * row of the same transaction; so the source may forget a position only once the target's WAL
+ * is flushed past the commit that applied it. This queue holds the commits waiting for that, in
+ * commit order.
  */
 export class DurableCommits {
   #waiting: Array<{ lsn: bigint; position: EnginePosition }> = [];
@@ -46,19 +46,20 @@ export class DurableCommits {
 /**
  * Commits that do not wait for the target's disk (as PostgreSQL's own subscriptions do: waiting
  * adds the target's fsync latency to every change's lag), when the target can say how far its
- * WAL is flushed (DurableCommits): false keeps the target's own setting. Also
- * false when the target replicates synchronously: its local flush would not say that a standby
- * it fails over to has the commit.
+ * WAL is flushed (DurableCommits). Otherwise (false) every commit waits, whatever the target's
+ * own default, since the source is told at once: also when the target replicates synchronously,
+ * where its local flush would not say that a standby it fails over to has the commit.
  */
 export async function commitsWithoutWaiting(c: Client): Promise<boolean> {
+  let flushKnown = false;
   try {
     const r = await c.query<{ standbys: string }>(
       "SELECT current_setting('synchronous_standby_names') AS standbys, pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn()",
     );
-    if (r.rows[0]!.standbys.trim() !== '') return false;
-    await c.query('SET synchronous_commit = off');
-    return true;
+    flushKnown = r.rows[0]!.standbys.trim() === '';
   } catch {
-    return false;
+    // An engine without these functions: commits wait.
   }
+  await c.query(`SET synchronous_commit = ${flushKnown ? 'off' : 'on'}`);
+  return flushKnown;
 }

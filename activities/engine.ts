@@ -92,15 +92,28 @@ export type SourceRowChange =
   | { kind: 'update'; relationId: number; old?: { whole: boolean; tuple: Tuple }; new: Tuple }
   | { kind: 'delete'; relationId: number; old: { whole: boolean; tuple: Tuple } };
 
-/** What a change stream produces, in source commit order. */
+/**
+ * What a change stream produces, in source commit order: whole transactions (begin … commit),
+ * and, from a stream opened with `streaming`, large transactions in pieces while they run
+ * (stream-start … stream-stop, then stream-commit or stream-abort in commit order). Inside a
+ * piece, relation, change, truncate and marker events carry `xid`, the source (sub)transaction.
+ */
 export type ChangeEvent =
   | { kind: 'begin'; commitPosition: EnginePosition; commitTimeMicros: bigint }
+  | (InTransaction & { xid?: number })
+  | { kind: 'commit'; commitPosition: EnginePosition; endPosition: EnginePosition; commitTimeMicros: bigint }
+  | { kind: 'stream-start'; xid: number }
+  | { kind: 'stream-stop' }
+  | { kind: 'stream-commit'; xid: number; commitPosition: EnginePosition; endPosition: EnginePosition; commitTimeMicros: bigint }
+  /** `subxid` = `xid`: the whole streamed transaction rolled back; else that subtransaction (and what it began). */
+  | { kind: 'stream-abort'; xid: number; subxid: number };
+
+type InTransaction =
   /** A table's current shape, sent before its first change and again after it changed (DDL policy). */
   | { kind: 'relation'; relation: SourceRelation }
   | { kind: 'change'; change: SourceRowChange; position: EnginePosition }
   | { kind: 'truncate'; relationIds: number[]; restartIdentity: boolean; position: EnginePosition }
-  | { kind: 'marker'; content: string; position: EnginePosition }
-  | { kind: 'commit'; commitPosition: EnginePosition; endPosition: EnginePosition; commitTimeMicros: bigint };
+  | { kind: 'marker'; content: string; position: EnginePosition };
 
 /** A source table's columns as the change stream describes them. */
 export interface SourceRelation {
@@ -221,7 +234,11 @@ export interface ChangeSource {
     /** CDC ran before and resumes here (from the target's progress row). */
     resumeAt?: EnginePosition;
   }): Promise<PreparedCdc>;
-  open(from: EnginePosition, model: SchemaModel): Promise<ChangeStream>;
+  /**
+   * `streaming`: send large transactions in pieces while they run, where the engine can
+   * (PostgreSQL 14+); others ignore it.
+   */
+  open(from: EnginePosition, model: SchemaModel, opts?: { streaming?: boolean }): Promise<ChangeStream>;
   compare(a: EnginePosition, b: EnginePosition): number;
   /** Bytes from `from` to `to`, where the engine can tell. */
   distance(from: EnginePosition, to: EnginePosition): bigint;

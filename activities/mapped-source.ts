@@ -78,7 +78,7 @@ function mappedChanges(cdc: ChangeSource, rules: ColumnRule[]): ChangeSource {
     marksInStream: cdc.marksInStream,
     sendsCascadedChanges: cdc.sendsCascadedChanges,
     prepare: (opts) => cdc.prepare({ ...opts, model: sourceModel(opts.model) }),
-    open: async (from, model) => mappedStream(await cdc.open(from, sourceModel(model)), model, rules),
+    open: async (from, model, opts) => mappedStream(await cdc.open(from, sourceModel(model), opts), model, rules),
     compare: (a, b) => cdc.compare(a, b),
     distance: (a, b) => cdc.distance(a, b),
     now: () => cdc.now(),

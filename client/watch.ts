@@ -82,9 +82,13 @@ export function toFrame(status: MigrationStatus | undefined, live: unknown[], cd
         etaSeconds: rate > 0 ? Math.round((est - bytes) / rate) : null,
       };
     });
+  const named = status?.tables.filter((t) => t.fullLoadRows !== undefined).length ?? 0;
+  // A status from a version before loaded tables were counted names at most 200 tables: the
+  // named ones loaded, or the validated count when larger (validated tables were loaded), is
+  // the best lower bound it gives.
   const tables = status?.totals
-    ? { total: status.totals.tables, loaded: status.totals.loaded ?? status.totals.tables - status.totals.pending }
-    : { total: status?.tables.length ?? 0, loaded: status?.tables.filter((t) => t.fullLoadRows !== undefined).length ?? 0 };
+    ? { total: status.totals.tables, loaded: status.totals.loaded ?? Math.max(named, status.totals.equal + status.totals.different) }
+    : { total: status?.tables.length ?? 0, loaded: named };
   const frame: WatchFrame = { at: new Date(now).toISOString(), phase: status?.phase ?? 'preflight', tables, loading };
   const managed = live.find((x): x is ManagedLoadProgress => (x as { activity?: string }).activity === 'managedLoad' && Array.isArray((x as ManagedLoadProgress).loading));
   if (managed) {

@@ -218,11 +218,17 @@ const cdc = strict(
       .enum(['refuse', 'whole-row'], expected('refuse or whole-row'))
       .describe('MySQL source: CDC of tables without a primary key. refuse (the default: check blocks on them) or whole-row (changes find their row by all its values).')
       .optional(),
+    streaming: z
+      .boolean(expected('true or false'))
+      .describe(
+        'PostgreSQL 14+ source: true (the default) applies a transaction larger than the source\'s logical_decoding_work_mem while it runs, in its own target transaction committed in commit order; false applies it after its commit (the source spills it to disk meanwhile).',
+      )
+      .optional(),
   },
-  'a mapping with slot, publication, startPosition and keylessTables',
+  'a mapping with slot, publication, startPosition, keylessTables and streaming',
 )
   .prefault({})
-  .describe('Change data capture (modes full-load-and-cdc and cdc): slot, publication, startPosition and keylessTables.');
+  .describe('Change data capture (modes full-load-and-cdc and cdc): slot, publication, startPosition, keylessTables and streaming.');
 
 const validate = strict(
   {
@@ -323,7 +329,7 @@ export interface TablesSpec {
 }
 
 /** CDC options with the slot and publication names filled in. */
-export type CdcOptions = Required<Pick<ParsedPlanInput['cdc'], 'slot' | 'publication'>> & Pick<ParsedPlanInput['cdc'], 'startPosition' | 'keylessTables'>;
+export type CdcOptions = Required<Pick<ParsedPlanInput['cdc'], 'slot' | 'publication'>> & Pick<ParsedPlanInput['cdc'], 'startPosition' | 'keylessTables' | 'streaming'>;
 
 /** A parsed plan with every default filled in. Plain data: it travels in workflow input. */
 export type Plan = Omit<ParsedPlanInput, 'tables' | 'cdc'> & { tables: TablesSpec; cdc: CdcOptions };
@@ -349,6 +355,7 @@ export function completePlan(p: ParsedPlanInput): Plan {
       publication: p.cdc.publication ?? cdcName,
       ...(p.cdc.startPosition !== undefined ? { startPosition: p.cdc.startPosition } : {}),
       ...(p.cdc.keylessTables !== undefined ? { keylessTables: p.cdc.keylessTables } : {}),
+      ...(p.cdc.streaming !== undefined ? { streaming: p.cdc.streaming } : {}),
     },
     validate: p.validate,
   };

@@ -45,10 +45,11 @@ export class RelationTracker {
   }
 
   /**
-   * Learns a relation message. `beforeChange` runs before the target's table changes (the
-   * caller applies what it buffered under the old shape first). Returns the columns added.
+   * Learns a relation message. `beforeChange` runs before the new shape takes effect (the
+   * caller applies what it buffered under the old shape first); `altering` when the target's
+   * table is about to change too (ALTER TABLE). Returns the columns added.
    */
-  async learn(m: SourceRelation, beforeChange: () => Promise<void>): Promise<string[]> {
+  async learn(m: SourceRelation, beforeChange: (altering: boolean) => Promise<void>): Promise<string[]> {
     const key = qualifiedKey({ schema: m.schema, name: m.name });
     const model = this.tables.get(key);
     if (!model) {
@@ -91,7 +92,7 @@ export class RelationTracker {
       const refused = added.filter((c) => !addable.some((a) => a.name === c.name)).map((c) => `column ${c.name} was added on the source NOT NULL or with a volatile default`);
       throw schemaChanged({ table: key, difference: [...differences, ...refused].join('; ') });
     }
-    await beforeChange();
+    await beforeChange(addable.length > 0);
     for (const a of addable) {
       await this.target.query(
         `ALTER TABLE ${qualifiedTable(model.schema, model.name)} ADD COLUMN IF NOT EXISTS ${quoteIdent(a.name)} ${a.type}${a.storedDefault ? ` DEFAULT ${a.storedDefault}` : ''}`,

@@ -38,7 +38,64 @@ const HEARTBEAT_MS = 1_000;
  */
 const FLUSH_POLL_MS = 100;
 
+/**
+ * Large transactions applied at once, each on its own target connection: beyond this (or a
+ * column added while one is open, or one with too many subtransactions) CDC starts again
+ * without streaming them.
+ */
+const MAX_STREAMED = 8;
+/** Each subtransaction of a streamed transaction costs a savepoint (and a flush) on the target. */
+const MAX_SUBTRANSACTIONS = 1_000;
+
 const IDLE = Symbol('idle');
+
+/** Migrations whose applier met a streamed transaction it does not apply while it runs: until the worker restarts, they stream none. */
+const streamingOff = new Set<string>();
+
+/** What one target transaction applies: its source transactions' counts, and cutover's marker if it came. */
+interface Batch {
+  transactions: number;
+  changes: number;
+  startedAt: number;
+  lastChangeAt?: bigint;
+  lastChangeTable?: string;
+  stats: Map<string, CdcTableStats>;
+  marker?: EnginePosition;
+}
+
+const newBatch = (): Batch => ({ transactions: 0, changes: 0, startedAt: 0, stats: new Map() });
+
+function stat(b: Batch, table: string): CdcTableStats {
+  let p = b.stats.get(table);
+  if (!p) b.stats.set(table, (p = { table, inserts: 0, updates: 0, deletes: 0, truncates: 0 }));
+  return p;
+}
+
+/** A batch's counts, to go back to when a subtransaction rolls back. */
+function countsOf(b: Batch): Pick<Batch, 'changes' | 'lastChangeTable' | 'stats' | 'marker'> {
+  return { changes: b.changes, lastChangeTable: b.lastChangeTable, marker: b.marker, stats: new Map([...b.stats].map(([k, v]) => [k, { ...v }])) };
+}
+
+/** Where a transaction's changes go: the main connection's batch, or a streamed transaction's own. */
+interface Sink {
+  applier: ChangeApplier;
+  keyless: KeylessApplier;
+  batch: Batch;
+  flush(): Promise<void>;
+}
+
+/**
+ * A large source transaction received in pieces while it runs (PostgreSQL's streaming), applied
+ * on a target connection of its own, opened at its first change, and committed there, with the
+ * progress row, when the source's commit comes, in commit order. Its subtransactions are
+ * savepoints, so one the source rolls back is rolled back on the target too.
+ */
+interface Streamed extends Partial<Sink> {
+  xid: number;
+  conn?: Client;
+  batch: Batch;
+  savepoints: Array<{ subxid: number; before: ReturnType<typeof countsOf> }>;
+}
 
 export interface StreamChangesDeps {
   /** Lag and retained-data alarms go out through this (the webhook, in production). */
@@ -76,13 +133,14 @@ export async function streamChanges(
   let target: Client | undefined;
   let stream: ChangeStream | undefined;
   let stopPolling = () => {};
+  // Rolls back the large transactions being applied while they run.
+  let dropAllStreamed = async () => {};
   // The source transaction being received, if any.
   let current: { changed?: string } | undefined;
   // An idle report that came while a batch was open (engines without in-stream markers).
   let idleSeen: EnginePosition | undefined;
 
   const totals = new Map<string, CdcTableStats>();
-  let pending = new Map<string, CdcTableStats>();
   const live = {
     applied: undefined as AppliedPosition | undefined,
     /** The source may forget up to here: durable on the target. */
@@ -94,6 +152,8 @@ export async function streamChanges(
     changes: 0,
     pendingSince: undefined as bigint | undefined,
     inTarget: false,
+    /** A streamed transaction's commit is under way: an idle report after it must wait for it. */
+    streamCommitting: false,
     streaming: false,
   };
   const progress = (): CdcProgress => {
@@ -142,7 +202,7 @@ export async function streamChanges(
         await applier.flush();
         await keyless.flush();
       };
-      stream = await cdc.open(start.position.endPosition, model);
+      stream = await cdc.open(start.position.endPosition, model, { streaming: plan.cdc.streaming !== false && !streamingOff.has(migration.runId) });
       const s = stream;
       const openedAt = Date.now();
       live.sourcePosition = (await s.state()).position;
@@ -168,7 +228,7 @@ export async function streamChanges(
       };
       s.onIdle((p) => {
         seen.event(Date.now());
-        if (!live.inTarget && current === undefined && later(p, live.confirmed) && later(p, live.applied!.endPosition)) {
+        if (!live.inTarget && !live.streamCommitting && current === undefined && later(p, live.confirmed) && later(p, live.applied!.endPosition)) {
           confirmWhenDurable(p);
         } else if (!cdc.marksInStream) {
           // Reported in stream order, after every transaction before it (MySQL's idle reports
@@ -220,21 +280,18 @@ export async function streamChanges(
       signal?.addEventListener('abort', () => void s.close());
 
       let skipping = false;
-      let batch = { transactions: 0, changes: 0, startedAt: 0, lastChangeAt: undefined as bigint | undefined, lastChangeTable: undefined as string | undefined };
-      let markerPosition: EnginePosition | undefined;
+      const main: Sink = { applier, keyless, batch: newBatch(), flush: flushAll };
 
-      const stat = (table: string) => {
-        let p = pending.get(table);
-        if (!p) pending.set(table, (p = { table, inserts: 0, updates: 0, deletes: 0, truncates: 0 }));
-        return p;
-      };
-
-      const commitBatch = async (position: AppliedPosition) => {
+      /**
+       * Commits `b` on `conn` (the main connection, or a streamed transaction's) with the
+       * progress row moved to `position`, conditionally on where this applier left it.
+       */
+      const commitOn = async (conn: Client, flush: () => Promise<void>, b: Batch, position: AppliedPosition) => {
         // The commit's end in the target's WAL, and how far that WAL is on disk.
         let committedAt: { lsn: bigint; flushed: bigint } | undefined;
         try {
-          await flushAll();
-          const r = await t.query(
+          await flush();
+          const r = await conn.query(
             `UPDATE _dbferry.cdc_progress
                 SET commit_position = $3, end_position = $4, transactions = transactions + $5, changes = changes + $6,
                     last_change_at = coalesce($7::timestamptz, last_change_at), last_change_table = coalesce($8, last_change_table),
@@ -245,11 +302,11 @@ export async function streamChanges(
               live.applied!.commitPosition,
               position.commitPosition,
               position.endPosition,
-              batch.transactions,
-              batch.changes,
-              batch.lastChangeAt === undefined ? null : microsToIso(batch.lastChangeAt),
-              batch.lastChangeTable ?? null,
-              markerPosition ?? null,
+              b.transactions,
+              b.changes,
+              b.lastChangeAt === undefined ? null : microsToIso(b.lastChangeAt),
+              b.lastChangeTable ?? null,
+              b.marker ?? null,
             ],
           );
           if (r.rowCount !== 1) {
@@ -258,9 +315,9 @@ export async function streamChanges(
               message: `${tgt.description}: another CDC applier of this migration advanced the progress row; this one stops`,
             });
           }
-          if (pending.size > 0) {
-            const rows = [...pending.values()];
-            await t.query(
+          if (b.stats.size > 0) {
+            const rows = [...b.stats.values()];
+            await conn.query(
               `INSERT INTO _dbferry.cdc_stats AS s (run_id, table_key, inserts, updates, deletes, truncates)
                SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
                ON CONFLICT (run_id, table_key) DO UPDATE SET inserts = s.inserts + EXCLUDED.inserts, updates = s.updates + EXCLUDED.updates,
@@ -269,8 +326,8 @@ export async function streamChanges(
             );
           }
           // The last transaction before cutover waits for the disk: cutover reports it done.
-          const commit = await t.query(
-            `${markerPosition !== undefined && asyncCommit ? 'SET LOCAL synchronous_commit = on; ' : ''}COMMIT${
+          const commit = await conn.query(
+            `${b.marker !== undefined && asyncCommit ? 'SET LOCAL synchronous_commit = on; ' : ''}COMMIT${
               asyncCommit ? '; SELECT pg_current_wal_insert_lsn()::text AS lsn, pg_current_wal_flush_lsn()::text AS flushed' : ''
             }`,
           );
@@ -279,16 +336,16 @@ export async function streamChanges(
             committedAt = { lsn: parseLsn(row.lsn), flushed: parseLsn(row.flushed) };
           }
         } catch (err) {
-          await t.query('ROLLBACK').catch(() => undefined);
+          await conn.query('ROLLBACK').catch(() => undefined);
           throw err;
         }
-        live.inTarget = false;
+        if (conn === t) live.inTarget = false;
         live.applied = position;
-        live.transactions += batch.transactions;
-        live.changes += batch.changes;
+        live.transactions += b.transactions;
+        live.changes += b.changes;
         live.pendingSince = undefined;
-        cdcApplied(pending.values());
-        for (const p of pending.values()) {
+        cdcApplied(b.stats.values());
+        for (const p of b.stats.values()) {
           const tot = totals.get(p.table) ?? { table: p.table, inserts: 0, updates: 0, deletes: 0, truncates: 0 };
           tot.inserts += p.inserts;
           tot.updates += p.updates;
@@ -296,8 +353,6 @@ export async function streamChanges(
           tot.truncates += p.truncates;
           totals.set(p.table, tot);
         }
-        pending = new Map();
-        batch = { transactions: 0, changes: 0, startedAt: 0, lastChangeAt: undefined, lastChangeTable: undefined };
         live.reached = position.endPosition;
         // Only once it is durable on the target may the source forget it.
         if (committedAt) {
@@ -309,6 +364,64 @@ export async function streamChanges(
         }
         if (idleSeen && current === undefined && later(idleSeen, position.endPosition)) confirmWhenDurable(idleSeen);
         idleSeen = undefined;
+      };
+      const commitBatch = async (position: AppliedPosition) => {
+        const b = main.batch;
+        await commitOn(t, flushAll, b, position);
+        main.batch = newBatch();
+      };
+
+      // Large transactions being applied while they run, by source transaction id.
+      const streams = new Map<number, Streamed>();
+      // The one whose piece the stream is sending now.
+      let block: Streamed | undefined;
+      const withoutStreaming = (why: string) => {
+        streamingOff.add(migration.runId);
+        return ApplicationFailure.create({
+          type: FailureType.Transient,
+          message: `${engine.description}: ${why}: CDC starts again without applying large transactions while they run (they are applied after their commit)`,
+        });
+      };
+      const flushStreamed = async (st: Streamed) => {
+        await st.applier?.flush();
+        await st.keyless?.flush();
+      };
+      const dropStreamed = async (st: Streamed | undefined) => {
+        if (!st) return;
+        streams.delete(st.xid);
+        if (block === st) block = undefined;
+        // Closing rolls back whatever it applied.
+        await closeQuietly(st.conn);
+      };
+      /** The sink for a change of (sub)transaction `xid` in the current piece: its connection opened, its savepoint set. */
+      const streamSink = async (xid: number): Promise<Sink> => {
+        const st = block;
+        if (!st) throw new Error(`the change stream sent a change of transaction ${xid} outside any transaction`);
+        if (!st.conn) {
+          if ([...streams.values()].filter((x) => x.conn).length >= MAX_STREAMED) throw withoutStreaming(`more than ${MAX_STREAMED} large transactions ran at once`);
+          st.conn = await connect(tgt, { purpose: 'cdc apply (a large transaction)' });
+          await st.conn.query(`SET session_replication_role = replica; SET synchronous_commit = ${asyncCommit ? 'off' : 'on'}; BEGIN`);
+          st.applier = new ChangeApplier(st.conn, { endpoint: tgt.description });
+          st.keyless = new KeylessApplier(st.conn);
+          st.flush = () => flushStreamed(st);
+        }
+        if (xid !== st.xid && !st.savepoints.some((x) => x.subxid === xid)) {
+          if (st.savepoints.length >= MAX_SUBTRANSACTIONS) throw withoutStreaming(`a large transaction has more than ${MAX_SUBTRANSACTIONS} subtransactions`);
+          await flushStreamed(st);
+          await st.conn.query(`SAVEPOINT dbferry_sub_${xid}`);
+          st.savepoints.push({ subxid: xid, before: countsOf(st.batch) });
+        }
+        return st as Sink;
+      };
+      dropAllStreamed = async () => {
+        for (const st of [...streams.values()]) await dropStreamed(st);
+      };
+      /** Commits the main connection's batch, so that a streamed transaction's row locks never wait for it. */
+      const commitMain = async () => {
+        if (live.inTarget && committed && current === undefined) {
+          await commitBatch(committed);
+          committed = undefined;
+        }
       };
 
       let committed: AppliedPosition | undefined;
@@ -361,7 +474,7 @@ export async function streamChanges(
         if (live.inTarget && committed && current === undefined) {
           // Between source transactions with some applied but not committed: commit when the
           // stream pauses or the batch is old enough.
-          const wait = Math.min(IDLE_MS, Math.max(0, batch.startedAt + BATCH_MS - Date.now()));
+          const wait = Math.min(IDLE_MS, Math.max(0, main.batch.startedAt + BATCH_MS - Date.now()));
           r = await unlessFailed(Promise.race([next, sleep(wait).then((): typeof IDLE => IDLE)]));
           if (r === IDLE) {
             await commitBatch(committed);
@@ -393,53 +506,130 @@ export async function streamChanges(
             if (!live.inTarget) {
               await t.query('BEGIN');
               live.inTarget = true;
-              batch.startedAt = Date.now();
+              main.batch.startedAt = Date.now();
             }
             live.pendingSince ??= e.commitTimeMicros;
             break;
           case 'relation':
             // Sent once per table and session, maybe inside a transaction that is skipped:
             // learnt either way (adding a column is idempotent).
-            await relations.learn(e.relation, flushAll);
+            await relations.learn(e.relation, async (altering) => {
+              // The ALTER TABLE would wait for a streamed transaction's locks on the table, and
+              // that transaction for this loop: never started.
+              if (altering && [...streams.values()].some((x) => x.conn)) {
+                throw withoutStreaming(`a column was added to ${e.relation.schema}.${e.relation.name} while a large transaction was being applied`);
+              }
+              await flushAll();
+              for (const x of streams.values()) await flushStreamed(x);
+            });
             break;
           case 'change': {
-            if (skipping) break;
+            if (e.xid === undefined && skipping) break;
             const m = e.change;
             const table = relations.table(m.relationId);
             if (!table) break;
+            const sink = e.xid === undefined ? main : await streamSink(e.xid);
             const position = e.position;
-            const counts = stat(table.key);
+            const counts = stat(sink.batch, table.key);
             if (m.kind === 'insert') counts.inserts++;
             else if (m.kind === 'update') counts.updates++;
             else counts.deletes++;
             if (table.keyColumns.length === 0) {
-              keyless.add(table, keylessChange(m, table.key, position));
-              if (keyless.full) await flushAll();
+              sink.keyless.add(table, keylessChange(m, table.key, position));
+              if (sink.keyless.full) await sink.flush();
             } else if (m.kind === 'insert') {
-              await applier.add({ kind: 'insert', table, position, new: m.new });
+              await sink.applier.add({ kind: 'insert', table, position, new: m.new });
             } else if (m.kind === 'update') {
-              await applier.add({ kind: 'update', table, position, new: m.new, ...(m.old ? { old: m.old.tuple } : {}) });
+              await sink.applier.add({ kind: 'update', table, position, new: m.new, ...(m.old ? { old: m.old.tuple } : {}) });
             } else {
-              await applier.add({ kind: 'delete', table, position, old: m.old.tuple });
+              await sink.applier.add({ kind: 'delete', table, position, old: m.old.tuple });
             }
-            batch.changes++;
-            current!.changed = table.key;
+            sink.batch.changes++;
+            if (e.xid === undefined) current!.changed = table.key;
+            else sink.batch.lastChangeTable = table.key;
             break;
           }
           case 'truncate': {
-            if (skipping) break;
+            if (e.xid === undefined && skipping) break;
             const tables = e.relationIds.map((id) => relations.table(id)).filter((x): x is ApplyTable => x !== null);
             if (tables.length === 0) break;
-            await flushAll();
-            await applier.add({ kind: 'truncate', tables, position: e.position, restartIdentity: e.restartIdentity });
-            for (const x of tables) stat(x.key).truncates++;
-            batch.changes++;
-            current!.changed = tables[0]!.key;
+            const sink = e.xid === undefined ? main : await streamSink(e.xid);
+            await sink.flush();
+            await sink.applier.add({ kind: 'truncate', tables, position: e.position, restartIdentity: e.restartIdentity });
+            for (const x of tables) stat(sink.batch, x.key).truncates++;
+            sink.batch.changes++;
+            if (e.xid === undefined) current!.changed = tables[0]!.key;
+            else sink.batch.lastChangeTable = tables[0]!.key;
             break;
           }
           case 'marker':
-            if (!skipping && e.content === marker) markerPosition = e.position;
+            if (e.content !== marker) break;
+            if (e.xid === undefined) {
+              if (!skipping) main.batch.marker = e.position;
+            } else if (block) {
+              block.batch.marker = e.position;
+            }
             break;
+          case 'stream-start': {
+            await commitMain();
+            let st = streams.get(e.xid);
+            if (!st) streams.set(e.xid, (st = { xid: e.xid, batch: newBatch(), savepoints: [] }));
+            block = st;
+            break;
+          }
+          case 'stream-stop':
+            // Applied now, while the source's transaction goes on.
+            if (block) await flushStreamed(block);
+            block = undefined;
+            break;
+          case 'stream-abort': {
+            const st = streams.get(e.xid);
+            if (!st) break;
+            if (e.subxid === e.xid) {
+              await dropStreamed(st);
+              break;
+            }
+            const i = st.savepoints.findIndex((x) => x.subxid === e.subxid);
+            // A subtransaction with no change applied, or one a rollback already took away.
+            if (i < 0 || !st.conn) break;
+            await flushStreamed(st);
+            await st.conn.query(`ROLLBACK TO SAVEPOINT dbferry_sub_${e.subxid}`);
+            Object.assign(st.batch, st.savepoints[i]!.before);
+            // The savepoints after it went with it.
+            st.savepoints.length = i;
+            break;
+          }
+          case 'stream-commit': {
+            // The stream reads ahead: a keepalive past this commit may come while it is applied.
+            live.streamCommitting = true;
+            try {
+              const st = streams.get(e.xid);
+              await commitMain();
+              const position = { commitPosition: e.commitPosition, endPosition: e.endPosition };
+              if (!later(e.commitPosition, live.applied!.commitPosition)) {
+                // Committed on the target already (a resumed stream).
+                await dropStreamed(st);
+                break;
+              }
+              const b = st?.batch ?? newBatch();
+              b.transactions = 1;
+              if (b.lastChangeTable !== undefined) b.lastChangeAt = e.commitTimeMicros;
+              if (st?.conn) {
+                await commitOn(st.conn, () => flushStreamed(st), b, position);
+                await dropStreamed(st);
+              } else {
+                // Nothing of it to apply (other tables' changes): it moves the position on the main connection.
+                await dropStreamed(st);
+                await t.query('BEGIN');
+                live.inTarget = true;
+                await commitOn(t, flushAll, b, position);
+              }
+              if (b.marker !== undefined) return result(b.marker);
+            } finally {
+              live.streamCommitting = false;
+            }
+            break;
+          }
           case 'commit': {
             const c = current;
             current = undefined;
@@ -447,16 +637,17 @@ export async function streamChanges(
               skipping = false;
               break;
             }
-            batch.transactions++;
+            const b = main.batch;
+            b.transactions++;
             if (c?.changed) {
-              batch.lastChangeAt = e.commitTimeMicros;
-              batch.lastChangeTable = c.changed;
+              b.lastChangeAt = e.commitTimeMicros;
+              b.lastChangeTable = c.changed;
             }
             committed = { commitPosition: e.commitPosition, endPosition: e.endPosition };
-            if (markerPosition !== undefined || batch.changes >= BATCH_CHANGES || Date.now() - batch.startedAt >= BATCH_MS) {
+            if (b.marker !== undefined || b.changes >= BATCH_CHANGES || Date.now() - b.startedAt >= BATCH_MS) {
               await commitBatch(committed);
               committed = undefined;
-              if (markerPosition !== undefined) return result(markerPosition);
+              if (b.marker !== undefined) return result(b.marker);
             }
             break;
           }
@@ -472,6 +663,7 @@ export async function streamChanges(
       throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, doing: 'applying changes' });
     } finally {
       stopPolling();
+      await dropAllStreamed();
       await stream?.close();
       await closeQuietly(target);
     }

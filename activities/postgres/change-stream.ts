@@ -12,6 +12,9 @@ export const MARKER_PREFIX = 'dbferry';
 
 type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
 
+/** pgoutput streams in-progress transactions from PostgreSQL 14 (protocol 2). */
+const STREAMING_SINCE = 140000;
+
 /**
  * pgoutput as engine-neutral change events: the replication stream from the slot, each message
  * translated (positions as `postgres:` text, relation messages resolved into the target's type
@@ -20,21 +23,12 @@ type RelationMessage = Extract<PgoutputMessage, { tag: 'relation' }>;
  */
 export async function openPgChangeStream(
   src: PgEndpoint,
-  opts: { slot: string; publication: string; from: EnginePosition; model?: SchemaModel },
+  /** `streaming`: large transactions in pieces while they run, when the source has it (14+). */
+  opts: { slot: string; publication: string; from: EnginePosition; model?: SchemaModel; streaming?: boolean },
 ): Promise<ChangeStream> {
   const family = opts.model ? childrenOf(opts.model) : new Map<string, Family>();
   const idle: Array<(p: EnginePosition) => void> = [];
   let catalog: Client | undefined;
-  const stream = await openReplicationStream(src, {
-    slot: opts.slot,
-    publication: opts.publication,
-    startLsn: lsnOf(opts.from),
-    purpose: 'cdc',
-    onKeepalive: (walEnd) => {
-      const p = pgPosition(walEnd);
-      for (const l of idle) l(p);
-    },
-  });
   // One connection to the source's catalog, for relation types and the source's position.
   const onCatalog = async <T>(doing: string, fn: (c: Client) => Promise<T>): Promise<T> => {
     try {
@@ -50,11 +44,43 @@ export async function openPgChangeStream(
     }
   };
   const describe = (m: RelationMessage) => onCatalog(`reading the columns of ${m.schema}.${m.name}`, (c) => describeRelation(c, m));
+  const streaming =
+    !!opts.streaming &&
+    (await onCatalog('reading the server version', async (c) => Number((await c.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]!.v))) >=
+      STREAMING_SINCE;
+  const stream = await openReplicationStream(src, {
+    slot: opts.slot,
+    publication: opts.publication,
+    startLsn: lsnOf(opts.from),
+    purpose: 'cdc',
+    streaming,
+    onKeepalive: (walEnd) => {
+      const p = pgPosition(walEnd);
+      for (const l of idle) l(p);
+    },
+  }).catch(async (err: unknown) => {
+    await closeQuietly(catalog);
+    throw err;
+  });
 
   async function* events(): AsyncGenerator<ChangeEvent, void, undefined> {
     for await (const w of stream) {
       const m = w.message;
+      // Inside a stream block: the (sub)transaction each event belongs to.
+      const xid = 'xid' in m && m.tag !== 'begin' ? { xid: m.xid } : {};
       switch (m.tag) {
+        case 'stream-start':
+          yield { kind: 'stream-start', xid: m.xid };
+          break;
+        case 'stream-stop':
+          yield { kind: 'stream-stop' };
+          break;
+        case 'stream-commit':
+          yield { kind: 'stream-commit', xid: m.xid, commitPosition: pgPosition(m.commitLsn), endPosition: pgPosition(m.endLsn), commitTimeMicros: m.commitTime };
+          break;
+        case 'stream-abort':
+          yield { kind: 'stream-abort', xid: m.xid, subxid: m.subxid };
+          break;
         case 'begin':
           yield { kind: 'begin', commitPosition: pgPosition(m.finalLsn), commitTimeMicros: m.commitTime };
           break;
@@ -62,26 +88,27 @@ export async function openPgChangeStream(
           yield { kind: 'commit', commitPosition: pgPosition(m.commitLsn), endPosition: pgPosition(m.endLsn), commitTimeMicros: m.commitTime };
           break;
         case 'relation':
-          yield { kind: 'relation', relation: await describe(m) };
+          yield { kind: 'relation', relation: await describe(m), ...xid };
           break;
         case 'insert':
-          yield { kind: 'change', position: pgPosition(w.walStart), change: { kind: 'insert', relationId: m.relationId, new: m.new } };
+          yield { kind: 'change', position: pgPosition(w.walStart), change: { kind: 'insert', relationId: m.relationId, new: m.new }, ...xid };
           break;
         case 'update':
           yield {
             kind: 'change',
             position: pgPosition(w.walStart),
             change: { kind: 'update', relationId: m.relationId, new: m.new, ...(m.old ? { old: { whole: m.old.kind === 'O', tuple: m.old.tuple } } : {}) },
+            ...xid,
           };
           break;
         case 'delete':
-          yield { kind: 'change', position: pgPosition(w.walStart), change: { kind: 'delete', relationId: m.relationId, old: { whole: m.old.kind === 'O', tuple: m.old.tuple } } };
+          yield { kind: 'change', position: pgPosition(w.walStart), change: { kind: 'delete', relationId: m.relationId, old: { whole: m.old.kind === 'O', tuple: m.old.tuple } }, ...xid };
           break;
         case 'truncate':
-          yield { kind: 'truncate', relationIds: m.relationIds, restartIdentity: m.restartIdentity, position: pgPosition(w.walStart) };
+          yield { kind: 'truncate', relationIds: m.relationIds, restartIdentity: m.restartIdentity, position: pgPosition(w.walStart), ...xid };
           break;
         case 'message':
-          if (m.transactional && m.prefix === MARKER_PREFIX) yield { kind: 'marker', content: m.content.toString('utf8'), position: pgPosition(m.lsn) };
+          if (m.transactional && m.prefix === MARKER_PREFIX) yield { kind: 'marker', content: m.content.toString('utf8'), position: pgPosition(m.lsn), ...xid };
           break;
         default:
           break;

@@ -157,8 +157,8 @@ class PostgresChanges implements ChangeSource {
     return { start: pgPosition(start), appliedThrough: pgPosition(start > 0n ? start - 1n : 0n), resources };
   }
 
-  open(from: EnginePosition, model: SchemaModel) {
-    return openPgChangeStream(this.src, { slot: this.slot, publication: this.publication, from, model });
+  open(from: EnginePosition, model: SchemaModel, opts?: { streaming?: boolean }) {
+    return openPgChangeStream(this.src, { slot: this.slot, publication: this.publication, from, model, streaming: opts?.streaming ?? false });
   }
 
   compare(a: EnginePosition, b: EnginePosition): number {

@@ -229,6 +229,53 @@ describe('decodePgoutput', () => {
     if (m.tag === 'insert') expect(texts(m.new)).toEqual(['x']);
   });
 
+  describe('protocol 2: transactions streamed while they run', () => {
+    it('stream start, stop, commit and abort', () => {
+      expect(decodePgoutput(new Msg('S').u32(0xfffffff1).u8(1).build())).toEqual({ tag: 'stream-start', xid: 0xfffffff1, first: true });
+      expect(decodePgoutput(new Msg('S').u32(7).u8(0).build())).toEqual({ tag: 'stream-start', xid: 7, first: false });
+      expect(decodePgoutput(new Msg('E').build())).toEqual({ tag: 'stream-stop' });
+      expect(decodePgoutput(new Msg('c').u32(7).u8(0).u64(0x100n).u64(0x130n).i64(PG_US).build())).toEqual({
+        tag: 'stream-commit',
+        xid: 7,
+        flags: 0,
+        commitLsn: 0x100n,
+        endLsn: 0x130n,
+        commitTime: EPOCH_US,
+      });
+      expect(decodePgoutput(new Msg('A').u32(7).u32(9).build())).toEqual({ tag: 'stream-abort', xid: 7, subxid: 9 });
+    });
+
+    it('inside a stream block, row, relation, truncate and logical messages carry their (sub)transaction id first', () => {
+      const insert = decodePgoutput(new Msg('I').u32(9).u32(3).char('N').tuple(['x']).build(), true);
+      expect(insert).toMatchObject({ tag: 'insert', xid: 9, relationId: 3 });
+      const update = decodePgoutput(new Msg('U').u32(9).u32(3).char('K').tuple(['1']).char('N').tuple(['2']).build(), true);
+      expect(update).toMatchObject({ tag: 'update', xid: 9, relationId: 3, old: { kind: 'K' } });
+      expect(decodePgoutput(new Msg('D').u32(9).u32(3).char('K').tuple(['1']).build(), true)).toMatchObject({ tag: 'delete', xid: 9, relationId: 3 });
+      expect(decodePgoutput(new Msg('T').u32(9).i32(1).u8(0).u32(16390).build(), true)).toEqual({ tag: 'truncate', xid: 9, relationIds: [16390], cascade: false, restartIdentity: false });
+      expect(decodePgoutput(new Msg('R').u32(9).u32(5).str('s').str('t').char('d').i16(0).build(), true)).toEqual({
+        tag: 'relation',
+        xid: 9,
+        relationId: 5,
+        schema: 's',
+        name: 't',
+        replicaIdentity: 'd',
+        columns: [],
+      });
+      expect(decodePgoutput(new Msg('Y').u32(9).u32(600).str('public').str('point').build(), true)).toEqual({ tag: 'type', xid: 9, typeOid: 600, schema: 'public', name: 'point' });
+      expect(decodePgoutput(new Msg('M').u32(9).u8(1).u64(0x99n).str('dbferry').i32(0).build(), true)).toMatchObject({ tag: 'message', xid: 9, prefix: 'dbferry' });
+    });
+
+    it('the same bytes outside a stream block are a protocol 1 message: the id is not guessed', () => {
+      // Read without the stream flag, the xid would be taken for the relation id and the rest would not fit.
+      expect(() => decodePgoutput(new Msg('I').u32(9).u32(3).char('N').tuple(['x']).build())).toThrow(/expected 'N'/);
+    });
+
+    it('refuses a begin, commit or origin inside a stream block', () => {
+      expect(() => decodePgoutput(new Msg('B').u64(1n).i64(1n).u32(1).build(), true)).toThrow(/inside a stream block/);
+      expect(() => decodePgoutput(new Msg('C').u8(0).u64(1n).u64(2n).i64(1n).build(), true)).toThrow(/inside a stream block/);
+    });
+  });
+
   describe('malformed input', () => {
     it('names an unknown tag', () => {
       expect(() => decodePgoutput(Buffer.from('Zabc'))).toThrow("unknown message tag 'Z' (0x5a)");

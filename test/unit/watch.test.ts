@@ -30,6 +30,12 @@ describe('dbferry watch frames', () => {
     expect(toFrame(status({ totals: loadedNotValidated }), [], undefined, undefined, now).tables).toEqual({ total: 50_000, loaded: 50_000 });
     const notYet = { tables: 50_000, loaded: 0, fullLoadRows: '0', equal: 0, different: 0, pending: 50_000 };
     expect(toFrame(status({ totals: notYet }), [], undefined, undefined, now).tables).toEqual({ total: 50_000, loaded: 0 });
+    // A status written before loaded tables were counted: the named loaded tables (one of the two
+    // listed here), not what validation left pending (all of them).
+    const { loaded: _, ...uncounted } = notYet;
+    expect(toFrame(status({ totals: uncounted }), [], undefined, undefined, now).tables).toEqual({ total: 50_000, loaded: 1 });
+    const validated = { ...uncounted, equal: 30_000, pending: 20_000 };
+    expect(toFrame(status({ totals: validated }), [], undefined, undefined, now).tables).toEqual({ total: 50_000, loaded: 30_000 });
   });
 
   it('an estimate below what was copied caps at 100 % with no time left', () => {

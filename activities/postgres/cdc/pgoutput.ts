@@ -1,6 +1,8 @@
 /**
- * Decoder for one pgoutput message (logical replication protocol version 1), the payload of an
- * XLogData frame after its 25-byte header. Pure: no I/O, no state between messages.
+ * Decoder for one pgoutput message (logical replication protocol versions 1 and 2), the payload
+ * of an XLogData frame after its 25-byte header. Pure: no I/O; the one state between messages,
+ * whether a stream block is open (protocol 2 then prefixes each message with its transaction
+ * id), is the caller's.
  *
  * Hot path: a large transaction is millions of these. Column values are views into the frame
  * (`subarray`, no copy, no string), and only names in relation/type messages become strings.
@@ -20,6 +22,10 @@ const TAG_UPDATE = 0x55; // U
 const TAG_DELETE = 0x44; // D
 const TAG_TRUNCATE = 0x54; // T
 const TAG_MESSAGE = 0x4d; // M
+const TAG_STREAM_START = 0x53; // S
+const TAG_STREAM_STOP = 0x45; // E
+const TAG_STREAM_COMMIT = 0x63; // c
+const TAG_STREAM_ABORT = 0x41; // A
 
 const TUPLE_NEW = 0x4e; // N
 const TUPLE_KEY = 0x4b; // K
@@ -126,12 +132,13 @@ class Reader {
   }
 }
 
-export function decodePgoutput(buf: Buffer): PgoutputMessage {
+/** `inStream`: between a stream start and its stop, where protocol 2 sends the (sub)transaction id first. */
+export function decodePgoutput(buf: Buffer, inStream = false): PgoutputMessage {
   if (buf.length === 0) throw new PgoutputError('pgoutput: empty message');
   const r = new Reader(buf);
   let msg: PgoutputMessage;
   try {
-    msg = decode(r, buf[0]);
+    msg = decode(r, buf[0], inStream);
   } catch (err) {
     // Buffer's own bound checks say "offset out of range": say which message it was instead.
     // (By code, not instanceof: a RangeError from another realm, e.g. under jest, fails instanceof.)
@@ -146,7 +153,30 @@ export function decodePgoutput(buf: Buffer): PgoutputMessage {
   return msg;
 }
 
-function decode(r: Reader, tag: number): PgoutputMessage {
+function decode(r: Reader, tag: number, inStream: boolean): PgoutputMessage {
+  switch (tag) {
+    case TAG_STREAM_START:
+      return { tag: 'stream-start', xid: r.u32(), first: r.u8() === 1 };
+    case TAG_STREAM_STOP:
+      return { tag: 'stream-stop' };
+    case TAG_STREAM_COMMIT:
+      return { tag: 'stream-commit', xid: r.u32(), flags: r.u8(), commitLsn: r.lsn(), endLsn: r.lsn(), commitTime: r.time() };
+    case TAG_STREAM_ABORT:
+      return { tag: 'stream-abort', xid: r.u32(), subxid: r.u32() };
+    case TAG_BEGIN:
+    case TAG_COMMIT:
+    case TAG_ORIGIN:
+      if (inStream) throw new PgoutputError(`pgoutput: message ${byteName(tag)} inside a stream block`);
+      return decodeOne(r, tag);
+    default: {
+      if (!inStream) return decodeOne(r, tag);
+      const xid = r.u32();
+      return { ...decodeOne(r, tag), xid } as PgoutputMessage;
+    }
+  }
+}
+
+function decodeOne(r: Reader, tag: number): PgoutputMessage {
   switch (tag) {
     case TAG_BEGIN:
       return { tag: 'begin', finalLsn: r.lsn(), commitTime: r.time(), xid: r.u32() };

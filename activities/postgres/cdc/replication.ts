@@ -50,6 +50,12 @@ export interface ReplicationStreamOptions {
    * that holds no change for it. Only runs while the caller is pulling the iterator.
    */
   onKeepalive?: (walEnd: bigint) => void;
+  /**
+   * Protocol 2 with `streaming 'on'` (PostgreSQL 14+): a transaction larger than the server's
+   * logical_decoding_work_mem is sent in pieces while it runs (stream blocks), not all at its
+   * commit, so it is neither spilled to the source's disk nor applied only after it committed.
+   */
+  streaming?: boolean;
   /** How often to send a status update regardless of traffic. */
   statusIntervalMs?: number;
   /** Fail (Transient) when the caller has waited this long for a frame and the server answered no ping. */
@@ -216,6 +222,8 @@ class PgReplicationStream implements ReplicationStream {
   private ended = false;
   private failure: ApplicationFailure | undefined;
   private iterating = false;
+  /** Between a stream start and its stop, messages carry their transaction id first (kept across loops). */
+  private inStream = false;
   /** Set while the caller waits for a frame: the receive timeout runs only then. */
   private waitingSince: number | undefined;
   private lastFrameAt = Date.now();
@@ -236,7 +244,8 @@ class PgReplicationStream implements ReplicationStream {
     const { slot, publication, startLsn } = this.opts;
     // publication_names is a list of identifiers inside a string literal: quote the identifier, then the literal.
     const publications = replicationLiteral(`"${publication.replace(/"/g, '""')}"`);
-    const sql = `START_REPLICATION SLOT ${slot} LOGICAL ${formatLsn(startLsn)} (proto_version '1', publication_names ${publications}, messages 'true')`;
+    const protocol = this.opts.streaming ? `proto_version '2', streaming 'on'` : `proto_version '1'`;
+    const sql = `START_REPLICATION SLOT ${slot} LOGICAL ${formatLsn(startLsn)} (${protocol}, publication_names ${publications}, messages 'true')`;
     // Object mode: each CopyData frame is read as its own chunk. In byte mode, read() returns
     // everything buffered at once and frames would run together (alignOnCopyDataFrame only
     // aligns what is pushed).
@@ -292,10 +301,12 @@ class PgReplicationStream implements ReplicationStream {
           if (walEnd > this.lastServerWalEnd) this.lastServerWalEnd = walEnd;
           let message: WalMessage['message'];
           try {
-            message = decodePgoutput(frame.subarray(XLOG_DATA_HEADER));
+            message = decodePgoutput(frame.subarray(XLOG_DATA_HEADER), this.inStream);
           } catch (err) {
             throw this.fail(err, `decoding the change at ${formatLsn(walStart)}`);
           }
+          if (message.tag === 'stream-start') this.inStream = true;
+          else if (message.tag === 'stream-stop') this.inStream = false;
           yield { walStart, walEnd, message };
         } else if (kind === KEEPALIVE && frame.length === KEEPALIVE_LENGTH) {
           const walEnd = frame.readBigUInt64BE(1);

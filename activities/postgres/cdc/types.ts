@@ -16,11 +16,24 @@ export interface RelationColumn {
   typmod: number;
 }
 
-/** Positions are 64-bit LSNs as bigint (format with formatLsn). Times are epoch microseconds. */
+/**
+ * Positions are 64-bit LSNs as bigint (format with formatLsn). Times are epoch microseconds.
+ * Inside a stream block (protocol 2: a transaction sent while it runs), the row, relation, type
+ * and logical messages carry `xid`, the (sub)transaction they belong to.
+ */
 export type PgoutputMessage =
   | { tag: 'begin'; finalLsn: bigint; commitTime: bigint; xid: number }
   | { tag: 'commit'; flags: number; commitLsn: bigint; endLsn: bigint; commitTime: bigint }
   | { tag: 'origin'; lsn: bigint; name: string }
+  /** Protocol 2: a piece of the in-progress transaction `xid` follows, up to stream-stop. */
+  | { tag: 'stream-start'; xid: number; first: boolean }
+  | { tag: 'stream-stop' }
+  | { tag: 'stream-commit'; xid: number; flags: number; commitLsn: bigint; endLsn: bigint; commitTime: bigint }
+  /** The streamed transaction `xid` (subxid = xid) or one of its subtransactions rolled back. */
+  | { tag: 'stream-abort'; xid: number; subxid: number }
+  | (StreamedMessage & { xid?: number });
+
+type StreamedMessage =
   | {
       tag: 'relation';
       relationId: number;

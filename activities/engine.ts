@@ -102,7 +102,8 @@ export type ChangeEvent =
   | { kind: 'begin'; commitPosition: EnginePosition; commitTimeMicros: bigint }
   | (InTransaction & { xid?: number })
   | { kind: 'commit'; commitPosition: EnginePosition; endPosition: EnginePosition; commitTimeMicros: bigint }
-  | { kind: 'stream-start'; xid: number }
+  /** `first`: the transaction's first piece (a later one continues what came before). */
+  | { kind: 'stream-start'; xid: number; first: boolean }
   | { kind: 'stream-stop' }
   | { kind: 'stream-commit'; xid: number; commitPosition: EnginePosition; endPosition: EnginePosition; commitTimeMicros: bigint }
   /** `subxid` = `xid`: the whole streamed transaction rolled back; else that subtransaction (and what it began). */

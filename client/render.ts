@@ -35,6 +35,10 @@ export function formatStatus(s: MigrationStatus, live?: unknown): string {
       `  applied up to ${cdc.appliedPosition} (source at ${cdc.sourcePosition}); lag ${formatBytes(Number(cdc.lagBytes))}, ${cdc.lagSeconds.toFixed(1)} s; ` +
         `${cdc.caughtUp ? 'caught up' : 'catching up'}; ${cdc.transactions} transactions, ${cdc.changes} changes applied`,
     );
+    const open = cdc.inProgress;
+    if (open && open.transactions > 0) {
+      out.push(`  applying ${open.transactions} large transaction${open.transactions > 1 ? 's' : ''} while ${open.transactions > 1 ? 'they run' : 'it runs'}: ${open.changes} changes so far, committed with the source's commit`);
+    }
     const retrying = (cdc as { retrying?: { attempt: number; error: string } }).retrying;
     if (retrying) out.push(`  FAILING: attempt ${retrying.attempt} of the applier failed, retrying: ${retrying.error}`);
   }

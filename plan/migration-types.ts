@@ -374,6 +374,8 @@ export interface CdcProgress {
   caughtUp: boolean;
   transactions: number;
   changes: number;
+  /** Large source transactions being applied while they run (not committed on the source yet): how many, and their changes so far. */
+  inProgress?: { transactions: number; changes: number };
   /** Per table, busiest first (at most a few hundred). */
   tables: CdcTableStats[];
   at: string;

@@ -79,7 +79,10 @@ export class KeylessApplier {
       })
       .join(' AND ');
     const t = qualifiedTable(table.schema, table.name);
-    const pick = `ctid = (SELECT ctid FROM ONLY ${t} WHERE ${where || 'true'} LIMIT 1)`;
+    // SKIP LOCKED: an identical row that a large transaction applied while it runs (its own
+    // connection, not committed yet) holds is not the one this change took on the source, and
+    // waiting for it would wait for this applier itself.
+    const pick = `ctid = (SELECT ctid FROM ONLY ${t} WHERE ${where || 'true'} LIMIT 1 FOR UPDATE SKIP LOCKED)`;
     if (c.kind === 'delete') {
       await this.client.query(`DELETE FROM ONLY ${t} WHERE ${pick}`, params);
       return;

@@ -46,8 +46,16 @@ const FLUSH_POLL_MS = 100;
 const MAX_STREAMED = 8;
 /** Each subtransaction of a streamed transaction costs a savepoint (and a flush) on the target. */
 const MAX_SUBTRANSACTIONS = 1_000;
+/**
+ * While a streamed transaction holds row locks on the target, no apply connection waits longer
+ * than this for a lock: the holder may be waiting for this same loop. The source's own locks
+ * keep the connections' rows apart; should they ever meet, CDC starts again without streaming.
+ */
+const STREAMED_LOCK_TIMEOUT = '10s';
 
 const IDLE = Symbol('idle');
+/** PostgreSQL's lock_not_available: lock_timeout ran out. */
+const LOCK_NOT_AVAILABLE = '55P03';
 
 /** Migrations whose applier met a streamed transaction it does not apply while it runs: until the worker restarts, they stream none. */
 const streamingOff = new Set<string>();
@@ -135,6 +143,17 @@ export async function streamChanges(
   let stopPolling = () => {};
   // Rolls back the large transactions being applied while they run.
   let dropAllStreamed = async () => {};
+  // How many are being applied, with their changes so far (for status).
+  let inProgress = (): Pick<CdcProgress, 'inProgress'> => ({});
+  // The apply connections give up waiting for locks (STREAMED_LOCK_TIMEOUT): a streamed transaction holds some.
+  let streamedLocks = false;
+  const withoutStreaming = (why: string) => {
+    streamingOff.add(migration.runId);
+    return ApplicationFailure.create({
+      type: FailureType.Transient,
+      message: `${engine.description}: ${why}: CDC starts again without applying large transactions while they run (they are applied after their commit)`,
+    });
+  };
   // The source transaction being received, if any.
   let current: { changed?: string } | undefined;
   // An idle report that came while a batch was open (engines without in-stream markers).
@@ -173,6 +192,7 @@ export async function streamChanges(
       caughtUp,
       transactions: live.transactions,
       changes: live.changes,
+      ...inProgress(),
       tables: [...totals.values()].sort((a, b) => sum(b) - sum(a)).slice(0, TABLES_LISTED),
       at: new Date().toISOString(),
     };
@@ -375,13 +395,8 @@ export async function streamChanges(
       const streams = new Map<number, Streamed>();
       // The one whose piece the stream is sending now.
       let block: Streamed | undefined;
-      const withoutStreaming = (why: string) => {
-        streamingOff.add(migration.runId);
-        return ApplicationFailure.create({
-          type: FailureType.Transient,
-          message: `${engine.description}: ${why}: CDC starts again without applying large transactions while they run (they are applied after their commit)`,
-        });
-      };
+      /** The stream broke its own order: read again from the last applied position. */
+      const streamBroken = (what: string) => ApplicationFailure.create({ type: FailureType.Transient, message: `${engine.description}: ${what}` });
       const flushStreamed = async (st: Streamed) => {
         await st.applier?.flush();
         await st.keyless?.flush();
@@ -392,15 +407,25 @@ export async function streamChanges(
         if (block === st) block = undefined;
         // Closing rolls back whatever it applied.
         await closeQuietly(st.conn);
+        if (streamedLocks && ![...streams.values()].some((x) => x.conn)) {
+          streamedLocks = false;
+          await t.query('SET lock_timeout = 0').catch(() => undefined);
+        }
       };
       /** The sink for a change of (sub)transaction `xid` in the current piece: its connection opened, its savepoint set. */
       const streamSink = async (xid: number): Promise<Sink> => {
         const st = block;
-        if (!st) throw new Error(`the change stream sent a change of transaction ${xid} outside any transaction`);
+        if (!st) throw streamBroken(`the change stream sent a change of transaction ${xid} outside any piece of a transaction`);
         if (!st.conn) {
           if ([...streams.values()].filter((x) => x.conn).length >= MAX_STREAMED) throw withoutStreaming(`more than ${MAX_STREAMED} large transactions ran at once`);
+          if (!streamedLocks) {
+            await t.query(`SET lock_timeout = '${STREAMED_LOCK_TIMEOUT}'`);
+            streamedLocks = true;
+          }
           st.conn = await connect(tgt, { purpose: 'cdc apply (a large transaction)' });
-          await st.conn.query(`SET session_replication_role = replica; SET synchronous_commit = ${asyncCommit ? 'off' : 'on'}; BEGIN`);
+          await st.conn.query(
+            `SET session_replication_role = replica; SET synchronous_commit = ${asyncCommit ? 'off' : 'on'}; SET lock_timeout = '${STREAMED_LOCK_TIMEOUT}'; BEGIN`,
+          );
           st.applier = new ChangeApplier(st.conn, { endpoint: tgt.description });
           st.keyless = new KeylessApplier(st.conn);
           st.flush = () => flushStreamed(st);
@@ -412,6 +437,12 @@ export async function streamChanges(
           st.savepoints.push({ subxid: xid, before: countsOf(st.batch) });
         }
         return st as Sink;
+      };
+      inProgress = () => {
+        if (streams.size === 0) return {};
+        let changes = 0;
+        for (const x of streams.values()) changes += x.batch.changes;
+        return { inProgress: { transactions: streams.size, changes } };
       };
       dropAllStreamed = async () => {
         for (const st of [...streams.values()]) await dropStreamed(st);
@@ -573,7 +604,11 @@ export async function streamChanges(
           case 'stream-start': {
             await commitMain();
             let st = streams.get(e.xid);
-            if (!st) streams.set(e.xid, (st = { xid: e.xid, batch: newBatch(), savepoints: [] }));
+            if (!st) {
+              // A later piece of a transaction this applier has not seen begin: what came before is not on the target.
+              if (!e.first) throw streamBroken(`the change stream continued transaction ${e.xid} without its first part`);
+              streams.set(e.xid, (st = { xid: e.xid, batch: newBatch(), savepoints: [] }));
+            }
             block = st;
             break;
           }
@@ -658,6 +693,8 @@ export async function streamChanges(
       }
     } catch (err) {
       if (signal?.aborted) throw new CancelledFailure('CDC apply cancelled');
+      const code = err instanceof ApplicationFailure ? (err.details?.[0] as { code?: string } | undefined)?.code : (err as { code?: string }).code;
+      if (code === LOCK_NOT_AVAILABLE && streamedLocks) throw withoutStreaming('an apply connection waited too long for a lock while a large transaction was being applied');
       if (err instanceof ApplicationFailure) throw err;
       if ((err as { side?: string }).side === 'source') throw engine.failure(err, { doing: 'streaming changes' });
       throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, doing: 'applying changes' });

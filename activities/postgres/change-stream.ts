@@ -70,7 +70,7 @@ export async function openPgChangeStream(
       const xid = 'xid' in m && m.tag !== 'begin' ? { xid: m.xid } : {};
       switch (m.tag) {
         case 'stream-start':
-          yield { kind: 'stream-start', xid: m.xid };
+          yield { kind: 'stream-start', xid: m.xid, first: m.first };
           break;
         case 'stream-stop':
           yield { kind: 'stream-stop' };

@@ -32,7 +32,7 @@ export class RelationTracker {
 
   constructor(
     private readonly target: Client,
-    private readonly tables: Map<string, TableModel>,
+    private readonly tables: ReadonlyMap<string, TableModel>,
     /** The source does not send the changes its foreign keys' actions make (MySQL): find the target's. */
     private readonly foreignKeyActions = false,
   ) {}

@@ -5,6 +5,7 @@
 #   bash bench/cdc-run.sh                 # native, then dbferry (DURATION=60, BURST_ROWS=1000000)
 #   ROUNDS=2 DURATION=30 bash bench/cdc-run.sh
 #   METHODS=dbferry DURATION=20 bash bench/cdc-run.sh   # one side only (no comparison)
+#   DBFERRY_CDC_STREAMING=false bash bench/cdc-run.sh     # dbferry applies large transactions after their commit
 #
 # Output: bench/results/<stamp>/{results.csv,logs/,cdc-summary.md}; bench/results/latest -> <stamp>.
 set -euo pipefail

@@ -10,6 +10,7 @@
 # the migration (mode cdc, publication $PUB, slot dbferry_bench_cdc) and waits. The SIGTERM to
 # the group reaches the worker too, which shuts down; cdc.sh then drops the (inactive) slot.
 # The migration's workflow stays behind in the throwaway Temporal dev server of cdc-run.sh.
+# DBFERRY_CDC_STREAMING=false: large transactions applied after their commit (cdc.streaming).
 # pgbench_history has no primary key: CDC applies such a table only with REPLICA IDENTITY FULL
 # (its rows then carry all columns), which this script sets on the source before it starts.
 set -uo pipefail
@@ -34,7 +35,7 @@ mode: cdc
 source: { engine: postgres, url: env:DBFERRY_BENCH_SOURCE_URL }
 target: { engine: postgres, url: env:DBFERRY_BENCH_TARGET_URL }
 tables: { include: ['public.pgbench_%'] }
-cdc: { slot: ${CUSTOM_CDC_SLOT:-dbferry_bench_cdc}, publication: $PUB }
+cdc: { slot: ${CUSTOM_CDC_SLOT:-dbferry_bench_cdc}, publication: $PUB, streaming: ${DBFERRY_CDC_STREAMING:-true} }
 PLAN
 
 DBFERRY_BENCH_SOURCE_URL="$SRC_URL" DBFERRY_BENCH_TARGET_URL="$TGT_URL" "$DBFERRY" worker >"$WORK/worker.log" 2>&1 &

@@ -175,6 +175,54 @@ target: { engine: postgres, url: env:TGT_URL }
     expect(items.inserts).toBe(5501);
   });
 
+  it('starts again without streaming a transaction with more than 1,000 subtransactions, and ends equal', async () => {
+    const name2 = uniqueName('stream_subs').replace(/_/g, '-');
+    const target2Db = uniqueName('stream_tgt2');
+    const target2Url = await createDatabase('target', target2Db);
+    try {
+      const plan = writePlan(`
+name: ${name2}
+mode: full-load-and-cdc
+source: { engine: postgres, url: env:SRC_URL }
+target: { engine: postgres, url: env:TGT2_URL }
+`);
+      await worker!.stop('SIGKILL');
+      worker = await startWorker(cliEnv(queue, { SRC_URL: sourceUrl, TGT_URL: targetUrl, TGT2_URL: target2Url }));
+      const env = cliEnv(queue);
+      const started = await dbferry(['start', plan], env);
+      expect({ code: started.code, stderr: started.stderr.slice(-1500) }).toEqual({ code: 0, stderr: expect.any(String) });
+      await untilCaughtUp(name2, env, worker);
+      // A PL/pgSQL exception block per row: a subtransaction each.
+      await withClient(sourceUrl, (c) =>
+        c.query(`
+          BEGIN;
+          UPDATE items SET n = n + 1 WHERE id BETWEEN 1 AND 3000;
+          DO $$ BEGIN
+            FOR i IN 1..1100 LOOP
+              BEGIN
+                INSERT INTO items VALUES (900000 + i, 'in a subtransaction', i);
+                IF i % 100 = 0 THEN RAISE EXCEPTION 'roll this one back'; END IF;
+              EXCEPTION WHEN raise_exception THEN NULL;
+              END;
+            END LOOP;
+          END $$;
+          COMMIT;`),
+      );
+      await waitFor('the subtransactions applied', async () => (await withClient(target2Url, async (c) => (await c.query('SELECT count(*)::int AS n FROM items WHERE id > 900000')).rows[0].n)) === 1089, {
+        timeoutMs: 120_000,
+        explain: () => worker!.output().slice(-3000),
+      });
+      expect(worker!.output()).toMatch(/a large transaction has more than 1000 subtransactions: CDC starts again without applying large transactions while they run/);
+      await untilCaughtUp(name2, env, worker);
+      const cut = await dbferry(['cutover', name2, '--wait', '--json'], env);
+      expect({ code: cut.code, stderr: cut.stderr.slice(-2000) }).toEqual({ code: 0, stderr: expect.any(String) });
+      expect(JSON.parse(cut.stdout).validation.tables.every((t: { equal: boolean }) => t.equal)).toBe(true);
+      await expectSameTables(sourceUrl, target2Url, ['public."Log Lines"', 'public.items', 'public.scratch']);
+    } finally {
+      await dropDatabase('target', target2Db);
+    }
+  });
+
   const targetCount = (from: string) => withClient(targetUrl, async (c: Client) => (await c.query(`SELECT count(*)::int AS n FROM ${from}`)).rows[0].n as number);
   /** Target connections applying a large transaction. */
   const applyConnections = () =>

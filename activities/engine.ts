@@ -47,9 +47,13 @@ export interface HeldReadPoint extends ReadPoint {
 /** How rows travel from source to target: PostgreSQL COPY text or binary. */
 export type RowFormat = 'text' | 'binary';
 
-/** How a row count and checksum were computed; the target computes the same over its rows. */
-/** `canonical-md5`: values of another engine in one canonical text form (cross-engine/canonical.ts). */
-export type ChecksumMethod = 'record-hash' | 'text-hash' | 'canonical-md5';
+/**
+ * How a row count and checksum were computed; the target computes the same over its rows.
+ * `canonical-md5`: values of another engine in one canonical text form (cross-engine/canonical.ts).
+ * `copy-hash`: summed by the loader on the COPY stream it copied (pg/copy-hash.ts), so the
+ * source is read once; the target sums a COPY of the same columns in the same format.
+ */
+export type ChecksumMethod = 'record-hash' | 'text-hash' | 'canonical-md5' | 'copy-hash';
 
 export interface TableChecksum {
   rows: string;
@@ -66,6 +70,11 @@ export interface CopyOut extends Readable {
 
 /** A reader inside one read point (or, with `readPoint` undefined, reading the source as it is now). */
 export interface SourceReader {
+  /**
+   * copyOut streams PostgreSQL's own COPY output of the values (no conversion on the way), so a
+   * loader may sum it as it passes (`copy-hash`) instead of reading the source a second time.
+   */
+  readonly copyHashable?: boolean;
   /**
    * Where this reader reads when it is not the joined read point itself: an engine that cannot
    * share a snapshot with every loader (MySQL) opens one of its own, and the ledger records it.

@@ -67,6 +67,8 @@ function mappedReader(reader: SourceReader): SourceReader {
     get readPoint() {
       return reader.readPoint;
     },
+    // The values travel unchanged (only names are mapped): their COPY form sums alike on the target.
+    ...(reader.copyHashable ? { copyHashable: true } : {}),
     copyOut: (t, range, format) => reader.copyOut(sourceTable(t), range, format),
     checksum: (t, range, withChecksum) => reader.checksum(sourceTable(t), range, withChecksum),
     close: () => reader.close(),

@@ -65,6 +65,16 @@ export function unitLoaded(u: { table: string; label: string; rows: number; byte
   });
 }
 
+/** Pipelined load: a loaded table's keys and indexes built while other tables copy. */
+export function tableKeysBuilt(table: string, keys: number, indexes: number, ms: number): void {
+  if (inActivity()) log.info(`built the keys and indexes of ${table} in ${(ms / 1000).toFixed(1)} s`, { table, keys, indexes, seconds: ms / 1000 });
+}
+
+/** Pipelined load: building a table's keys failed or was cut short; the keys-and-indexes step builds them and reports. */
+export function tableKeysDeferred(table: string, doing: string, err: unknown): void {
+  if (inActivity()) log.warn(`${table}: ${doing} failed while other tables load (${err instanceof Error ? err.message : String(err)}); the keys-and-indexes step builds it`, { table });
+}
+
 /** A load task (a group of units) committed. */
 export function loadTaskDone(task: number, units: number, rows: bigint, alreadyLoaded: boolean): void {
   // A retry that finds its task committed is not a second task done.

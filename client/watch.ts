@@ -14,6 +14,8 @@ interface LoaderBeat {
   unitBytes?: number;
   unitEstBytes?: number;
   unitStartedAt?: string;
+  /** A loaded table whose keys and indexes its loader builds while others copy. */
+  building?: string;
 }
 
 /** One frame of `dbferry watch`: what `--json` prints, one line per tick. */
@@ -22,6 +24,8 @@ export interface WatchFrame {
   phase: MigrationStatus['phase'];
   tables: { total: number; loaded: number };
   loading: Array<{ unit: string; bytes: number; estimatedBytes: number; percent: number; bytesPerSecond: number; etaSeconds: number | null }>;
+  /** Loaded tables whose keys and indexes are being built while others still copy. */
+  building: string[];
   /** A full load a managed service runs (AWS DMS): its percent and the tables it is loading. */
   managed?: { percent?: number; loading: Array<{ table: string; rows: number }> };
   cdc?: Pick<CdcProgress, 'appliedPosition' | 'sourcePosition' | 'lagBytes' | 'lagSeconds' | 'caughtUp' | 'changes'> & { changesPerSecond: number };
@@ -82,6 +86,7 @@ export function toFrame(status: MigrationStatus | undefined, live: unknown[], cd
         etaSeconds: rate > 0 ? Math.round((est - bytes) / rate) : null,
       };
     });
+  const building = live.filter((x): x is LoaderBeat => (x as { activity?: string }).activity === 'loadTask' && !!(x as LoaderBeat).building).map((b) => b.building!);
   const named = status?.tables.filter((t) => t.fullLoadRows !== undefined).length ?? 0;
   // A status from a version before loaded tables were counted names at most 200 tables: the
   // named ones loaded, or the validated count when larger (validated tables were loaded), is
@@ -89,7 +94,7 @@ export function toFrame(status: MigrationStatus | undefined, live: unknown[], cd
   const tables = status?.totals
     ? { total: status.totals.tables, loaded: status.totals.loaded ?? Math.max(named, status.totals.equal + status.totals.different) }
     : { total: status?.tables.length ?? 0, loaded: named };
-  const frame: WatchFrame = { at: new Date(now).toISOString(), phase: status?.phase ?? 'preflight', tables, loading };
+  const frame: WatchFrame = { at: new Date(now).toISOString(), phase: status?.phase ?? 'preflight', tables, loading, building };
   const managed = live.find((x): x is ManagedLoadProgress => (x as { activity?: string }).activity === 'managedLoad' && Array.isArray((x as ManagedLoadProgress).loading));
   if (managed) {
     frame.tables = { total: managed.tablesTotal, loaded: managed.tablesLoaded };
@@ -118,6 +123,7 @@ function mb(n: number): string {
 function textLine(f: WatchFrame): string {
   const parts = [`${f.at.slice(11, 19)} ${f.phase}`, `tables loaded ${f.tables.loaded}/${f.tables.total}`];
   for (const l of f.loading) parts.push(`${l.unit} ${l.percent}% ${mb(l.bytes)} ${mb(l.bytesPerSecond)}/s${l.etaSeconds !== null ? ` ETA ${l.etaSeconds}s` : ''}`);
+  if (f.building.length > 0) parts.push(`building keys and indexes of ${f.building.join(', ')}`);
   if (f.managed) parts.push(`DMS ${f.managed.percent ?? 0}%${f.managed.loading.map((l) => `, ${l.table} ${l.rows} rows`).join('')}`);
   if (f.cdc) parts.push(`CDC lag ${mb(Number(f.cdc.lagBytes))} ${f.cdc.lagSeconds.toFixed(1)} s, ${f.cdc.changesPerSecond} changes/s, ${f.cdc.caughtUp ? 'caught up' : 'catching up'}`);
   if (f.failure) parts.push(`WAITING FOR AN OPERATOR: ${f.failure.step} (${f.failure.type}): ${f.failure.message}`);
@@ -130,6 +136,7 @@ function draw(bars: MultiBar, shown: Map<string, SingleBar>, f: WatchFrame): voi
   for (const l of f.loading) {
     want.set(l.unit, { value: l.bytes, total: l.estimatedBytes, payload: { unit: `${l.unit} ${mb(l.bytes)}`, rate: `${mb(l.bytesPerSecond)}/s` } });
   }
+  for (const b of f.building) want.set(`build ${b}`, { value: 0, total: 1, payload: { unit: `${b}: building keys and indexes`, rate: '' } });
   if (f.managed) {
     want.set('managed', { value: f.managed.percent ?? 0, total: 100, payload: { unit: `AWS DMS full load${f.managed.loading.map((l) => `, ${l.table} ${l.rows} rows`).join('')}`, rate: '' } });
   }

@@ -7,17 +7,20 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { FailureType } from '../../plan/failure-types';
 import { unitLabel, type LoadUnit } from '../../plan/load-chunks';
 import type { ActivityInput, LoadTaskInput, LoadTaskResult } from '../../plan/migration-types';
-import { sourceColumns, type TableModel } from '../../plan/schema-model';
+import { sourceColumns, type SchemaModel, type TableModel } from '../../plan/schema-model';
 import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
 import { ReadPointGone, type SourceEngine, type SourceReader } from '../engine';
 import { withHeartbeat } from '../heartbeat';
-import { loadTaskDone, unitLoaded } from '../telemetry';
+import { loadTaskDone, tableKeysDeferred, unitLoaded } from '../telemetry';
 import { ownTaskQueue } from '../identity';
 import { closeQuietly, connect, withConnection, type PgEndpoint } from '../pg/connection';
 import { ensureBookkeeping } from '../target/bookkeeping';
 import { toFailure } from '../pg/errors';
 import { claimTask, readTask, recordUnit } from '../target/ledger';
 import { loadModel, tablesByKey } from '../target/model';
+import { buildLoadedTable } from '../target/build-indexes';
+import { readsSourceAtValidation } from './validate';
+import { copyFormat, CopyRowHash } from '../pg/copy-hash';
 
 /** How long a loader waits for a live snapshot (a dead holder is restarted by Temporal). */
 const SNAPSHOT_WAIT_MS = 10 * 60_000;
@@ -35,6 +38,8 @@ interface Progress {
   unitStartedAt?: string;
   generation?: number;
   waitingForSnapshot?: boolean;
+  /** The loaded table whose keys and indexes are being built (pipelined load). */
+  building?: string;
 }
 
 /**
@@ -44,7 +49,8 @@ interface Progress {
  * finds its ledger rows and returns, or finds none and finds the target untouched.
  */
 export async function loadTask({ plan, migration, task }: LoadTaskInput, engine: SourceEngine, tgt: PgEndpoint): Promise<LoadTaskResult> {
-  const tables = tablesByKey(await loadModel(tgt, migration.runId));
+  const model = await loadModel(tgt, migration.runId);
+  const tables = tablesByKey(model);
   const progress: Progress = { task, units: 0, unitsDone: 0, bytes: 0 };
   return withHeartbeat(() => ({ ...progress }), async (signal) => {
     const target = await connect(tgt, { purpose: 'load' });
@@ -56,6 +62,8 @@ export async function loadTask({ plan, migration, task }: LoadTaskInput, engine:
       if (await claimTask(target, migration.runId, task, units)) {
         await target.query('COMMIT');
         loadTaskDone(task, units.length, 0n, true);
+        // The attempt that loaded it may have died while building its tables' keys.
+        await buildCompleteTables(target, migration.runId, model, units, progress);
         return { task, alreadyLoaded: true, units: units.length, rows: '0', bytes: 0 };
       }
       const snap = await joinNewestReadPoint(engine, target, migration.runId, progress, signal);
@@ -71,7 +79,7 @@ export async function loadTask({ plan, migration, task }: LoadTaskInput, engine:
           snapshot: source.readPoint?.token ?? snap.snapshot,
           position: source.readPoint?.position ?? snap.position,
           migration: migration.runId,
-          checksums: plan.validate.checksums,
+          checksums: plan.validate.checksums && !readsSourceAtValidation(plan),
           source: engine.description,
           progress,
           signal,
@@ -82,6 +90,9 @@ export async function loadTask({ plan, migration, task }: LoadTaskInput, engine:
       }
       await target.query('COMMIT');
       loadTaskDone(task, units.length, rows, false);
+      await source.close();
+      source = undefined;
+      await buildCompleteTables(target, migration.runId, model, units, progress);
       return { task, alreadyLoaded: false, units: units.length, rows: rows.toString(), bytes: progress.bytes, generation: snap.generation };
     } catch (err) {
       // A target left mid-COPY may not answer: bounded, and the connection is closed anyway.
@@ -94,6 +105,34 @@ export async function loadTask({ plan, migration, task }: LoadTaskInput, engine:
       await Promise.all([source?.close(), closeQuietly(target)]);
     }
   });
+}
+
+/**
+ * Pipelined load: builds the keys and indexes of each table this task completed (a whole table,
+ * or the last of its chunks to commit) on the loader's connection, while other tasks copy.
+ */
+async function buildCompleteTables(target: Client, runId: string, model: SchemaModel, units: LoadUnit[], progress: Progress): Promise<void> {
+  const chunked = [...new Map(units.filter((u) => u.chunk > 0).map((u) => [u.table, u.of])).entries()];
+  const complete = new Set(units.filter((u) => u.chunk === 0).map((u) => u.table));
+  if (chunked.length > 0) {
+    try {
+      const r = await target.query<{ table_key: string }>(
+        `SELECT l.table_key FROM _dbferry.table_loads l JOIN unnest($2::text[], $3::int[]) AS u(t, n) ON l.table_key = u.t
+          WHERE l.run_id = $1 AND l.chunk > 0 GROUP BY l.table_key, u.n HAVING count(*) = u.n`,
+        [runId, chunked.map(([t]) => t), chunked.map(([, n]) => n)],
+      );
+      for (const row of r.rows) complete.add(row.table_key);
+    } catch (err) {
+      // Best effort, as the builds are: the keys-and-indexes step builds what is left.
+      tableKeysDeferred(chunked[0]![0], 'reading which chunked tables are complete', err);
+    }
+  }
+  progress.current = undefined;
+  for (const key of complete) {
+    progress.building = key;
+    await buildLoadedTable(target, runId, model, key);
+  }
+  progress.building = undefined;
 }
 
 /**
@@ -164,9 +203,7 @@ async function copyUnit(lane: { source: SourceReader; target: Client }, t: Table
   const name = qualifiedTable(t.schema, t.name);
   const cols = sourceColumns(t);
   const colList = cols.map((c) => quoteIdent(c.name)).join(', ');
-  // Binary is faster, but arrays and composites of user types embed OIDs that differ on the
-  // target, and a column a mapping retyped has another binary form there (text converts).
-  const format = cols.every((c) => c.binaryCopySafe && c.retypedFrom === undefined) ? 'binary' : 'text';
+  const format = copyFormat(t);
   const { source, target } = lane;
   ctx.progress.current = label;
   ctx.progress.table = unit.table;
@@ -174,8 +211,13 @@ async function copyUnit(lane: { source: SourceReader; target: Client }, t: Table
   ctx.progress.unitEstBytes = unit.estBytes;
   ctx.progress.unitStartedAt = new Date(started).toISOString();
   let bytes = 0;
+  // Read once: the rows are summed as they pass, where the source streams PostgreSQL's own COPY
+  // form of them. Generated columns are not copied (the target computes them), so a table with
+  // any is summed on the source by a query that includes them, as validation does on the target.
+  const hash = ctx.checksums && source.copyHashable && cols.length > 0 && !t.partitioned && !t.columns.some((c) => c.generated !== undefined) ? new CopyRowHash(format) : undefined;
   const meter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
+      hash?.update(chunk);
       bytes += chunk.length;
       ctx.progress.bytes += chunk.length;
       ctx.progress.unitBytes = bytes;
@@ -213,23 +255,26 @@ async function copyUnit(lane: { source: SourceReader; target: Client }, t: Table
   }
   let checksum: string | null = null;
   let method: string | null = null;
-  if (ctx.checksums) {
+  if (hash) {
+    const summed = hash.finish();
+    if (summed.rows !== rows) throw rowsDisagree(ctx, label, unit.table, `${summed.rows} rows in the COPY stream but the target took ${rows}`);
+    checksum = summed.checksum;
+    method = 'copy-hash';
+  } else if (ctx.checksums) {
     // Same read point as the COPY: validation compares against exactly what was read. After
     // the copy, not beside it: measured on 2 cores (MySQL, dataset B), a checksum running on a
     // second snapshot during the copy made the largest table 74 s → 121 s (the scans contend).
     const r = await source.checksum(t, unit.range, true);
     checksum = r.checksum ?? null;
     method = r.method;
-    if (r.rows !== rows) {
-      throw ApplicationFailure.create({
-        type: FailureType.DatabaseError,
-        message: `${ctx.source}: ${label} returned ${rows} rows to COPY but ${r.rows} to the checksum in the same snapshot`,
-        details: [{ table: unit.table }],
-      });
-    }
+    if (r.rows !== rows) throw rowsDisagree(ctx, label, unit.table, `returned ${rows} rows to COPY but ${r.rows} to the checksum in the same snapshot`);
   }
   await recordUnit(target, ctx.migration, unit, { rows, bytes, checksum, method, snapshot: ctx.snapshot, position: ctx.position, ms: Date.now() - started, converted });
   return rows;
+}
+
+function rowsDisagree(ctx: CopyContext, label: string, table: string, what: string): ApplicationFailure {
+  return ApplicationFailure.create({ type: FailureType.DatabaseError, message: `${ctx.source}: ${label} ${what}`, details: [{ table }] });
 }
 
 function missingTable(tgt: PgEndpoint, key: string): ApplicationFailure {

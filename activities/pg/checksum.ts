@@ -6,6 +6,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { pgCanonical, pgCanonicalChecksumSql } from '../cross-engine/canonical';
 import { JsonDigest, jsonRowKey } from '../cross-engine/json-digest';
 import { copyOutStream } from './copy-out-stream';
+import { copyFormat, CopyRowHash } from './copy-hash';
 
 /**
  * How a table's rows are summed into a checksum (engine.ts's ChecksumMethod); the ledger records
@@ -48,6 +49,7 @@ function hashedColumn(c: ColumnModel): string {
 export function checksumQuery(t: TableModel, withChecksum: boolean, where = '', method: ChecksumMethod = 'text-hash', only = true): string {
   const from = `FROM ${only ? 'ONLY ' : ''}${qualifiedTable(t.schema, t.name)}${where}`;
   if (method === 'canonical-md5') return pgCanonicalChecksumSql(sourceColumns(t), from, withChecksum);
+  if (method === 'copy-hash' && withChecksum) throw new Error('copy-hash is summed over a COPY stream, not by a query (targetChecksum)');
   if (!withChecksum) return `SELECT count(*)::text AS rows, NULL::text AS checksum ${from}`;
   // Generated columns count (both sides compute them); columns only the target has do not.
   const cols = t.columns.filter((c) => c.added === undefined);
@@ -64,6 +66,7 @@ export function checksumQuery(t: TableModel, withChecksum: boolean, where = '', 
  * source's were (cross-engine/json-digest.ts), streamed so memory stays bounded.
  */
 export async function targetChecksum(c: Client, t: TableModel, withChecksum: boolean, where: string, method: ChecksumMethod, only = true): Promise<{ rows: string; checksum: string | null }> {
+  if (method === 'copy-hash' && withChecksum) return copyChecksum(c, t, where, only);
   const r = (await c.query<{ rows: string; checksum: string | null }>(checksumQuery(t, withChecksum, where, method, only))).rows[0]!;
   const { key, json } = jsonRowKey(t);
   if (method !== 'canonical-md5' || r.checksum === null || json.length === 0) return r;
@@ -84,6 +87,18 @@ export async function targetChecksum(c: Client, t: TableModel, withChecksum: boo
   }
   if (rest + decoder.end()) throw new Error(`${qualifiedTable(t.schema, t.name)}: the JSON documents' COPY ended mid-row`);
   return { rows: r.rows, checksum: digest.addTo(r.checksum!) };
+}
+
+/**
+ * `copy-hash` on the target: its rows of the columns the loader copied, in the format it copied
+ * them in, summed as the loader summed the source's stream.
+ */
+async function copyChecksum(c: Client, t: TableModel, where: string, only: boolean): Promise<{ rows: string; checksum: string }> {
+  const cols = sourceColumns(t).map((col) => quoteIdent(col.name)).join(', ');
+  const hash = new CopyRowHash(copyFormat(t));
+  const out = c.query(copyOutStream(`COPY (SELECT ${cols} FROM ${only ? 'ONLY ' : ''}${qualifiedTable(t.schema, t.name)}${where}) TO STDOUT WITH (FORMAT ${copyFormat(t)})`));
+  for await (const chunk of out as AsyncIterable<Buffer>) hash.update(chunk);
+  return hash.finish();
 }
 
 const versions = new WeakMap<Client, number>();

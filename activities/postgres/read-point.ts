@@ -110,6 +110,8 @@ export async function openPgReader(src: PgEndpoint, purpose: string): Promise<So
 }
 
 class PgReader implements SourceReader {
+  readonly copyHashable = true;
+
   constructor(
     private readonly client: Client,
     private readonly src: PgEndpoint,

@@ -11,9 +11,13 @@ import { ApplicationFailure } from '@temporalio/common';
 import { FailureType } from '../../plan/failure-types';
 import { orphansQuery } from './reference-ddl';
 import { toFailure } from '../pg/errors';
-import { loadModel } from './model';
+import { loadModel, tablesByKey } from './model';
+import { tableKeysBuilt, tableKeysDeferred } from '../telemetry';
 
 type Stmt = { table: string; name: string; sql: string };
+
+/** Per connection that builds: enough for a large key's sort to stay mostly in memory. */
+const MAINTENANCE_WORK_MEM = "SET maintenance_work_mem = '256MB'";
 
 /**
  * After the load: primary keys, unique and exclusion constraints and indexes (in parallel),
@@ -40,17 +44,33 @@ export async function buildIndexes(
       if (!lanes[i]) {
         const c = await connect(tgt, { purpose: 'build indexes' });
         lanes[i] = c;
-        await c.query("SET maintenance_work_mem = '256MB'");
+        await c.query(MAINTENANCE_WORK_MEM);
       }
       return lanes[i]!;
     };
-    const run = async (stmts: Stmt[], parallel: number, kind: 'constraint' | 'index' | 'validate' | 'backfill' | 'trigger') => {
+    // What a loader built while other tables copied (pipelined load), or an earlier attempt, in one read.
+    const built = await builtNames(await lane(0));
+    const run = async (stmts: Stmt[], parallel: number, kind: 'constraint' | 'index' | 'attach' | 'validate' | 'backfill' | 'trigger') => {
+      if (kind === 'constraint' || kind === 'index') stmts = stmts.filter((s) => !built[kind].has(`${s.table}\u0000${s.name}`));
       progress.total += stmts.length;
       await inParallel(stmts, parallel, async (s, i) => {
         const c = await lane(i);
         progress.running.push(s.name);
         try {
-          if (kind === 'constraint' && (await constraintExists(c, s, byKey))) return;
+          if (kind === 'constraint' || kind === 'index') {
+            // A loader of a dead worker may still be building this table's keys on a backend the
+            // server has not yet ended: wait for it, then look again, rather than build twice.
+            await c.query('BEGIN');
+            try {
+              await c.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', buildLock(migration.runId, s.table));
+              if (kind === 'index' || !(await constraintExists(c, s, byKey))) await c.query(s.sql);
+              await c.query('COMMIT');
+            } catch (err) {
+              await c.query('ROLLBACK').catch(() => undefined);
+              throw err;
+            }
+            return;
+          }
           if (kind === 'backfill') {
             // A retry runs after the source's triggers were created: as a replica, only
             // dbferry's own (ENABLE ALWAYS) fire on the rows a backfill rewrites.
@@ -67,7 +87,7 @@ export async function buildIndexes(
           }
           await c.query(s.sql);
         } catch (err) {
-          const doing = { validate: 'validating', backfill: 'filling', constraint: 'creating', index: 'creating', trigger: 'creating trigger' }[kind];
+          const doing = { validate: 'validating', backfill: 'filling', constraint: 'creating', index: 'creating', attach: 'attaching', trigger: 'creating trigger' }[kind];
           throw toFailure(err, 'target', { endpoint: tgt.description, secrets: tgt.secrets, table: s.table, doing: `${doing} ${s.name}` });
         } finally {
           progress.running = progress.running.filter((n) => n !== s.name);
@@ -80,7 +100,7 @@ export async function buildIndexes(
       await run([...post.primaryKeys, ...post.uniques, ...post.exclusions], parallel, 'constraint');
       await run(post.indexes, parallel, 'index');
       // Attaching is quick and order matters (a sub-partitioned partition's index first).
-      await run(post.attachIndexes, 1, 'index');
+      await run(post.attachIndexes, 1, 'attach');
       // Key redesign: new references filled in one statement each, before their foreign keys
       // exist (a check per updated row would cost more than one VALIDATE).
       progress.step = 'new references';
@@ -102,7 +122,8 @@ export async function buildIndexes(
       progress.step = 'sequences';
       const sequences = await carrySequences(await sequenceStates(model.sequences), tgt, await lane(0));
       progress.step = 'analyze';
-      await inParallel(model.tables, parallel, async (t, i) => {
+      const analyzed = await analyzedSinceLoad(await lane(0), migration.runId);
+      await inParallel(model.tables.filter((t) => !analyzed.has(qualifiedKey(t))), parallel, async (t, i) => {
         await (await lane(i)).query(`ANALYZE ${qualifiedTable(t.schema, t.name)}`);
       });
       // Last, so that an operator who accepts the orphans (skip) has everything else built.
@@ -160,6 +181,98 @@ async function refuseOrphans(c: Client, tgt: PgEndpoint, model: SchemaModel, cdc
       },
     ],
   });
+}
+
+/**
+ * Pipelined load: the statements that build a table's own keys and indexes, for each table whose
+ * keys the loader may build as soon as its data committed. Not a partitioned table (its keys
+ * wait for its partitions) nor one a key redesign touches (its new keys and references are built
+ * around the backfills, in the step's order). Built once per model object (loadModel's cached one).
+ */
+const ownKeysOf = new WeakMap<SchemaModel, ReadonlyMap<string, { constraints: Stmt[]; indexes: Stmt[] }>>();
+
+function ownKeys(model: SchemaModel): ReadonlyMap<string, { constraints: Stmt[]; indexes: Stmt[] }> {
+  let m = ownKeysOf.get(model);
+  if (m) return m;
+  const post = postLoadStatements(model);
+  const out = new Map<string, { constraints: Stmt[]; indexes: Stmt[] }>();
+  for (const t of model.tables) {
+    if (!t.partitioned && !t.surrogateKey && !t.references?.length) out.set(qualifiedKey(t), { constraints: [], indexes: [] });
+  }
+  for (const s of [...post.primaryKeys, ...post.uniques, ...post.exclusions]) out.get(s.table)?.constraints.push(s);
+  for (const s of post.indexes) out.get(s.table)?.indexes.push(s);
+  ownKeysOf.set(model, (m = out));
+  return m;
+}
+
+/**
+ * Pipelined load: builds a loaded table's primary key, unique and exclusion constraints and
+ * indexes, then ANALYZEs it, on the loader's own connection, while other tables still copy
+ * (pgcopydb does the same). The keys-and-indexes step finds them built and skips them.
+ * Best effort: whatever fails here (a duplicate key, a lost connection) is left to that step,
+ * which reports it and waits for the operator; nothing here fails the load, whose rows are
+ * already committed. One loader at a time per table (two may commit its last chunks together).
+ */
+export async function buildLoadedTable(c: Client, runId: string, model: SchemaModel, key: string): Promise<boolean> {
+  const own = ownKeys(model).get(key);
+  const t = tablesByKey(model).get(key);
+  if (!own || !t) return false;
+  const lock = buildLock(runId, key);
+  const started = Date.now();
+  let doing = 'locking the table for its build';
+  let locked = false;
+  try {
+    locked = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS ok', lock)).rows[0]!.ok;
+    if (!locked) return false;
+    await c.query(MAINTENANCE_WORK_MEM);
+    const byKey = new Map([[key, t]]);
+    for (const s of own.constraints) {
+      doing = `creating ${s.name}`;
+      if (!(await constraintExists(c, s, byKey))) await c.query(s.sql);
+    }
+    for (const s of own.indexes) {
+      doing = `creating ${s.name}`;
+      await c.query(s.sql);
+    }
+    doing = 'analyzing';
+    await c.query(`ANALYZE ${qualifiedTable(t.schema, t.name)}`);
+    tableKeysBuilt(key, own.constraints.length, own.indexes.length, Date.now() - started);
+    return true;
+  } catch (err) {
+    tableKeysDeferred(key, doing, err);
+    return false;
+  } finally {
+    if (locked) await c.query('SELECT pg_advisory_unlock(hashtext($1), hashtext($2))', lock).catch(() => undefined);
+  }
+}
+
+/** The advisory lock that lets one connection at a time build a table's keys and indexes. */
+function buildLock(runId: string, table: string): [string, string] {
+  return [`${runId}:build`, table];
+}
+
+/** Every constraint and every index on the target, as `table key NUL name` (an index may share a constraint's name: MySQL's foreign keys). */
+async function builtNames(c: Client): Promise<{ constraint: Set<string>; index: Set<string> }> {
+  const r = await c.query<{ kind: 'constraint' | 'index'; t: string; name: string }>(
+    `SELECT 'constraint' AS kind, n.nspname || '.' || t.relname AS t, k.conname AS name
+       FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+     UNION ALL
+     SELECT 'index', n.nspname || '.' || t.relname, i.relname
+       FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace`,
+  );
+  const out = { constraint: new Set<string>(), index: new Set<string>() };
+  for (const x of r.rows) out[x.kind].add(`${x.t}\u0000${x.name}`);
+  return out;
+}
+
+/** Tables whose last ANALYZE came after their last load (the loader built them): the step skips them. */
+async function analyzedSinceLoad(c: Client, runId: string): Promise<Set<string>> {
+  const r = await c.query<{ table_key: string }>(
+    `SELECT l.table_key FROM _dbferry.table_loads l JOIN pg_stat_user_tables s ON s.schemaname || '.' || s.relname = l.table_key
+      WHERE l.run_id = $1 GROUP BY l.table_key HAVING max(s.last_analyze) > max(l.loaded_at)`,
+    [runId],
+  );
+  return new Set(r.rows.map((x) => x.table_key));
 }
 
 async function readPointsDiffer(c: Client, runId: string): Promise<boolean> {

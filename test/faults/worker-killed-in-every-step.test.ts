@@ -53,21 +53,21 @@ describe('fault: the worker is killed in every step', () => {
         INSERT INTO "Scratch Pad" SELECT g, 'initial' FROM generate_series(1, 100) g;
         ANALYZE;`),
     );
-    // The target, prepared with a DDL that sleeps: creating table accounts and index
-    // events_kind_idx each take 4 s, long enough to kill the worker inside create-tables and
-    // build-indexes.
+    // The target, prepared with a DDL that sleeps: creating table accounts and adding the
+    // foreign key of events each take 4 s, long enough to kill the worker inside create-tables
+    // and build-indexes (the loaders build the keys and indexes; foreign keys wait for the step).
     await createDatabase('target', targetDb);
     await withClient(tgt(), (c) =>
       c.query(`
         CREATE SCHEMA slow;
         CREATE FUNCTION slow.ddl() RETURNS event_trigger LANGUAGE plpgsql AS $f$
         BEGIN
-          IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands()
-                      WHERE object_identity IN ('public.accounts', 'public.events_kind_idx')) THEN
+          IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() WHERE object_identity = 'public.accounts' AND command_tag = 'CREATE TABLE')
+             OR (TG_TAG = 'ALTER TABLE' AND current_query() LIKE '%FOREIGN KEY%') THEN
             PERFORM pg_sleep(4);
           END IF;
         END $f$;
-        CREATE EVENT TRIGGER slow_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'CREATE INDEX') EXECUTE FUNCTION slow.ddl();`),
+        CREATE EVENT TRIGGER slow_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION slow.ddl();`),
     );
     worker = await startWorker(env);
   });

@@ -1,4 +1,9 @@
-import { sourceChecksum, checksumQuery } from '../../activities/pg/checksum';
+import type { Client } from 'pg';
+import { sourceChecksum, checksumQuery, targetChecksum } from '../../activities/pg/checksum';
+import { copyFormat, CopyRowHash } from '../../activities/pg/copy-hash';
+import { copyOutStream } from '../../activities/pg/copy-out-stream';
+import { qualifiedTable, quoteIdent } from '../../plan/sql-names';
+import { sourceColumns } from '../../plan/schema-model';
 import { introspectPostgres } from '../../activities/postgres/introspect';
 import type { TableModel } from '../../plan/schema-model';
 import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';
@@ -65,6 +70,36 @@ describe('row checksums on real servers', () => {
     const odd = (await tables(urlA)).find((t) => t.name === 'odd')!;
     const [x, y] = await Promise.all([urlA, urlB].map((u) => withClient(u, (c) => c.query(checksumQuery(odd, true, '', 'text-hash')))));
     expect(y.rows[0]).toEqual(x.rows[0]);
+  });
+
+  /** What a loader sums as it copies a table (load-task.ts): the stream of `COPY t (columns) TO STDOUT`. */
+  async function summedWhileCopied(c: Client, t: TableModel) {
+    const hash = new CopyRowHash(copyFormat(t));
+    const cols = sourceColumns(t).map((col) => quoteIdent(col.name)).join(', ');
+    const out = c.query(copyOutStream(`COPY ${qualifiedTable(t.schema, t.name)} (${cols}) TO STDOUT WITH (FORMAT ${copyFormat(t)})`));
+    for await (const chunk of out as AsyncIterable<Buffer>) hash.update(chunk);
+    return hash.finish();
+  }
+
+  it('copy-hash: the sum over the stream a loader copies equals the target\'s, in binary and in text, whatever the row order; one changed value differs', async () => {
+    const [ta, tb] = [await tables(urlA), await tables(urlB)];
+    for (const [name, format] of [['Plain Table', 'binary'], ['odd', 'text']] as const) {
+      const [a, b] = [ta.find((t) => t.name === name)!, tb.find((t) => t.name === name)!];
+      expect(copyFormat(a)).toBe(format);
+      const copied = await withClient(urlA, (c) => summedWhileCopied(c, a));
+      expect(copied.rows).toBe(name === 'odd' ? '50' : '500');
+      const target = await withClient(urlB, (c) => targetChecksum(c, b, true, '', 'copy-hash'));
+      expect(target).toEqual(copied);
+      const changed = await withClient(urlB, async (c) => {
+        await c.query('BEGIN');
+        await c.query(name === 'odd' ? `UPDATE odd SET p = point(1, 2) WHERE id = 7` : `UPDATE "Plain Table" SET tags = ARRAY['a7', 'b'] WHERE id = 7`);
+        const r = await targetChecksum(c, b, true, '', 'copy-hash');
+        await c.query('ROLLBACK');
+        return r;
+      });
+      expect(changed.rows).toBe(copied.rows);
+      expect(changed.checksum).not.toBe(copied.checksum);
+    }
   });
 
   it('changes when one value changes, with the method validation uses on the target', async () => {

@@ -38,6 +38,15 @@ describe('dbferry watch frames', () => {
     expect(toFrame(status({ totals: validated }), [], undefined, undefined, now).tables).toEqual({ total: 50_000, loaded: 30_000 });
   });
 
+  it('a loader building a loaded table\'s keys while others copy shows as building, not as a bar of copying', () => {
+    const now = Date.parse('2026-11-21T00:00:10Z');
+    const copying = { activity: 'loadTask', task: 1, current: 'public.b', unitBytes: 1, unitEstBytes: 2, unitStartedAt: '2026-11-21T00:00:00Z' };
+    const building = { activity: 'loadTask', task: 2, building: 'public.a' };
+    const f = toFrame(status({}), [copying, building], undefined, undefined, now);
+    expect(f.building).toEqual(['public.a']);
+    expect(f.loading.map((l) => l.unit)).toEqual(['public.b']);
+  });
+
   it('an estimate below what was copied caps at 100 % with no time left', () => {
     const now = Date.parse('2026-11-21T00:00:02Z');
     const beat = { activity: 'loadTask', task: 1, current: 'public.a', unitBytes: 5_000, unitEstBytes: 1_000, unitStartedAt: '2026-11-21T00:00:00Z' };

@@ -65,9 +65,10 @@ export function unitLoaded(u: { table: string; label: string; rows: number; byte
   });
 }
 
-/** Pipelined load: a loaded table's keys and indexes built while other tables copy. */
-export function tableKeysBuilt(table: string, keys: number, indexes: number, ms: number): void {
-  if (inActivity()) log.info(`built the keys and indexes of ${table} in ${(ms / 1000).toFixed(1)} s`, { table, keys, indexes, seconds: ms / 1000 });
+/** Pipelined load: loaded tables' keys and indexes built while other tables copy (one line a task: it may hold 100 small tables). */
+export function tableKeysBuilt(tables: string[], ms: number): void {
+  const named = tables.length > 10 ? `${tables.slice(0, 10).join(', ')} and ${tables.length - 10} more tables` : tables.join(', ');
+  if (inActivity()) log.info(`built the keys and indexes of ${named} in ${(ms / 1000).toFixed(1)} s`, { tables: tables.length, seconds: ms / 1000 });
 }
 
 /** Pipelined load: building a table's keys failed or was cut short; the keys-and-indexes step builds them and reports. */

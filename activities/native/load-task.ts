@@ -18,7 +18,7 @@ import { ensureBookkeeping } from '../target/bookkeeping';
 import { toFailure } from '../pg/errors';
 import { claimTask, readTask, recordUnit } from '../target/ledger';
 import { loadModel, tablesByKey } from '../target/model';
-import { buildLoadedTable } from '../target/build-indexes';
+import { buildLoadedTables } from '../target/build-indexes';
 import { readsSourceAtValidation } from './validate';
 import { copyFormat, CopyRowHash } from '../pg/copy-hash';
 
@@ -128,11 +128,7 @@ async function buildCompleteTables(target: Client, runId: string, model: SchemaM
     }
   }
   progress.current = undefined;
-  for (const key of complete) {
-    progress.building = key;
-    await buildLoadedTable(target, runId, model, key);
-  }
-  progress.building = undefined;
+  await buildLoadedTables(target, runId, model, [...complete], (key) => (progress.building = key));
 }
 
 /**

@@ -62,7 +62,7 @@ export async function buildIndexes(
             // server has not yet ended: wait for it, then look again, rather than build twice.
             await c.query('BEGIN');
             try {
-              await c.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', buildLock(migration.runId, s.table));
+              await c.query('SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))', [buildLockKey(migration.runId), s.table]);
               if (kind === 'index' || !(await constraintExists(c, s, byKey))) await c.query(s.sql);
               await c.query('COMMIT');
             } catch (err) {
@@ -206,59 +206,86 @@ function ownKeys(model: SchemaModel): ReadonlyMap<string, { constraints: Stmt[];
 }
 
 /**
- * Pipelined load: builds a loaded table's primary key, unique and exclusion constraints and
- * indexes, then ANALYZEs it, on the loader's own connection, while other tables still copy
- * (pgcopydb does the same). The keys-and-indexes step finds them built and skips them.
- * Best effort: whatever fails here (a duplicate key, a lost connection) is left to that step,
- * which reports it and waits for the operator; nothing here fails the load, whose rows are
- * already committed. One loader at a time per table (two may commit its last chunks together).
+ * Pipelined load: builds the primary key, unique and exclusion constraints and indexes of the
+ * tables a loader just completed, then ANALYZEs them, on the loader's own connection, while other
+ * tables still copy (pgcopydb does the same). The keys-and-indexes step finds them built and
+ * skips them. Best effort: whatever fails here (a duplicate key, a lost connection) is left to
+ * that step, which reports it and waits for the operator; nothing here fails the load, whose rows
+ * are already committed. One connection at a time per table (two loaders may commit a table's
+ * last chunks together; a dead worker's backend may still be building). A few statements per
+ * task, not per table, besides the builds themselves: a task may hold 100 small tables.
  */
-export async function buildLoadedTable(c: Client, runId: string, model: SchemaModel, key: string): Promise<boolean> {
-  const own = ownKeys(model).get(key);
-  const t = tablesByKey(model).get(key);
-  if (!own || !t) return false;
-  const lock = buildLock(runId, key);
-  const started = Date.now();
-  let doing = 'locking the table for its build';
-  let locked = false;
+export async function buildLoadedTables(c: Client, runId: string, model: SchemaModel, keys: string[], building: (key: string | undefined) => void): Promise<void> {
+  const todo = keys.flatMap((key) => {
+    const own = ownKeys(model).get(key);
+    const t = tablesByKey(model).get(key);
+    return own && t ? [{ key, t, own }] : [];
+  });
+  if (todo.length === 0) return;
+  const lockKey = buildLockKey(runId);
+  let locked: typeof todo = [];
   try {
-    locked = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS ok', lock)).rows[0]!.ok;
-    if (!locked) return false;
+    const r = await c.query<{ t: string }>('SELECT t FROM unnest($2::text[]) AS t WHERE pg_try_advisory_lock(hashtext($1), hashtext(t))', [lockKey, todo.map((x) => x.key)]);
+    const mine = new Set(r.rows.map((x) => x.t));
+    locked = todo.filter((x) => mine.has(x.key));
+    if (locked.length === 0) return;
     await c.query(MAINTENANCE_WORK_MEM);
-    const byKey = new Map([[key, t]]);
-    for (const s of own.constraints) {
-      doing = `creating ${s.name}`;
-      if (!(await constraintExists(c, s, byKey))) await c.query(s.sql);
+    const built = await builtNames(c, locked.map((x) => x.t));
+    const done: string[] = [];
+    const started = Date.now();
+    for (const { key, t, own } of locked) {
+      let doing = '';
+      building(key);
+      try {
+        for (const s of own.constraints) {
+          doing = `creating ${s.name}`;
+          if (!built.constraint.has(`${key}\u0000${s.name}`)) await c.query(s.sql);
+        }
+        for (const s of own.indexes) {
+          doing = `creating ${s.name}`;
+          if (!built.index.has(`${key}\u0000${s.name}`)) await c.query(s.sql);
+        }
+        done.push(key);
+      } catch (err) {
+        tableKeysDeferred(key, doing, err);
+      }
     }
-    for (const s of own.indexes) {
-      doing = `creating ${s.name}`;
-      await c.query(s.sql);
+    building(undefined);
+    if (done.length === 0) return;
+    try {
+      // One statement for all of them (the step analyzes what is left).
+      await c.query(`ANALYZE ${done.map((k) => qualifiedTable(tablesByKey(model).get(k)!.schema, tablesByKey(model).get(k)!.name)).join(', ')}`);
+    } catch (err) {
+      tableKeysDeferred(done[0]!, 'analyzing', err);
     }
-    doing = 'analyzing';
-    await c.query(`ANALYZE ${qualifiedTable(t.schema, t.name)}`);
-    tableKeysBuilt(key, own.constraints.length, own.indexes.length, Date.now() - started);
-    return true;
+    tableKeysBuilt(done, Date.now() - started);
   } catch (err) {
-    tableKeysDeferred(key, doing, err);
-    return false;
+    tableKeysDeferred(todo[0]!.key, 'building keys and indexes', err);
   } finally {
-    if (locked) await c.query('SELECT pg_advisory_unlock(hashtext($1), hashtext($2))', lock).catch(() => undefined);
+    building(undefined);
+    // The loader's connection holds no other session lock (the task's is a transaction lock).
+    if (locked.length > 0) await c.query('SELECT pg_advisory_unlock_all()').catch(() => undefined);
   }
 }
 
-/** The advisory lock that lets one connection at a time build a table's keys and indexes. */
-function buildLock(runId: string, table: string): [string, string] {
-  return [`${runId}:build`, table];
+/** With the table key, the advisory lock that lets one connection at a time build a table's keys and indexes. */
+function buildLockKey(runId: string): string {
+  return `${runId}:build`;
 }
 
-/** Every constraint and every index on the target, as `table key NUL name` (an index may share a constraint's name: MySQL's foreign keys). */
-async function builtNames(c: Client): Promise<{ constraint: Set<string>; index: Set<string> }> {
+/**
+ * The constraints and the indexes on the target (of `tables` only, when given), as `table key
+ * NUL name`: one set each, as an index may share a constraint's name (MySQL's foreign keys).
+ */
+async function builtNames(c: Client, tables?: TableModel[]): Promise<{ constraint: Set<string>; index: Set<string> }> {
+  const only = tables ? 'JOIN unnest($1::text[], $2::text[]) AS u(s, n) ON u.s = n.nspname AND u.n = t.relname' : '';
   const r = await c.query<{ kind: 'constraint' | 'index'; t: string; name: string }>(
     `SELECT 'constraint' AS kind, n.nspname || '.' || t.relname AS t, k.conname AS name
-       FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+       FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace ${only}
      UNION ALL
      SELECT 'index', n.nspname || '.' || t.relname, i.relname
-       FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace`,
+       FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace ${only}`,
+    tables ? [tables.map((t) => t.schema), tables.map((t) => t.name)] : [],
   );
   const out = { constraint: new Set<string>(), index: new Set<string>() };
   for (const x of r.rows) out[x.kind].add(`${x.t}\u0000${x.name}`);

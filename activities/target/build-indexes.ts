@@ -184,25 +184,17 @@ async function refuseOrphans(c: Client, tgt: PgEndpoint, model: SchemaModel, cdc
 }
 
 /**
- * Pipelined load: the statements that build a table's own keys and indexes, for each table whose
- * keys the loader may build as soon as its data committed. Not a partitioned table (its keys
- * wait for its partitions) nor one a key redesign touches (its new keys and references are built
- * around the backfills, in the step's order). Built once per model object (loadModel's cached one).
+ * Pipelined load: the statements that build a table's own keys and indexes, when the loader may
+ * build them as soon as its data committed. Not a partitioned table (its keys wait for its
+ * partitions) nor one a key redesign touches (its new keys and references are built around the
+ * backfills, in the step's order). Per table, not for the whole model: a loader sees a few
+ * tables, and a 50,000-table model's statements held for the run would weigh tens of MB.
  */
-const ownKeysOf = new WeakMap<SchemaModel, ReadonlyMap<string, { constraints: Stmt[]; indexes: Stmt[] }>>();
-
-function ownKeys(model: SchemaModel): ReadonlyMap<string, { constraints: Stmt[]; indexes: Stmt[] }> {
-  let m = ownKeysOf.get(model);
-  if (m) return m;
-  const post = postLoadStatements(model);
-  const out = new Map<string, { constraints: Stmt[]; indexes: Stmt[] }>();
-  for (const t of model.tables) {
-    if (!t.partitioned && !t.surrogateKey && !t.references?.length) out.set(qualifiedKey(t), { constraints: [], indexes: [] });
-  }
-  for (const s of [...post.primaryKeys, ...post.uniques, ...post.exclusions]) out.get(s.table)?.constraints.push(s);
-  for (const s of post.indexes) out.get(s.table)?.indexes.push(s);
-  ownKeysOf.set(model, (m = out));
-  return m;
+function ownKeys(model: SchemaModel, key: string): { t: TableModel; constraints: Stmt[]; indexes: Stmt[] } | undefined {
+  const t = tablesByKey(model).get(key);
+  if (!t || t.partitioned || t.surrogateKey || t.references?.length) return undefined;
+  const post = postLoadStatements({ ...model, tables: [t] });
+  return { t, constraints: [...post.primaryKeys, ...post.uniques, ...post.exclusions], indexes: post.indexes };
 }
 
 /**
@@ -217,9 +209,8 @@ function ownKeys(model: SchemaModel): ReadonlyMap<string, { constraints: Stmt[];
  */
 export async function buildLoadedTables(c: Client, runId: string, model: SchemaModel, keys: string[], building: (key: string | undefined) => void): Promise<void> {
   const todo = keys.flatMap((key) => {
-    const own = ownKeys(model).get(key);
-    const t = tablesByKey(model).get(key);
-    return own && t ? [{ key, t, own }] : [];
+    const own = ownKeys(model, key);
+    return own ? [{ key, ...own }] : [];
   });
   if (todo.length === 0) return;
   const lockKey = buildLockKey(runId);
@@ -231,21 +222,21 @@ export async function buildLoadedTables(c: Client, runId: string, model: SchemaM
     if (locked.length === 0) return;
     await c.query(MAINTENANCE_WORK_MEM);
     const built = await builtNames(c, locked.map((x) => x.t));
-    const done: string[] = [];
+    const done: TableModel[] = [];
     const started = Date.now();
-    for (const { key, t, own } of locked) {
+    for (const { key, t, constraints, indexes } of locked) {
       let doing = '';
       building(key);
       try {
-        for (const s of own.constraints) {
+        for (const s of constraints) {
           doing = `creating ${s.name}`;
           if (!built.constraint.has(`${key}\u0000${s.name}`)) await c.query(s.sql);
         }
-        for (const s of own.indexes) {
+        for (const s of indexes) {
           doing = `creating ${s.name}`;
           if (!built.index.has(`${key}\u0000${s.name}`)) await c.query(s.sql);
         }
-        done.push(key);
+        done.push(t);
       } catch (err) {
         tableKeysDeferred(key, doing, err);
       }
@@ -254,11 +245,11 @@ export async function buildLoadedTables(c: Client, runId: string, model: SchemaM
     if (done.length === 0) return;
     try {
       // One statement for all of them (the step analyzes what is left).
-      await c.query(`ANALYZE ${done.map((k) => qualifiedTable(tablesByKey(model).get(k)!.schema, tablesByKey(model).get(k)!.name)).join(', ')}`);
+      await c.query(`ANALYZE ${done.map((t) => qualifiedTable(t.schema, t.name)).join(', ')}`);
     } catch (err) {
-      tableKeysDeferred(done[0]!, 'analyzing', err);
+      tableKeysDeferred(qualifiedKey(done[0]!), 'analyzing', err);
     }
-    tableKeysBuilt(done, Date.now() - started);
+    tableKeysBuilt(done.map(qualifiedKey), Date.now() - started);
   } catch (err) {
     tableKeysDeferred(todo[0]!.key, 'building keys and indexes', err);
   } finally {

@@ -236,11 +236,17 @@ const validate = strict(
       .boolean(expected('true or false'))
       .default(true)
       .describe('true: compare a checksum of every table\'s rows too; false: row counts only.'),
+    readSourceOnce: z
+      .boolean(expected('true or false'))
+      .default(false)
+      .describe(
+        'Mode full-load, PostgreSQL source, checksums on. true: each loader sums the rows as they stream through it, so the source is read once, and validation sums a COPY of the target\'s rows the same way (more work on the target and the worker). false: each table is summed on the source in the load snapshot after its COPY, and on the target by the same query.',
+      ),
   },
-  'a mapping with checksums',
+  'a mapping with checksums and readSourceOnce',
 )
   .prefault({})
-  .describe('How the target is compared with the source: row counts always, checksums unless turned off.');
+  .describe('How the target is compared with the source: row counts always, checksums unless turned off; readSourceOnce spares the source its second scan.');
 
 const alerts = strict(
   {

@@ -118,7 +118,7 @@ load: { parallel: 3, chunkRows: 25000 }
     }
   }, 300_000);
 
-  it('reads the source once (the loaders sum the rows they copy) and validation still says "different" for one changed value', async () => {
+  it('validate.readSourceOnce: the loaders sum the rows they copy, and validation still says "different" for one changed value', async () => {
     const db = `${targetDb}_v`;
     const tgt = secrets.TGT_V;
     // The target refuses CREATE INDEX, so the migration pauses before validation and the test
@@ -136,6 +136,7 @@ mode: full-load
 source: { engine: postgres, url: env:SRC_URL }
 target: { engine: postgres, url: env:TGT_V }
 load: { parallel: 2 }
+validate: { readSourceOnce: true }
 `);
     workers.push(await startWorker(cliEnv(queue, secrets)));
     const paused = await dbferry(['start', plan, '--wait', '--json'], env);

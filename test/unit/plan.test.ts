@@ -62,7 +62,7 @@ describe('parsePlan: a valid plan', () => {
       objects: { grants: false },
       load: { parallel: 4 },
       cdc: { slot: 'dbferry_shop', publication: 'dbferry_shop' },
-      validate: { checksums: true },
+      validate: { checksums: true, readSourceOnce: false },
     });
   });
 

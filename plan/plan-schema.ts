@@ -190,8 +190,14 @@ const load = strict(
         'Runner native: a positive integer; a table of more than 1.5 times this many rows loads in chunks of about this many rows (primary-key ranges, or page ranges without a key; MySQL: integer keys only). Default: every table loads whole.',
       )
       .optional(),
+    pipelined: z
+      .boolean(expected('true or false'))
+      .default(false)
+      .describe(
+        'Runner native: true: a loader that finished a table builds its keys and indexes (and ANALYZEs it) while other tables still copy; pays when the target has cores to spare. false: they are built after the whole load.',
+      ),
   },
-  'a mapping with parallel and chunkRows',
+  'a mapping with parallel, chunkRows and pipelined',
 )
   .prefault({})
   .describe('How much runs at once (parallel) and how tables are split (chunkRows).');

@@ -63,7 +63,7 @@ export async function loadTask({ plan, migration, task }: LoadTaskInput, engine:
         await target.query('COMMIT');
         loadTaskDone(task, units.length, 0n, true);
         // The attempt that loaded it may have died while building its tables' keys.
-        await buildCompleteTables(target, migration.runId, model, units, progress);
+        if (plan.load.pipelined) await buildCompleteTables(target, migration.runId, model, units, progress);
         return { task, alreadyLoaded: true, units: units.length, rows: '0', bytes: 0 };
       }
       const snap = await joinNewestReadPoint(engine, target, migration.runId, progress, signal);
@@ -93,7 +93,7 @@ export async function loadTask({ plan, migration, task }: LoadTaskInput, engine:
       loadTaskDone(task, units.length, rows, false);
       await source.close();
       source = undefined;
-      await buildCompleteTables(target, migration.runId, model, units, progress);
+      if (plan.load.pipelined) await buildCompleteTables(target, migration.runId, model, units, progress);
       return { task, alreadyLoaded: false, units: units.length, rows: rows.toString(), bytes: progress.bytes, generation: snap.generation };
     } catch (err) {
       // A target left mid-COPY may not answer: bounded, and the connection is closed anyway.
@@ -109,7 +109,7 @@ export async function loadTask({ plan, migration, task }: LoadTaskInput, engine:
 }
 
 /**
- * Pipelined load: builds the keys and indexes of each table this task completed (a whole table,
+ * Pipelined load (`load.pipelined`): builds the keys and indexes of each table this task completed (a whole table,
  * or the last of its chunks to commit) on the loader's connection, while other tasks copy.
  */
 async function buildCompleteTables(target: Client, runId: string, model: SchemaModel, units: LoadUnit[], progress: Progress): Promise<void> {

@@ -59,7 +59,7 @@ name: ${name}
 mode: full-load
 source: { engine: postgres, url: env:SRC_URL }
 target: { engine: postgres, url: env:TGT_URL }
-load: { parallel: 3, chunkRows: 25000 }
+load: { parallel: 3, chunkRows: 25000, pipelined: true }
 `);
     const run = dbferry(['start', planFile, '--wait'], cliEnv(queue));
     const tgt = serverUrl('target', targetDb);

@@ -60,7 +60,7 @@ describe('parsePlan: a valid plan', () => {
       tables: { include: ['%.%'], exclude: [] },
       keys: [],
       objects: { grants: false },
-      load: { parallel: 4 },
+      load: { parallel: 4, pipelined: false },
       cdc: { slot: 'dbferry_shop', publication: 'dbferry_shop' },
       validate: { checksums: true, readSourceOnce: false },
     });

@@ -109,8 +109,9 @@ export async function loadTask({ plan, migration, task }: LoadTaskInput, engine:
 }
 
 /**
- * Pipelined load (`load.pipelined`): builds the keys and indexes of each table this task completed (a whole table,
- * or the last of its chunks to commit) on the loader's connection, while other tasks copy.
+ * Pipelined load (`load.pipelined`): builds the keys and indexes of each table this task
+ * completed (a whole table, or the last of its chunks to commit) on the loader's connection,
+ * while other tasks copy.
  */
 async function buildCompleteTables(target: Client, runId: string, model: SchemaModel, units: LoadUnit[], progress: Progress): Promise<void> {
   const chunked = [...new Map(units.filter((u) => u.chunk > 0).map((u) => [u.table, u.of])).entries()];
@@ -212,8 +213,9 @@ async function copyUnit(lane: { source: SourceReader; target: Client }, t: Table
   let bytes = 0;
   // Read once (validate.readSourceOnce): the rows are summed as they pass, where the source
   // streams PostgreSQL's own COPY form of them. Not the default: measured on dataset A, the
-  // target's COPY out at validation costs more than the source's second scan saves. Generated columns are not copied (the target computes them), so a table with
-  // any is summed on the source by a query that includes them, as validation does on the target.
+  // target's COPY out at validation costs more than the source's second scan saves. Generated
+  // columns are not copied (the target computes them), so a table with any is summed on the
+  // source by a query that includes them, as validation does on the target.
   const hash = ctx.checksums && ctx.readSourceOnce && source.copyHashable && cols.length > 0 && !t.partitioned && !t.columns.some((c) => c.generated !== undefined) ? new CopyRowHash(format) : undefined;
   const meter = new Transform({
     transform(chunk: Buffer, _enc, cb) {

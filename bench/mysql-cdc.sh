@@ -10,6 +10,7 @@
 #      -> p50/p99/max.
 #
 #   bash bench/mysql-cdc.sh                               # ROWS=1000000 DURATION=60 RATE=3000, mysql then postgres
+#   METHODS="native postgres" bash bench/mysql-cdc.sh     # PostgreSQL's own logical replication, then dbferry
 #   ROWS=50000 DURATION=10 bash bench/mysql-cdc.sh        # a quick smoke run
 #   METHODS=mysql ROWS=200000 bash bench/mysql-cdc.sh     # one source only (no ratio)
 #   KEEP=1 bash bench/mysql-cdc.sh                        # keep WORKDIR (the servers' data, stopped)
@@ -19,7 +20,8 @@
 # MariaDB (binlog ROW, FULL row image and metadata, as local/mariadb-server.ts starts it, with a
 # 1 GB buffer pool), a PostgreSQL source and a PostgreSQL target (the ../shared/bench cluster
 # settings); a Temporal dev server (`bin/dbferry dev-server`) and one task queue for the run.
-# For each source (METHODS, default "mysql postgres"):
+# For each method (METHODS, default "mysql postgres"; "native" is PostgreSQL's own logical
+# replication, a subscription on the target, measured by the same writer and the same CPU reads):
 #   a. `t (id int primary key, v int, pad varchar(100))` with ROWS rows (v = 0, pad = 100 chars)
 #      and `hb (id int primary key, seq bigint)` with one row, on the source;
 #   b. a mode full-load migration (validate.checksums false) copies both to the target
@@ -69,7 +71,7 @@ say() { echo "[$(date +%H:%M:%S)] mysql-cdc: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-for m in $METHODS; do case "$m" in mysql|postgres) ;; *) die "unknown method '$m' in METHODS (mysql postgres)" ;; esac; done
+for m in $METHODS; do case "$m" in mysql|postgres|native) ;; *) die "unknown method '$m' in METHODS (mysql postgres native)" ;; esac; done
 [[ "$ROWS" =~ ^[0-9]+$ ]] && [ "$ROWS" -ge 10 ] || die "ROWS must be an integer >= 10"
 [ -f "$BUILD/dist/client/cli.js" ] || say "WARNING: no $BUILD/dist/client/cli.js (a rebuild running? waiting up to 3 min for it)"
 PGBIN="${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}"
@@ -205,6 +207,9 @@ export BENCH_SRC_MYSQL="mysql://bench:bench@127.0.0.1:$MY_PORT/benchdb"
 export BENCH_SRC_POSTGRES="postgres://postgres@127.0.0.1:$SRC_PORT/benchdb"
 export BENCH_TGT_MYSQL="postgres://postgres@127.0.0.1:$TGT_PORT/tgt_mysql"
 export BENCH_TGT_POSTGRES="postgres://postgres@127.0.0.1:$TGT_PORT/tgt_postgres"
+# native: its own source database, so that it can run in one run with postgres.
+export BENCH_SRC_NATIVE="postgres://postgres@127.0.0.1:$SRC_PORT/benchnat"
+export BENCH_TGT_NATIVE="postgres://postgres@127.0.0.1:$TGT_PORT/tgt_native"
 
 # ---- source data ---------------------------------------------------------------------------------------
 make_source() { # method
@@ -217,8 +222,9 @@ make_source() { # method
       INSERT INTO hb VALUES (1, 0);
       ANALYZE TABLE t, hb;" >/dev/null || die "cannot fill MariaDB"
   else
-    psrc -d postgres -c "CREATE DATABASE benchdb" || die "cannot create the source database"
-    psrc -d benchdb -c "CREATE TABLE t (id int PRIMARY KEY, v int, pad varchar(100));
+    local db; db="$(src_db "$1")"
+    psrc -d postgres -c "CREATE DATABASE $db" || die "cannot create the source database"
+    psrc -d "$db" -c "CREATE TABLE t (id int PRIMARY KEY, v int, pad varchar(100));
       CREATE TABLE hb (id int PRIMARY KEY, seq bigint NOT NULL);
       INSERT INTO t SELECT g, 0, rpad(md5(g::text), 100, 'x') FROM generate_series(1, $ROWS) g;
       INSERT INTO hb VALUES (1, 0);" -c "VACUUM ANALYZE" -c "CHECKPOINT" || die "cannot fill the PostgreSQL source"
@@ -287,13 +293,14 @@ PLAN
 cpu_s() {
   local p t=0 v
   for p in "$@"; do
-    [ -r "/proc/$p/stat" ] || continue
+    [ -n "$p" ] && [ -r "/proc/$p/stat" ] || continue  # no pid: /proc//stat is the machine's
     v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$p/stat")
     t=$(( t + v ))
   done
   awk -v t="$t" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'
 }
 pg_pids() { local pm; pm="$(head -1 "$1/postmaster.pid" 2>/dev/null)"; [ -n "$pm" ] && echo "$pm" $(pgrep -P "$pm"); }
+src_db() { if [ "$1" = native ]; then echo benchnat; else echo benchdb; fi; }
 src_pids() { if [ "$1" = mysql ]; then echo "$MY_PID"; else pg_pids "$WORKDIR/pg-src"; fi; }
 machine_s() { # busy and total CPU seconds of the whole machine (all CPUs), from /proc/stat
   awk -v hz="$CLK_TCK" '$1 == "cpu" { busy = $2 + $3 + $4 + $7 + $8 + $9; printf "%.2f %.2f", busy / hz, (busy + $5 + $6) / hz; exit }' /proc/stat
@@ -307,31 +314,55 @@ cpu_delta() { # snapshot snapshot -> JSON
 }
 vm() { awk -v k="$2:" '$1 == k { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null; }
 
+# native: the target's tables as dbferry would create them, a publication on the source and a
+# subscription that copies the rows (table sync) and then applies changes (PostgreSQL's defaults:
+# synchronous_commit off for the apply, no streaming of large transactions in progress).
+start_native() { # logdir
+  local t0=$SECONDS
+  psrc -d benchnat -c "CREATE PUBLICATION bench_native FOR TABLE t, hb" || { say "native: cannot create the publication"; return 1; }
+  ptgt -d postgres -c "CREATE DATABASE tgt_native" &&
+    ptgt -d tgt_native -c "CREATE TABLE t (id int PRIMARY KEY, v int, pad varchar(100)); CREATE TABLE hb (id int PRIMARY KEY, seq bigint NOT NULL)" &&
+    ptgt -d tgt_native -c "CREATE SUBSCRIPTION bench_native CONNECTION 'host=127.0.0.1 port=$SRC_PORT user=postgres dbname=benchnat application_name=bench_native' PUBLICATION bench_native" \
+    || { say "native: cannot create the subscription"; return 1; }
+  for _ in $(seq 6000); do
+    [ "$(ptgt -d tgt_native -tAc "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'")" = 0 ] && break; sleep 0.1
+  done
+  [ "$(ptgt -d tgt_native -tAc "SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'")" = 0 ] || { say "native: the table sync did not finish in 10 min"; return 1; }
+  say "native: subscription synchronized in $(( SECONDS - t0 )) s"
+}
+
 FAILED=0
 run_method() { # method
   local m="$1" d="$LOGDIR/$1" schema tgt src load cdc rc
   mkdir -p "$d"
-  if [ "$m" = mysql ]; then schema=benchdb; src="$BENCH_SRC_MYSQL"; tgt="$BENCH_TGT_MYSQL"; else schema=public; src="$BENCH_SRC_POSTGRES"; tgt="$BENCH_TGT_POSTGRES"; fi
+  case "$m" in
+    mysql) schema=benchdb; src="$BENCH_SRC_MYSQL"; tgt="$BENCH_TGT_MYSQL" ;;
+    postgres) schema=public; src="$BENCH_SRC_POSTGRES"; tgt="$BENCH_TGT_POSTGRES" ;;
+    native) schema=public; src="$BENCH_SRC_NATIVE"; tgt="$BENCH_TGT_NATIVE" ;;
+  esac
   make_source "$m"
+  if [ "$m" = native ]; then
+    start_native "$d" || return 1
+  else
+    load="mcl-$m-$RUN_ID"; cdc="mcc-$m-$RUN_ID"
+    plan "$d/load.yaml" "$load" full-load "$m"
+    plan "$d/cdc.yaml" "$cdc" cdc "$m"
+    start_worker "$d/load-worker.log"
+    local t0=$SECONDS
+    timeout -k 5 900 "$DBFERRY" start "$d/load.yaml" --wait --json >"$d/load-report.json" 2>"$d/load-start.err"
+    rc=$?
+    stop_worker
+    [ $rc = 0 ] || { tail -5 "$d/load-start.err" >&2; say "$m: the full-load migration failed (rc $rc): see $d"; return 1; }
+    say "$m: target loaded by dbferry full-load in $(( SECONDS - t0 )) s"
 
-  load="mcl-$m-$RUN_ID"; cdc="mcc-$m-$RUN_ID"
-  plan "$d/load.yaml" "$load" full-load "$m"
-  plan "$d/cdc.yaml" "$cdc" cdc "$m"
-  start_worker "$d/load-worker.log"
-  local t0=$SECONDS
-  timeout -k 5 900 "$DBFERRY" start "$d/load.yaml" --wait --json >"$d/load-report.json" 2>"$d/load-start.err"
-  rc=$?
-  stop_worker
-  [ $rc = 0 ] || { tail -5 "$d/load-start.err" >&2; say "$m: the full-load migration failed (rc $rc): see $d"; return 1; }
-  say "$m: target loaded by dbferry full-load in $(( SECONDS - t0 )) s"
-
-  start_worker "$d/cdc-worker.log" "$d/mem.csv"
-  t0=$SECONDS
-  timeout -k 5 600 "$DBFERRY" start "$d/cdc.yaml" --wait --json >"$d/cdc-start.json" 2>"$d/cdc-start.err"
-  rc=$?
-  [ $rc = 0 ] && [ "$(jq -r '.lag.caughtUp // false' "$d/cdc-start.json" 2>/dev/null)" = true ] \
-    || { tail -5 "$d/cdc-start.err" "$d/cdc-start.json" >&2; say "$m: CDC did not reach caught-up (rc $rc)"; stop_worker; return 1; }
-  say "$m: CDC caught up $(( SECONDS - t0 )) s after start (phase $(jq -r .phase "$d/cdc-start.json")); worker RSS $(vm "$WPID" VmRSS) MB"
+    start_worker "$d/cdc-worker.log" "$d/mem.csv"
+    t0=$SECONDS
+    timeout -k 5 600 "$DBFERRY" start "$d/cdc.yaml" --wait --json >"$d/cdc-start.json" 2>"$d/cdc-start.err"
+    rc=$?
+    [ $rc = 0 ] && [ "$(jq -r '.lag.caughtUp // false' "$d/cdc-start.json" 2>/dev/null)" = true ] \
+      || { tail -5 "$d/cdc-start.err" "$d/cdc-start.json" >&2; say "$m: CDC did not reach caught-up (rc $rc)"; stop_worker; return 1; }
+    say "$m: CDC caught up $(( SECONDS - t0 )) s after start (phase $(jq -r .phase "$d/cdc-start.json")); worker RSS $(vm "$WPID" VmRSS) MB"
+  fi
   local rss_idle; rss_idle="$(vm "$WPID" VmRSS)"
   sleep 2
 
@@ -347,7 +378,7 @@ run_method() { # method
 
   # Dead rows of the UPDATE: vacuumed now, outside the measurements, on both sides alike.
   ptgt -d "tgt_$m" -c "VACUUM ANALYZE $schema.t" || say "WARNING: VACUUM on the target failed"
-  [ "$m" = postgres ] && { psrc -d benchdb -c "VACUUM ANALYZE t" || say "WARNING: VACUUM on the source failed"; }
+ [ "$m" != mysql ] && { psrc -d "$(src_db "$m")" -c "VACUUM ANALYZE t" || say "WARNING: VACUUM on the source failed"; }
   sleep 3
 
   say "$m: steady: $RATE changes/s for $DURATION s"
@@ -360,7 +391,12 @@ run_method() { # method
   say "$m: steady: $(jq -c '{achievedChangesPerSecond, samples, lagP50, lagP99, lagMax, catchUpSeconds}' "$d/steady.json")"
 
   writer verify --src "$src" --tgt "$tgt" --schema "$schema" >"$d/verify.json" 2>"$d/verify.err" || cat "$d/verify.err" >&2
-  "$DBFERRY" status "$cdc" --json >"$d/cdc-status.json" 2>"$d/cdc-status.err"
+  if [ "$m" = native ]; then
+    # Its apply worker and walsender would otherwise go on beside the next method.
+    ptgt -d tgt_native -c "DROP SUBSCRIPTION bench_native" || say "WARNING: cannot drop the native subscription"
+  else
+    "$DBFERRY" status "$cdc" --json >"$d/cdc-status.json" 2>"$d/cdc-status.err"
+  fi
   local rss_peak; rss_peak="$(vm "$WPID" VmHWM)"
   if [ "$MEM_PROBE" = 1 ] && [ -s "$d/mem.csv" ]; then
     # What the worker's heap holds once idle: a full GC (the worker is idle, nothing is measured now).
@@ -399,7 +435,7 @@ LOAD="$(cut -d' ' -f1-2 /proc/loadavg)"
 jq -r --arg rows "$ROWS" --arg dur "$DURATION" --arg rate "$RATE" --arg stamp "$(date -u '+%F %H:%M UTC')" --arg load "$LOAD" \
   --arg ver "$(node -p "require('$SNAP/package.json').version"), built $BUILT$([ "$BUILD" = "$REPO" ] || echo " from $BUILD")" '
   def f(x; n): if x == null then "-" else (x * pow(10; n) | round) / pow(10; n) | tostring end;
-  def name(m): if m == "mysql" then "dbferry CDC, MariaDB binlog → PG" else "dbferry CDC, PostgreSQL → PG" end;
+  def name(m): if m == "mysql" then "dbferry CDC, MariaDB binlog → PG" elif m == "native" then "PostgreSQL logical replication (subscription), PG → PG" else "dbferry CDC, PostgreSQL → PG" end;
   (map({key: .method, value: .}) | from_entries) as $by |
   "# dbferry CDC: MariaDB vs PostgreSQL source (\($stamp), ROWS=\($rows), DURATION=\($dur) s, RATE=\($rate)/s, dbferry \($ver))",
   "",
@@ -409,6 +445,8 @@ jq -r --arg rows "$ROWS" --arg dur "$DURATION" --arg rate "$RATE" --arg stamp "$
   "",
   (if $by.mysql and $by.postgres then
      "MariaDB / PostgreSQL: backlog rate \(f($by.mysql.backlog.rowsPerSecond / $by.postgres.backlog.rowsPerSecond; 2))×, steady p99 \(f($by.mysql.steady.lagP99 / $by.postgres.steady.lagP99; 2))×." else empty end),
+  (if $by.native and $by.postgres then
+     "dbferry / native logical replication (PostgreSQL source): backlog rate \(f($by.postgres.backlog.rowsPerSecond / $by.native.backlog.rowsPerSecond; 2))×, steady p99 \(f($by.postgres.steady.lagP99 / $by.native.steady.lagP99; 2))×; CPU s of the backlog (worker + source + target) \(f($by.postgres.cpuBacklog.worker + $by.postgres.cpuBacklog.source + $by.postgres.cpuBacklog.target; 1)) vs \(f($by.native.cpuBacklog.source + $by.native.cpuBacklog.target; 1))." else empty end),
   (if $by.mysql then
      "Targets (MariaDB source): backlog ≥ 150k rows/s: \(if $by.mysql.backlog.rowsPerSecond >= 150000 then "met" else "NOT met" end) (\($by.mysql.backlog.rowsPerSecond)); steady p99 ≤ 0.3 s at 3k changes/s: \(if $by.mysql.steady.lagP99 <= 0.3 and $by.mysql.steady.achievedChangesPerSecond >= 0.95 * 3000 then "met" else "NOT met" end) (\(f($by.mysql.steady.lagP99; 3)) s at \($by.mysql.steady.achievedChangesPerSecond)/s)." else empty end),
   "",

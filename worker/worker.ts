@@ -4,6 +4,7 @@ import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporal
 import { createActivities } from '../activities';
 import { ownTaskQueueName, setOwnTaskQueue, workerIdentity } from '../activities/identity';
 import { activityTelemetry } from './activity-telemetry';
+import { asyncContextAdvice } from './async-context';
 import { connectionOptions, type TemporalOptions } from '../plan/temporal-options';
 
 export interface WorkerSettings extends TemporalOptions {
@@ -58,6 +59,8 @@ export async function runWorker(s: WorkerSettings): Promise<void> {
       taskQueue: s.taskQueue,
       namespace: s.namespace,
     });
+    const advice = asyncContextAdvice(process.version, process.execArgv, process.env.NODE_OPTIONS);
+    if (advice) Runtime.instance().logger.warn(advice);
     // Both stop together: whichever ends first (a signal, a fatal error) shuts the other down.
     const stopOther = (w: Worker) => () => {
       if (w.getState() === 'RUNNING') w.shutdown();

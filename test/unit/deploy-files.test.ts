@@ -5,6 +5,7 @@
 // follows the CLI) and only documented environment variables; the Dockerfile's entry point is
 // a file `bash scripts/build.sh` writes, the image runs as a non-root uid, and its Node.js major
 // is one package.json's engines.node admits.
+import { asyncContextFrames } from '../../worker/async-context';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, posix, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -456,5 +457,9 @@ describe('Dockerfile', () => {
     expect(semver.validRange(engines)).not.toBeNull();
     expect({ engines, major: majors[0], admitted: semver.intersects(engines, `${majors[0]}.x`) }).toEqual({ engines, major: majors[0], admitted: true });
     expect(majors[0]! % 2).toBe(0); // an LTS line
+    // The runtime's Node.js keeps async context in frames (CDC pays for async hooks on every promise).
+    const env = all(runtime, 'ENV').map((i) => i.args).join(' ');
+    const nodeOptions = /(?:^|\s)NODE_OPTIONS=("[^"]*"|\S+)/.exec(env)?.[1]?.replace(/"/g, '') ?? '';
+    expect({ major: majors[0], frames: asyncContextFrames(`v${majors[0]}.0.0`, nodeOptions.split(/\s+/)) }).toEqual({ major: majors[0], frames: true });
   });
 });

@@ -292,7 +292,9 @@ class PgReplicationStream implements ReplicationStream {
     this.iterating = true;
     try {
       for (;;) {
-        const frame = await this.nextFrame();
+        // Awaited only when nothing is buffered: a backlog arrives faster than it is applied,
+        // and an await per frame (a promise and a microtask) showed in the worker's profile.
+        const frame = this.bufferedFrame() ?? (await this.nextFrame());
         if (frame === null) return;
         const kind = frame[0];
         if (kind === XLOG_DATA && frame.length > XLOG_DATA_HEADER) {
@@ -347,6 +349,15 @@ class PgReplicationStream implements ReplicationStream {
     }
     await closeQuietly(this.client, CLOSE_WAIT_MS);
     this.copy?.destroy();
+  }
+
+  /** A CopyData frame already received, if any (and the stream neither failed nor closing). */
+  private bufferedFrame(): Buffer | undefined {
+    if (this.failure || this.closing) return undefined;
+    const frame = this.copy.read() as Buffer | null;
+    if (frame === null) return undefined;
+    this.lastFrameAt = Date.now();
+    return frame;
   }
 
   /** The next CopyData frame, waiting for one; null once closed by us. */

@@ -13,7 +13,8 @@
 # The Temporal dev server is started outside the timed region; the worker inside it.
 # Afterwards: every table's row count and md5 of its rows, source against target (exit 1 when
 # they differ), and each workflow's history: events and bytes, and its largest payload.
-# Output: bench/results/many-tables-<stamp>/{summary.md,worker.log,start.json,...}
+# Output: bench/results/many-tables-<stamp>/{summary.md (with each step's time and the worker's peak RSS in it),
+#   rss.csv (the worker's RSS every second), worker.log, start.json, ...}
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -80,6 +81,14 @@ EOF
 started=$(date +%s.%N)
 /usr/bin/time -v -o "$OUT/worker.time" "$DBFERRY" worker >"$OUT/worker.log" 2>&1 &
 WORKER=$!
+# The worker's RSS every second (rss.csv), to tell which step holds the peak (summary.md).
+(
+  for _ in $(seq 50); do NODE_PID=$(pgrep -P "$WORKER" | head -1 || true); [ -n "$NODE_PID" ] && break; sleep 0.1; done
+  echo "ms,rss_mb" >"$OUT/rss.csv"
+  while [ -n "$NODE_PID" ] && kb=$(awk '$1 == "VmRSS:" {print $2}' "/proc/$NODE_PID/status" 2>/dev/null) && [ -n "$kb" ]; do
+    echo "$(date +%s%3N),$((kb / 1024))" >>"$OUT/rss.csv"; sleep 1
+  done
+) &
 set +e
 "$DBFERRY" start "$OUT/plan.yaml" --wait --json >"$OUT/start.json" 2>"$OUT/start.err"
 rc=$?
@@ -142,5 +151,18 @@ JS
   echo "| $rc | $wall | $(awk -v n="$TABLES" -v w="$wall" 'BEGIN{printf "%.0f", n/w}') | $rss | $same |"
   echo
   cat "$OUT/histories.md"
+  echo
+  # Each step's time and the worker's largest RSS sample during it.
+  node -e '
+    const fs = require("fs");
+    const [start, csv] = process.argv.slice(1);
+    const steps = JSON.parse(fs.readFileSync(start, "utf8")).status?.steps ?? [];
+    const rss = fs.readFileSync(csv, "utf8").trim().split("\n").slice(1).map((l) => l.split(",").map(Number));
+    console.log("| step | seconds | worker peak RSS MB in the step |\n|---|---|---|");
+    for (const s of steps) {
+      const a = Date.parse(s.startedAt), b = Date.parse(s.endedAt);
+      const inside = rss.filter(([t]) => t >= a && t <= b).map(([, m]) => m);
+      console.log(`| ${s.step} | ${((b - a) / 1000).toFixed(1)} | ${inside.length ? Math.max(...inside) : "-"} |`);
+    }' "$OUT/start.json" "$OUT/rss.csv" 2>/dev/null || echo "(no step times: see start.json)"
 } | tee "$OUT/summary.md"
 [ "$rc" = 0 ] && [ "$same" = yes ]

@@ -12,10 +12,14 @@ export function asyncContextFrames(nodeVersion: string, flags: readonly string[]
   return major >= 22 && flags.includes('--experimental-async-context-frame');
 }
 
+/** The flags a Node.js process started with: its command line's and NODE_OPTIONS'. */
+export function nodeFlags(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
+  return [...execArgv, ...(nodeOptions ?? '').split(/\s+/).filter(Boolean)];
+}
+
 /** The worker's start-up advice when it runs without frames; undefined when it has them. */
 export function asyncContextAdvice(nodeVersion: string, execArgv: readonly string[], nodeOptions: string | undefined): string | undefined {
-  const flags = [...execArgv, ...(nodeOptions ?? '').split(/\s+/).filter(Boolean)];
-  if (asyncContextFrames(nodeVersion, flags)) return undefined;
+  if (asyncContextFrames(nodeVersion, nodeFlags(execArgv, nodeOptions))) return undefined;
   const fix = /^v?2[23]\./.test(nodeVersion) ? 'set NODE_OPTIONS=--experimental-async-context-frame (the dbferry image does)' : 'run it on Node.js 24, or on 22 with NODE_OPTIONS=--experimental-async-context-frame (the dbferry image does)';
   return `dbferry worker: Node.js ${nodeVersion} tracks async context with hooks, which makes CDC apply changes up to 1.9x slower: ${fix}`;
 }

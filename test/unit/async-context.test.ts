@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { asyncContextAdvice, asyncContextFrames } from '../../worker/async-context';
+import { asyncContextAdvice, asyncContextFrames, nodeFlags } from '../../worker/async-context';
 
 describe('async context frames (the worker warns when CDC would pay for async hooks)', () => {
   it('knows which Node.js versions and flags have them', () => {
@@ -25,7 +25,7 @@ describe('async context frames (the worker warns when CDC would pay for async ho
       new AsyncLocalStorage().run(1, () => Promise.resolve().then(() => console.log(executionAsyncId() === 0 ? 'frames' : 'hooks')));`;
     const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
     expect(r.status).toBe(0);
-    const expected = asyncContextFrames(process.version, [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/).filter(Boolean)]);
+    const expected = asyncContextFrames(process.version, nodeFlags(process.execArgv, process.env.NODE_OPTIONS));
     expect(r.stdout.trim()).toBe(expected ? 'frames' : 'hooks');
   });
 });

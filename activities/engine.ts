@@ -109,6 +109,12 @@ export type SourceRowChange =
  */
 export type ChangeEvent =
   | { kind: 'begin'; commitPosition: EnginePosition; commitTimeMicros: bigint }
+  /**
+   * The source has sent everything up to `position` (what lies between touched no table of the
+   * stream): with nothing pending, the consumer may confirm it. In stream order, like every
+   * event, so it never passes a change the consumer has not applied yet.
+   */
+  | { kind: 'idle'; position: EnginePosition }
   | (InTransaction & { xid?: number })
   | { kind: 'commit'; commitPosition: EnginePosition; endPosition: EnginePosition; commitTimeMicros: bigint }
   /** `first`: the transaction's first piece (a later one continues what came before). */
@@ -146,14 +152,15 @@ export interface SourceRelationColumn {
   volatileDefault: boolean;
 }
 
-export interface ChangeStream extends AsyncIterable<ChangeEvent> {
+/**
+ * The events in batches: each one what the source had sent when the consumer asked, in stream
+ * order, never empty. A backlog of a million changes is a million events; handed over one by
+ * one, the promises and turns of the event loop per event cost the worker more CPU than
+ * applying them (bench/README.md, "A batched change stream").
+ */
+export interface ChangeStream extends AsyncIterable<ChangeEvent[]> {
   /** Everything up to here is durable on the target: the source may forget it. */
   confirm(position: EnginePosition): void;
-  /**
-   * Called, in stream order, when the source says it has sent everything up to `position` and
-   * the consumer is waiting for more: with nothing pending, the consumer may confirm it.
-   */
-  onIdle(listener: (position: EnginePosition) => void): void;
   /** The source's newest position this stream has heard of. */
   sourcePosition(): EnginePosition | undefined;
   /** Asks the source where it stands and what it retains for this stream (read on a timer). */

@@ -144,25 +144,23 @@ function mappedStream(stream: ChangeStream, model: SchemaModel, rules: ColumnRul
     return { ...c, new: pick(c.new, keep), ...(c.old ? { old: { ...c.old, tuple: pick(c.old.tuple, keep) } } : {}) };
   };
   return {
-    async *[Symbol.asyncIterator](): AsyncIterator<ChangeEvent> {
-      for await (const e of stream) {
-        if (e.kind === 'relation') {
-          const t = bySource.get(qualifiedKey(e.relation));
-          // A table the migration does not have (a publication may hold more) could share its
-          // source name with a migrated table's target name: it gets a name no table has.
-          const mapped = t ? mapRelation(e.relation, t, rules) : { relation: { ...e.relation, schema: `\u0000not migrated: ${e.relation.schema}` } };
-          if ('keep' in mapped && mapped.keep) keeps.set(e.relation.id, mapped.keep);
-          else keeps.delete(e.relation.id);
-          yield { ...e, relation: mapped.relation };
-        } else if (e.kind === 'change') {
-          yield { ...e, change: mapChange(e.change) };
-        } else {
-          yield e;
-        }
+    async *[Symbol.asyncIterator](): AsyncIterator<ChangeEvent[]> {
+      for await (const batch of stream) {
+        yield batch.map((e): ChangeEvent => {
+          if (e.kind === 'relation') {
+            const t = bySource.get(qualifiedKey(e.relation));
+            // A table the migration does not have (a publication may hold more) could share its
+            // source name with a migrated table's target name: it gets a name no table has.
+            const mapped = t ? mapRelation(e.relation, t, rules) : { relation: { ...e.relation, schema: `\u0000not migrated: ${e.relation.schema}` } };
+            if ('keep' in mapped && mapped.keep) keeps.set(e.relation.id, mapped.keep);
+            else keeps.delete(e.relation.id);
+            return { ...e, relation: mapped.relation };
+          }
+          return e.kind === 'change' ? { ...e, change: mapChange(e.change) } : e;
+        });
       }
     },
     confirm: (position) => stream.confirm(position),
-    onIdle: (listener) => stream.onIdle(listener),
     sourcePosition: () => stream.sourcePosition(),
     state: () => stream.state(),
     close: () => stream.close(),

@@ -12,7 +12,7 @@ import { closeQuietly, connect, type PgEndpoint } from '../pg/connection';
 import { toFailure } from '../pg/errors';
 import { cutoverMarker } from '../../plan/cutover-marker';
 import { loadModel, tablesByKey } from '../target/model';
-import { ChangeApplier, type ApplyTable } from './apply';
+import { ChangeApplier, type ApplyTable, type Change } from './apply';
 import { KeylessApplier } from './keyless';
 import { readProgress, type AppliedPosition } from './progress';
 import { RelationTracker } from './relations';
@@ -171,8 +171,6 @@ export async function streamChanges(
     changes: 0,
     pendingSince: undefined as bigint | undefined,
     inTarget: false,
-    /** A streamed transaction's commit is under way: an idle report after it must wait for it. */
-    streamCommitting: false,
     streaming: false,
   };
   const progress = (): CdcProgress => {
@@ -246,17 +244,16 @@ export async function streamChanges(
         const p = durable.flushedTo(parseLsn(r.rows[0]!.flushed));
         if (p) confirm(p);
       };
-      s.onIdle((p) => {
-        seen.event(Date.now());
-        if (!live.inTarget && !live.streamCommitting && current === undefined && later(p, live.confirmed) && later(p, live.applied!.endPosition)) {
+      /** The source sent everything up to `p`: every event before it has been handled. */
+      const idleAt = (p: EnginePosition) => {
+        if (!live.inTarget && current === undefined && later(p, live.confirmed) && later(p, live.applied!.endPosition)) {
           confirmWhenDurable(p);
         } else if (!cdc.marksInStream) {
-          // Reported in stream order, after every transaction before it (MySQL's idle reports
-          // are events, not keepalives: the source may not say it again): confirmed once the
-          // batch holding those transactions has committed.
+          // MySQL's idle reports are events, not keepalives: the source may not say it again.
+          // Confirmed once the batch holding the transactions before it has committed.
           idleSeen = p;
         }
-      });
+      };
       // A failure found on the timer (not in the stream) ends the loop through this.
       // Not a promise raced on every event: each race would leave a reaction on a promise that
       // never settles, holding that event (and every one after it) for the activity's life.
@@ -457,7 +454,7 @@ export async function streamChanges(
 
       let committed: AppliedPosition | undefined;
       const it = s[Symbol.asyncIterator]();
-      // The next event is asked for before the current one is applied (the stream reads on while
+      // The next batch is asked for before the current one is applied (the stream reads on while
       // the target works). Should the source fail meanwhile, that promise rejects while nobody
       // awaits it yet: marked handled here (the loop still gets the error when it awaits), an
       // unhandled rejection would kill the whole worker.
@@ -501,7 +498,7 @@ export async function streamChanges(
           const stop = await reachedStop();
           if (stop) return result(stop);
         }
-        let r: IteratorResult<ChangeEvent> | typeof IDLE;
+        let r: IteratorResult<ChangeEvent[]> | typeof IDLE;
         if (live.inTarget && committed && current === undefined) {
           // Between source transactions with some applied but not committed: commit when the
           // stream pauses or the batch is old enough.
@@ -527,117 +524,116 @@ export async function streamChanges(
         if (r.done) throw ApplicationFailure.create({ type: FailureType.Transient, message: `${engine.description}: the change stream ended` });
         next = pull();
         seen.event(Date.now());
-        const e = r.value;
-        switch (e.kind) {
-          case 'begin':
-            current = {};
-            // Committed on the target already (a resumed stream may repeat the last ones).
-            skipping = !later(e.commitPosition, live.applied!.commitPosition);
-            if (skipping) break;
-            if (!live.inTarget) {
-              await t.query('BEGIN');
-              live.inTarget = true;
-              main.batch.startedAt = Date.now();
-            }
-            live.pendingSince ??= e.commitTimeMicros;
-            break;
-          case 'relation':
-            // Sent once per table and session, maybe inside a transaction that is skipped:
-            // learnt either way (adding a column is idempotent).
-            await relations.learn(e.relation, async (altering) => {
-              // The ALTER TABLE would wait for a streamed transaction's locks on the table, and
-              // that transaction for this loop: never started.
-              if (altering && [...streams.values()].some((x) => x.conn)) {
-                throw withoutStreaming(`a column was added to ${e.relation.schema}.${e.relation.name} while a large transaction was being applied`);
+        for (const e of r.value) {
+          switch (e.kind) {
+            case 'idle':
+              idleAt(e.position);
+              break;
+            case 'begin':
+              current = {};
+              // Committed on the target already (a resumed stream may repeat the last ones).
+              skipping = !later(e.commitPosition, live.applied!.commitPosition);
+              if (skipping) break;
+              if (!live.inTarget) {
+                await t.query('BEGIN');
+                live.inTarget = true;
+                main.batch.startedAt = Date.now();
               }
-              await flushAll();
-              for (const x of streams.values()) await flushStreamed(x);
-            });
-            break;
-          case 'change': {
-            if (e.xid === undefined && skipping) break;
-            const m = e.change;
-            const table = relations.table(m.relationId);
-            if (!table) break;
-            const sink = e.xid === undefined ? main : await streamSink(e.xid);
-            const position = e.position;
-            const counts = stat(sink.batch, table.key);
-            if (m.kind === 'insert') counts.inserts++;
-            else if (m.kind === 'update') counts.updates++;
-            else counts.deletes++;
-            if (table.keyColumns.length === 0) {
-              sink.keyless.add(table, keylessChange(m, table.key, position));
-              if (sink.keyless.full) await sink.flush();
-            } else if (m.kind === 'insert') {
-              await sink.applier.add({ kind: 'insert', table, position, new: m.new });
-            } else if (m.kind === 'update') {
-              await sink.applier.add({ kind: 'update', table, position, new: m.new, ...(m.old ? { old: m.old.tuple } : {}) });
-            } else {
-              await sink.applier.add({ kind: 'delete', table, position, old: m.old.tuple });
-            }
-            sink.batch.changes++;
-            if (e.xid === undefined) current!.changed = table.key;
-            else sink.batch.lastChangeTable = table.key;
-            break;
-          }
-          case 'truncate': {
-            if (e.xid === undefined && skipping) break;
-            const tables = e.relationIds.map((id) => relations.table(id)).filter((x): x is ApplyTable => x !== null);
-            if (tables.length === 0) break;
-            const sink = e.xid === undefined ? main : await streamSink(e.xid);
-            await sink.flush();
-            await sink.applier.add({ kind: 'truncate', tables, position: e.position, restartIdentity: e.restartIdentity });
-            for (const x of tables) stat(sink.batch, x.key).truncates++;
-            sink.batch.changes++;
-            if (e.xid === undefined) current!.changed = tables[0]!.key;
-            else sink.batch.lastChangeTable = tables[0]!.key;
-            break;
-          }
-          case 'marker':
-            if (e.content !== marker) break;
-            if (e.xid === undefined) {
-              if (!skipping) main.batch.marker = e.position;
-            } else if (block) {
-              block.batch.marker = e.position;
-            }
-            break;
-          case 'stream-start': {
-            await commitMain();
-            let st = streams.get(e.xid);
-            if (!st) {
-              // A later piece of a transaction this applier has not seen begin: what came before is not on the target.
-              if (!e.first) throw streamBroken(`the change stream continued transaction ${e.xid} without its first part`);
-              streams.set(e.xid, (st = { xid: e.xid, batch: newBatch(), savepoints: [] }));
-            }
-            block = st;
-            break;
-          }
-          case 'stream-stop':
-            // Applied now, while the source's transaction goes on.
-            if (block) await flushStreamed(block);
-            block = undefined;
-            break;
-          case 'stream-abort': {
-            const st = streams.get(e.xid);
-            if (!st) break;
-            if (e.subxid === e.xid) {
-              await dropStreamed(st);
+              live.pendingSince ??= e.commitTimeMicros;
+              break;
+            case 'relation':
+              // Sent once per table and session, maybe inside a transaction that is skipped:
+              // learnt either way (adding a column is idempotent).
+              await relations.learn(e.relation, async (altering) => {
+                // The ALTER TABLE would wait for a streamed transaction's locks on the table, and
+                // that transaction for this loop: never started.
+                if (altering && [...streams.values()].some((x) => x.conn)) {
+                  throw withoutStreaming(`a column was added to ${e.relation.schema}.${e.relation.name} while a large transaction was being applied`);
+                }
+                await flushAll();
+                for (const x of streams.values()) await flushStreamed(x);
+              });
+              break;
+            case 'change': {
+              if (e.xid === undefined && skipping) break;
+              const m = e.change;
+              const table = relations.table(m.relationId);
+              if (!table) break;
+              // A large transaction's own changes go to its open connection without an await.
+              const sink = e.xid === undefined ? main : block?.conn && e.xid === block.xid ? (block as Sink) : await streamSink(e.xid);
+              const position = e.position;
+              const counts = stat(sink.batch, table.key);
+              if (m.kind === 'insert') counts.inserts++;
+              else if (m.kind === 'update') counts.updates++;
+              else counts.deletes++;
+              if (table.keyColumns.length === 0) {
+                sink.keyless.add(table, keylessChange(m, table.key, position));
+                if (sink.keyless.full) await sink.flush();
+              } else {
+                // Awaited only when the applier says so: most changes are buffered at once.
+                const waiting = sink.applier.add(keyedChange(m, table, position));
+                if (waiting) await waiting;
+              }
+              sink.batch.changes++;
+              if (e.xid === undefined) current!.changed = table.key;
+              else sink.batch.lastChangeTable = table.key;
               break;
             }
-            const i = st.savepoints.findIndex((x) => x.subxid === e.subxid);
-            // A subtransaction with no change applied, or one a rollback already took away.
-            if (i < 0 || !st.conn) break;
-            await flushStreamed(st);
-            await st.conn.query(`ROLLBACK TO SAVEPOINT dbferry_sub_${e.subxid}`);
-            Object.assign(st.batch, st.savepoints[i]!.before);
-            // The savepoints after it went with it.
-            st.savepoints.length = i;
-            break;
-          }
-          case 'stream-commit': {
-            // The stream reads ahead: a keepalive past this commit may come while it is applied.
-            live.streamCommitting = true;
-            try {
+            case 'truncate': {
+              if (e.xid === undefined && skipping) break;
+              const tables = e.relationIds.map((id) => relations.table(id)).filter((x): x is ApplyTable => x !== null);
+              if (tables.length === 0) break;
+              const sink = e.xid === undefined ? main : await streamSink(e.xid);
+              await sink.flush();
+              await sink.applier.add({ kind: 'truncate', tables, position: e.position, restartIdentity: e.restartIdentity });
+              for (const x of tables) stat(sink.batch, x.key).truncates++;
+              sink.batch.changes++;
+              if (e.xid === undefined) current!.changed = tables[0]!.key;
+              else sink.batch.lastChangeTable = tables[0]!.key;
+              break;
+            }
+            case 'marker':
+              if (e.content !== marker) break;
+              if (e.xid === undefined) {
+                if (!skipping) main.batch.marker = e.position;
+              } else if (block) {
+                block.batch.marker = e.position;
+              }
+              break;
+            case 'stream-start': {
+              await commitMain();
+              let st = streams.get(e.xid);
+              if (!st) {
+                // A later piece of a transaction this applier has not seen begin: what came before is not on the target.
+                if (!e.first) throw streamBroken(`the change stream continued transaction ${e.xid} without its first part`);
+                streams.set(e.xid, (st = { xid: e.xid, batch: newBatch(), savepoints: [] }));
+              }
+              block = st;
+              break;
+            }
+            case 'stream-stop':
+              // Applied now, while the source's transaction goes on.
+              if (block) await flushStreamed(block);
+              block = undefined;
+              break;
+            case 'stream-abort': {
+              const st = streams.get(e.xid);
+              if (!st) break;
+              if (e.subxid === e.xid) {
+                await dropStreamed(st);
+                break;
+              }
+              const i = st.savepoints.findIndex((x) => x.subxid === e.subxid);
+              // A subtransaction with no change applied, or one a rollback already took away.
+              if (i < 0 || !st.conn) break;
+              await flushStreamed(st);
+              await st.conn.query(`ROLLBACK TO SAVEPOINT dbferry_sub_${e.subxid}`);
+              Object.assign(st.batch, st.savepoints[i]!.before);
+              // The savepoints after it went with it.
+              st.savepoints.length = i;
+              break;
+            }
+            case 'stream-commit': {
               const st = streams.get(e.xid);
               await commitMain();
               const position = { commitPosition: e.commitPosition, endPosition: e.endPosition };
@@ -660,34 +656,32 @@ export async function streamChanges(
                 await commitOn(t, flushAll, b, position);
               }
               if (b.marker !== undefined) return result(b.marker);
-            } finally {
-              live.streamCommitting = false;
-            }
-            break;
-          }
-          case 'commit': {
-            const c = current;
-            current = undefined;
-            if (skipping) {
-              skipping = false;
               break;
             }
-            const b = main.batch;
-            b.transactions++;
-            if (c?.changed) {
-              b.lastChangeAt = e.commitTimeMicros;
-              b.lastChangeTable = c.changed;
+            case 'commit': {
+              const c = current;
+              current = undefined;
+              if (skipping) {
+                skipping = false;
+                break;
+              }
+              const b = main.batch;
+              b.transactions++;
+              if (c?.changed) {
+                b.lastChangeAt = e.commitTimeMicros;
+                b.lastChangeTable = c.changed;
+              }
+              committed = { commitPosition: e.commitPosition, endPosition: e.endPosition };
+              if (b.marker !== undefined || b.changes >= BATCH_CHANGES || Date.now() - b.startedAt >= BATCH_MS) {
+                await commitBatch(committed);
+                committed = undefined;
+                if (b.marker !== undefined) return result(b.marker);
+              }
+              break;
             }
-            committed = { commitPosition: e.commitPosition, endPosition: e.endPosition };
-            if (b.marker !== undefined || b.changes >= BATCH_CHANGES || Date.now() - b.startedAt >= BATCH_MS) {
-              await commitBatch(committed);
-              committed = undefined;
-              if (b.marker !== undefined) return result(b.marker);
-            }
-            break;
+            default:
+              break;
           }
-          default:
-            break;
         }
         if (signal?.aborted) throw new CancelledFailure('CDC apply cancelled');
       }
@@ -716,6 +710,15 @@ export async function streamChanges(
       tables: busiest([...totals.values()]),
     };
   }
+}
+
+/** A change of a table with a key, for the applier (plain assignments: this runs once per change). */
+function keyedChange(m: SourceRowChange, table: ApplyTable, position: EnginePosition): Change {
+  if (m.kind === 'insert') return { kind: 'insert', table, position, new: m.new };
+  if (m.kind === 'delete') return { kind: 'delete', table, position, old: m.old.tuple };
+  const c: Change & { kind: 'update' } = { kind: 'update', table, position, new: m.new };
+  if (m.old) c.old = m.old.tuple;
+  return c;
 }
 
 /** A change of a table without primary key: updates and deletes need the whole old row. */

@@ -30,6 +30,8 @@ import { masterPosition } from './reader';
 /** Events read ahead of the applier before the replica connection stops reading (back-pressure). */
 const HIGH_WATER = 2_000;
 const LOW_WATER = 500;
+/** Change events handed over at most at once. */
+const MAX_BATCH = 1_024;
 /** The server's heartbeat period on the replica connection (nanoseconds). */
 const HEARTBEAT_NS = 5_000_000_000;
 /** No event for this long while the source's binlog grows: the replica connection is dead. */
@@ -59,7 +61,6 @@ class StreamFailure extends Error {
 export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStreamOptions): Promise<ChangeStream> {
   const start = parseMysqlPosition(opts.from);
   const tablesByKey = new Map(opts.model.tables.map((t) => [qualifiedKey(t), t]));
-  const idle: Array<(p: EnginePosition) => void> = [];
   let control: Connection | undefined;
   const onControl = async <T>(doing: string, fn: (c: Connection) => Promise<T>): Promise<T> => {
     try {
@@ -200,24 +201,30 @@ export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStream
     return { state, changed: true };
   }
 
-  async function* events(): AsyncGenerator<ChangeEvent, void, undefined> {
+  // Events translated from the binlog events received, handed over in batches (engine.ts).
+  async function* batches(): AsyncGenerator<ChangeEvent[], void, undefined> {
+    let out: ChangeEvent[] = [];
     // The transaction being read: where it began, and whether its begin was sent.
     let tx: { commitPosition: EnginePosition; began: boolean; time: bigint } | undefined;
-    const endTx = function* (commitTime: bigint): Generator<ChangeEvent> {
+    const endTx = (commitTime: bigint) => {
       const end = mysqlPosition(file, lastEnd);
       newest = end;
-      if (tx?.began) yield { kind: 'commit', commitPosition: tx.commitPosition, endPosition: end, commitTimeMicros: commitTime };
-      else for (const l of idle) l(end);
+      out.push(tx?.began ? { kind: 'commit', commitPosition: tx.commitPosition, endPosition: end, commitTimeMicros: commitTime } : { kind: 'idle', position: end });
       tx = undefined;
     };
-    const begin = function* (): Generator<ChangeEvent> {
+    const begin = () => {
       if (!tx) throw new Error(`a row event at ${mysqlPosition(file, lastEnd)} outside a transaction`);
       if (!tx.began) {
         tx.began = true;
-        yield { kind: 'begin', commitPosition: tx.commitPosition, commitTimeMicros: tx.time };
+        out.push({ kind: 'begin', commitPosition: tx.commitPosition, commitTimeMicros: tx.time });
       }
     };
     for (;;) {
+      // What was translated goes out once nothing more is waiting (or enough of it is).
+      if (out.length > 0 && (queue.length === 0 || out.length >= MAX_BATCH)) {
+        yield out;
+        out = [];
+      }
       const e = await next();
       if (!e) return;
       const at = BigInt(e.timestamp) * 1000n;
@@ -236,7 +243,7 @@ export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStream
           break;
         case 'Xid':
           lastEnd = e.nextPosition;
-          yield* endTx(at);
+          endTx(at);
           break;
         case 'Query': {
           const q = e as Extract<AnyBinlogEvent, { getTypeName(): 'Query' }>;
@@ -244,7 +251,7 @@ export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStream
           if (/^BEGIN$/i.test(sql)) break;
           lastEnd = e.nextPosition;
           if (/^COMMIT$/i.test(sql) || /^ROLLBACK$/i.test(sql)) {
-            yield* endTx(at);
+            endTx(at);
             break;
           }
           if (/^XA\s/i.test(sql)) {
@@ -261,7 +268,7 @@ export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStream
           const verdict = ddlVerdict(sql, q.schema, (schema, name) => tablesByKey.has(qualifiedKey({ schema, name })));
           if (verdict.kind === 'refuse') throw new StreamFailure(schemaChange(verdict.table, `${verdict.why}: ${sql.length > 300 ? sql.slice(0, 300) + '…' : sql}`));
           if (verdict.kind === 'truncate') {
-            yield* begin();
+            begin();
             const ids: number[] = [];
             for (const key of verdict.tables) {
               const t = tables.get(key);
@@ -270,14 +277,14 @@ export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStream
                 const model = tablesByKey.get(key)!;
                 const relation = initialRelation(model, nextRelationId++);
                 tables.set(key, { relation, model, encode: binlogRowEncoder(model, () => undefined) });
-                yield { kind: 'relation', relation };
+                out.push({ kind: 'relation', relation });
                 ids.push(relation.id);
               }
             }
-            yield { kind: 'truncate', relationIds: ids, restartIdentity: true, position: tx.commitPosition };
+            out.push({ kind: 'truncate', relationIds: ids, restartIdentity: true, position: tx.commitPosition });
           }
           // ADD COLUMN needs nothing here: the table's next table map names the new column.
-          yield* endTx(at);
+          endTx(at);
           break;
         }
         case 'WriteRows':
@@ -302,8 +309,8 @@ export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStream
             );
           }
           const { state, changed } = await tableFor(entry, key);
-          if (changed) yield { kind: 'relation', relation: state.relation };
-          yield* begin();
+          if (changed) out.push({ kind: 'relation', relation: state.relation });
+          begin();
           const position = tx!.commitPosition;
           const id = state.relation.id;
           const encode = (row: Record<string, unknown>) => {
@@ -314,14 +321,14 @@ export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStream
             }
           };
           if (r.getTypeName() === 'WriteRows') {
-            for (const row of (r as Extract<AnyBinlogEvent, { getTypeName(): 'WriteRows' }>).rows) yield { kind: 'change', position, change: { kind: 'insert', relationId: id, new: encode(row) } };
+            for (const row of (r as Extract<AnyBinlogEvent, { getTypeName(): 'WriteRows' }>).rows) out.push({ kind: 'change', position, change: { kind: 'insert', relationId: id, new: encode(row) } });
           } else if (r.getTypeName() === 'DeleteRows') {
             for (const row of (r as Extract<AnyBinlogEvent, { getTypeName(): 'DeleteRows' }>).rows) {
-              yield { kind: 'change', position, change: { kind: 'delete', relationId: id, old: { whole: true, tuple: encode(row) } } };
+              out.push({ kind: 'change', position, change: { kind: 'delete', relationId: id, old: { whole: true, tuple: encode(row) } } });
             }
           } else {
             for (const row of (r as Extract<AnyBinlogEvent, { getTypeName(): 'UpdateRows' }>).rows) {
-              yield { kind: 'change', position, change: { kind: 'update', relationId: id, old: { whole: true, tuple: encode(row.before) }, new: encode(row.after) } };
+              out.push({ kind: 'change', position, change: { kind: 'update', relationId: id, old: { whole: true, tuple: encode(row.before) }, new: encode(row.after) } });
             }
           }
           break;
@@ -342,9 +349,8 @@ export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStream
           if (e.nextPosition > 0 && e.getTypeName() !== 'TableMap') {
             lastEnd = e.nextPosition;
             if (!tx) {
-              const p = mysqlPosition(file, lastEnd);
-              newest = p;
-              for (const l of idle) l(p);
+              newest = mysqlPosition(file, lastEnd);
+              out.push({ kind: 'idle', position: newest });
             }
           }
           break;
@@ -352,9 +358,9 @@ export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStream
     }
   }
 
-  async function* guarded(): AsyncGenerator<ChangeEvent, void, undefined> {
+  async function* guarded(): AsyncGenerator<ChangeEvent[], void, undefined> {
     try {
-      yield* events();
+      yield* batches();
     } catch (err) {
       if (err instanceof StreamFailure) throw err.failure;
       throw err;
@@ -365,7 +371,6 @@ export async function openMysqlChangeStream(ep: MysqlEndpoint, opts: MysqlStream
     [Symbol.asyncIterator]: () => guarded(),
     // The server keeps nothing for a replica: the target's progress row is the only bookmark.
     confirm: () => undefined,
-    onIdle: (l) => void idle.push(l),
     sourcePosition: () => newest,
     state: async () => {
       const state = await mysqlCdcState(onControl, () => newest ?? opts.from);

@@ -27,7 +27,6 @@ export async function openPgChangeStream(
   opts: { slot: string; publication: string; from: EnginePosition; model?: SchemaModel; streaming?: boolean },
 ): Promise<ChangeStream> {
   const family = opts.model ? childrenOf(opts.model) : new Map<string, Family>();
-  const idle: Array<(p: EnginePosition) => void> = [];
   let catalog: Client | undefined;
   // One connection to the source's catalog, for relation types and the source's position.
   const onCatalog = async <T>(doing: string, fn: (c: Client) => Promise<T>): Promise<T> => {
@@ -54,10 +53,6 @@ export async function openPgChangeStream(
     startLsn: lsnOf(opts.from),
     purpose: 'cdc',
     streaming,
-    onKeepalive: (walEnd) => {
-      const p = pgPosition(walEnd);
-      for (const l of idle) l(p);
-    },
   }).catch(async (err: unknown) => {
     await closeQuietly(catalog);
     throw err;
@@ -65,65 +60,73 @@ export async function openPgChangeStream(
 
   // Plain assignments rather than spreads: this runs once per change, and a 1M-row backlog
   // showed its allocations in the worker's profile.
-  async function* events(): AsyncGenerator<ChangeEvent, void, undefined> {
-    for await (const w of stream) {
-      const m = w.message;
-      // Inside a stream block: the (sub)transaction each event belongs to.
-      const xid = 'xid' in m && m.tag !== 'begin' ? m.xid : undefined;
-      switch (m.tag) {
-        case 'stream-start':
-          yield { kind: 'stream-start', xid: m.xid, first: m.first };
-          break;
-        case 'stream-stop':
-          yield { kind: 'stream-stop' };
-          break;
-        case 'stream-commit':
-          yield { kind: 'stream-commit', xid: m.xid, commitPosition: pgPosition(m.commitLsn), endPosition: pgPosition(m.endLsn), commitTimeMicros: m.commitTime };
-          break;
-        case 'stream-abort':
-          yield { kind: 'stream-abort', xid: m.xid, subxid: m.subxid };
-          break;
-        case 'begin':
-          yield { kind: 'begin', commitPosition: pgPosition(m.finalLsn), commitTimeMicros: m.commitTime };
-          break;
-        case 'commit':
-          yield { kind: 'commit', commitPosition: pgPosition(m.commitLsn), endPosition: pgPosition(m.endLsn), commitTimeMicros: m.commitTime };
-          break;
-        case 'relation':
-          yield inXact<ChangeEvent & { kind: 'relation' }>(xid, { kind: 'relation', relation: await describe(m) });
-          break;
-        case 'insert':
-          yield inXact<ChangeEvent & { kind: 'change' }>(xid, { kind: 'change', position: pgPosition(w.walStart), change: { kind: 'insert', relationId: m.relationId, new: m.new } });
-          break;
-        case 'update': {
-          const change: SourceRowChange & { kind: 'update' } = { kind: 'update', relationId: m.relationId, new: m.new };
-          if (m.old) change.old = { whole: m.old.kind === 'O', tuple: m.old.tuple };
-          yield inXact<ChangeEvent & { kind: 'change' }>(xid, { kind: 'change', position: pgPosition(w.walStart), change });
-          break;
+  async function* batches(): AsyncGenerator<ChangeEvent[], void, undefined> {
+    for await (const frames of stream) {
+      const out: ChangeEvent[] = [];
+      for (const w of frames) {
+        const m = w.message;
+        // Inside a stream block: the (sub)transaction each event belongs to.
+        const xid = 'xid' in m && m.tag !== 'begin' ? m.xid : undefined;
+        switch (m.tag) {
+          case 'keepalive':
+            out.push({ kind: 'idle', position: pgPosition(w.walEnd) });
+            break;
+          case 'stream-start':
+            out.push({ kind: 'stream-start', xid: m.xid, first: m.first });
+            break;
+          case 'stream-stop':
+            out.push({ kind: 'stream-stop' });
+            break;
+          case 'stream-commit':
+            out.push({ kind: 'stream-commit', xid: m.xid, commitPosition: pgPosition(m.commitLsn), endPosition: pgPosition(m.endLsn), commitTimeMicros: m.commitTime });
+            break;
+          case 'stream-abort':
+            out.push({ kind: 'stream-abort', xid: m.xid, subxid: m.subxid });
+            break;
+          case 'begin':
+            out.push({ kind: 'begin', commitPosition: pgPosition(m.finalLsn), commitTimeMicros: m.commitTime });
+            break;
+          case 'commit':
+            out.push({ kind: 'commit', commitPosition: pgPosition(m.commitLsn), endPosition: pgPosition(m.endLsn), commitTimeMicros: m.commitTime });
+            break;
+          case 'relation':
+            out.push(inXact<ChangeEvent & { kind: 'relation' }>(xid, { kind: 'relation', relation: await describe(m) }));
+            break;
+          case 'insert':
+            out.push(inXact<ChangeEvent & { kind: 'change' }>(xid, { kind: 'change', position: pgPosition(w.walStart), change: { kind: 'insert', relationId: m.relationId, new: m.new } }));
+            break;
+          case 'update': {
+            const change: SourceRowChange & { kind: 'update' } = { kind: 'update', relationId: m.relationId, new: m.new };
+            if (m.old) change.old = { whole: m.old.kind === 'O', tuple: m.old.tuple };
+            out.push(inXact<ChangeEvent & { kind: 'change' }>(xid, { kind: 'change', position: pgPosition(w.walStart), change }));
+            break;
+          }
+          case 'delete':
+            out.push(
+              inXact<ChangeEvent & { kind: 'change' }>(xid, {
+                kind: 'change',
+                position: pgPosition(w.walStart),
+                change: { kind: 'delete', relationId: m.relationId, old: { whole: m.old.kind === 'O', tuple: m.old.tuple } },
+              }),
+            );
+            break;
+          case 'truncate':
+            out.push(inXact<ChangeEvent & { kind: 'truncate' }>(xid, { kind: 'truncate', relationIds: m.relationIds, restartIdentity: m.restartIdentity, position: pgPosition(w.walStart) }));
+            break;
+          case 'message':
+            if (m.transactional && m.prefix === MARKER_PREFIX) out.push(inXact<ChangeEvent & { kind: 'marker' }>(xid, { kind: 'marker', content: m.content.toString('utf8'), position: pgPosition(m.lsn) }));
+            break;
+          default:
+            break;
         }
-        case 'delete':
-          yield inXact<ChangeEvent & { kind: 'change' }>(xid, {
-            kind: 'change',
-            position: pgPosition(w.walStart),
-            change: { kind: 'delete', relationId: m.relationId, old: { whole: m.old.kind === 'O', tuple: m.old.tuple } },
-          });
-          break;
-        case 'truncate':
-          yield inXact<ChangeEvent & { kind: 'truncate' }>(xid, { kind: 'truncate', relationIds: m.relationIds, restartIdentity: m.restartIdentity, position: pgPosition(w.walStart) });
-          break;
-        case 'message':
-          if (m.transactional && m.prefix === MARKER_PREFIX) yield inXact<ChangeEvent & { kind: 'marker' }>(xid, { kind: 'marker', content: m.content.toString('utf8'), position: pgPosition(m.lsn) });
-          break;
-        default:
-          break;
       }
+      if (out.length > 0) yield out;
     }
   }
 
   return {
-    [Symbol.asyncIterator]: () => events(),
+    [Symbol.asyncIterator]: () => batches(),
     confirm: (p) => stream.confirm(lsnOf(p)),
-    onIdle: (l) => void idle.push(l),
     sourcePosition: () => (stream.lastServerWalEnd > 0n ? pgPosition(stream.lastServerWalEnd) : undefined),
     state: () =>
       onCatalog('reading the source position', async (c) => {

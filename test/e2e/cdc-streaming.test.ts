@@ -16,8 +16,9 @@ const ITEMS = 20_000;
  * committed between the pieces, rolled-back subtransactions (nested, and one whose rows a later
  * transaction reuses), a transaction that rolls back whole, a TRUNCATE, a table without a
  * primary key, a worker killed while one is half applied, and a column added inside one (CDC
- * then starts again without streaming). After cutover every table must equal the source, as an
- * application reads it.
+ * then starts again without streaming, as it does for a transaction with more than 1,000
+ * subtransactions and for more than 8 large transactions at once). After cutover every table
+ * must equal the source, as an application reads it.
  */
 describe('CDC applies large transactions while they run', () => {
   const sourceDb = uniqueName('stream_src');
@@ -220,6 +221,58 @@ target: { engine: postgres, url: env:TGT2_URL }
       await expectSameTables(sourceUrl, target2Url, ['public."Log Lines"', 'public.items', 'public.scratch']);
     } finally {
       await dropDatabase('target', target2Db);
+    }
+  });
+
+  it('starts again without streaming when more than 8 large transactions run at once, and ends equal', async () => {
+    const name3 = uniqueName('stream_many').replace(/_/g, '-');
+    const target3Db = uniqueName('stream_tgt3');
+    const target3Url = await createDatabase('target', target3Db);
+    const open: PgClient[] = [];
+    try {
+      const plan = writePlan(`
+name: ${name3}
+mode: full-load-and-cdc
+source: { engine: postgres, url: env:SRC_URL }
+target: { engine: postgres, url: env:TGT3_URL }
+`);
+      await worker!.stop('SIGKILL');
+      worker = await startWorker(cliEnv(queue, { SRC_URL: sourceUrl, TGT_URL: targetUrl, TGT3_URL: target3Url }));
+      const env = cliEnv(queue);
+      const started = await dbferry(['start', plan], env);
+      expect({ code: started.code, stderr: started.stderr.slice(-1500) }).toEqual({ code: 0, stderr: expect.any(String) });
+      await untilCaughtUp(name3, env, worker);
+      // Nine transactions open at once, each far above the source's 64 kB: each is streamed
+      // while it runs, and the ninth would need a ninth apply connection.
+      for (let i = 0; i < 9; i++) {
+        const c = new PgClient({ connectionString: sourceUrl });
+        await c.connect();
+        open.push(c);
+        await c.query('BEGIN');
+        await c.query(`INSERT INTO items SELECT g, 'concurrent ${i}', ${i} FROM generate_series(${1_000_000 + i * 10_000}, ${1_000_000 + i * 10_000 + 1_999}) g`);
+      }
+      await waitFor('the applier giving up streaming', async () => /more than 8 large transactions ran at once: CDC starts again without applying large transactions while they run/.test(worker!.output()), {
+        timeoutMs: 120_000,
+        explain: () => worker!.output().slice(-3000),
+      });
+      // Committed in another order than they began, one rolled back, each with a second statement.
+      for (const i of [4, 0, 8, 2, 6, 1, 7, 3, 5]) {
+        const c = open[i]!;
+        await c.query(`UPDATE items SET n = n + 100 WHERE id BETWEEN ${1_000_000 + i * 10_000} AND ${1_000_000 + i * 10_000 + 99}`);
+        await c.query(i === 3 ? 'ROLLBACK' : 'COMMIT');
+      }
+      await waitFor('the concurrent transactions applied', async () => (await withClient(target3Url, async (c) => (await c.query('SELECT count(*)::int AS n FROM items WHERE id >= 1000000')).rows[0].n)) === 8 * 2_000, {
+        timeoutMs: 120_000,
+        explain: () => worker!.output().slice(-3000),
+      });
+      await untilCaughtUp(name3, env, worker);
+      const cut = await dbferry(['cutover', name3, '--wait', '--json'], env);
+      expect({ code: cut.code, stderr: cut.stderr.slice(-2000) }).toEqual({ code: 0, stderr: expect.any(String) });
+      expect(JSON.parse(cut.stdout).validation.tables.every((t: { equal: boolean }) => t.equal)).toBe(true);
+      await expectSameTables(sourceUrl, target3Url, ['public."Log Lines"', 'public.items', 'public.scratch']);
+    } finally {
+      for (const c of open) await c.end().catch(() => undefined);
+      await dropDatabase('target', target3Db);
     }
   });
 

@@ -5,6 +5,7 @@ import type { ChangeEvent, SourceEngine, SourceRelation } from '../../activities
 import { createSchemaStatements } from '../../activities/target/ddl';
 import { parsePlan, qualifiedKey, type SchemaModel, type TableModel } from '../../plan';
 import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';
+import { oneByOne } from '../support/batches';
 
 /**
  * Fault of issue 18 (3): a DROP COLUMN or RENAME COLUMN on the source during CDC, on a table
@@ -65,7 +66,7 @@ describe('fault: a column dropped or renamed on the source during CDC pauses wit
     const out = new Map<string, SourceRelation>();
     const stream = await engine.cdc.open(start, model);
     try {
-      for await (const e of stream as AsyncIterable<ChangeEvent>) {
+      for await (const e of oneByOne(stream)) {
         if (e.kind === 'relation' && !out.has(e.relation.name)) out.set(e.relation.name, e.relation);
         if (out.size === 3) break;
       }

@@ -3,9 +3,11 @@ import { createConnection, type Connection } from 'mysql2/promise';
 import type { ChangeEvent, ChangeStream } from '../../activities/engine';
 import { openMysqlChangeStream } from '../../activities/mysql/binlog-stream';
 import { masterPosition } from '../../activities/mysql/reader';
+import { compareMysqlPositions } from '../../activities/mysql/position';
 import { resolveMysqlEndpoint, type MysqlEndpoint } from '../../activities/mysql/connection';
 import { mysqlEngine } from '../../activities/mysql/mysql-engine';
 import { startMariaDb, type MariaDbServer } from '../../local/mariadb-server';
+import { oneByOne } from '../support/batches';
 import { parsePlan, type SchemaModel } from '../../plan';
 
 jest.setTimeout(2 * 60_000);
@@ -41,7 +43,7 @@ describe('MySQL (MariaDB) binlog change stream', () => {
   /** Reads events until `until` says stop (or the stream fails: then the failure). */
   async function read(stream: ChangeStream, until: (e: ChangeEvent, all: ChangeEvent[]) => boolean): Promise<ChangeEvent[]> {
     const out: ChangeEvent[] = [];
-    for await (const e of stream) {
+    for await (const e of oneByOne(stream)) {
       out.push(e);
       if (until(e, out)) break;
     }
@@ -60,12 +62,11 @@ describe('MySQL (MariaDB) binlog change stream', () => {
 
   it('sends transactions, an added column and truncates in order; other tables only as idle reports', async () => {
     const stream = await openMysqlChangeStream(ep, { from: await here(), model, serverId: 4001 });
-    const idle: string[] = [];
-    stream.onIdle((p) => idle.push(p));
     try {
       await my.query("USE app; START TRANSACTION; INSERT INTO t VALUES (1, 'a', 1), (2, 'b', 2); UPDATE t SET v = 'c' WHERE id = 1; COMMIT; INSERT INTO other VALUES (1);");
       await my.query("ALTER TABLE t ADD COLUMN extra varchar(5) DEFAULT 'x'; INSERT INTO t VALUES (3, 'd', 3, 'yy'); DELETE FROM t WHERE id = 2; TRUNCATE TABLE t;");
-      const events = await read(stream, (e) => e.kind === 'truncate');
+      const all = await read(stream, (e) => e.kind === 'truncate');
+      const events = all.filter((e) => e.kind !== 'idle');
       const kinds = events.map((e) => (e.kind === 'change' ? `${e.change.kind}` : e.kind));
       expect(kinds).toEqual(['relation', 'begin', 'insert', 'insert', 'update', 'commit', 'relation', 'begin', 'insert', 'commit', 'begin', 'delete', 'commit', 'begin', 'truncate']);
       const relations = events.filter((e): e is Extract<ChangeEvent, { kind: 'relation' }> => e.kind === 'relation');
@@ -77,8 +78,12 @@ describe('MySQL (MariaDB) binlog change stream', () => {
       // Transactions are ordered, each begin and commit at one commit position.
       const commits = events.filter((e): e is Extract<ChangeEvent, { kind: 'commit' }> => e.kind === 'commit');
       expect(new Set(commits.map((c) => c.commitPosition)).size).toBe(3);
-      // The other table's insert only moved the position on.
-      expect(idle.length).toBeGreaterThan(0);
+      // The other table's insert only moved the position on: an idle report after the first
+      // commit, in stream order, at or past where that commit ended.
+      const firstCommit = all.findIndex((e) => e.kind === 'commit');
+      const idle = all.slice(firstCommit).find((e): e is Extract<ChangeEvent, { kind: 'idle' }> => e.kind === 'idle');
+      expect(idle).toBeDefined();
+      expect(compareMysqlPositions(idle!.position, commits[0]!.endPosition)).toBeGreaterThanOrEqual(0);
     } finally {
       await stream.close();
     }
@@ -87,16 +92,13 @@ describe('MySQL (MariaDB) binlog change stream', () => {
   it('hears the server while the binlog is idle (heartbeats with the position)', async () => {
     const at = await here();
     const stream = await openMysqlChangeStream(ep, { from: at, model, serverId: 4004 });
-    const idle: string[] = [];
-    stream.onIdle((p) => idle.push(p));
+    const timer = setTimeout(() => void stream.close(), 12_000);
     try {
       // Nothing is written: only a heartbeat (every 5 s) can report a position.
-      const reading = read(stream, () => false).catch(() => undefined);
-      const deadline = Date.now() + 12_000;
-      while (idle.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-      expect(idle[0]).toBe(at);
-      void reading;
+      const events = await read(stream, (e) => e.kind === 'idle').catch(() => []);
+      expect(events.at(-1)).toEqual({ kind: 'idle', position: at });
     } finally {
+      clearTimeout(timer);
       await stream.close();
     }
   });

@@ -9,6 +9,7 @@ import { createSchemaStatements } from '../../activities/target/ddl';
 import { parsePlan, qualifiedKey, type Plan, type SchemaModel, type TableModel } from '../../plan';
 import { qualifiedTable } from '../../plan/sql-names';
 import { createDatabase, dropDatabase, uniqueName, withClient } from '../support/databases';
+import { oneByOne } from '../support/batches';
 
 /**
  * One contract, every source engine (kysely-style: one suite looped over the backends): what
@@ -168,7 +169,7 @@ describe.each(ENGINES)('source engine contract: $name', (fixture) => {
       const stream = await engine.cdc.open(from, model);
       const events: ChangeEvent[] = [];
       try {
-        for await (const e of stream) {
+        for await (const e of oneByOne(stream)) {
           events.push(e);
           if (e.kind === 'marker' && e.content === `contract ${name}`) break;
         }

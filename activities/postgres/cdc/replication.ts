@@ -44,13 +44,6 @@ export interface ReplicationStreamOptions {
   startLsn: bigint;
   purpose?: string;
   /**
-   * Called for each primary keepalive, in stream order: every WalMessage before it has already
-   * been handed out and the caller is waiting for the next one. An applier with nothing pending
-   * confirms `walEnd` here, as PostgreSQL's own subscriber does, so the slot keeps up with WAL
-   * that holds no change for it. Only runs while the caller is pulling the iterator.
-   */
-  onKeepalive?: (walEnd: bigint) => void;
-  /**
    * Protocol 2 with `streaming 'on'` (PostgreSQL 14+): a transaction larger than the server's
    * logical_decoding_work_mem is sent in pieces while it runs (stream blocks), not all at its
    * commit, so it is neither spilled to the source's disk nor applied only after it committed.
@@ -62,15 +55,21 @@ export interface ReplicationStreamOptions {
   receiveTimeoutMs?: number;
 }
 
-export interface ReplicationStream extends AsyncIterable<WalMessage> {
+/** Frames handed over at most at once: what a batch's consumer holds stays bounded. */
+const MAX_BATCH = 1_024;
+
+export interface ReplicationStream extends AsyncIterable<WalMessage[]> {
   /**
-   * One WalMessage per XLogData frame, pulled from the connection as the caller asks (at most a
-   * few frames are read ahead). Ends quietly after close(); a server error, a lost connection or
-   * an undecodable frame end it with a thrown ApplicationFailure (lost connections: Transient),
-   * and the connection is then closed. One iteration at a time; breaking out of a loop keeps the
-   * stream open, a later loop continues where the last one stopped.
+   * The frames already received, decoded, in batches: waits only when none is there (at most a
+   * few socket reads ahead; a backlog arrives faster than it is applied, and a promise and a turn
+   * of the event loop per frame showed in the worker's profile). Keepalives are in the batches,
+   * in stream order: every message before one has been handed out. Ends quietly after close(); a
+   * server error, a lost connection or an undecodable frame end it with a thrown
+   * ApplicationFailure (lost connections: Transient), and the connection is then closed. One
+   * iteration at a time; breaking out of a loop keeps the stream open, a later loop continues
+   * where the last one stopped.
    */
-  messages(): AsyncGenerator<WalMessage, void, undefined>;
+  batches(): AsyncGenerator<WalMessage[], void, undefined>;
   /**
    * Records `flushLsn` as written, flushed and applied (never moving back) and sends a status
    * update now; the server may then recycle WAL before it. Before the first call updates report
@@ -230,8 +229,6 @@ class PgReplicationStream implements ReplicationStream {
   private wake: () => void = () => undefined;
   /** Rejects start() while it waits for the server's CopyBothResponse. */
   private startFailed: ((failure: ApplicationFailure) => void) | undefined;
-  /** Lets a keepalive skip its reply when onKeepalive's confirm() already sent one. */
-  private statusesSent = 0;
   private readonly onReadable = () => this.wakeUp();
 
   constructor(
@@ -283,47 +280,51 @@ class PgReplicationStream implements ReplicationStream {
     this.timer.unref();
   }
 
-  [Symbol.asyncIterator](): AsyncGenerator<WalMessage, void, undefined> {
-    return this.messages();
+  [Symbol.asyncIterator](): AsyncGenerator<WalMessage[], void, undefined> {
+    return this.batches();
   }
 
-  async *messages(): AsyncGenerator<WalMessage, void, undefined> {
+  async *batches(): AsyncGenerator<WalMessage[], void, undefined> {
     if (this.iterating) throw new Error('ReplicationStream: already being iterated');
     this.iterating = true;
     try {
       for (;;) {
-        // Awaited only when nothing is buffered: a backlog arrives faster than it is applied,
-        // and an await per frame (a promise and a microtask) showed in the worker's profile.
-        const frame = this.bufferedFrame() ?? (await this.nextFrame());
-        if (frame === null) return;
-        const kind = frame[0];
-        if (kind === XLOG_DATA && frame.length > XLOG_DATA_HEADER) {
-          const walStart = frame.readBigUInt64BE(1);
-          const walEnd = frame.readBigUInt64BE(9);
-          if (walEnd > this.lastServerWalEnd) this.lastServerWalEnd = walEnd;
-          let message: WalMessage['message'];
-          try {
-            message = decodePgoutput(frame.subarray(XLOG_DATA_HEADER), this.inStream);
-          } catch (err) {
-            throw this.fail(err, `decoding the change at ${formatLsn(walStart)}`);
-          }
-          if (message.tag === 'stream-start') this.inStream = true;
-          else if (message.tag === 'stream-stop') this.inStream = false;
-          yield { walStart, walEnd, message };
-        } else if (kind === KEEPALIVE && frame.length === KEEPALIVE_LENGTH) {
-          const walEnd = frame.readBigUInt64BE(1);
-          if (walEnd > this.lastServerWalEnd) this.lastServerWalEnd = walEnd;
-          const sent = this.statusesSent;
-          this.opts.onKeepalive?.(walEnd);
-          // Skip the reply when the callback's confirm() just sent one.
-          if (frame[17] === 1 && this.statusesSent === sent) this.sendStatus(false);
-        } else {
-          throw this.fail(new Error(`unexpected replication frame ${JSON.stringify(String.fromCharCode(kind))} of ${frame.length} bytes`));
-        }
+        const first = this.bufferedFrame() ?? (await this.nextFrame());
+        if (first === null) return;
+        const batch: WalMessage[] = [];
+        for (let frame: Buffer | undefined = first; frame; frame = batch.length < MAX_BATCH ? this.bufferedFrame() : undefined) batch.push(this.decode(frame));
+        yield batch;
       }
     } finally {
       this.iterating = false;
     }
+  }
+
+  private decode(frame: Buffer): WalMessage {
+    const kind = frame[0];
+    if (kind === XLOG_DATA && frame.length > XLOG_DATA_HEADER) {
+      const walStart = frame.readBigUInt64BE(1);
+      const walEnd = frame.readBigUInt64BE(9);
+      if (walEnd > this.lastServerWalEnd) this.lastServerWalEnd = walEnd;
+      let message: WalMessage['message'];
+      try {
+        message = decodePgoutput(frame.subarray(XLOG_DATA_HEADER), this.inStream);
+      } catch (err) {
+        throw this.fail(err, `decoding the change at ${formatLsn(walStart)}`);
+      }
+      if (message.tag === 'stream-start') this.inStream = true;
+      else if (message.tag === 'stream-stop') this.inStream = false;
+      return { walStart, walEnd, message };
+    }
+    if (kind === KEEPALIVE && frame.length === KEEPALIVE_LENGTH) {
+      const walEnd = frame.readBigUInt64BE(1);
+      if (walEnd > this.lastServerWalEnd) this.lastServerWalEnd = walEnd;
+      // Answered now (the server ends the connection after wal_sender_timeout without one), with
+      // what the caller confirmed so far: its consumer reaches the keepalive later.
+      if (frame[17] === 1) this.sendStatus(false);
+      return { walStart: walEnd, walEnd, message: { tag: 'keepalive' } };
+    }
+    throw this.fail(new Error(`unexpected replication frame ${JSON.stringify(String.fromCharCode(kind))} of ${frame.length} bytes`));
   }
 
   confirm(flushLsn: bigint): void {
@@ -444,7 +445,6 @@ class PgReplicationStream implements ReplicationStream {
   private sendStatus(replyRequested: boolean): void {
     if (this.closing || this.failure || !this.copy?.writable) return;
     this.copy.write(this.statusUpdate(replyRequested));
-    this.statusesSent++;
   }
 
   private statusUpdate(replyRequested: boolean): Buffer {

@@ -51,11 +51,14 @@ type StreamedMessage =
   | { tag: 'truncate'; relationIds: number[]; cascade: boolean; restartIdentity: boolean }
   | { tag: 'message'; transactional: boolean; lsn: bigint; prefix: string; content: Buffer };
 
-/** One XLogData frame of the replication stream, decoded. */
+/**
+ * One XLogData frame of the replication stream, decoded, or a primary keepalive: the server has
+ * sent everything up to `walEnd` (its walStart is walEnd too).
+ */
 export interface WalMessage {
   /** WAL position of this message's data (walStart of the XLogData header). */
   walStart: bigint;
   /** The server's current end of WAL when it sent it. */
   walEnd: bigint;
-  message: PgoutputMessage;
+  message: PgoutputMessage | { tag: 'keepalive' };
 }

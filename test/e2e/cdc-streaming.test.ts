@@ -177,22 +177,7 @@ target: { engine: postgres, url: env:TGT_URL }
   });
 
   it('starts again without streaming a transaction with more than 1,000 subtransactions, and ends equal', async () => {
-    const name2 = uniqueName('stream_subs').replace(/_/g, '-');
-    const target2Db = uniqueName('stream_tgt2');
-    const target2Url = await createDatabase('target', target2Db);
-    try {
-      const plan = writePlan(`
-name: ${name2}
-mode: full-load-and-cdc
-source: { engine: postgres, url: env:SRC_URL }
-target: { engine: postgres, url: env:TGT2_URL }
-`);
-      await worker!.stop('SIGKILL');
-      worker = await startWorker(cliEnv(queue, { SRC_URL: sourceUrl, TGT_URL: targetUrl, TGT2_URL: target2Url }));
-      const env = cliEnv(queue);
-      const started = await dbferry(['start', plan], env);
-      expect({ code: started.code, stderr: started.stderr.slice(-1500) }).toEqual({ code: 0, stderr: expect.any(String) });
-      await untilCaughtUp(name2, env, worker);
+    await anotherMigration('stream_subs', async (target2Url) => {
       // A PL/pgSQL exception block per row: a subtransaction each.
       await withClient(sourceUrl, (c) =>
         c.query(`
@@ -214,34 +199,12 @@ target: { engine: postgres, url: env:TGT2_URL }
         explain: () => worker!.output().slice(-3000),
       });
       expect(worker!.output()).toMatch(/a large transaction has more than 1000 subtransactions: CDC starts again without applying large transactions while they run/);
-      await untilCaughtUp(name2, env, worker);
-      const cut = await dbferry(['cutover', name2, '--wait', '--json'], env);
-      expect({ code: cut.code, stderr: cut.stderr.slice(-2000) }).toEqual({ code: 0, stderr: expect.any(String) });
-      expect(JSON.parse(cut.stdout).validation.tables.every((t: { equal: boolean }) => t.equal)).toBe(true);
-      await expectSameTables(sourceUrl, target2Url, ['public."Log Lines"', 'public.items', 'public.scratch']);
-    } finally {
-      await dropDatabase('target', target2Db);
-    }
+    });
   });
 
   it('starts again without streaming when more than 8 large transactions run at once, and ends equal', async () => {
-    const name3 = uniqueName('stream_many').replace(/_/g, '-');
-    const target3Db = uniqueName('stream_tgt3');
-    const target3Url = await createDatabase('target', target3Db);
     const open: PgClient[] = [];
-    try {
-      const plan = writePlan(`
-name: ${name3}
-mode: full-load-and-cdc
-source: { engine: postgres, url: env:SRC_URL }
-target: { engine: postgres, url: env:TGT3_URL }
-`);
-      await worker!.stop('SIGKILL');
-      worker = await startWorker(cliEnv(queue, { SRC_URL: sourceUrl, TGT_URL: targetUrl, TGT3_URL: target3Url }));
-      const env = cliEnv(queue);
-      const started = await dbferry(['start', plan], env);
-      expect({ code: started.code, stderr: started.stderr.slice(-1500) }).toEqual({ code: 0, stderr: expect.any(String) });
-      await untilCaughtUp(name3, env, worker);
+    await anotherMigration('stream_many', async (target3Url) => {
       // Nine transactions open at once, each far above the source's 64 kB: each is streamed
       // while it runs, and the ninth would need a ninth apply connection.
       for (let i = 0; i < 9; i++) {
@@ -265,16 +228,43 @@ target: { engine: postgres, url: env:TGT3_URL }
         timeoutMs: 120_000,
         explain: () => worker!.output().slice(-3000),
       });
-      await untilCaughtUp(name3, env, worker);
-      const cut = await dbferry(['cutover', name3, '--wait', '--json'], env);
+    }).finally(async () => {
+      for (const c of open) await c.end().catch(() => undefined);
+    });
+  });
+
+  /**
+   * Another migration of the source into a fresh target database, on a restarted worker: `run`
+   * gets it caught up, then cutover must find every table equal, and so must the test's own
+   * comparison.
+   */
+  async function anotherMigration(label: string, run: (targetUrl: string) => Promise<void>): Promise<void> {
+    const other = uniqueName(label).replace(/_/g, '-');
+    const otherDb = uniqueName(`${label}_tgt`);
+    const otherUrl = await createDatabase('target', otherDb);
+    try {
+      const plan = writePlan(`
+name: ${other}
+mode: full-load-and-cdc
+source: { engine: postgres, url: env:SRC_URL }
+target: { engine: postgres, url: env:OTHER_TGT_URL }
+`);
+      await worker!.stop('SIGKILL');
+      worker = await startWorker(cliEnv(queue, { SRC_URL: sourceUrl, TGT_URL: targetUrl, OTHER_TGT_URL: otherUrl }));
+      const env = cliEnv(queue);
+      const started = await dbferry(['start', plan], env);
+      expect({ code: started.code, stderr: started.stderr.slice(-1500) }).toEqual({ code: 0, stderr: expect.any(String) });
+      await untilCaughtUp(other, env, worker);
+      await run(otherUrl);
+      await untilCaughtUp(other, env, worker);
+      const cut = await dbferry(['cutover', other, '--wait', '--json'], env);
       expect({ code: cut.code, stderr: cut.stderr.slice(-2000) }).toEqual({ code: 0, stderr: expect.any(String) });
       expect(JSON.parse(cut.stdout).validation.tables.every((t: { equal: boolean }) => t.equal)).toBe(true);
-      await expectSameTables(sourceUrl, target3Url, ['public."Log Lines"', 'public.items', 'public.scratch']);
+      await expectSameTables(sourceUrl, otherUrl, ['public."Log Lines"', 'public.items', 'public.scratch']);
     } finally {
-      for (const c of open) await c.end().catch(() => undefined);
-      await dropDatabase('target', target3Db);
+      await dropDatabase('target', otherDb);
     }
-  });
+  }
 
   const targetCount = (from: string) => withClient(targetUrl, async (c: Client) => (await c.query(`SELECT count(*)::int AS n FROM ${from}`)).rows[0].n as number);
   /** Target connections applying a large transaction. */
